@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds Poold and runs every test: unit tests, then integration tests against a real PostgreSQL
+# primary + 2 streaming replicas that the tests start themselves. Installs what is missing when
+# run as root. The last line is "N passed, M failed" (", K skipped" when some were).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_dotnet
+ensure_postgres
+
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+
+log "restoring"
+dotnet restore Poold.sln --verbosity quiet || die "dotnet restore failed"
+log "checking whitespace formatting"
+dotnet format whitespace . --folder --verify-no-changes --verbosity quiet \
+    || die "formatting differs from .editorconfig: run 'dotnet format whitespace . --folder'"
+log "building (Release, warnings are errors)"
+dotnet build Poold.sln -c Release --no-restore --nologo --verbosity quiet -clp:ErrorsOnly || die "build failed"
+
+passed=0 failed=0 skipped=0 status=0
+for project in tests/Poold.Tests tests/Poold.IntegrationTests; do
+    name=$(basename "$project")
+    log "running $name"
+    out="$results/$name.log"
+    dotnet test "$project" -c Release --no-build --nologo 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    summary=$(grep -E '(Passed|Failed)! +- Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+' "$out" | tail -n 1)
+    if [ -z "$summary" ]; then
+        log "$name produced no test summary (exit code $rc): counting it as one failure"
+        failed=$((failed + 1)); status=1
+        continue
+    fi
+    f=$(sed -E 's/.*Failed: +([0-9]+),.*/\1/' <<<"$summary")
+    p=$(sed -E 's/.*Passed: +([0-9]+),.*/\1/' <<<"$summary")
+    s=$(sed -E 's/.*Skipped: +([0-9]+),.*/\1/' <<<"$summary")
+    passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+    [ "$rc" -eq 0 ] && [ "$f" -eq 0 ] || status=1
+    if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+        log "$name ran no test"; status=1
+    fi
+done
+
+line="$passed passed, $failed failed"
+[ "$skipped" -gt 0 ] && line="$line, $skipped skipped"
+echo "$line"
+exit $status
