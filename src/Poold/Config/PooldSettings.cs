@@ -62,6 +62,33 @@ internal sealed class PooldSettings
     /// <summary>A path from the configuration, made absolute against <see cref="ConfigDirectory"/> when relative.</summary>
     public string ResolvePath(string path) => Path.IsPathRooted(path) ? path : Path.GetFullPath(Path.Combine(ConfigDirectory, path));
 
+    /// <summary>
+    /// For a reload: these (new) settings, except that every start-only parameter keeps its value from
+    /// <paramref name="running"/>. <paramref name="needRestart"/> names the start-only parameters whose value differs.
+    /// </summary>
+    public PooldSettings KeepStartParameters(PooldSettings running, out IReadOnlyList<string> needRestart)
+    {
+        var values = (object[])_values.Clone();
+        var changed = new List<string>();
+        foreach (var p in Params.All)
+        {
+            if (p.Context != ParameterContext.Start || p.Scope == NodeScope.PerNode)
+            {
+                continue;
+            }
+
+            if (p.Show(values[p.Index]) != p.Show(running._values[p.Index]))
+            {
+                changed.Add(p.Name);
+            }
+
+            values[p.Index] = running._values[p.Index];
+        }
+
+        needRestart = changed;
+        return new PooldSettings(values, _nodeValues, _explicit, Backends, ConfigFile);
+    }
+
     /// <summary>Reads and validates a pgpool.conf-style file; throws <see cref="ConfigException"/> listing every error.</summary>
     public static (PooldSettings Settings, IReadOnlyList<ConfigDiagnostic> Warnings) Load(string path)
     {

@@ -1,0 +1,150 @@
+using System.Net.Security;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Poold.Config;
+
+namespace Poold.Tls;
+
+/// <summary>
+/// TLS for both sides, built once per settings generation: the server context from <c>ssl_cert</c>/<c>ssl_key</c>
+/// (PEM) for clients, and client options for backends. Backends' certificates are not verified (as libpq's
+/// <c>sslmode=require</c> and pgpool-II); SCRAM-SHA-256-PLUS channel binding still detects interception.
+/// </summary>
+internal sealed class TlsSetup
+{
+    private readonly SslStreamCertificateContext? _serverContext;
+    private readonly SslProtocols _protocols;
+    private readonly CipherSuitesPolicy? _cipherPolicy;
+
+    private TlsSetup(SslStreamCertificateContext? serverContext, SslProtocols protocols, CipherSuitesPolicy? cipherPolicy, bool enabled)
+    {
+        _serverContext = serverContext;
+        _protocols = protocols;
+        _cipherPolicy = cipherPolicy;
+        Enabled = enabled;
+    }
+
+    /// <summary><c>ssl = on</c>: clients may ask for TLS, and Poold asks backends for it.</summary>
+    public bool Enabled { get; }
+
+    /// <summary>Loads the certificate and key; throws <see cref="ConfigException"/> naming the file on failure.</summary>
+    public static TlsSetup Create(PooldSettings settings)
+    {
+        var protocols = Protocols(settings.Get(Params.SslMinProtocolVersion), settings.Get(Params.SslMaxProtocolVersion));
+        var ciphers = CipherPolicy(settings.Get(Params.SslCiphers));
+        if (!settings.Get(Params.Ssl))
+        {
+            return new TlsSetup(null, protocols, ciphers, enabled: false);
+        }
+
+        var certPath = settings.ResolvePath(settings.Get(Params.SslCert));
+        var keyPath = settings.ResolvePath(settings.Get(Params.SslKey));
+        var where = settings.ConfigFile ?? "configuration";
+        X509Certificate2 certificate;
+        X509Certificate2Collection chain = [];
+        try
+        {
+            certificate = X509Certificate2.CreateFromPemFile(certPath, keyPath);
+            chain.ImportFromPemFile(certPath);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
+        {
+            throw new ConfigException([ConfigDiagnostic.Error(where, 0,
+                $"cannot load the TLS certificate \"{certPath}\" with key \"{keyPath}\": {e.Message}")]);
+        }
+
+        if (!certificate.HasPrivateKey)
+        {
+            throw new ConfigException([ConfigDiagnostic.Error(where, 0, $"ssl_key \"{keyPath}\" holds no private key for \"{certPath}\"")]);
+        }
+
+        var intermediates = new X509Certificate2Collection();
+        foreach (var c in chain)
+        {
+            if (c.Thumbprint != certificate.Thumbprint)
+            {
+                intermediates.Add(c);
+            }
+        }
+
+        var context = SslStreamCertificateContext.Create(certificate, intermediates, offline: true);
+        return new TlsSetup(context, protocols, ciphers, enabled: true);
+    }
+
+    public SslServerAuthenticationOptions ServerOptions() => new()
+    {
+        ServerCertificateContext = _serverContext ?? throw new InvalidOperationException("TLS is off"),
+        EnabledSslProtocols = _protocols,
+        CipherSuitesPolicy = _cipherPolicy,
+        ClientCertificateRequired = false,
+        CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+    };
+
+    public SslClientAuthenticationOptions BackendOptions(string host) => new()
+    {
+        TargetHost = host,
+        EnabledSslProtocols = _protocols,
+        CipherSuitesPolicy = _cipherPolicy,
+        CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+#pragma warning disable CA5359 // As libpq's sslmode=require: encryption without verification; SCRAM-PLUS binding detects interception.
+        RemoteCertificateValidationCallback = static (_, _, _, _) => true,
+#pragma warning restore CA5359
+    };
+
+    /// <summary>The server certificate's hash for <c>tls-server-end-point</c> channel binding (RFC 5929 §4.1).</summary>
+    public static byte[]? ChannelBindingHash(X509Certificate? certificate)
+    {
+        if (certificate is null)
+        {
+            return null;
+        }
+
+        using var cert = new X509Certificate2(certificate);
+        var raw = cert.RawData;
+        return cert.SignatureAlgorithm.FriendlyName?.ToUpperInvariant() switch
+        {
+            var n when n is not null && n.Contains("SHA384", StringComparison.Ordinal) => SHA384.HashData(raw),
+            var n when n is not null && n.Contains("SHA512", StringComparison.Ordinal) => SHA512.HashData(raw),
+            _ => SHA256.HashData(raw),
+        };
+    }
+
+    private static SslProtocols Protocols(TlsVersion min, TlsVersion max)
+    {
+        var protocols = SslProtocols.None;
+        if (min <= TlsVersion.Tls12 && max is TlsVersion.Any or TlsVersion.Tls12)
+        {
+            protocols |= SslProtocols.Tls12;
+        }
+
+        if (max is TlsVersion.Any or TlsVersion.Tls13)
+        {
+            protocols |= SslProtocols.Tls13;
+        }
+
+        return protocols;
+    }
+
+    /// <summary>
+    /// OpenSSL cipher strings ('HIGH:MEDIUM:+3DES:!aNULL') have no .NET equivalent; a list of IANA suite names
+    /// (TLS_AES_256_GCM_SHA384:TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) is applied exactly, anything else leaves the
+    /// system's OpenSSL policy in force.
+    /// </summary>
+    private static CipherSuitesPolicy? CipherPolicy(string ciphers)
+    {
+        var names = ciphers.Split(':', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var suites = new List<TlsCipherSuite>();
+        foreach (var name in names)
+        {
+            if (!Enum.TryParse<TlsCipherSuite>(name, ignoreCase: false, out var suite) || !name.StartsWith("TLS_", StringComparison.Ordinal))
+            {
+                return null;
+            }
+
+            suites.Add(suite);
+        }
+
+        return suites.Count > 0 && OperatingSystem.IsLinux() ? new CipherSuitesPolicy(suites) : null;
+    }
+}
