@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The demo: a local PostgreSQL 15 primary + 2 streaming replicas, and Poold in front of them on
+# port 9999 with TLS (self-signed certificate) and SCRAM-SHA-256 to the backends. Prints how to
+# connect, stays up until Ctrl-C, then stops everything it started.
+#   PG_PORT (default 15432): primary port, replicas on the next two.  POOLD_PORT (default 9999).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+. scripts/cluster.sh
+
+PG_PORT=${PG_PORT:-15432}
+POOLD_PORT=${POOLD_PORT:-9999}
+DEMO_USER=demo
+DEMO_PASSWORD=demo
+
+ensure_dotnet
+ensure_postgres
+
+work=$(mktemp -d /tmp/poold-demo.XXXXXX)
+chmod 755 "$work"
+poold_pid=
+cleanup() {
+    [ -n "$poold_pid" ] && kill -INT "$poold_pid" 2>/dev/null && wait "$poold_pid" 2>/dev/null
+    cluster_stop "$work/pg" 2
+    rm -rf "$work"
+    log "stopped"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "building Poold"
+dotnet build src/Poold -c Release --nologo --verbosity quiet -clp:ErrorsOnly || die "build failed"
+
+cluster_start "$work/pg" "$PG_PORT" 2
+cluster_sql "$work/pg" "$PG_PORT" "CREATE ROLE $DEMO_USER LOGIN PASSWORD '$DEMO_PASSWORD'; CREATE DATABASE $DEMO_USER OWNER $DEMO_USER;"
+
+log "creating a self-signed certificate"
+openssl req -x509 -newkey rsa:2048 -nodes -subj "/CN=localhost" -days 7 \
+    -keyout "$work/server.key" -out "$work/server.crt" >/dev/null 2>&1 || die "openssl failed"
+chmod 600 "$work/server.key"
+
+cat >"$work/poold.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $POOLD_PORT
+unix_socket_directories = '$work'
+pcp_socket_dir = '$work'
+backend_hostname0 = '127.0.0.1'
+backend_port0 = $PG_PORT
+backend_weight0 = 1
+backend_hostname1 = '127.0.0.1'
+backend_port1 = $((PG_PORT + 1))
+backend_weight1 = 1
+backend_hostname2 = '127.0.0.1'
+backend_port2 = $((PG_PORT + 2))
+backend_weight2 = 1
+ssl = on
+ssl_cert = 'server.crt'
+ssl_key = 'server.key'
+enable_pool_hba = off
+allow_clear_text_frontend_auth = on
+pid_file_name = '$work/poold.pid'
+logdir = '$work'
+log_connections = on
+log_disconnections = on
+log_min_messages = info
+CONF
+
+log "starting Poold on port $POOLD_PORT"
+dotnet src/Poold/bin/Release/net10.0/poold.dll -n -f "$work/poold.conf" &
+poold_pid=$!
+for _ in $(seq 1 100); do
+    PGPASSWORD=$DEMO_PASSWORD psql "host=127.0.0.1 port=$POOLD_PORT user=$DEMO_USER dbname=$DEMO_USER sslmode=require" \
+        -qAtc "SELECT 1" >/dev/null 2>&1 && break
+    kill -0 "$poold_pid" 2>/dev/null || die "Poold exited; see the messages above"
+    sleep 0.2
+done
+
+cat <<MSG
+
+Poold is running in front of a primary (port $PG_PORT) and two replicas.
+Connect with TLS (password: $DEMO_PASSWORD):
+
+    psql "host=127.0.0.1 port=$POOLD_PORT user=$DEMO_USER dbname=$DEMO_USER sslmode=require"
+
+Press Ctrl-C to stop Poold and the PostgreSQL servers.
+MSG
+wait "$poold_pid"

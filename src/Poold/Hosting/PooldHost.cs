@@ -1,0 +1,255 @@
+using System.Collections.Concurrent;
+using System.Net.Sockets;
+using Poold.Backends;
+using Poold.Config;
+using Poold.Pooling;
+using Poold.Sessions;
+using Poold.Tls;
+using Serilog;
+
+namespace Poold.Hosting;
+
+/// <summary>
+/// The running daemon: listeners, the session tasks, the pool, the node registry, and the settings in force.
+/// Wired by hand here; nothing else knows how the parts are put together.
+/// </summary>
+internal sealed class PooldHost : IAsyncDisposable
+{
+    private readonly HostOptions _options;
+    private readonly ILogger _log;
+    private readonly List<Listener> _listeners;
+    private readonly CancellationTokenSource _acceptStop = new();
+    private readonly CancellationTokenSource _sessionStop = new();
+    private readonly ConcurrentDictionary<int, Task> _sessions = new();
+    private readonly SemaphoreSlim _slots;
+    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly List<Task> _acceptLoops = [];
+    private SessionServices _services;
+    private int _nextSessionId;
+    private int _activeSessions;
+    private int _stopRequested;
+
+    private PooldHost(HostOptions options, SessionServices services, List<Listener> listeners, ILogger log)
+    {
+        _options = options;
+        _services = services;
+        _listeners = listeners;
+        _log = log;
+        _slots = new SemaphoreSlim(services.Settings.Get(Params.NumInitChildren));
+        _nextSessionId = Random.Shared.Next(1000, 30000);
+    }
+
+    public PooldSettings Settings => Volatile.Read(ref _services).Settings;
+
+    public ConnectionPool Pool => _services.Pool;
+
+    public int ActiveSessions => Volatile.Read(ref _activeSessions);
+
+    public IReadOnlyList<Listener> Listeners => _listeners;
+
+    /// <summary>Completes when the host has stopped.</summary>
+    public Task Completion => _stopped.Task;
+
+    /// <summary>Binds the listeners and starts accepting; throws when a socket or the TLS files cannot be set up.</summary>
+    public static PooldHost Start(PooldSettings settings, HostOptions options, ILogger log, TimeProvider? time = null)
+    {
+        time ??= TimeProvider.System;
+        var tls = TlsSetup.Create(settings);
+        var services = new SessionServices(settings, tls, new ConnectionPool(PoolLimits.From(settings), time), new NodeRegistry(settings, time),
+            new CancelRegistry(), time, log);
+        var backlog = settings.Get(Params.ListenBacklogMultiplier) * settings.Get(Params.NumInitChildren);
+        var listeners = Listener.BindAll(settings.Get(Params.ListenAddresses), settings.Get(Params.UnixSocketDirectories),
+            settings.Get(Params.Port), backlog, settings.Get(Params.UnixSocketPermissions), log);
+        if (listeners.Count == 0)
+        {
+            throw new InvalidOperationException("nothing to listen on: listen_addresses is empty and no unix_socket_directories entry exists");
+        }
+
+        var host = new PooldHost(options, services, listeners, log);
+        host.WarnAboutCleartext();
+        foreach (var listener in listeners)
+        {
+            log.Information("listening on {Endpoint}{Tls}", listener.Description, tls.Enabled && !listener.IsUnix ? " (TLS available)" : "");
+            host._acceptLoops.Add(host.AcceptLoopAsync(listener));
+        }
+
+        if (services.Nodes.Current.Primary is null)
+        {
+            log.Warning("no backend node is configured (backend_port0 …): clients will be refused");
+        }
+
+        return host;
+    }
+
+    private void WarnAboutCleartext()
+    {
+        var s = Settings;
+        if (!_services.Tls.Enabled && _listeners.Any(l => !l.IsUnix))
+        {
+            _log.Warning("ssl = off: passwords asked of clients for pass-through authentication cross TCP connections unencrypted");
+        }
+
+        if (!_services.Tls.Enabled && s.Backends.Any(b => b.IsConfigured && !b.IsUnixSocket && !IsLoopback(b.Hostname)))
+        {
+            _log.Warning("ssl = off: connections to non-local backends are unencrypted, and a backend using 'password' authentication receives it in cleartext");
+        }
+    }
+
+    private static bool IsLoopback(string host) =>
+        host is "localhost" || (System.Net.IPAddress.TryParse(host, out var ip) && System.Net.IPAddress.IsLoopback(ip));
+
+    private async Task AcceptLoopAsync(Listener listener)
+    {
+        await Task.Yield();
+        var stop = _acceptStop.Token;
+        while (!stop.IsCancellationRequested)
+        {
+            var settings = Settings;
+            var reserved = settings.Get(Params.ReservedConnections);
+            var limit = settings.Get(Params.NumInitChildren);
+            try
+            {
+                if (reserved == 0)
+                {
+                    // Beyond num_init_children, clients wait in the listen queue, as with pgpool-II's children.
+                    await _slots.WaitAsync(stop);
+                }
+
+                Socket socket;
+                try
+                {
+                    socket = await listener.AcceptAsync(stop);
+                }
+                catch
+                {
+                    if (reserved == 0)
+                    {
+                        _slots.Release();
+                    }
+
+                    throw;
+                }
+
+                if (!listener.IsUnix)
+                {
+                    socket.NoDelay = true;
+                }
+
+                var active = Interlocked.Increment(ref _activeSessions);
+                var reject = reserved > 0 && active > limit - reserved;
+                StartSession(socket, reject, holdsSlot: reserved == 0);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (SocketException e)
+            {
+                _log.Warning("accept failed on {Endpoint}: {Reason}", listener.Description, e.Message);
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+        }
+    }
+
+    private void StartSession(Socket socket, bool reject, bool holdsSlot)
+    {
+        var id = Interlocked.Increment(ref _nextSessionId);
+        var session = new ClientSession(Volatile.Read(ref _services), socket, id, reject);
+        var task = RunSessionAsync(session, holdsSlot);
+        _sessions[id] = task;
+    }
+
+    private async Task RunSessionAsync(ClientSession session, bool holdsSlot)
+    {
+        await Task.Yield();
+        try
+        {
+            await session.RunAsync(_sessionStop.Token);
+        }
+        catch (Exception e)
+        {
+            _log.Error(e, "session {SessionId} escaped its error boundary", session.Id);
+        }
+        finally
+        {
+            _sessions.TryRemove(session.Id, out _);
+            Interlocked.Decrement(ref _activeSessions);
+            if (holdsSlot)
+            {
+                _slots.Release();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Re-reads the configuration file. Reloadable parameters take effect for new sessions; start-only ones keep their
+    /// value and are reported. A file with errors changes nothing.
+    /// </summary>
+    public void Reload()
+    {
+        var current = Settings;
+        try
+        {
+            var (loaded, warnings) = PooldSettings.Load(_options.ConfigFile);
+            foreach (var warning in warnings)
+            {
+                _log.Warning("reload: {Diagnostic}", warning.ToString());
+            }
+
+            var merged = loaded.KeepStartParameters(current, out var needRestart);
+            foreach (var name in needRestart)
+            {
+                _log.Warning("reload: parameter {Parameter} changed but takes effect only at restart; keeping the current value", name);
+            }
+
+            Volatile.Write(ref _services, _services with { Settings = merged });
+            _log.Information("configuration reloaded from {File}", _options.ConfigFile);
+        }
+        catch (ConfigException e)
+        {
+            foreach (var d in e.Diagnostics)
+            {
+                _log.Error("reload failed, configuration unchanged: {Diagnostic}", d.ToString());
+            }
+        }
+    }
+
+    /// <summary>Smart waits for clients to leave; fast and immediate disconnect them (FATAL 57P01) now.</summary>
+    public async Task StopAsync(StopMode mode)
+    {
+        if (Interlocked.Exchange(ref _stopRequested, 1) != 0)
+        {
+            await Completion;
+            return;
+        }
+
+        _log.Information("{Mode} shutdown requested", mode);
+        await _acceptStop.CancelAsync();
+        foreach (var listener in _listeners)
+        {
+            listener.Dispose();
+        }
+
+        await Task.WhenAll(_acceptLoops);
+        if (mode != StopMode.Smart)
+        {
+            await _sessionStop.CancelAsync();
+        }
+
+        await Task.WhenAll(_sessions.Values);
+        await _services.Pool.DisposeAsync();
+        _log.Information("poold stopped");
+        _stopped.TrySetResult();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(StopMode.Fast);
+        _acceptStop.Dispose();
+        _sessionStop.Dispose();
+        _slots.Dispose();
+    }
+}

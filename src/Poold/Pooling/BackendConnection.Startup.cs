@@ -1,0 +1,190 @@
+using System.Buffers.Binary;
+using System.Text;
+using Poold.Auth;
+using Poold.Protocol;
+
+namespace Poold.Pooling;
+
+internal sealed partial class BackendConnection
+{
+    /// <summary>
+    /// StartupMessage, then answer each Authentication request until AuthenticationOk, then collect ParameterStatus
+    /// and BackendKeyData until ReadyForQuery. An ErrorResponse becomes <see cref="BackendRejectedException"/>.
+    /// </summary>
+    private async Task StartupAsync(IReadOnlyList<KeyValuePair<string, string>> startup, PasswordSource passwords, CancellationToken cancellationToken)
+    {
+        _out.Startup(startup);
+        await SendAsync(cancellationToken);
+        await AuthenticateAsync(passwords, cancellationToken);
+
+        while (true)
+        {
+            var (code, body) = await ReadFrameAsync(cancellationToken);
+            switch ((BackendCode)code)
+            {
+                case BackendCode.ParameterStatus:
+                    var (name, value) = ParseParameterStatus(new(body));
+                    UpdateParameter(name, value);
+                    break;
+                case BackendCode.BackendKeyData when body.Length == 8:
+                    ProcessId = BinaryPrimitives.ReadInt32BigEndian(body);
+                    SecretKey = BinaryPrimitives.ReadInt32BigEndian(body.AsSpan(4));
+                    break;
+                case BackendCode.ReadyForQuery when body.Length == 1:
+                    TransactionStatus = (TransactionStatus)body[0];
+                    return;
+                case BackendCode.ErrorResponse:
+                    throw new BackendRejectedException(NodeId, ErrorFields.Parse(new(body)), ErrorFrame(body));
+                case BackendCode.NoticeResponse or BackendCode.NegotiateProtocolVersion:
+                    break;
+                default:
+                    throw Unexpected(code, "after authentication");
+            }
+        }
+    }
+
+    private async Task AuthenticateAsync(PasswordSource passwords, CancellationToken cancellationToken)
+    {
+        ScramClientSteps? scram = null;
+        while (true)
+        {
+            var (code, body) = await ReadFrameAsync(cancellationToken);
+            if (code == (byte)BackendCode.ErrorResponse)
+            {
+                throw new BackendRejectedException(NodeId, ErrorFields.Parse(new(body)), ErrorFrame(body));
+            }
+
+            if (code == (byte)BackendCode.NegotiateProtocolVersion)
+            {
+                continue;
+            }
+
+            if (code != (byte)BackendCode.Authentication || body.Length < 4)
+            {
+                throw Unexpected(code, "during authentication");
+            }
+
+            var request = (AuthRequest)BinaryPrimitives.ReadInt32BigEndian(body);
+            var data = body.AsMemory(4);
+            switch (request)
+            {
+                case AuthRequest.Ok:
+                    if (scram is { Completed: false })
+                    {
+                        throw new BackendException(NodeId, SqlState.ProtocolViolation,
+                            $"backend node {NodeId} ended SCRAM authentication without proving it knows the password");
+                    }
+
+                    AuthMethod = scram is not null ? BackendAuthMethod.ScramSha256 : AuthMethod;
+                    return;
+                case AuthRequest.CleartextPassword:
+                    AuthMethod = BackendAuthMethod.Cleartext;
+                    var clear = await RequirePasswordAsync(passwords, BackendAuthMethod.Cleartext, cancellationToken);
+                    _out.Password(clear.Reveal());
+                    await SendAsync(cancellationToken);
+                    break;
+                case AuthRequest.Md5Password when data.Length == 4:
+                    AuthMethod = BackendAuthMethod.Md5;
+                    var md5 = await RequirePasswordAsync(passwords, BackendAuthMethod.Md5, cancellationToken);
+                    _out.Password(Md5Password.SaltedResponse(Md5Password.Hash(md5.Reveal(), Key.User), data.Span));
+                    await SendAsync(cancellationToken);
+                    break;
+                case AuthRequest.Sasl:
+                    AuthMethod = BackendAuthMethod.ScramSha256;
+                    var secret = await RequirePasswordAsync(passwords, BackendAuthMethod.ScramSha256, cancellationToken);
+                    scram = new ScramClientSteps(secret, IsTls ? Tls.TlsSetup.ChannelBindingHash(((System.Net.Security.SslStream)_stream).RemoteCertificate) : null);
+                    var (mechanism, first) = scram.Start(ParseMechanisms(data.Span));
+                    _out.SaslInitialResponse(mechanism, first);
+                    await SendAsync(cancellationToken);
+                    break;
+                case AuthRequest.SaslContinue when scram is not null:
+                    _out.SaslResponse(scram.Continue(data.Span));
+                    await SendAsync(cancellationToken);
+                    break;
+                case AuthRequest.SaslFinal when scram is not null:
+                    scram.Finish(data.Span);
+                    break;
+                default:
+                    throw new BackendException(NodeId, SqlState.FeatureNotSupported,
+                        $"backend node {NodeId} asks for authentication method {(int)request} ({request}), which Poold does not support: use trust, password, md5 or scram-sha-256 for Poold's connections");
+            }
+        }
+    }
+
+    private async ValueTask<Secret> RequirePasswordAsync(PasswordSource passwords, BackendAuthMethod method, CancellationToken cancellationToken)
+    {
+        var secret = await passwords(method, cancellationToken) ?? throw new BackendException(NodeId, SqlState.InvalidPassword,
+            $"backend node {NodeId} asks user \"{Key.User}\" for a password ({method}) and Poold has none to give");
+        RememberPassword(secret);
+        return secret;
+    }
+
+    private static List<string> ParseMechanisms(ReadOnlySpan<byte> data)
+    {
+        var list = new List<string>();
+        while (data.Length > 0 && data[0] != 0)
+        {
+            var end = data.IndexOf((byte)0);
+            if (end < 0)
+            {
+                break;
+            }
+
+            list.Add(Encoding.UTF8.GetString(data[..end]));
+            data = data[(end + 1)..];
+        }
+
+        return list;
+    }
+
+    private BackendException Unexpected(byte code, string when) =>
+        new(NodeId, SqlState.ProtocolViolation, $"backend node {NodeId} sent unexpected message type '{(char)code}' {when}");
+
+    /// <summary>
+    /// Runs <c>reset_query_list</c> before the connection is offered to another client (ABORT only inside a transaction,
+    /// as pgpool-II does). Returns false when the connection is not clean afterwards and must be closed.
+    /// </summary>
+    public async Task<bool> ResetAsync(IReadOnlyList<string> resetQueries, CancellationToken cancellationToken)
+    {
+        foreach (var query in resetQueries)
+        {
+            if (TransactionStatus == TransactionStatus.Idle && IsAbort(query))
+            {
+                continue;
+            }
+
+            _out.Query(query);
+            await SendAsync(cancellationToken);
+            var failed = false;
+            while (true)
+            {
+                var (code, body) = await ReadFrameAsync(cancellationToken);
+                if (code == (byte)BackendCode.ErrorResponse)
+                {
+                    failed = true;
+                }
+                else if (code == (byte)BackendCode.ParameterStatus)
+                {
+                    var (name, value) = ParseParameterStatus(new(body));
+                    UpdateParameter(name, value);
+                }
+                else if (code == (byte)BackendCode.ReadyForQuery && body.Length == 1)
+                {
+                    TransactionStatus = (TransactionStatus)body[0];
+                    break;
+                }
+            }
+
+            if (failed)
+            {
+                return false;
+            }
+        }
+
+        return TransactionStatus == TransactionStatus.Idle;
+    }
+
+    private static bool IsAbort(string query) =>
+        query.Trim().TrimEnd(';').Trim() is var q
+        && (q.Equals("ABORT", StringComparison.OrdinalIgnoreCase) || q.Equals("ROLLBACK", StringComparison.OrdinalIgnoreCase));
+}

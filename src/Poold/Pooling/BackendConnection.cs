@@ -1,0 +1,329 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using Poold.Auth;
+using Poold.Config;
+using Poold.Protocol;
+using Poold.Tls;
+
+namespace Poold.Pooling;
+
+/// <summary>
+/// One authenticated connection to a backend node. Owned by exactly one party at a time: the session that checked it
+/// out, or the pool while idle. Remembers what a new owner needs: the backend's parameter status values, its key for
+/// cancel requests, how it authenticated, and a salted hash of the password that opened it (never the password).
+/// </summary>
+internal sealed partial class BackendConnection : IAsyncDisposable
+{
+    /// <summary>Frames read during login and reset are whole in memory; anything larger is a broken backend.</summary>
+    private const int MaxStartupFrame = 1 << 20;
+
+    private readonly Socket _socket;
+    private readonly Stream _stream;
+    private readonly MessageBuffer _out = new();
+    private readonly List<KeyValuePair<string, string>> _parameters = [];
+    private byte[]? _passwordSalt;
+    private byte[]? _passwordHash;
+    private int _disposed;
+
+    private BackendConnection(BackendSettings node, PoolKey key, Socket socket, Stream stream, bool isTls, long createdAt)
+    {
+        Node = node;
+        Key = key;
+        _socket = socket;
+        _stream = stream;
+        IsTls = isTls;
+        CreatedAt = createdAt;
+        LastUsedAt = createdAt;
+        Reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 4096, leaveOpen: true,
+            useZeroByteReads: true));
+    }
+
+    public BackendSettings Node { get; }
+
+    public int NodeId => Node.Id;
+
+    public PoolKey Key { get; }
+
+    public bool IsTls { get; }
+
+    public PipeReader Reader { get; }
+
+    /// <summary>The backend's process id and secret key, for cancel requests.</summary>
+    public int ProcessId { get; private set; }
+
+    public int SecretKey { get; private set; }
+
+    public BackendAuthMethod AuthMethod { get; private set; }
+
+    public TransactionStatus TransactionStatus { get; set; } = TransactionStatus.Idle;
+
+    /// <summary>The backend's current ParameterStatus values, in the order first reported.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Parameters => _parameters;
+
+    /// <summary><see cref="TimeProvider.GetTimestamp"/> values.</summary>
+    public long CreatedAt { get; }
+
+    public long LastUsedAt { get; set; }
+
+    /// <summary>Opens, optionally encrypts, starts up and authenticates a connection to <paramref name="node"/>.</summary>
+    public static async Task<BackendConnection> OpenAsync(BackendSettings node, PoolKey key, IReadOnlyList<KeyValuePair<string, string>> startup,
+        PasswordSource passwords, TlsSetup tls, TimeSpan connectTimeout, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var (socket, stream) = await ConnectAsync(node, connectTimeout, cancellationToken);
+        var isTls = false;
+        try
+        {
+            if (tls.Enabled && !node.IsUnixSocket)
+            {
+                (stream, isTls) = await NegotiateTlsAsync(node, stream, tls, cancellationToken);
+            }
+
+            var connection = new BackendConnection(node, key, socket, stream, isTls, time.GetTimestamp());
+            try
+            {
+                await connection.StartupAsync(startup, passwords, cancellationToken);
+                return connection;
+            }
+            catch
+            {
+                await connection.DisposeAsync();
+                throw;
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or System.Security.Authentication.AuthenticationException)
+        {
+            await stream.DisposeAsync();
+            throw new BackendException(node.Id, SqlState.ConnectionFailure,
+                $"could not talk to backend node {node.Id} ({Describe(node)}): {e.Message}", e);
+        }
+        catch
+        {
+            await stream.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Sends a CancelRequest for (<paramref name="processId"/>, <paramref name="secretKey"/>) on a new connection.</summary>
+    public static async Task SendCancelAsync(BackendSettings node, int processId, int secretKey, TimeSpan connectTimeout,
+        CancellationToken cancellationToken)
+    {
+        var (_, stream) = await ConnectAsync(node, connectTimeout, cancellationToken);
+        await using (stream)
+        {
+            var message = new MessageBuffer(16).CancelRequest(processId, secretKey);
+            await stream.WriteAsync(message.Written, cancellationToken);
+        }
+    }
+
+    private static string Describe(BackendSettings node) =>
+        node.IsUnixSocket ? SocketPath(node) : $"{node.Hostname}:{node.Port}";
+
+    private static string SocketPath(BackendSettings node)
+    {
+        var dir = node.Hostname;
+        if (dir.Length == 0)
+        {
+            // pgpool-II's default socket directory is /tmp; Debian's PostgreSQL listens in /var/run/postgresql.
+            dir = File.Exists($"/var/run/postgresql/.s.PGSQL.{node.Port}") ? "/var/run/postgresql" : "/tmp";
+        }
+
+        return Path.Combine(dir, $".s.PGSQL.{node.Port}");
+    }
+
+    private static async Task<(Socket, Stream)> ConnectAsync(BackendSettings node, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        if (timeout > TimeSpan.Zero)
+        {
+            cts.CancelAfter(timeout);
+        }
+
+        Socket socket;
+        try
+        {
+            if (node.IsUnixSocket)
+            {
+                socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                await ConnectOrDisposeAsync(socket, new System.Net.Sockets.UnixDomainSocketEndPoint(SocketPath(node)), cts.Token);
+            }
+            else
+            {
+                socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                await ConnectOrDisposeAsync(socket, new System.Net.DnsEndPoint(node.Hostname, node.Port), cts.Token);
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new BackendException(node.Id, SqlState.ConnectionFailure,
+                $"could not connect to backend node {node.Id} ({Describe(node)}): timed out after {timeout.TotalMilliseconds:0} ms (connect_timeout)");
+        }
+        catch (SocketException e)
+        {
+            throw new BackendException(node.Id, SqlState.ConnectionFailure,
+                $"could not connect to backend node {node.Id} ({Describe(node)}): {e.Message}", e);
+        }
+
+        return (socket, new NetworkStream(socket, ownsSocket: true));
+    }
+
+    private static async Task ConnectOrDisposeAsync(Socket socket, System.Net.EndPoint endPoint, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await socket.ConnectAsync(endPoint, cancellationToken);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>SSLRequest: 'S' → TLS handshake; 'N' → the backend does not do TLS, go on in plaintext (as pgpool-II).</summary>
+    private static async Task<(Stream, bool)> NegotiateTlsAsync(BackendSettings node, Stream stream, TlsSetup tls, CancellationToken cancellationToken)
+    {
+        await stream.WriteAsync(new MessageBuffer(8).SslRequest().Written, cancellationToken);
+        var answer = new byte[1];
+        await stream.ReadExactlyAsync(answer, cancellationToken);
+        switch (answer[0])
+        {
+            case (byte)'N':
+                return (stream, false);
+            case (byte)'S':
+                var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
+                await ssl.AuthenticateAsClientAsync(tls.BackendOptions(node.Hostname), cancellationToken);
+                return (ssl, true);
+            default:
+                throw new BackendException(node.Id, SqlState.ProtocolViolation,
+                    $"backend node {node.Id} answered the SSL request with byte 0x{answer[0]:x2}: is it a PostgreSQL server?");
+        }
+    }
+
+    public ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken) => _stream.WriteAsync(data, cancellationToken);
+
+    public async ValueTask WriteAsync(ReadOnlySequence<byte> data, CancellationToken cancellationToken)
+    {
+        foreach (var segment in data)
+        {
+            await _stream.WriteAsync(segment, cancellationToken);
+        }
+    }
+
+    public ValueTask FlushAsync(CancellationToken cancellationToken) => new(_stream.FlushAsync(cancellationToken));
+
+    /// <summary>Remembers a salted hash of the password that opened this connection, to check later clients against.</summary>
+    private void RememberPassword(Secret password)
+    {
+        _passwordSalt = RandomNumberGenerator.GetBytes(16);
+        _passwordHash = HashPassword(_passwordSalt, password);
+    }
+
+    /// <summary>
+    /// Whether <paramref name="password"/> is the one this connection was opened with (always true for trust). A cached
+    /// connection must never let a client in on someone else's login.
+    /// </summary>
+    public bool AcceptsPassword(Secret? password) =>
+        AuthMethod == BackendAuthMethod.Trust
+        || (password is not null && _passwordHash is not null
+            && CryptographicOperations.FixedTimeEquals(HashPassword(_passwordSalt!, password), _passwordHash));
+
+    private static byte[] HashPassword(byte[] salt, Secret password)
+    {
+        var bytes = Encoding.UTF8.GetBytes(password.Reveal());
+        var input = new byte[salt.Length + bytes.Length];
+        salt.CopyTo(input, 0);
+        bytes.CopyTo(input, salt.Length);
+        var hash = SHA256.HashData(input);
+        CryptographicOperations.ZeroMemory(bytes);
+        CryptographicOperations.ZeroMemory(input);
+        return hash;
+    }
+
+    internal void UpdateParameter(string name, string value)
+    {
+        var i = _parameters.FindIndex(p => p.Key == name);
+        if (i >= 0)
+        {
+            _parameters[i] = new(name, value);
+        }
+        else
+        {
+            _parameters.Add(new(name, value));
+        }
+    }
+
+    internal static (string Name, string Value) ParseParameterStatus(ReadOnlySequence<byte> body)
+    {
+        var reader = new SequenceReader<byte>(body);
+        reader.TryReadTo(out ReadOnlySequence<byte> name, 0);
+        reader.TryReadTo(out ReadOnlySequence<byte> value, 0);
+        return (Encoding.UTF8.GetString(name), Encoding.UTF8.GetString(value));
+    }
+
+    /// <summary>Reads one whole frame during startup or reset (bounded size).</summary>
+    private async ValueTask<(byte Code, byte[] Body)> ReadFrameAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var result = await Reader.ReadAsync(cancellationToken);
+            var buffer = result.Buffer;
+            if (FrameReader.TryReadFrame(ref buffer, MaxStartupFrame, out var code, out _, out var body))
+            {
+                var bytes = body.ToArray();
+                Reader.AdvanceTo(buffer.Start);
+                return (code, bytes);
+            }
+
+            if (result.IsCompleted)
+            {
+                throw new BackendException(NodeId, SqlState.ConnectionFailure,
+                    $"backend node {NodeId} ({Describe(Node)}) closed the connection unexpectedly");
+            }
+
+            Reader.AdvanceTo(buffer.Start, buffer.End);
+        }
+    }
+
+    private async ValueTask SendAsync(CancellationToken cancellationToken)
+    {
+        await _stream.WriteAsync(_out.Written, cancellationToken);
+        await _stream.FlushAsync(cancellationToken);
+        _out.Clear();
+    }
+
+    private static byte[] ErrorFrame(byte[] body)
+    {
+        var frame = new byte[body.Length + 5];
+        frame[0] = (byte)BackendCode.ErrorResponse;
+        BinaryPrimitives.WriteInt32BigEndian(frame.AsSpan(1), body.Length + 4);
+        body.CopyTo(frame, 5);
+        return frame;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            await Reader.CompleteAsync();
+            await _stream.DisposeAsync();
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+        {
+            // Already broken: nothing more to release.
+        }
+        finally
+        {
+            _socket.Dispose();
+        }
+    }
+}

@@ -1,0 +1,64 @@
+using System.Net.Security;
+using Poold.Pooling;
+using Poold.Protocol;
+using Serilog.Events;
+
+namespace Poold.Sessions;
+
+/// <summary>Every log line a session writes, in one place: constant templates, no secrets.</summary>
+internal sealed partial class ClientSession
+{
+    private void LogTls(SslStream ssl) =>
+        _log.Debug("TLS established: {Protocol} {Cipher}", ssl.SslProtocol, ssl.NegotiatedCipherSuite);
+
+    private void LogStartup(string user, string database, bool tls)
+    {
+        if (_services.Settings.Get(Config.Params.LogConnections))
+        {
+            _log.Information("connection received: user={User} database={Database} tls={Tls}", user, database, tls);
+        }
+    }
+
+    private void LogConnected(BackendConnection backend) =>
+        _log.Debug("opened backend connection to node {NodeId} (backend pid {BackendPid}, {AuthMethod})",
+            backend.NodeId, backend.ProcessId, backend.AuthMethod);
+
+    private void LogReused(BackendConnection backend) =>
+        _log.Debug("reused cached backend connection to node {NodeId} (backend pid {BackendPid})", backend.NodeId, backend.ProcessId);
+
+    private void LogBackendRejected(BackendRejectedException e) =>
+        _log.Information("backend node {NodeId} refused user {User}: {SqlState} {Message}", e.NodeId, User, e.SqlState, e.Error.Message);
+
+    private void LogBackendFailure(BackendException e) =>
+        _log.Warning("backend node {NodeId} failed for this session: {Message}", e.NodeId, e.Message);
+
+    private void LogClientFatal(ClientFatalException e) =>
+        _log.Information("session refused: {SqlState} {Message}", e.SqlState, e.Message);
+
+    private void LogProtocolViolation(PgProtocolException e) =>
+        _log.Information("protocol violation by the client: {SqlState} {Message}", e.SqlState, e.Message);
+
+    private void LogClientGone(Exception e)
+    {
+        if (_log.IsEnabled(LogEventLevel.Debug))
+        {
+            _log.Debug("client connection ended: {Reason}", e.Message);
+        }
+    }
+
+    private void LogUnexpected(Exception e) => _log.Error(e, "unexpected error; the session is closed");
+
+    private void LogCancelUnknown(int processId) =>
+        _log.Information("cancel request for unknown session {TargetId} or wrong key: ignored", processId);
+
+    private void LogCancelForwarded(int target) => _log.Debug("forwarding cancel request to the backend of session {TargetId}", target);
+
+    private void LogEnded(SessionEnd end)
+    {
+        if (_startup is not null && _services.Settings.Get(Config.Params.LogDisconnections))
+        {
+            var duration = _services.Time.GetUtcNow() - StartedAt;
+            _log.Information("disconnection: session time {Duration} user={User} database={Database} end={End}", duration, User, Database, end);
+        }
+    }
+}

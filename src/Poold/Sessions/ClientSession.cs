@@ -1,0 +1,205 @@
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using Poold.Pooling;
+using Poold.Protocol;
+using Serilog;
+
+namespace Poold.Sessions;
+
+/// <summary>Why a session ended, for the log and for what happens to its backend connection.</summary>
+internal enum SessionEnd
+{
+    Terminated,
+    ClientClosed,
+    Failed,
+}
+
+/// <summary>
+/// One client connection, from accept to close, in one direction: negotiate → startup → authenticate → acquire the
+/// backend connection → relay → release. Owns its client stream and the backend connection it has checked out; it
+/// returns that connection to the pool (after the reset queries) or closes it. Every error ends here, in one catch
+/// ladder: the client gets a PostgreSQL-style ErrorResponse with the right SQLSTATE, other sessions are untouched.
+/// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "RunAsync closes the client stream in its finally block")]
+internal sealed partial class ClientSession
+{
+    private readonly SessionServices _services;
+    private readonly Socket _socket;
+    private readonly bool _isUnixSocket;
+    private readonly bool _rejectAsTooMany;
+    private readonly ILogger _log;
+    private readonly MessageBuffer _out = new();
+    private Stream _client;
+    private bool _clientIsTls;
+    private StartupPacket? _startup;
+    private BackendConnection? _backend;
+    private int _secretKey;
+
+    public ClientSession(SessionServices services, Socket socket, int id, bool rejectAsTooMany)
+    {
+        _services = services;
+        _socket = socket;
+        _isUnixSocket = socket.AddressFamily == AddressFamily.Unix;
+        _rejectAsTooMany = rejectAsTooMany;
+        Id = id;
+        _log = services.Log.ForContext<ClientSession>().ForContext("SessionId", id);
+        _client = new NetworkStream(socket, ownsSocket: true);
+        StartedAt = services.Time.GetUtcNow();
+    }
+
+    /// <summary>Poold's own process id for this client: sent in BackendKeyData, used by cancel requests.</summary>
+    public int Id { get; }
+
+    public DateTimeOffset StartedAt { get; }
+
+    public string? User => _startup?["user"];
+
+    public string? Database => _startup is { } s ? s["database"] ?? s["user"] : null;
+
+    /// <summary>Runs the session to its end. Never throws: whatever happens stays inside this session.</summary>
+    public async Task RunAsync(CancellationToken shutdown)
+    {
+        var end = SessionEnd.Failed;
+        try
+        {
+            if (!await StartAsync(shutdown))
+            {
+                return;
+            }
+
+            end = await RelayAsync(shutdown);
+        }
+        catch (Exception e)
+        {
+            await ReportAsync(e, shutdown);
+        }
+        finally
+        {
+            _services.Cancels.Unregister(Id);
+            await ReleaseBackendAsync(end);
+            await CloseClientAsync();
+            LogEnded(end);
+        }
+    }
+
+    /// <summary>Negotiation, startup, authentication and the backend connection, all under authentication_timeout.</summary>
+    private async Task<bool> StartAsync(CancellationToken shutdown)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
+        var limit = _services.Settings.Get(Config.Params.AuthenticationTimeout);
+        if (limit > TimeSpan.Zero)
+        {
+            timeout.CancelAfter(limit);
+        }
+
+        try
+        {
+            if (!await NegotiateAsync(timeout.Token))
+            {
+                return false;
+            }
+
+            if (_rejectAsTooMany)
+            {
+                throw new ClientFatalException(SqlState.TooManyConnections, "sorry, too many clients already");
+            }
+
+            await AuthenticateAsync(timeout.Token);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !shutdown.IsCancellationRequested)
+        {
+            throw new ClientFatalException(SqlState.ConnectionFailure,
+                $"canceling authentication due to timeout (authentication_timeout = {limit.TotalSeconds:0}s)");
+        }
+
+        _secretKey = RandomNumberGenerator.GetInt32(int.MinValue, int.MaxValue);
+        _services.Cancels.Register(Id, _secretKey, this);
+        await SendStartupResponseAsync(shutdown);
+        return true;
+    }
+
+    /// <summary>The catch ladder: map what went wrong to what the client is told, and log it once.</summary>
+    private async Task ReportAsync(Exception e, CancellationToken shutdown)
+    {
+        switch (e)
+        {
+            case BackendRejectedException rejected:
+                LogBackendRejected(rejected);
+                await TrySendAsync(rejected.Frame);
+                break;
+            case BackendException backend:
+                LogBackendFailure(backend);
+                await TrySendErrorAsync(backend.SqlState, backend.Message);
+                break;
+            case ClientFatalException fatal:
+                LogClientFatal(fatal);
+                await TrySendErrorAsync(fatal.SqlState, fatal.Message, fatal.Detail);
+                break;
+            case PgProtocolException protocol:
+                LogProtocolViolation(protocol);
+                await TrySendErrorAsync(protocol.SqlState, protocol.Message);
+                break;
+            case OperationCanceledException when shutdown.IsCancellationRequested:
+                await TrySendErrorAsync(SqlState.AdminShutdown, "terminating connection due to administrator command");
+                break;
+            case IOException or SocketException or ObjectDisposedException or AuthenticationException or OperationCanceledException:
+                LogClientGone(e);
+                break;
+            default:
+                LogUnexpected(e);
+                await TrySendErrorAsync(SqlState.InternalError, $"internal error in Poold (session {Id}); the Poold log has the details");
+                break;
+        }
+    }
+
+    private async Task TrySendErrorAsync(string sqlState, string message, string? detail = null)
+    {
+        _out.Clear();
+        _out.Error("FATAL", sqlState, message, detail);
+        await TrySendAsync(_out.Written);
+    }
+
+    private async Task TrySendAsync(ReadOnlyMemory<byte> data)
+    {
+        try
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            await _client.WriteAsync(data, cts.Token);
+            await _client.FlushAsync(cts.Token);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException
+                                      or InvalidOperationException or NotSupportedException)
+        {
+            // The client is gone; nothing to tell it.
+        }
+    }
+
+    private async Task CloseClientAsync()
+    {
+        try
+        {
+            await _client.DisposeAsync();
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+        {
+            // Already closed by the peer.
+        }
+        finally
+        {
+            _socket.Dispose();
+        }
+    }
+
+    /// <summary>Forwards a client's CancelRequest to the backend running its query, then returns.</summary>
+    public async Task ForwardCancelAsync(CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref _backend) is not { } backend)
+        {
+            return;
+        }
+
+        var timeout = _services.Settings.Get(Config.Params.ConnectTimeout, backend.NodeId);
+        await BackendConnection.SendCancelAsync(backend.Node, backend.ProcessId, backend.SecretKey, timeout, cancellationToken);
+    }
+}

@@ -1,0 +1,17 @@
+using Poold.Backends;
+using Poold.Config;
+using Poold.Pooling;
+using Poold.Tls;
+using Serilog;
+
+namespace Poold.Sessions;
+
+/// <summary>What a session needs from the host. <see cref="Settings"/> is the snapshot in force when it started.</summary>
+internal sealed record SessionServices(
+    PooldSettings Settings,
+    TlsSetup Tls,
+    ConnectionPool Pool,
+    NodeRegistry Nodes,
+    CancelRegistry Cancels,
+    TimeProvider Time,
+    ILogger Log);

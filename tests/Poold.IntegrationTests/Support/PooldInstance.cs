@@ -1,0 +1,156 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using Npgsql;
+using Poold.Config;
+using Poold.Hosting;
+using Poold.IntegrationTests.Cluster;
+
+namespace Poold.IntegrationTests.Support;
+
+/// <summary>
+/// A Poold host running in the test process, on a free loopback port, in front of a <see cref="PgCluster"/>, with a
+/// generated pgpool.conf and a self-signed TLS certificate. Its log is captured so tests can read it.
+/// </summary>
+internal sealed class PooldInstance : IAsyncDisposable
+{
+    private readonly StringWriter _log;
+    private readonly Serilog.Core.Logger _logger;
+
+    private PooldInstance(PooldHost host, string directory, int port, StringWriter log, Serilog.Core.Logger logger)
+    {
+        Host = host;
+        Directory = directory;
+        Port = port;
+        _log = log;
+        _logger = logger;
+    }
+
+    public PooldHost Host { get; }
+
+    public string Directory { get; }
+
+    public int Port { get; }
+
+    /// <summary>Everything Poold logged so far.</summary>
+    public string Log
+    {
+        get
+        {
+            lock (_log)
+            {
+                return _log.ToString();
+            }
+        }
+    }
+
+    /// <summary>Writes a config for <paramref name="cluster"/> (primary first), plus <paramref name="extra"/> lines, and starts Poold.</summary>
+    public static async Task<PooldInstance> StartAsync(PgCluster cluster, string extra = "", bool ssl = true, int? onlyNode = null)
+    {
+        var backends = new StringBuilder();
+        var nodes = onlyNode is { } n ? new[] { cluster.Nodes[n] } : cluster.Nodes.ToArray();
+        for (var i = 0; i < nodes.Length; i++)
+        {
+            backends.Append(CultureInfo.InvariantCulture, $"backend_hostname{i} = '127.0.0.1'\nbackend_port{i} = {nodes[i].Port}\nbackend_weight{i} = 1\n");
+        }
+
+        return await StartAsync(backends.ToString() + extra, ssl);
+    }
+
+    public static async Task<PooldInstance> StartAsync(string backendsAndExtra, bool ssl = true)
+    {
+        var dir = System.IO.Directory.CreateTempSubdirectory("poold-it-").FullName;
+        WriteCertificate(dir);
+        var port = FreePort.Get();
+        var conf = Path.Combine(dir, "poold.conf");
+        await File.WriteAllTextAsync(conf, $"""
+            listen_addresses = '127.0.0.1'
+            port = {port}
+            unix_socket_directories = '{dir}'
+            pcp_socket_dir = '{dir}'
+            ssl = {(ssl ? "on" : "off")}
+            ssl_cert = 'server.crt'
+            ssl_key = 'server.key'
+            allow_clear_text_frontend_auth = on
+            num_init_children = 200
+            pid_file_name = '{dir}/poold.pid'
+            logdir = '{dir}'
+            log_min_messages = debug1
+            {backendsAndExtra}
+            """);
+        var (settings, _) = PooldSettings.Load(conf);
+        var log = new StringWriter(CultureInfo.InvariantCulture);
+        var logger = Logging.Create(settings, debug: true, new SynchronizedWriter(log));
+        var options = new HostOptions(HostCommand.Run, conf, null, null, null, true, false, true, StopMode.Fast);
+        var host = PooldHost.Start(settings, options, logger);
+        return new PooldInstance(host, dir, port, log, logger);
+    }
+
+    /// <summary>A self-signed certificate for CN=localhost, as PEM files next to the config.</summary>
+    private static void WriteCertificate(string dir)
+    {
+        using var key = RSA.Create(2048);
+        var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        using var cert = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+        File.WriteAllText(Path.Combine(dir, "server.crt"), cert.ExportCertificatePem());
+        File.WriteAllText(Path.Combine(dir, "server.key"), key.ExportPkcs8PrivateKeyPem());
+    }
+
+    public NpgsqlConnectionStringBuilder ConnectionString(string user, string password, string database = PgCluster.TestDatabase,
+        SslMode sslMode = SslMode.Require) => new()
+        {
+            Host = "127.0.0.1",
+            Port = Port,
+            Username = user,
+            Password = password,
+            Database = database,
+            SslMode = sslMode,
+            Pooling = false,
+            Timeout = 30,
+            CommandTimeout = 60,
+        };
+
+    public async Task<NpgsqlConnection> OpenAsync(string user, string password, string database = PgCluster.TestDatabase,
+        SslMode sslMode = SslMode.Require)
+    {
+        var connection = new NpgsqlConnection(ConnectionString(user, password, database, sslMode).ConnectionString);
+        await connection.OpenAsync();
+        return connection;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Host.DisposeAsync();
+        await _logger.DisposeAsync();
+        try
+        {
+            System.IO.Directory.Delete(Directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A socket file still closing: the temp directory is cleaned by the OS.
+        }
+    }
+
+    private sealed class SynchronizedWriter(StringWriter inner) : TextWriter
+    {
+        public override Encoding Encoding => inner.Encoding;
+
+        public override void Write(char value)
+        {
+            lock (inner)
+            {
+                inner.Write(value);
+            }
+        }
+
+        public override void Write(string? value)
+        {
+            lock (inner)
+            {
+                inner.Write(value);
+            }
+        }
+    }
+}
