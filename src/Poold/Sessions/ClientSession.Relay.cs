@@ -17,6 +17,9 @@ internal sealed partial class ClientSession
     /// <summary>Requests sent (Query, Sync, FunctionCall) minus ReadyForQuery received: 0 when the backend is idle.</summary>
     private int _outstanding;
 
+    /// <summary>Timestamp of the client's last data or of the backend's last answer to it, for <c>client_idle_limit</c>.</summary>
+    private long _idleSince;
+
     /// <summary>
     /// Two pumps over the one backend connection: client → backend until Terminate or end of stream, and backend →
     /// client until stopped. Only frame headers are parsed; ReadyForQuery (transaction status) and ParameterStatus
@@ -60,9 +63,27 @@ internal sealed partial class ClientSession
         var scanner = new RelayScanner();
         var observer = new ClientFrames(this);
         var idleLimit = _services.Settings.Get(Params.ClientIdleLimit);
+        await using var onShutdown = shutdown.Register(static r => ((PipeReader)r!).CancelPendingRead(), reader);
+
+        // client_idle_limit: a timer wakes the pending read now and then; the read gives up once the backend has had
+        // nothing to answer and the client has sent nothing for the whole limit. Waits end with CancelPendingRead,
+        // which also interrupts an idle zero-byte read (a token would not).
+        using var idleTimer = idleLimit > TimeSpan.Zero
+            ? _services.Time.CreateTimer(static r => ((PipeReader)r!).CancelPendingRead(), reader, IdleCheckPeriod(idleLimit),
+                IdleCheckPeriod(idleLimit))
+            : null;
+        Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
         while (true)
         {
-            var result = await ReadClientAsync(reader, idleLimit, shutdown);
+            var result = await reader.ReadAsync(shutdown);
+            if (result.IsCanceled)
+            {
+                shutdown.ThrowIfCancellationRequested();
+                ThrowIfIdleTooLong(idleLimit);
+                continue;
+            }
+
+            Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
             var buffer = result.Buffer;
             var end = scanner.Scan(buffer, ref observer, MaxInspectedFrame, out var stopped);
             var forward = buffer.Slice(0, end);
@@ -86,21 +107,13 @@ internal sealed partial class ClientSession
         }
     }
 
-    /// <summary>Reads from the client; with <c>client_idle_limit</c> set, an idle client (no request in flight) is cut off.</summary>
-    private async ValueTask<ReadResult> ReadClientAsync(PipeReader reader, TimeSpan idleLimit, CancellationToken shutdown)
-    {
-        if (idleLimit <= TimeSpan.Zero || Volatile.Read(ref _outstanding) > 0)
-        {
-            return await reader.ReadAsync(shutdown);
-        }
+    private static TimeSpan IdleCheckPeriod(TimeSpan idleLimit) =>
+        TimeSpan.FromTicks(Math.Clamp(idleLimit.Ticks / 4, TimeSpan.TicksPerMillisecond * 100, TimeSpan.TicksPerSecond * 5));
 
-        using var idle = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
-        idle.CancelAfter(idleLimit);
-        try
-        {
-            return await reader.ReadAsync(idle.Token);
-        }
-        catch (OperationCanceledException) when (!shutdown.IsCancellationRequested)
+    private void ThrowIfIdleTooLong(TimeSpan idleLimit)
+    {
+        if (idleLimit > TimeSpan.Zero && Volatile.Read(ref _outstanding) == 0
+            && _services.Time.GetElapsedTime(Volatile.Read(ref _idleSince)) >= idleLimit)
         {
             throw new ClientFatalException(SqlState.IdleSessionTimeout,
                 $"terminating connection because the client was idle for client_idle_limit ({idleLimit.TotalSeconds:0}s)");
@@ -245,7 +258,10 @@ internal sealed partial class ClientSession
             if (code == (byte)BackendCode.ReadyForQuery && body.Length == 1)
             {
                 backend.TransactionStatus = (TransactionStatus)body.FirstSpan[0];
-                Interlocked.Decrement(ref session._outstanding);
+                if (Interlocked.Decrement(ref session._outstanding) == 0)
+                {
+                    Volatile.Write(ref session._idleSince, session._services.Time.GetTimestamp());
+                }
             }
             else if (code == (byte)BackendCode.ParameterStatus)
             {
