@@ -32,7 +32,8 @@ log "building Poold"
 dotnet build src/Poold -c Release --nologo --verbosity quiet -clp:ErrorsOnly || die "build failed"
 
 cluster_start "$work/pg" "$PG_PORT" 2
-cluster_sql "$work/pg" "$PG_PORT" "CREATE ROLE $DEMO_USER LOGIN PASSWORD '$DEMO_PASSWORD'; CREATE DATABASE $DEMO_USER OWNER $DEMO_USER;"
+cluster_sql "$work/pg" "$PG_PORT" "CREATE ROLE $DEMO_USER LOGIN PASSWORD '$DEMO_PASSWORD'"
+cluster_sql "$work/pg" "$PG_PORT" "CREATE DATABASE $DEMO_USER OWNER $DEMO_USER"
 
 log "creating a self-signed certificate"
 openssl req -x509 -newkey rsa:2048 -nodes -subj "/CN=localhost" -days 7 \

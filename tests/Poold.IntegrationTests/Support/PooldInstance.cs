@@ -48,6 +48,23 @@ internal sealed class PooldInstance : IAsyncDisposable
     /// <summary>Writes a config for <paramref name="cluster"/> (primary first), plus <paramref name="extra"/> lines, and starts Poold.</summary>
     public static async Task<PooldInstance> StartAsync(PgCluster cluster, string extra = "", bool ssl = true, int? onlyNode = null)
     {
+        return await StartAsync(BackendLines(cluster, onlyNode) + extra, ssl);
+    }
+
+    public static async Task<PooldInstance> StartAsync(string backendsAndExtra, bool ssl = true)
+    {
+        var (dir, port, conf) = await WriteConfigAsync(backendsAndExtra, ssl);
+        var (settings, _) = PooldSettings.Load(conf);
+        var log = new StringWriter(CultureInfo.InvariantCulture);
+        var logger = Logging.Create(settings, debug: true, new SynchronizedWriter(log));
+        var options = new HostOptions(HostCommand.Run, conf, null, null, null, true, false, true, StopMode.Fast);
+        var host = PooldHost.Start(settings, options, logger);
+        return new PooldInstance(host, dir, port, log, logger);
+    }
+
+    /// <summary>The backend lines for <paramref name="cluster"/> (primary first), or for one node of it.</summary>
+    public static string BackendLines(PgCluster cluster, int? onlyNode = null)
+    {
         var backends = new StringBuilder();
         var nodes = onlyNode is { } n ? new[] { cluster.Nodes[n] } : cluster.Nodes.ToArray();
         for (var i = 0; i < nodes.Length; i++)
@@ -55,10 +72,11 @@ internal sealed class PooldInstance : IAsyncDisposable
             backends.Append(CultureInfo.InvariantCulture, $"backend_hostname{i} = '127.0.0.1'\nbackend_port{i} = {nodes[i].Port}\nbackend_weight{i} = 1\n");
         }
 
-        return await StartAsync(backends.ToString() + extra, ssl);
+        return backends.ToString();
     }
 
-    public static async Task<PooldInstance> StartAsync(string backendsAndExtra, bool ssl = true)
+    /// <summary>A fresh directory with a certificate and a poold.conf listening on a free port; returns where it all is.</summary>
+    public static async Task<(string Directory, int Port, string ConfigFile)> WriteConfigAsync(string backendsAndExtra, bool ssl)
     {
         var dir = System.IO.Directory.CreateTempSubdirectory("poold-it-").FullName;
         WriteCertificate(dir);
@@ -79,12 +97,7 @@ internal sealed class PooldInstance : IAsyncDisposable
             log_min_messages = debug1
             {backendsAndExtra}
             """);
-        var (settings, _) = PooldSettings.Load(conf);
-        var log = new StringWriter(CultureInfo.InvariantCulture);
-        var logger = Logging.Create(settings, debug: true, new SynchronizedWriter(log));
-        var options = new HostOptions(HostCommand.Run, conf, null, null, null, true, false, true, StopMode.Fast);
-        var host = PooldHost.Start(settings, options, logger);
-        return new PooldInstance(host, dir, port, log, logger);
+        return (dir, port, conf);
     }
 
     /// <summary>A self-signed certificate for CN=localhost, as PEM files next to the config.</summary>

@@ -1,0 +1,92 @@
+using System.Text;
+using Npgsql;
+using Poold.IntegrationTests.Cluster;
+using Poold.IntegrationTests.Support;
+
+namespace Poold.IntegrationTests.Proxy;
+
+/// <summary>Poold as its own process: the pid file, the reload and stop commands, memory while streaming a big result.</summary>
+public class DaemonTests
+{
+    private static PgCluster Cluster => ClusterFixture.Cluster;
+
+    private static string ScramPassword => TestRoles.Password(TestRoles.ScramUser);
+
+    private static NpgsqlConnection Connect(PooldProcess poold) => new(new NpgsqlConnectionStringBuilder
+    {
+        Host = "127.0.0.1",
+        Port = poold.Port,
+        Username = TestRoles.ScramUser,
+        Password = ScramPassword,
+        Database = PgCluster.TestDatabase,
+        SslMode = SslMode.Disable,
+        Pooling = false,
+        CommandTimeout = 120,
+    }.ConnectionString);
+
+    [Test]
+    public async Task PidFile_ReloadAndFastStop_WorkAsPgpoolScriptsExpect()
+    {
+        await using var poold = await PooldProcess.StartAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0));
+        var pidFile = Path.Combine(poold.Directory, "poold.pid");
+        Assert.That(await File.ReadAllBytesAsync(pidFile), Is.EqualTo(Encoding.ASCII.GetBytes($"{poold.Pid}\0")),
+            "pgpool's format: the pid and a NUL byte");
+
+        await File.AppendAllTextAsync(poold.ConfigFile, "client_idle_limit = 300\n");
+        var reload = await poold.RunCommandAsync("reload");
+        Assert.That(reload.ExitCode, Is.Zero, reload.Output);
+        await Poll.UntilAsync(() => Task.FromResult(poold.Output.Contains("configuration reloaded", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(15), "the reload to be logged");
+
+        await using var connection = Connect(poold);
+        await connection.OpenAsync();
+        Assert.That(await new NpgsqlCommand("SELECT current_user", connection).ExecuteScalarAsync(), Is.EqualTo(TestRoles.ScramUser));
+
+        var stop = await poold.RunCommandAsync("-m", "fast", "stop");
+        Assert.That(stop.ExitCode, Is.Zero, stop.Output);
+        await poold.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        Assert.That(File.Exists(pidFile), Is.False, "the pid file is removed at exit");
+        var e = Assert.ThrowsAsync<PostgresException>(async () => await new NpgsqlCommand("SELECT 1", connection).ExecuteScalarAsync());
+        Assert.That(e!.SqlState, Is.EqualTo("57P01"), "fast shutdown tells the client why");
+    }
+
+    [Test]
+    public async Task StopCommand_WithoutARunningPoold_FailsWithAClearMessage()
+    {
+        var (directory, _, conf) = await PooldInstance.WriteConfigAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0), ssl: false);
+        try
+        {
+            var (exitCode, output) = await PooldProcess.RunCommandAsync(conf, "stop");
+            Assert.That(exitCode, Is.Not.Zero);
+            Assert.That(output, Does.Contain("pid file"));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Test]
+    public async Task HugeResult_StreamsThroughWithBoundedMemory()
+    {
+        await using var poold = await PooldProcess.StartAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0));
+        await using var connection = Connect(poold);
+        await connection.OpenAsync();
+        const int Rows = 200_000;
+        const int Width = 1000;
+        await using var command = new NpgsqlCommand($"SELECT i, repeat('x', {Width}) FROM generate_series(1, {Rows}) AS i", connection);
+        await using var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess);
+        long rows = 0, bytes = 0, lastId = 0;
+        while (await reader.ReadAsync())
+        {
+            lastId = reader.GetInt32(0);
+            bytes += reader.GetString(1).Length;
+            rows++;
+        }
+
+        Assert.That((rows, lastId, bytes), Is.EqualTo((Rows, Rows, (long)Rows * Width)), "every row arrived, in order");
+        var peak = poold.PeakResidentBytes();
+        Assert.That(peak, Is.LessThan(100L * 1024 * 1024), $"a 200 MB result streamed; Poold's peak RSS was {peak / (1024 * 1024)} MB");
+        await TestContext.Out.WriteLineAsync($"peak RSS while streaming 200 MB: {peak / (1024 * 1024)} MB");
+    }
+}

@@ -1,0 +1,161 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Poold.IntegrationTests.Support;
+
+/// <summary>
+/// Poold as operators run it: <c>poold -n -f poold.conf</c> in its own process (the build next to the tests), its
+/// output captured. For what only a separate process shows: memory use, signals, the pid file, the stop and reload
+/// commands.
+/// </summary>
+internal sealed class PooldProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+
+    private PooldProcess(Process process, string directory, int port, string configFile)
+    {
+        _process = process;
+        Directory = directory;
+        Port = port;
+        ConfigFile = configFile;
+    }
+
+    public string Directory { get; }
+
+    public int Port { get; }
+
+    public string ConfigFile { get; }
+
+    public int Pid => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return _output.ToString();
+            }
+        }
+    }
+
+    /// <summary>Starts Poold with the given config lines and waits until it accepts connections.</summary>
+    public static async Task<PooldProcess> StartAsync(string backendsAndExtra, bool ssl = false)
+    {
+        var (dir, port, conf) = await PooldInstance.WriteConfigAsync(backendsAndExtra, ssl);
+        var process = Start(["-n", "-f", conf]);
+        var poold = new PooldProcess(process, dir, port, conf);
+        process.OutputDataReceived += (_, e) => poold.Append(e.Data);
+        process.ErrorDataReceived += (_, e) => poold.Append(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        await Poll.UntilAsync(async () =>
+        {
+            if (process.HasExited)
+            {
+                throw new InvalidOperationException($"poold exited with code {process.ExitCode} at start:\n{poold.Output}");
+            }
+
+            using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                await socket.ConnectAsync("127.0.0.1", port);
+                return true;
+            }
+            catch (SocketException)
+            {
+                return false;
+            }
+        }, TimeSpan.FromSeconds(30), "poold to listen");
+        return poold;
+    }
+
+    /// <summary>Runs another <c>poold</c> command (stop, reload) against this instance's config; returns its exit code and output.</summary>
+    public Task<(int ExitCode, string Output)> RunCommandAsync(params string[] arguments) => RunCommandAsync(ConfigFile, arguments);
+
+    /// <summary>Runs a <c>poold</c> command against any config file.</summary>
+    public static async Task<(int ExitCode, string Output)> RunCommandAsync(string configFile, params string[] arguments)
+    {
+        using var process = Start(["-f", configFile, .. arguments]);
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(deadline.Token);
+        return (process.ExitCode, await stdout + await stderr);
+    }
+
+    /// <summary>The peak resident set size of the process (VmHWM), in bytes.</summary>
+    public long PeakResidentBytes()
+    {
+        foreach (var line in File.ReadLines($"/proc/{Pid}/status"))
+        {
+            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+            {
+                var kb = line["VmHWM:".Length..].Trim().Split(' ')[0];
+                return long.Parse(kb, CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+
+        throw new InvalidOperationException("VmHWM not found in /proc status");
+    }
+
+    public async Task WaitForExitAsync(TimeSpan timeout)
+    {
+        using var deadline = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(deadline.Token);
+    }
+
+    private static Process Start(IEnumerable<string> arguments)
+    {
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "poold.dll"));
+        foreach (var argument in arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        return Process.Start(info) ?? throw new InvalidOperationException("could not start poold");
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_output)
+        {
+            _output.AppendLine(line);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+
+        _process.Dispose();
+        try
+        {
+            System.IO.Directory.Delete(Directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A socket file still closing: the temp directory is cleaned by the OS.
+        }
+    }
+}
