@@ -33,6 +33,24 @@ ensure_postgres() {
     fi
 }
 
+# pgpool-II and PgBouncer from Debian, for the compatibility tests and the peer benchmark. Debian may start
+# their services on install; nothing here needs them running.
+ensure_peers() {
+    local had_pgpool=1 had_pgbouncer=1
+    [ -e /usr/sbin/pgpool ] || had_pgpool=0
+    [ -e /usr/sbin/pgbouncer ] || had_pgbouncer=0
+    if [ "$(id -u)" -ne 0 ] && [ $had_pgpool -eq 0 -o $had_pgbouncer -eq 0 ]; then
+        log "pgpool2/pgbouncer are not installed (apt-get install -y pgpool2 pgbouncer): their compatibility tests are skipped"
+        return 0
+    fi
+    ensure_packages /usr/sbin/pgpool pgpool2 /usr/sbin/pg_enc pgpool2 /usr/sbin/pgbouncer pgbouncer
+    if [ "$(id -u)" -eq 0 ]; then
+        [ $had_pgpool -eq 0 ] && { service pgpool2 stop >/dev/null 2>&1 || true; }
+        [ $had_pgbouncer -eq 0 ] && { service pgbouncer stop >/dev/null 2>&1 || true; }
+    fi
+    return 0
+}
+
 ensure_dotnet() {
     command -v dotnet >/dev/null 2>&1 || die "the .NET SDK (dotnet, 10.0) is not on PATH"
     export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1

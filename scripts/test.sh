@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 ensure_dotnet
 ensure_postgres
+ensure_peers
 
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT

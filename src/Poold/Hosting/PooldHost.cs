@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
+using Poold.Auth;
 using Poold.Backends;
 using Poold.Config;
 using Poold.Pooling;
@@ -55,7 +56,8 @@ internal sealed class PooldHost : IAsyncDisposable
     {
         time ??= TimeProvider.System;
         var tls = TlsSetup.Create(settings);
-        var services = new SessionServices(settings, tls, new ConnectionPool(PoolLimits.From(settings), time), new NodeRegistry(settings, time),
+        var auth = AuthFiles.Load(settings, options.HbaFile, options.KeyFile, log);
+        var services = new SessionServices(settings, tls, auth, new ConnectionPool(PoolLimits.From(settings), time), new NodeRegistry(settings, time),
             new CancelRegistry(), time, log);
         var backlog = settings.Get(Params.ListenBacklogMultiplier) * settings.Get(Params.NumInitChildren);
         var listeners = Listener.BindAll(settings.Get(Params.ListenAddresses), settings.Get(Params.UnixSocketDirectories),
@@ -109,25 +111,21 @@ internal sealed class PooldHost : IAsyncDisposable
             var limit = settings.Get(Params.NumInitChildren);
             try
             {
+                var socket = await listener.AcceptAsync(stop);
                 if (reserved == 0)
                 {
-                    // Beyond num_init_children, clients wait in the listen queue, as with pgpool-II's children.
-                    await _slots.WaitAsync(stop);
-                }
-
-                Socket socket;
-                try
-                {
-                    socket = await listener.AcceptAsync(stop);
-                }
-                catch
-                {
-                    if (reserved == 0)
+                    // Beyond num_init_children, a client waits (connected, unanswered) until a session ends, as with
+                    // pgpool-II's children; the next accept on this listener waits too, so the rest queue in the
+                    // kernel. Accepting first keeps one idle listener from holding the last slot for itself.
+                    try
                     {
-                        _slots.Release();
+                        await _slots.WaitAsync(stop);
                     }
-
-                    throw;
+                    catch
+                    {
+                        socket.Dispose();
+                        throw;
+                    }
                 }
 
                 if (!listener.IsUnix)
@@ -205,7 +203,8 @@ internal sealed class PooldHost : IAsyncDisposable
                 _log.Warning("reload: parameter {Parameter} changed but takes effect only at restart; keeping the current value", name);
             }
 
-            Volatile.Write(ref _services, _services with { Settings = merged });
+            var auth = AuthFiles.Load(merged, _options.HbaFile, _options.KeyFile, _log);
+            Volatile.Write(ref _services, _services with { Settings = merged, Auth = auth });
             _log.Information("configuration reloaded from {File}", _options.ConfigFile);
         }
         catch (ConfigException e)

@@ -9,5 +9,5 @@ internal enum BackendAuthMethod
     ScramSha256,
 }
 
-/// <summary>Supplies the password for a backend login, when the backend asks for one; null means "none available".</summary>
-internal delegate ValueTask<Poold.Auth.Secret?> PasswordSource(BackendAuthMethod method, CancellationToken cancellationToken);
+/// <summary>Supplies the credential for a backend login, when the backend asks for one; null means "none available".</summary>
+internal delegate ValueTask<Poold.Auth.StoredCredential?> PasswordSource(BackendAuthMethod method, CancellationToken cancellationToken);

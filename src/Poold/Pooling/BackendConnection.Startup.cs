@@ -80,18 +80,19 @@ internal sealed partial class BackendConnection
                 case AuthRequest.CleartextPassword:
                     AuthMethod = BackendAuthMethod.Cleartext;
                     var clear = await RequirePasswordAsync(passwords, BackendAuthMethod.Cleartext, cancellationToken);
-                    _out.Password(clear.Reveal());
+                    _out.Password(PlainPassword(clear, "password").Reveal());
                     await SendAsync(cancellationToken);
                     break;
                 case AuthRequest.Md5Password when data.Length == 4:
                     AuthMethod = BackendAuthMethod.Md5;
                     var md5 = await RequirePasswordAsync(passwords, BackendAuthMethod.Md5, cancellationToken);
-                    _out.Password(Md5Password.SaltedResponse(Md5Password.Hash(md5.Reveal(), Key.User), data.Span));
+                    var hash = md5.Md5For(Key.User) ?? throw NoUsablePassword("md5");
+                    _out.Password(Md5Password.SaltedResponse(hash, data.Span));
                     await SendAsync(cancellationToken);
                     break;
                 case AuthRequest.Sasl:
                     AuthMethod = BackendAuthMethod.ScramSha256;
-                    var secret = await RequirePasswordAsync(passwords, BackendAuthMethod.ScramSha256, cancellationToken);
+                    var secret = PlainPassword(await RequirePasswordAsync(passwords, BackendAuthMethod.ScramSha256, cancellationToken), "SCRAM-SHA-256");
                     scram = new ScramClientSteps(secret, IsTls ? Tls.TlsSetup.ChannelBindingHash(((System.Net.Security.SslStream)_stream).RemoteCertificate) : null);
                     var (mechanism, first) = scram.Start(ParseMechanisms(data.Span));
                     _out.SaslInitialResponse(mechanism, first);
@@ -111,13 +112,22 @@ internal sealed partial class BackendConnection
         }
     }
 
-    private async ValueTask<Secret> RequirePasswordAsync(PasswordSource passwords, BackendAuthMethod method, CancellationToken cancellationToken)
+    private async ValueTask<StoredCredential> RequirePasswordAsync(PasswordSource passwords, BackendAuthMethod method, CancellationToken cancellationToken)
     {
-        var secret = await passwords(method, cancellationToken) ?? throw new BackendException(NodeId, SqlState.InvalidPassword,
-            $"backend node {NodeId} asks user \"{Key.User}\" for a password ({method}) and Poold has none to give");
-        RememberPassword(secret);
-        return secret;
+        var credential = await passwords(method, cancellationToken) ?? throw new BackendException(NodeId, SqlState.InvalidPassword,
+            $"backend node {NodeId} asks user \"{Key.User}\" for a password ({method}) and Poold has none to give (no pool_passwd entry, or one Poold cannot log in with)");
+        if (credential.Password is { } password)
+        {
+            RememberPassword(password);
+        }
+
+        return credential;
     }
+
+    private Secret PlainPassword(StoredCredential credential, string method) => credential.Password ?? throw NoUsablePassword(method);
+
+    private BackendException NoUsablePassword(string method) => new(NodeId, SqlState.InvalidPassword,
+        $"backend node {NodeId} asks user \"{Key.User}\" for {method} authentication, which needs the password itself; the pool_passwd entry holds only a hash (store the password with pg_enc, as AES)");
 
     private static List<string> ParseMechanisms(ReadOnlySpan<byte> data)
     {

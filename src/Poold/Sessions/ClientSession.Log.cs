@@ -19,6 +19,18 @@ internal sealed partial class ClientSession
         }
     }
 
+    private void LogHbaMatch(Auth.Hba.HbaRecord record) =>
+        _log.Debug("pool_hba.conf record {Where} matched: method {Method}", record.Where, record.Method);
+
+    private void LogCertificateMismatch(string commonName) =>
+        _log.Information("client certificate CN {CommonName} is not user {User}", commonName, User);
+
+    private void LogStoredCredentialUnusable(string reason) => _log.Error("pool_passwd: {Reason}", reason);
+
+    private void LogScram(string mechanism) => _log.Debug("client authenticated with {Mechanism}", mechanism);
+
+    private void LogPasswordFailed(string why) => _log.Information("password authentication failed for user {User}: {Why}", User, why);
+
     private void LogConnected(BackendConnection backend) =>
         _log.Debug("opened backend connection to node {NodeId} (backend pid {BackendPid}, {AuthMethod})",
             backend.NodeId, backend.ProcessId, backend.AuthMethod);

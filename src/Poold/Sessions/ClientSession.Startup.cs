@@ -1,9 +1,6 @@
 using System.Buffers.Binary;
 using System.Net.Security;
 using System.Text;
-using Poold.Auth;
-using Poold.Config;
-using Poold.Pooling;
 using Poold.Protocol;
 
 namespace Poold.Sessions;
@@ -12,8 +9,6 @@ internal sealed partial class ClientSession
 {
     /// <summary>The PasswordMessage a client sends before it is authenticated: PostgreSQL allows up to 1000 bytes.</summary>
     private const int MaxPasswordMessage = 1000;
-
-    private Secret? _clientPassword;
 
     /// <summary>
     /// Reads untyped packets until the StartupMessage: SSLRequest → 'S' and a TLS handshake (or 'N'), GSSENCRequest →
@@ -102,103 +97,10 @@ internal sealed partial class ClientSession
         await target.ForwardCancelAsync(cancellationToken);
     }
 
-    /// <summary>
-    /// With <c>enable_pool_hba = off</c> the backend's own method drives (pgpool-compat §3.4): trust needs nothing;
-    /// cleartext, md5 and SCRAM are served by asking the client for its cleartext password (for md5 and SCRAM only
-    /// with <c>allow_clear_text_frontend_auth = on</c>) and logging in to the backend with it. A cached connection
-    /// is handed over only to a client that gives the password it was opened with.
-    /// </summary>
-    private async Task AuthenticateAsync(CancellationToken cancellationToken)
-    {
-        if (_services.Settings.Get(Params.EnablePoolHba))
-        {
-            throw new ClientFatalException(SqlState.FeatureNotSupported,
-                "enable_pool_hba = on is not supported by this Poold build yet: set enable_pool_hba = off");
-        }
-
-        var snapshot = _services.Nodes.Current;
-        var primary = snapshot.Primary ?? throw new ClientFatalException(SqlState.CannotConnectNow,
-            "no backend node is available: the configuration defines no backend_port0 … or every node is down");
-        var parameters = _startup!.Parameters;
-        var key = PoolKey.Create(primary.Id, parameters);
-        var pool = _services.Pool;
-
-        if (pool.TryTake(key) is { } cached)
-        {
-            Volatile.Write(ref _backend, cached);
-            if (cached.AuthMethod != BackendAuthMethod.Trust)
-            {
-                var password = await PasswordForBackendAsync(cached.AuthMethod, cancellationToken);
-                if (!cached.AcceptsPassword(password))
-                {
-                    throw new ClientFatalException(SqlState.InvalidPassword, $"password authentication failed for user \"{User}\"");
-                }
-            }
-
-            LogReused(cached);
-            return;
-        }
-
-        if (pool.ReserveSlot(primary.Id) is { } evicted)
-        {
-            await evicted.DisposeAsync();
-        }
-
-        try
-        {
-            var backend = await BackendConnection.OpenAsync(primary.Settings, key, parameters, PasswordForBackendAsync, _services.Tls,
-                _services.Settings.Get(Params.ConnectTimeout, primary.Id), _services.Time, cancellationToken);
-            Volatile.Write(ref _backend, backend);
-            LogConnected(backend);
-        }
-        catch
-        {
-            pool.Forget(primary.Id);
-            throw;
-        }
-    }
-
-    /// <summary>The <see cref="PasswordSource"/> for pass-through: asks the client once, in cleartext, and keeps the answer.</summary>
-    private async ValueTask<Secret?> PasswordForBackendAsync(BackendAuthMethod method, CancellationToken cancellationToken)
-    {
-        if (_clientPassword is not null)
-        {
-            return _clientPassword;
-        }
-
-        if (method != BackendAuthMethod.Cleartext && !_services.Settings.Get(Params.AllowClearTextFrontendAuth))
-        {
-            throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification,
-                $"password authentication is not possible for user \"{User}\"",
-                $"The backend asks for {method} authentication; Poold can log in for this user only with allow_clear_text_frontend_auth = on (pass-through) or a pool_passwd entry.");
-        }
-
-        _out.Clear();
-        _out.Authentication(AuthRequest.CleartextPassword);
-        await _client.WriteAsync(_out.Written, cancellationToken);
-        await _client.FlushAsync(cancellationToken);
-        _clientPassword = new Secret(await ReadPasswordMessageAsync(cancellationToken));
-        return _clientPassword;
-    }
-
-    /// <summary>Reads a PasswordMessage ('p'), bounded before it is buffered.</summary>
+    /// <summary>Reads a PasswordMessage ('p') holding one string (cleartext password or md5 response).</summary>
     private async Task<string> ReadPasswordMessageAsync(CancellationToken cancellationToken)
     {
-        var header = new byte[5];
-        await _client.ReadExactlyAsync(header, cancellationToken);
-        var length = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(1));
-        if (header[0] != (byte)FrontendCode.Password)
-        {
-            throw new PgProtocolException(SqlState.ProtocolViolation, $"expected password response, got message type '{(char)header[0]}'");
-        }
-
-        if (length < 5 || length > MaxPasswordMessage)
-        {
-            throw new PgProtocolException(SqlState.ProtocolViolation, $"invalid password packet size {length}");
-        }
-
-        var body = new byte[length - 4];
-        await _client.ReadExactlyAsync(body, cancellationToken);
+        var body = await ReadAuthMessageAsync(MaxPasswordMessage, cancellationToken);
         var end = Array.IndexOf(body, (byte)0);
         if (end != body.Length - 1)
         {
@@ -211,6 +113,27 @@ internal sealed partial class ClientSession
         }
 
         return Encoding.UTF8.GetString(body, 0, end);
+    }
+
+    /// <summary>Reads the body of a client's 'p' message (password, SASLInitialResponse, SASLResponse), bounded before it is buffered.</summary>
+    private async Task<byte[]> ReadAuthMessageAsync(int maxLength, CancellationToken cancellationToken)
+    {
+        var header = new byte[5];
+        await _client.ReadExactlyAsync(header, cancellationToken);
+        var length = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(1));
+        if (header[0] != (byte)FrontendCode.Password)
+        {
+            throw new PgProtocolException(SqlState.ProtocolViolation, $"expected password response, got message type '{(char)header[0]}'");
+        }
+
+        if (length < 5 || length > maxLength)
+        {
+            throw new PgProtocolException(SqlState.ProtocolViolation, $"invalid password packet size {length}");
+        }
+
+        var body = new byte[length - 4];
+        await _client.ReadExactlyAsync(body, cancellationToken);
+        return body;
     }
 
     /// <summary>AuthenticationOk, the backend's ParameterStatus values, Poold's BackendKeyData, ReadyForQuery.</summary>

@@ -1,3 +1,4 @@
+using Poold.Auth;
 using Poold.Backends;
 using Poold.Config;
 using Poold.Pooling;
@@ -10,6 +11,7 @@ namespace Poold.Sessions;
 internal sealed record SessionServices(
     PooldSettings Settings,
     TlsSetup Tls,
+    AuthFiles Auth,
     ConnectionPool Pool,
     NodeRegistry Nodes,
     CancelRegistry Cancels,

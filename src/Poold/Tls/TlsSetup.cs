@@ -16,14 +16,24 @@ internal sealed class TlsSetup
     private readonly SslStreamCertificateContext? _serverContext;
     private readonly SslProtocols _protocols;
     private readonly CipherSuitesPolicy? _cipherPolicy;
+    private readonly X509Certificate2Collection? _clientCas;
 
-    private TlsSetup(SslStreamCertificateContext? serverContext, SslProtocols protocols, CipherSuitesPolicy? cipherPolicy, bool enabled)
+    private TlsSetup(SslStreamCertificateContext? serverContext, SslProtocols protocols, CipherSuitesPolicy? cipherPolicy, bool enabled,
+        X509Certificate2Collection? clientCas = null)
     {
         _serverContext = serverContext;
         _protocols = protocols;
         _cipherPolicy = cipherPolicy;
+        _clientCas = clientCas;
         Enabled = enabled;
+        ServerCertificateHash = serverContext is null ? null : ChannelBindingHash(serverContext.TargetCertificate);
     }
+
+    /// <summary>Poold's own certificate hash, for SCRAM-SHA-256-PLUS with clients.</summary>
+    public byte[]? ServerCertificateHash { get; }
+
+    /// <summary>With <c>ssl_ca_cert</c> or <c>ssl_ca_cert_dir</c>, clients are asked for a certificate, checked against those CAs.</summary>
+    public bool RequestsClientCertificates => _clientCas is not null;
 
     /// <summary><c>ssl = on</c>: clients may ask for TLS, and Poold asks backends for it.</summary>
     public bool Enabled { get; }
@@ -69,7 +79,46 @@ internal sealed class TlsSetup
         }
 
         var context = SslStreamCertificateContext.Create(certificate, intermediates, offline: true);
-        return new TlsSetup(context, protocols, ciphers, enabled: true);
+        return new TlsSetup(context, protocols, ciphers, enabled: true, LoadClientCas(settings, where));
+    }
+
+    /// <summary>The CA certificates client certificates must chain to (pool_hba's <c>cert</c> method).</summary>
+    private static X509Certificate2Collection? LoadClientCas(PooldSettings settings, string where)
+    {
+        var file = settings.Get(Params.SslCaCert);
+        var dir = settings.Get(Params.SslCaCertDir);
+        if (file.Length == 0 && dir.Length == 0)
+        {
+            return null;
+        }
+
+        var cas = new X509Certificate2Collection();
+        var files = new List<string>();
+        if (file.Length > 0)
+        {
+            files.Add(settings.ResolvePath(file));
+        }
+
+        if (dir.Length > 0 && Directory.Exists(settings.ResolvePath(dir)))
+        {
+            files.AddRange(Directory.EnumerateFiles(settings.ResolvePath(dir)).Where(f => f.EndsWith(".pem", StringComparison.OrdinalIgnoreCase)
+                                                                                        || f.EndsWith(".crt", StringComparison.OrdinalIgnoreCase)));
+        }
+
+        foreach (var path in files)
+        {
+            try
+            {
+                cas.ImportFromPemFile(path);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException)
+            {
+                throw new ConfigException([ConfigDiagnostic.Error(where, 0, $"cannot load the CA certificates \"{path}\": {e.Message}")]);
+            }
+        }
+
+        return cas.Count > 0 ? cas : throw new ConfigException([ConfigDiagnostic.Error(where, 0,
+            $"ssl_ca_cert / ssl_ca_cert_dir name no CA certificate ({string.Join(", ", files)})")]);
     }
 
     public SslServerAuthenticationOptions ServerOptions() => new()
@@ -77,9 +126,34 @@ internal sealed class TlsSetup
         ServerCertificateContext = _serverContext ?? throw new InvalidOperationException("TLS is off"),
         EnabledSslProtocols = _protocols,
         CipherSuitesPolicy = _cipherPolicy,
-        ClientCertificateRequired = false,
+        ClientCertificateRequired = _clientCas is not null,
         CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+        RemoteCertificateValidationCallback = _clientCas is null ? null : ValidateClientCertificate,
     };
+
+    /// <summary>A client without a certificate gets in (pool_hba decides); one with a certificate must chain to our CAs.</summary>
+    private bool ValidateClientCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
+    {
+        if (certificate is null)
+        {
+            return true;
+        }
+
+        using var custom = new X509Chain();
+        custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        custom.ChainPolicy.CustomTrustStore.AddRange(_clientCas!);
+        custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        if (chain is not null)
+        {
+            foreach (var element in chain.ChainElements)
+            {
+                custom.ChainPolicy.ExtraStore.Add(element.Certificate);
+            }
+        }
+
+        using var cert = new X509Certificate2(certificate);
+        return custom.Build(cert);
+    }
 
     public SslClientAuthenticationOptions BackendOptions(string host) => new()
     {

@@ -179,7 +179,8 @@ public class ProxyTests
             pid = first.ProcessID;
         }
 
-        await Poll.UntilAsync(() => Task.FromResult(_poold.Host.Pool.IdleCount > 0), TimeSpan.FromSeconds(10), "the connection to be pooled");
+        await Poll.UntilAsync(() => Task.FromResult(_poold.Host.ActiveSessions == 0), TimeSpan.FromSeconds(10),
+            "the session to end and its connection to be pooled");
         var e = Assert.ThrowsAsync<PostgresException>(async () => await _poold.OpenAsync(TestRoles.ScramUser, "not-the-password"));
         Assert.That(e!.SqlState, Is.EqualTo("28P01"));
         Assert.That(pid, Is.Not.Zero);
@@ -193,7 +194,8 @@ public class ProxyTests
         await new NpgsqlCommand("SET work_mem = '7MB'", probe).ExecuteNonQueryAsync();
         await probe.CloseAsync();
 
-        await Poll.UntilAsync(() => Task.FromResult(_poold.Host.Pool.IdleCount > 0), TimeSpan.FromSeconds(10), "the connection to be pooled");
+        await Poll.UntilAsync(() => Task.FromResult(_poold.Host.ActiveSessions == 0), TimeSpan.FromSeconds(10),
+            "the session to end and its connection to be pooled");
         await using var second = await _poold.OpenAsync(TestRoles.Md5User, TestRoles.Password(TestRoles.Md5User));
         Assert.That(await new NpgsqlCommand("SELECT pg_backend_pid()", second).ExecuteScalarAsync(), Is.EqualTo(first));
         Assert.That(await new NpgsqlCommand("SHOW work_mem", second).ExecuteScalarAsync(), Is.EqualTo("4MB"), "DISCARD ALL reset the session");

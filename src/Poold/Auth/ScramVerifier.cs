@@ -1,0 +1,125 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Security.Cryptography;
+
+namespace Poold.Auth;
+
+/// <summary>
+/// A SCRAM-SHA-256 verifier as PostgreSQL stores it: <c>SCRAM-SHA-256$iterations:salt$StoredKey:ServerKey</c>
+/// (salt and keys in base64). Enough to check a client's proof; not enough to log in anywhere.
+/// </summary>
+internal sealed class ScramVerifier
+{
+    public const int DefaultIterations = 4096;
+    private const int MaxIterations = 1 << 20;
+
+    /// <summary>Verifiers made from passwords, by user and password hash, so a connection storm pays PBKDF2 once.</summary>
+    private static readonly ConcurrentDictionary<string, ScramVerifier> Derived = new(StringComparer.Ordinal);
+    private const int MaxDerived = 4096;
+
+    /// <summary>How long a verifier derived from a password keeps its salt before a fresh one is drawn.</summary>
+    private static readonly TimeSpan SaltLifetime = TimeSpan.FromMinutes(1);
+
+    private ScramVerifier(int iterations, byte[] salt, byte[] storedKey, byte[] serverKey, long createdTicks)
+    {
+        Iterations = iterations;
+        Salt = salt;
+        StoredKey = storedKey;
+        ServerKey = serverKey;
+        CreatedTicks = createdTicks;
+    }
+
+    public int Iterations { get; }
+
+    public byte[] Salt { get; }
+
+    public byte[] StoredKey { get; }
+
+    public byte[] ServerKey { get; }
+
+    private long CreatedTicks { get; }
+
+    public static bool TryParse(string text, out ScramVerifier verifier)
+    {
+        verifier = null!;
+        var parts = text.Split('$');
+        if (parts.Length != 3 || parts[0] != ScramSha256.Mechanism)
+        {
+            return false;
+        }
+
+        var head = parts[1].Split(':');
+        var keys = parts[2].Split(':');
+        if (head.Length != 2 || keys.Length != 2
+            || !int.TryParse(head[0], NumberStyles.None, CultureInfo.InvariantCulture, out var iterations) || iterations is < 1 or > MaxIterations)
+        {
+            return false;
+        }
+
+        try
+        {
+            var salt = Convert.FromBase64String(head[1]);
+            var stored = Convert.FromBase64String(keys[0]);
+            var server = Convert.FromBase64String(keys[1]);
+            if (salt.Length == 0 || stored.Length != 32 || server.Length != 32)
+            {
+                return false;
+            }
+
+            verifier = new ScramVerifier(iterations, salt, stored, server, 0);
+            return true;
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>A verifier for <paramref name="password"/> with the given salt (SASLprep applied as PostgreSQL does).</summary>
+    public static ScramVerifier Create(string password, byte[] salt, int iterations)
+    {
+        var salted = ScramSha256.SaltedPassword(SaslPrep.Prepare(password), salt, iterations);
+        try
+        {
+            return new ScramVerifier(iterations, salt, ScramSha256.StoredKey(ScramSha256.ClientKey(salted)), ScramSha256.ServerKey(salted),
+                Environment.TickCount64);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(salted);
+        }
+    }
+
+    /// <summary>
+    /// A verifier for a stored password, with a random salt. The derived keys are cached per user and password for a
+    /// minute, then a fresh salt is drawn: logins get fresh salts over time while a storm of them costs one PBKDF2.
+    /// </summary>
+    public static ScramVerifier ForPassword(string user, Secret password, int iterations = DefaultIterations)
+    {
+        var cacheKey = user + "\0" + Convert.ToBase64String(SHA256.HashData(ScramSha256.Utf8(password.Reveal()))) + "\0"
+                       + iterations.ToString(CultureInfo.InvariantCulture);
+        if (Derived.TryGetValue(cacheKey, out var cached) && Environment.TickCount64 - cached.CreatedTicks < SaltLifetime.TotalMilliseconds)
+        {
+            return cached;
+        }
+
+        var verifier = Create(password.Reveal(), RandomNumberGenerator.GetBytes(16), iterations);
+        if (Derived.Count >= MaxDerived)
+        {
+            Derived.Clear();
+        }
+
+        Derived[cacheKey] = verifier;
+        return verifier;
+    }
+
+    /// <summary>Checks a cleartext password against the verifier.</summary>
+    public bool Matches(string password)
+    {
+        var candidate = Create(password, Salt, Iterations);
+        return CryptographicOperations.FixedTimeEquals(candidate.StoredKey, StoredKey)
+               && CryptographicOperations.FixedTimeEquals(candidate.ServerKey, ServerKey);
+    }
+
+    public override string ToString() => $"SCRAM-SHA-256$verifier(i={Iterations})";
+}
