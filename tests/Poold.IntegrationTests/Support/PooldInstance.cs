@@ -45,22 +45,59 @@ internal sealed class PooldInstance : IAsyncDisposable
         }
     }
 
+    /// <summary>Waits until the log (written asynchronously) contains <paramref name="text"/>.</summary>
+    public async Task WaitForLogAsync(string text)
+    {
+        try
+        {
+            await Poll.UntilAsync(() => Task.FromResult(Log.Contains(text, StringComparison.Ordinal)), TimeSpan.FromSeconds(10),
+                $"the log to contain \"{text}\"");
+        }
+        catch (TimeoutException e)
+        {
+            throw new TimeoutException($"{e.Message}; the log:\n{Log}", e);
+        }
+    }
+
     /// <summary>Writes a config for <paramref name="cluster"/> (primary first), plus <paramref name="extra"/> lines, and starts Poold.</summary>
     public static async Task<PooldInstance> StartAsync(PgCluster cluster, string extra = "", bool ssl = true, int? onlyNode = null)
     {
         return await StartAsync(BackendLines(cluster, onlyNode) + extra, ssl);
     }
 
-    public static async Task<PooldInstance> StartAsync(string backendsAndExtra, bool ssl = true)
+    public static async Task<PooldInstance> StartAsync(string backendsAndExtra, bool ssl = true, IReadOnlyDictionary<string, string>? files = null,
+        string? keyFile = null)
     {
         var (dir, port, conf) = await WriteConfigAsync(backendsAndExtra, ssl);
+        foreach (var (name, content) in files ?? new Dictionary<string, string>())
+        {
+            var path = Path.Combine(dir, name);
+            await File.WriteAllTextAsync(path, content);
+            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        }
+
         var (settings, _) = PooldSettings.Load(conf);
         var log = new StringWriter(CultureInfo.InvariantCulture);
         var logger = Logging.Create(settings, debug: true, new SynchronizedWriter(log));
-        var options = new HostOptions(HostCommand.Run, conf, null, null, null, true, false, true, StopMode.Fast);
-        var host = PooldHost.Start(settings, options, logger);
-        return new PooldInstance(host, dir, port, log, logger);
+        var options = new HostOptions(HostCommand.Run, conf, null, null, keyFile is null ? null : Path.Combine(dir, keyFile), true, false, true,
+            StopMode.Fast);
+        try
+        {
+            var host = PooldHost.Start(settings, options, logger);
+            return new PooldInstance(host, dir, port, log, logger);
+        }
+        catch
+        {
+            await logger.DisposeAsync();
+            throw;
+        }
     }
+
+    /// <summary>Poold in front of one node of <paramref name="cluster"/> with pool_hba.conf, pool_passwd and a key file.</summary>
+    public static Task<PooldInstance> StartWithAuthAsync(PgCluster cluster, string hba, string poolPasswd, string extra = "", bool ssl = true,
+        string key = "poold-test-key\n") =>
+        StartAsync(BackendLines(cluster, onlyNode: 0) + "enable_pool_hba = on\npool_passwd = 'pool_passwd'\n" + extra, ssl,
+            new Dictionary<string, string> { ["pool_hba.conf"] = hba, ["pool_passwd"] = poolPasswd, ["pgpoolkey"] = key }, "pgpoolkey");
 
     /// <summary>The backend lines for <paramref name="cluster"/> (primary first), or for one node of it.</summary>
     public static string BackendLines(PgCluster cluster, int? onlyNode = null)
