@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The demo: a local PostgreSQL 15 primary + 2 streaming replicas, and Poold in front of them on
-# port 9999 with TLS (self-signed certificate) and SCRAM-SHA-256 to the backends. Prints how to
-# connect, stays up until Ctrl-C, then stops everything it started.
+# port 9999 with TLS (self-signed certificate) in dual-auth mode: clients log in to Poold with
+# SCRAM-SHA-256 (SCRAM-SHA-256-PLUS over TLS) against an AES-encrypted pool_passwd made by pg_enc,
+# and Poold logs in to the backends (SCRAM) itself. Prints how to connect, stays up until Ctrl-C,
+# then stops everything it started.
 #   PG_PORT (default 15432): primary port, replicas on the next two.  POOLD_PORT (default 9999).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +32,7 @@ trap 'exit 130' INT TERM
 
 log "building Poold"
 dotnet build src/Poold -c Release --nologo --verbosity quiet -clp:ErrorsOnly || die "build failed"
+dotnet build src/PgEnc -c Release --nologo --verbosity quiet -clp:ErrorsOnly || die "build failed"
 
 cluster_start "$work/pg" "$PG_PORT" 2
 cluster_sql "$work/pg" "$PG_PORT" "CREATE ROLE $DEMO_USER LOGIN PASSWORD '$DEMO_PASSWORD'"
@@ -57,8 +60,9 @@ backend_weight2 = 1
 ssl = on
 ssl_cert = 'server.crt'
 ssl_key = 'server.key'
-enable_pool_hba = off
-allow_clear_text_frontend_auth = on
+enable_pool_hba = on
+pool_passwd = 'pool_passwd'
+allow_clear_text_frontend_auth = off
 pid_file_name = '$work/poold.pid'
 logdir = '$work'
 log_connections = on
@@ -66,8 +70,18 @@ log_disconnections = on
 log_min_messages = info
 CONF
 
+log "writing pool_hba.conf, the AES key file and pool_passwd (with pg_enc -m)"
+cat >"$work/pool_hba.conf" <<HBA
+local all all scram-sha-256
+host  all all 127.0.0.1/32 scram-sha-256
+host  all all ::1/128      scram-sha-256
+HBA
+(umask 077; head -c 24 /dev/urandom | base64 >"$work/pgpoolkey")
+dotnet src/PgEnc/bin/Release/net10.0/pg_enc.dll -k "$work/pgpoolkey" -m -f "$work/poold.conf" -u "$DEMO_USER" "$DEMO_PASSWORD" >/dev/null \
+    || die "pg_enc failed"
+
 log "starting Poold on port $POOLD_PORT"
-dotnet src/Poold/bin/Release/net10.0/poold.dll -n -f "$work/poold.conf" &
+dotnet src/Poold/bin/Release/net10.0/poold.dll -n -f "$work/poold.conf" -k "$work/pgpoolkey" &
 poold_pid=$!
 for _ in $(seq 1 100); do
     PGPASSWORD=$DEMO_PASSWORD psql "host=127.0.0.1 port=$POOLD_PORT user=$DEMO_USER dbname=$DEMO_USER sslmode=require" \
@@ -78,10 +92,10 @@ done
 
 cat <<MSG
 
-Poold is running in front of a primary (port $PG_PORT) and two replicas.
-Connect with TLS (password: $DEMO_PASSWORD):
+Poold is running in front of a primary (port $PG_PORT) and two replicas, in $work.
+Connect with TLS and SCRAM-SHA-256-PLUS (password: $DEMO_PASSWORD):
 
-    psql "host=127.0.0.1 port=$POOLD_PORT user=$DEMO_USER dbname=$DEMO_USER sslmode=require"
+    psql "host=127.0.0.1 port=$POOLD_PORT user=$DEMO_USER dbname=$DEMO_USER sslmode=require channel_binding=require"
 
 Press Ctrl-C to stop Poold and the PostgreSQL servers.
 MSG

@@ -2,7 +2,10 @@ using System.Runtime.InteropServices;
 
 namespace Poold.Hosting;
 
-/// <summary>The one libc call .NET has no API for: sending a chosen signal to another process (<c>poold stop</c>).</summary>
+/// <summary>
+/// The libc calls .NET has no API for: sending a chosen signal to another process (<c>poold stop</c>), and restoring
+/// the default action of a signal the parent left ignored.
+/// </summary>
 internal static partial class NativeMethods
 {
     public const int SigHup = 1;
@@ -13,4 +16,52 @@ internal static partial class NativeMethods
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
     public static partial int Kill(int pid, int signal);
+
+    [LibraryImport("libc", EntryPoint = "signal", SetLastError = true)]
+    [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+    private static partial nint Signal(int signal, nint handler);
+
+    [LibraryImport("libc", EntryPoint = "execve", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+    private static partial int Execve(string path, string?[] argv, string?[] envp);
+
+    private const string ReexecMarker = "POOLD_STOP_SIGNALS_RESTORED";
+
+    /// <summary>
+    /// A shell starts a background job (<c>poold &amp;</c> in a script, nohup) with SIGINT and SIGQUIT ignored, and the
+    /// .NET runtime then never handles them, so <c>poold -m fast stop</c> would do nothing. pgpool-II handles them
+    /// whatever its parent did; Poold does the same by putting back their default action and starting itself again
+    /// (same pid, same arguments) so the runtime installs its handlers. Called first thing in Main.
+    /// </summary>
+    public static void RestartIfStopSignalsIgnored()
+    {
+        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable(ReexecMarker) is not null)
+        {
+            return;
+        }
+
+        const nint defaultAction = 0;
+        const nint ignore = 1;
+        var ignored = false;
+        foreach (var signal in new[] { SigInt, SigQuit })
+        {
+            var previous = Signal(signal, ignore);
+            Signal(signal, previous);
+            ignored |= previous == ignore;
+        }
+
+        if (!ignored)
+        {
+            return;
+        }
+
+        Signal(SigInt, defaultAction);
+        Signal(SigQuit, defaultAction);
+        var argv = File.ReadAllText("/proc/self/cmdline").TrimEnd('\0').Split('\0');
+        var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
+            .Select(e => $"{e.Key}={e.Value}").Append($"{ReexecMarker}=1");
+        Execve("/proc/self/exe", [.. argv, null], [.. environment, null]);
+
+        // execve returned: it failed. Carry on with the signals at their default action.
+    }
 }

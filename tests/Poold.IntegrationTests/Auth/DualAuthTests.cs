@@ -1,3 +1,7 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Npgsql;
 using Poold.Auth;
@@ -246,5 +250,109 @@ public class DualAuthTests
         Assert.That(e!.MessageText, Does.Contain("pool_passwd:1").And.Contain("wrong key file"));
         await poold.WaitForLogAsync("wrong key file");
         Assert.That(poold.Log, Does.Not.Contain("another key"));
+    }
+
+    [Test]
+    public async Task HbaOff_TheBackendsMethodDrives_AndTheClientIsCheckedAgainstPoolPasswd()
+    {
+        await using var poold = await PooldInstance.StartAsync(
+            PooldInstance.BackendLines(Cluster, 0) + "pool_passwd = 'pool_passwd'\nallow_clear_text_frontend_auth = off\n", ssl: true,
+            new Dictionary<string, string> { ["pool_passwd"] = StandardPoolPasswd, ["pgpoolkey"] = TestKey + "\n" }, "pgpoolkey");
+        await using (var scram = await poold.OpenAsync(TestRoles.ScramUser, TestRoles.Password(TestRoles.ScramUser)))
+        {
+            Assert.That(await ScalarAsync(scram, "SELECT current_user"), Is.EqualTo(TestRoles.ScramUser));
+        }
+
+        await poold.WaitForLogAsync("client authenticated with SCRAM-SHA-256-PLUS");
+        await using (var md5 = await poold.OpenAsync(TestRoles.Md5User, TestRoles.Password(TestRoles.Md5User)))
+        {
+            Assert.That(await ScalarAsync(md5, "SELECT current_user"), Is.EqualTo(TestRoles.Md5User), "md5 challenge from Poold, md5 to the backend");
+        }
+
+        var wrong = Assert.ThrowsAsync<PostgresException>(async () => await poold.OpenAsync(TestRoles.Md5User, "wrong"));
+        Assert.That(wrong!.SqlState, Is.EqualTo("28P01"));
+        var unknown = Assert.ThrowsAsync<PostgresException>(async () => await poold.OpenAsync(TestRoles.Admin, TestRoles.Password(TestRoles.Admin)));
+        Assert.That(unknown!.MessageText, Does.Contain("has no entry in pool_passwd file").And.Contain("allow_clear_text_frontend_auth is off"));
+    }
+
+    [Test]
+    public async Task CertMethod_AcceptsOnlyACertificateWhoseCommonNameIsTheUser()
+    {
+        using var caKey = RSA.Create(2048);
+        var caRequest = new CertificateRequest("CN=Poold Test CA", caKey, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        caRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        caRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        using var ca = caRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-10), DateTimeOffset.UtcNow.AddDays(2));
+        var files = new Dictionary<string, string>
+        {
+            ["pool_hba.conf"] = "hostssl all all 127.0.0.1/32 cert\nhostnossl all all 127.0.0.1/32 reject\n",
+            ["pool_passwd"] = StandardPoolPasswd,
+            ["pgpoolkey"] = TestKey + "\n",
+            ["ca.crt"] = ca.ExportCertificatePem(),
+        };
+        foreach (var (name, cn) in new[] { ("good", TestRoles.SslUser), ("other", "someone_else") })
+        {
+            using var key = RSA.Create(2048);
+            var request = new CertificateRequest($"CN={cn}", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+            using var cert = request.Create(ca, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), RandomNumberGenerator.GetBytes(8));
+            files[$"{name}.crt"] = cert.ExportCertificatePem();
+            files[$"{name}.key"] = key.ExportPkcs8PrivateKeyPem();
+        }
+
+        await using var poold = await PooldInstance.StartAsync(PooldInstance.BackendLines(Cluster, 0)
+            + "enable_pool_hba = on\npool_passwd = 'pool_passwd'\nssl_ca_cert = 'ca.crt'\n", ssl: true, files, "pgpoolkey");
+        NpgsqlConnection Connect(string? certificate)
+        {
+            var builder = poold.ConnectionString(TestRoles.SslUser, "", sslMode: SslMode.Require);
+            if (certificate is not null)
+            {
+                builder.SslCertificate = Path.Combine(poold.Directory, certificate + ".crt");
+                builder.SslKey = Path.Combine(poold.Directory, certificate + ".key");
+            }
+
+            return new NpgsqlConnection(builder.ConnectionString);
+        }
+
+        await using (var good = Connect("good"))
+        {
+            await good.OpenAsync();
+            Assert.That(await ScalarAsync(good, "SELECT current_user"), Is.EqualTo(TestRoles.SslUser));
+        }
+
+        await using var other = Connect("other");
+        var mismatch = Assert.ThrowsAsync<PostgresException>(async () => await other.OpenAsync());
+        Assert.That((mismatch!.SqlState, mismatch.MessageText), Is.EqualTo(("28000", $"certificate authentication failed for user \"{TestRoles.SslUser}\"")));
+        await using var none = Connect(null);
+        var missing = Assert.ThrowsAsync<PostgresException>(async () => await none.OpenAsync());
+        Assert.That(missing!.MessageText, Is.EqualTo("connection requires a valid client certificate"));
+    }
+
+    [Test]
+    public async Task ClientStallingInTheScramExchange_IsCutOffByAuthenticationTimeout()
+    {
+        await using var poold = await PooldInstance.StartWithAuthAsync(Cluster, ScramEverywhere, StandardPoolPasswd, "authentication_timeout = 1\n",
+            ssl: false);
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync("127.0.0.1", poold.Port);
+        var body = Encoding.UTF8.GetBytes($"user\0{TestRoles.ScramUser}\0database\0{PgCluster.TestDatabase}\0\0");
+        var startup = new byte[8 + body.Length];
+        BinaryPrimitives.WriteInt32BigEndian(startup, startup.Length);
+        BinaryPrimitives.WriteInt32BigEndian(startup.AsSpan(4), 3 << 16);
+        body.CopyTo(startup, 8);
+        await socket.SendAsync(startup);
+
+        var received = new List<byte>();
+        var buffer = new byte[1024];
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        int n;
+        while ((n = await socket.ReceiveAsync(buffer, deadline.Token)) > 0)
+        {
+            received.AddRange(buffer.AsSpan(0, n).ToArray());
+        }
+
+        var text = Encoding.UTF8.GetString([.. received]);
+        Assert.That(text, Does.Contain("SCRAM-SHA-256"), "the SASL exchange had started");
+        Assert.That(text, Does.Contain("canceling authentication due to timeout"));
+        await Poll.UntilAsync(() => Task.FromResult(poold.Host.ActiveSessions == 0), TimeSpan.FromSeconds(5), "the slot to be freed");
     }
 }

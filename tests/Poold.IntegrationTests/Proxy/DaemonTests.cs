@@ -89,4 +89,42 @@ public class DaemonTests
         Assert.That(peak, Is.LessThan(100L * 1024 * 1024), $"a 200 MB result streamed; Poold's peak RSS was {peak / (1024 * 1024)} MB");
         await TestContext.Out.WriteLineAsync($"peak RSS while streaming 200 MB: {peak / (1024 * 1024)} MB");
     }
+
+    [Test]
+    public async Task FastStop_WorksWhenAScriptStartedPooldInTheBackground()
+    {
+        // A non-interactive shell starts "poold &" with SIGINT and SIGQUIT ignored; pgpool-style stop must still work.
+        var (directory, port, conf) = await PooldInstance.WriteConfigAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0), ssl: false);
+        try
+        {
+            var poold = Path.Combine(AppContext.BaseDirectory, "poold.dll");
+            var log = Path.Combine(directory, "out.log");
+            using (var shell = System.Diagnostics.Process.Start("/bin/sh", ["-c", $"dotnet '{poold}' -n -f '{conf}' >'{log}' 2>&1 &"]))
+            {
+                await shell.WaitForExitAsync();
+            }
+
+            var pidFile = Path.Combine(directory, "poold.pid");
+            await Poll.UntilAsync(async () =>
+            {
+                using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+                await socket.ConnectAsync("127.0.0.1", port);
+                return File.Exists(pidFile);
+            }, TimeSpan.FromSeconds(30), "the background poold to listen");
+            var pid = int.Parse(File.ReadAllText(pidFile).TrimEnd('\0'), System.Globalization.CultureInfo.InvariantCulture);
+            var status = await File.ReadAllLinesAsync($"/proc/{pid}/status");
+            var ignored = Convert.ToUInt64(status.First(l => l.StartsWith("SigIgn:", StringComparison.Ordinal))[7..].Trim(), 16);
+            Assert.That(ignored & 0b110, Is.Zero, "SIGINT and SIGQUIT are no longer ignored");
+
+            var (exitCode, output) = await PooldProcess.RunCommandAsync(conf, "-m", "fast", "stop");
+            Assert.That(exitCode, Is.Zero, output);
+            await Poll.UntilAsync(() => Task.FromResult(!Directory.Exists($"/proc/{pid}") || File.ReadAllText($"/proc/{pid}/status").Contains("State:\tZ", StringComparison.Ordinal)),
+                TimeSpan.FromSeconds(30), "the background poold to exit");
+            Assert.That(File.Exists(pidFile), Is.False, "a clean exit removes the pid file");
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
 }
