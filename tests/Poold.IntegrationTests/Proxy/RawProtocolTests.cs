@@ -165,4 +165,72 @@ public class RawProtocolTests
         await connection.OpenAsync();
         Assert.That(await new NpgsqlCommand("SELECT current_user", connection).ExecuteScalarAsync(), Is.EqualTo(TestRoles.ScramUser));
     }
+
+    [Test]
+    public async Task FunctionCall_IsRelayed()
+    {
+        int oid;
+        await using (var connection = await _poold.OpenAsync(TestRoles.TrustUser, "", sslMode: SslMode.Disable))
+        {
+            oid = (int)(uint)(await new NpgsqlCommand("SELECT 'int4abs'::regproc::oid", connection).ExecuteScalarAsync())!;
+        }
+
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync("127.0.0.1", _poold.Port);
+        await socket.SendAsync(Packet(3 << 16, "user", TestRoles.TrustUser, "database", PgCluster.TestDatabase));
+        await ReadUntilReadyAsync(socket);
+
+        // FunctionCall: oid, 1 argument format code (text), 1 argument "-5", result format text.
+        var argument = Encoding.ASCII.GetBytes("-5");
+        var body = new List<byte>();
+        void Int32(int v) { var b = new byte[4]; BinaryPrimitives.WriteInt32BigEndian(b, v); body.AddRange(b); }
+        void Int16(short v) { var b = new byte[2]; BinaryPrimitives.WriteInt16BigEndian(b, v); body.AddRange(b); }
+        Int32(oid);
+        Int16(1);
+        Int16(0);
+        Int16(1);
+        Int32(argument.Length);
+        body.AddRange(argument);
+        Int16(0);
+        var message = new byte[5 + body.Count];
+        message[0] = (byte)'F';
+        BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(1), 4 + body.Count);
+        body.CopyTo(message, 5);
+        await socket.SendAsync(message);
+
+        var reply = await ReadUntilReadyAsync(socket);
+        Assert.That((char)reply[0], Is.EqualTo('V'), "FunctionCallResponse");
+        var length = BinaryPrimitives.ReadInt32BigEndian(reply.AsSpan(5));
+        Assert.That(Encoding.ASCII.GetString(reply, 9, length), Is.EqualTo("5"));
+        Assert.That((char)reply[^6], Is.EqualTo('Z'));
+    }
+
+    /// <summary>Reads messages until ReadyForQuery; returns everything read.</summary>
+    private static async Task<byte[]> ReadUntilReadyAsync(Socket socket)
+    {
+        var received = new List<byte>();
+        var buffer = new byte[4096];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        while (true)
+        {
+            var n = await socket.ReceiveAsync(buffer, timeout.Token);
+            Assert.That(n, Is.Positive, "Poold closed the connection");
+            received.AddRange(buffer.AsSpan(0, n).ToArray());
+            for (var i = 0; i + 5 <= received.Count;)
+            {
+                var length = BinaryPrimitives.ReadInt32BigEndian(received.ToArray().AsSpan(i + 1, 4));
+                if (i + 1 + length > received.Count)
+                {
+                    break;
+                }
+
+                if (received[i] == (byte)'Z')
+                {
+                    return [.. received];
+                }
+
+                i += 1 + length;
+            }
+        }
+    }
 }
