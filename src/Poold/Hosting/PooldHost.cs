@@ -4,6 +4,7 @@ using Poold.Auth;
 using Poold.Backends;
 using Poold.Config;
 using Poold.Pooling;
+using Poold.Routing;
 using Poold.Sessions;
 using Poold.Tls;
 using Serilog;
@@ -58,7 +59,7 @@ internal sealed class PooldHost : IAsyncDisposable
         var tls = TlsSetup.Create(settings);
         var auth = AuthFiles.Load(settings, options.HbaFile, options.KeyFile, log);
         var services = new SessionServices(settings, tls, auth, new ConnectionPool(PoolLimits.From(settings), time), new NodeRegistry(settings, time),
-            new CancelRegistry(), time, log);
+            new CancelRegistry(), RoutingOptions.From(settings), new FunctionCatalog(), time, log);
         var backlog = settings.Get(Params.ListenBacklogMultiplier) * settings.Get(Params.NumInitChildren);
         var listeners = Listener.BindAll(settings.Get(Params.ListenAddresses), settings.Get(Params.UnixSocketDirectories),
             settings.Get(Params.Port), backlog, settings.Get(Params.UnixSocketPermissions), log);
@@ -204,7 +205,7 @@ internal sealed class PooldHost : IAsyncDisposable
             }
 
             var auth = AuthFiles.Load(merged, _options.HbaFile, _options.KeyFile, _log);
-            Volatile.Write(ref _services, _services with { Settings = merged, Auth = auth });
+            Volatile.Write(ref _services, _services with { Settings = merged, Auth = auth, Routing = RoutingOptions.From(merged) });
             _log.Information("configuration reloaded from {File}", _options.ConfigFile);
         }
         catch (ConfigException e)

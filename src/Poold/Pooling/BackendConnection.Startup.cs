@@ -197,4 +197,51 @@ internal sealed partial class BackendConnection
     private static bool IsAbort(string query) =>
         query.Trim().TrimEnd(';').Trim() is var q
         && (q.Equals("ABORT", StringComparison.OrdinalIgnoreCase) || q.Equals("ROLLBACK", StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>
+    /// Runs one simple query on an idle connection (before or outside the relay) and returns its rows as text; an
+    /// ErrorResponse becomes <see cref="BackendRejectedException"/>.
+    /// </summary>
+    public async Task<List<string?[]>> QueryRowsAsync(string sql, CancellationToken cancellationToken)
+    {
+        _out.Query(sql);
+        await SendAsync(cancellationToken);
+        var rows = new List<string?[]>();
+        BackendRejectedException? error = null;
+        while (true)
+        {
+            var (code, body) = await ReadFrameAsync(cancellationToken);
+            switch ((BackendCode)code)
+            {
+                case BackendCode.DataRow:
+                    rows.Add(ParseDataRow(body));
+                    break;
+                case BackendCode.ErrorResponse:
+                    error = new BackendRejectedException(NodeId, ErrorFields.Parse(new(body)), ErrorFrame(body));
+                    break;
+                case BackendCode.ReadyForQuery when body.Length == 1:
+                    TransactionStatus = (TransactionStatus)body[0];
+                    return error is null ? rows : throw error;
+            }
+        }
+    }
+
+    private static string?[] ParseDataRow(byte[] body)
+    {
+        var count = BinaryPrimitives.ReadInt16BigEndian(body);
+        var values = new string?[count];
+        var at = 2;
+        for (var i = 0; i < count; i++)
+        {
+            var length = BinaryPrimitives.ReadInt32BigEndian(body.AsSpan(at));
+            at += 4;
+            if (length >= 0)
+            {
+                values[i] = Encoding.UTF8.GetString(body, at, length);
+                at += length;
+            }
+        }
+
+        return values;
+    }
 }

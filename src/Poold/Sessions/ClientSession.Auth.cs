@@ -171,6 +171,12 @@ internal sealed partial class ClientSession
             return StoredCredential.FromPassword(_clientPassword);
         }
 
+        if (_primary is not null)
+        {
+            // The session is running: a node opened now must not ask the client anything.
+            return null;
+        }
+
         if (TryStoredCredential() is { } stored)
         {
             await ChallengeLikeBackendAsync(method, stored, cancellationToken);

@@ -31,6 +31,22 @@ internal sealed partial class ClientSession
 
     private void LogPasswordFailed(string why) => _log.Information("password authentication failed for user {User}: {Why}", User, why);
 
+    private void LogBalanceNode(int nodeId, string why) => _log.Debug("load-balance node {NodeId} ({Why})", nodeId, why);
+
+    private void LogRoute(int nodeId, string reason)
+    {
+        if (_services.Settings.Get(Config.Params.LogPerNodeStatement) || _log.IsEnabled(LogEventLevel.Debug))
+        {
+            _log.Information("statement to node {NodeId}: {Reason}", nodeId, reason);
+        }
+    }
+
+    private void LogCatchUpError(int nodeId, string message) =>
+        _log.Warning("node {NodeId} refused a statement Poold replayed to keep the session in step: {Message}", nodeId, message);
+
+    private void LogBalanceNodeUnavailable(int nodeId, string reason) =>
+        _log.Warning("load-balance node {NodeId} is unavailable for this session, reads go to the primary: {Reason}", nodeId, reason);
+
     private void LogConnected(BackendConnection backend) =>
         _log.Debug("opened backend connection to node {NodeId} (backend pid {BackendPid}, {AuthMethod})",
             backend.NodeId, backend.ProcessId, backend.AuthMethod);

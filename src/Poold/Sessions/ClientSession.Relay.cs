@@ -1,5 +1,7 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.IO.Pipelines;
+using System.Threading.Channels;
 using Poold.Config;
 using Poold.Pooling;
 using Poold.Protocol;
@@ -8,66 +10,82 @@ namespace Poold.Sessions;
 
 internal sealed partial class ClientSession
 {
-    /// <summary>Frames Poold reads whole on the relay path (ReadyForQuery, ParameterStatus, ErrorResponse) stay below this.</summary>
+    /// <summary>Frames Poold reads whole on the reply path (ReadyForQuery, ParameterStatus, ParseComplete …) stay below this.</summary>
     private const int MaxInspectedFrame = 1 << 20;
 
-    /// <summary>How long a leaving client's unfinished requests may take before its backend connection is closed instead of reused.</summary>
+    /// <summary>How long a leaving client's unfinished requests may take before its backend connections are closed instead of reused.</summary>
     private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(5);
 
-    /// <summary>Requests sent (Query, Sync, FunctionCall) minus ReadyForQuery received: 0 when the backend is idle.</summary>
+    /// <summary>Batches sent whose ReadyForQuery the client has not had yet: 0 when the session is idle.</summary>
     private int _outstanding;
 
     /// <summary>Timestamp of the client's last data or of the backend's last answer to it, for <c>client_idle_limit</c>.</summary>
     private long _idleSince;
 
+    /// <summary>Replies to read, in the order the requests were sent: each is read from its node up to its ReadyForQuery.</summary>
+    private readonly Channel<ReplyEntry> _replies = Channel.CreateUnbounded<ReplyEntry>(new UnboundedChannelOptions
+    {
+        SingleReader = true,
+        SingleWriter = true,
+    });
+
     /// <summary>
-    /// Two pumps over the one backend connection: client → backend until Terminate or end of stream, and backend →
-    /// client until stopped. Only frame headers are parsed; ReadyForQuery (transaction status) and ParameterStatus
-    /// are the only bodies read. Both directions stream, so COPY, huge rows and notifications flow at any time.
+    /// One batch's replies on one node: relayed to the client (the batch's main node) or read and dropped (catch-up
+    /// queries, and other nodes' copies of transaction control). <see cref="SkipLeading"/> ParseComplete/CloseComplete
+    /// messages answer statements Poold injected at the head of the batch, and are not the client's.
+    /// </summary>
+    private sealed record ReplyEntry(NodeLink Link, bool Relay, int SkipLeading, long Sequence);
+
+    /// <summary>
+    /// Two pumps: client → backends (message by message; batches are routed by <see cref="DispatchBatchAsync"/> and <see cref="DispatchQueryAsync"/>) until
+    /// Terminate or end of stream, and backends → client, which reads each batch's replies from the node that runs it,
+    /// in order, and in between passes on the primary's asynchronous messages (notifications, notices).
     /// </summary>
     private async Task<SessionEnd> RelayAsync(CancellationToken shutdown)
     {
-        var backend = _backend!;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
-        var fromBackend = PumpBackendToClientAsync(backend, stop.Token);
+        var fromBackends = PumpRepliesAsync(stop.Token);
         var clientReader = PipeReader.Create(_client, new StreamPipeReaderOptions(bufferSize: 16 * 1024, minimumReadSize: 4096,
             leaveOpen: true, useZeroByteReads: true));
         SessionEnd end;
         try
         {
-            var toBackend = PumpClientToBackendAsync(clientReader, backend, shutdown);
-            var first = await Task.WhenAny(toBackend, fromBackend);
-            if (first == fromBackend)
+            var toBackends = PumpClientAsync(clientReader, shutdown);
+            var first = await Task.WhenAny(toBackends, fromBackends);
+            if (first == fromBackends)
             {
-                // The backend side ended first: it failed (the error surfaces here) or the connection closed.
-                await fromBackend;
-                throw new BackendException(backend.NodeId, SqlState.ConnectionFailure,
-                    $"backend node {backend.NodeId} closed the connection unexpectedly");
+                // The reply side ended first: it failed (the error surfaces here) or a backend closed the connection.
+                await fromBackends;
+                throw new BackendException(_primary!.Connection.NodeId, SqlState.ConnectionFailure,
+                    $"backend node {_primary.Connection.NodeId} closed the connection unexpectedly");
             }
 
-            end = await toBackend;
+            end = await toBackends;
         }
         finally
         {
-            backend.Reader.CancelPendingRead();
+            _replies.Writer.TryComplete();
+            foreach (var link in _links.Values)
+            {
+                link.Connection.Reader.CancelPendingRead();
+            }
+
             await stop.CancelAsync();
-            await SwallowAsync(fromBackend);
+            await SwallowAsync(fromBackends);
             await clientReader.CompleteAsync();
         }
 
         return end;
     }
 
-    private async Task<SessionEnd> PumpClientToBackendAsync(PipeReader reader, BackendConnection backend, CancellationToken shutdown)
+    private async Task<SessionEnd> PumpClientAsync(PipeReader reader, CancellationToken shutdown)
     {
-        var scanner = new RelayScanner();
-        var observer = new ClientFrames(this);
         var idleLimit = _services.Settings.Get(Params.ClientIdleLimit);
         await using var onShutdown = shutdown.Register(static r => ((PipeReader)r!).CancelPendingRead(), reader);
 
-        // client_idle_limit: a timer wakes the pending read now and then; the read gives up once the backend has had
-        // nothing to answer and the client has sent nothing for the whole limit. Waits end with CancelPendingRead,
-        // which also interrupts an idle zero-byte read (a token would not).
+        // client_idle_limit: a timer wakes the pending read now and then; the read gives up once no batch is in flight
+        // and the client has sent nothing for the whole limit. Waits end with CancelPendingRead, which also interrupts
+        // an idle zero-byte read (a token would not).
         using var idleTimer = idleLimit > TimeSpan.Zero
             ? _services.Time.CreateTimer(static r => ((PipeReader)r!).CancelPendingRead(), reader, IdleCheckPeriod(idleLimit),
                 IdleCheckPeriod(idleLimit))
@@ -85,21 +103,20 @@ internal sealed partial class ClientSession
 
             Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
             var buffer = result.Buffer;
-            var end = scanner.Scan(buffer, ref observer, MaxInspectedFrame, out var stopped);
-            var forward = buffer.Slice(0, end);
-            if (!forward.IsEmpty)
+            while (FrameReader.TryReadFrame(ref buffer, MaxClientMessage, out var code, out var frame, out var body))
             {
-                await backend.WriteAsync(forward, shutdown);
-                await backend.FlushAsync(shutdown);
+                if (code == (byte)FrontendCode.Terminate)
+                {
+                    await FlushBatchAsync(shutdown);
+                    reader.AdvanceTo(buffer.Start);
+                    return SessionEnd.Terminated;
+                }
+
+                await OnClientMessageAsync(code, frame, body, shutdown);
             }
 
-            if (stopped)
-            {
-                reader.AdvanceTo(end);
-                return SessionEnd.Terminated;
-            }
-
-            reader.AdvanceTo(end, buffer.End);
+            await FlushBatchIfStreamingAsync(shutdown);
+            reader.AdvanceTo(buffer.Start, buffer.End);
             if (result.IsCompleted)
             {
                 return SessionEnd.ClientClosed;
@@ -120,37 +137,221 @@ internal sealed partial class ClientSession
         }
     }
 
-    private async Task PumpBackendToClientAsync(BackendConnection backend, CancellationToken stop)
+    /// <summary>Backends → client: each queued batch's replies from its node; the primary's asynchronous messages in between.</summary>
+    private async Task PumpRepliesAsync(CancellationToken stop)
     {
         await Task.Yield();
-        var scanner = new RelayScanner();
-        var observer = new BackendFrames(this, backend);
         while (true)
         {
-            var result = await backend.Reader.ReadAsync(stop);
-            if (result.IsCanceled)
+            if (_replies.Reader.TryRead(out var entry))
+            {
+                await ReadRepliesAsync(entry, stop);
+                continue;
+            }
+
+            if (_replies.Reader.Completion.IsCompleted)
             {
                 return;
+            }
+
+            await RelayAsynchronousAsync(_primary!, stop);
+        }
+    }
+
+    /// <summary>
+    /// While nothing is queued: passes on whole frames the primary sends unasked (NotificationResponse, NoticeResponse,
+    /// ParameterStatus, a FATAL before it closes). Returns when a batch is queued (the dispatcher wakes this read).
+    /// </summary>
+    private async Task RelayAsynchronousAsync(NodeLink link, CancellationToken stop)
+    {
+        var reader = link.Connection.Reader;
+        var result = await reader.ReadAsync(stop);
+        var buffer = result.Buffer;
+        if (result.IsCanceled || _replies.Reader.TryPeek(out _))
+        {
+            reader.AdvanceTo(buffer.Start);
+            return;
+        }
+
+        var forwarded = false;
+        while (FrameReader.TryReadFrame(ref buffer, MaxInspectedFrame, out var code, out var frame, out var body))
+        {
+            if (code == (byte)BackendCode.ParameterStatus)
+            {
+                var (name, value) = BackendConnection.ParseParameterStatus(body);
+                link.Connection.UpdateParameter(name, value);
+            }
+
+            await WriteToClientAsync(frame, stop);
+            forwarded = true;
+        }
+
+        if (forwarded)
+        {
+            await _client.FlushAsync(stop);
+        }
+
+        reader.AdvanceTo(buffer.Start, buffer.End);
+        if (result.IsCompleted)
+        {
+            throw new BackendException(link.Connection.NodeId, SqlState.ConnectionFailure,
+                $"backend node {link.Connection.NodeId} closed the connection unexpectedly");
+        }
+    }
+
+    /// <summary>Reads one batch's replies up to and including its ReadyForQuery, relaying or dropping them.</summary>
+    private async Task ReadRepliesAsync(ReplyEntry entry, CancellationToken stop)
+    {
+        var link = entry.Link;
+        var reader = link.Connection.Reader;
+        var skip = entry.SkipLeading;
+        long remaining = 0;
+        while (true)
+        {
+            var result = await reader.ReadAsync(stop);
+            if (result.IsCanceled)
+            {
+                stop.ThrowIfCancellationRequested();
+                continue;
             }
 
             var buffer = result.Buffer;
-            var end = scanner.Scan(buffer, ref observer, MaxInspectedFrame, out _);
-            var forward = buffer.Slice(0, end);
-            if (!forward.IsEmpty)
+            var done = false;
+            while (!done)
             {
-                foreach (var segment in forward)
+                if (remaining > 0)
                 {
-                    await _client.WriteAsync(segment, stop);
+                    // The rest of a large frame, streamed as it arrives.
+                    var take = Math.Min(remaining, buffer.Length);
+                    if (entry.Relay)
+                    {
+                        await WriteToClientAsync(buffer.Slice(0, take), stop);
+                    }
+
+                    buffer = buffer.Slice(take);
+                    remaining -= take;
+                    if (remaining > 0)
+                    {
+                        break;
+                    }
+
+                    continue;
                 }
 
+                if (!FrameReader.TryReadHeader(buffer, int.MaxValue, out var code, out var length))
+                {
+                    break;
+                }
+
+                var whole = buffer.Length >= 1 + length;
+                switch (code)
+                {
+                    case (byte)BackendCode.ReadyForQuery or (byte)BackendCode.ParameterStatus or (byte)BackendCode.ParseComplete
+                        or (byte)BackendCode.CloseComplete or (byte)BackendCode.ErrorResponse when length <= MaxInspectedFrame:
+                        if (!whole)
+                        {
+                            goto needMore;
+                        }
+
+                        var frame = buffer.Slice(0, 1 + length);
+                        var body = frame.Slice(FrameReader.HeaderLength);
+                        buffer = buffer.Slice(frame.End);
+                        if (code is (byte)BackendCode.ParseComplete or (byte)BackendCode.CloseComplete && skip > 0)
+                        {
+                            skip--;
+                            continue;
+                        }
+
+                        if (code == (byte)BackendCode.ParameterStatus)
+                        {
+                            var (name, value) = BackendConnection.ParseParameterStatus(body);
+                            link.Connection.UpdateParameter(name, value);
+                        }
+                        else if (code == (byte)BackendCode.ErrorResponse && !entry.Relay)
+                        {
+                            LogCatchUpError(link.Connection.NodeId, ErrorFields.Parse(body).Message);
+                        }
+
+                        if (entry.Relay)
+                        {
+                            await WriteToClientAsync(frame, stop);
+                        }
+
+                        if (code == (byte)BackendCode.ReadyForQuery && body.Length == 1)
+                        {
+                            OnReadyForQuery(entry, (TransactionStatus)body.FirstSpan[0]);
+                            done = true;
+                        }
+
+                        break;
+                    default:
+                        // Streamed: whatever part of the frame is here now, the rest as it comes.
+                        var available = Math.Min(1 + (long)length, buffer.Length);
+                        if (entry.Relay)
+                        {
+                            await WriteToClientAsync(buffer.Slice(0, available), stop);
+                        }
+
+                        buffer = buffer.Slice(available);
+                        remaining = 1 + (long)length - available;
+                        break;
+                }
+            }
+
+        needMore:
+            if (entry.Relay)
+            {
                 await _client.FlushAsync(stop);
             }
 
-            backend.Reader.AdvanceTo(end, buffer.End);
-            if (result.IsCompleted)
+            if (done)
             {
+                // What follows the ReadyForQuery belongs to the next batch: not examined yet.
+                reader.AdvanceTo(buffer.Start);
                 return;
             }
+
+            reader.AdvanceTo(buffer.Start, buffer.End);
+
+            if (result.IsCompleted)
+            {
+                throw new BackendException(link.Connection.NodeId, SqlState.ConnectionFailure,
+                    $"backend node {link.Connection.NodeId} closed the connection unexpectedly");
+            }
+        }
+    }
+
+    private void OnReadyForQuery(ReplyEntry entry, TransactionStatus status)
+    {
+        var link = entry.Link;
+        link.Connection.TransactionStatus = status;
+        Interlocked.Decrement(ref link.Pending);
+        if (!entry.Relay)
+        {
+            return;
+        }
+
+        _clientStatus = status;
+        if (Interlocked.Decrement(ref _outstanding) == 0)
+        {
+            Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
+        }
+
+        lock (_routingLock)
+        {
+            _failedLink = status == TransactionStatus.Failed ? link : null;
+            if (entry.Sequence == _lastSequence)
+            {
+                _router!.ReadyForQuery(status != TransactionStatus.Idle);
+            }
+        }
+    }
+
+    private async ValueTask WriteToClientAsync(ReadOnlySequence<byte> data, CancellationToken stop)
+    {
+        foreach (var segment in data)
+        {
+            await _client.WriteAsync(segment, stop);
         }
     }
 
@@ -161,24 +362,36 @@ internal sealed partial class ClientSession
             await task;
         }
         catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException
-                                      or ObjectDisposedException or PgProtocolException or InvalidOperationException)
+                                      or ObjectDisposedException or PgProtocolException or InvalidOperationException or BackendException
+                                      or ChannelClosedException)
         {
             // The pump is being stopped; its error, if any, was reported by whoever ended the relay.
         }
     }
 
     /// <summary>
-    /// Gives the backend connection back: reset and pooled when it is idle (every request answered, or answered within
-    /// <see cref="DrainTimeout"/>), otherwise closed.
+    /// Gives every backend connection back: reset and pooled when it is idle (every request answered, or answered
+    /// within <see cref="DrainTimeout"/>), otherwise closed.
     /// </summary>
-    private async Task ReleaseBackendAsync(SessionEnd end)
+    private async Task ReleaseBackendsAsync(SessionEnd end)
     {
-        var backend = Interlocked.Exchange(ref _backend, null);
-        if (backend is null)
+        var links = _links.Values.ToList();
+        _links.Clear();
+        if (links.Count == 0 && Interlocked.Exchange(ref _backend, null) is { } lone)
         {
-            return;
+            links.Add(new NodeLink(lone));
         }
 
+        Volatile.Write(ref _backend, null);
+        foreach (var link in links)
+        {
+            await ReleaseAsync(link, end);
+        }
+    }
+
+    private async Task ReleaseAsync(NodeLink link, SessionEnd end)
+    {
+        var backend = link.Connection;
         var pool = _services.Pool;
         var keep = end != SessionEnd.Failed && ConnectionPool.IsCacheable(backend.Key.Database) && _services.Settings.Get(Params.ConnectionCache);
         if (keep)
@@ -186,7 +399,7 @@ internal sealed partial class ClientSession
             try
             {
                 using var cts = new CancellationTokenSource(DrainTimeout);
-                await DrainAsync(backend, cts.Token);
+                await DrainAsync(link, cts.Token);
                 keep = await backend.ResetAsync(_services.Settings.Get(Params.ResetQueryList), cts.Token);
             }
             catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException
@@ -205,69 +418,41 @@ internal sealed partial class ClientSession
         await backend.DisposeAsync();
     }
 
-    /// <summary>Reads and discards the answers to requests the client left behind.</summary>
-    private async Task DrainAsync(BackendConnection backend, CancellationToken cancellationToken)
+    /// <summary>Reads and discards the answers to requests the client left behind on one connection.</summary>
+    private static async Task DrainAsync(NodeLink link, CancellationToken cancellationToken)
     {
-        var scanner = new RelayScanner();
-        var observer = new BackendFrames(this, backend);
-        while (Volatile.Read(ref _outstanding) > 0)
+        var reader = link.Connection.Reader;
+        while (Volatile.Read(ref link.Pending) > 0)
         {
-            var result = await backend.Reader.ReadAsync(cancellationToken);
+            var result = await reader.ReadAsync(cancellationToken);
             if (result.IsCanceled)
             {
                 continue;
             }
 
             var buffer = result.Buffer;
-            var end = scanner.Scan(buffer, ref observer, MaxInspectedFrame, out _);
-            backend.Reader.AdvanceTo(end, buffer.End);
+            while (FrameReader.TryReadFrame(ref buffer, int.MaxValue, out var code, out _, out var body))
+            {
+                if (code == (byte)BackendCode.ReadyForQuery && body.Length == 1)
+                {
+                    link.Connection.TransactionStatus = (TransactionStatus)body.FirstSpan[0];
+                    link.Pending--;
+                }
+            }
+
+            reader.AdvanceTo(buffer.Start, buffer.End);
             if (result.IsCompleted)
             {
                 throw new IOException("backend closed the connection while draining");
             }
         }
-
-        if (scanner.Remaining > 0)
-        {
-            throw new IOException("backend connection left in the middle of a message");
-        }
     }
 
-    /// <summary>Client → backend: counts requests that will be answered by ReadyForQuery; stops at Terminate.</summary>
-    private readonly struct ClientFrames(ClientSession session) : IFrameObserver
+    /// <summary>Reads one 32-bit big-endian integer at <paramref name="offset"/> of a sequence.</summary>
+    private static int ReadInt32(in ReadOnlySequence<byte> data, int offset)
     {
-        public FrameAction Classify(byte code) => code == (byte)FrontendCode.Terminate ? FrameAction.Stop : FrameAction.Stream;
-
-        public void OnFrame(byte code, int length, in ReadOnlySequence<byte> body)
-        {
-            if (code is (byte)FrontendCode.Query or (byte)FrontendCode.Sync or (byte)FrontendCode.FunctionCall)
-            {
-                Interlocked.Increment(ref session._outstanding);
-            }
-        }
-    }
-
-    /// <summary>Backend → client: tracks transaction status and parameter values; everything else streams.</summary>
-    private readonly struct BackendFrames(ClientSession session, BackendConnection backend) : IFrameObserver
-    {
-        public FrameAction Classify(byte code) =>
-            code is (byte)BackendCode.ReadyForQuery or (byte)BackendCode.ParameterStatus ? FrameAction.Inspect : FrameAction.Stream;
-
-        public void OnFrame(byte code, int length, in ReadOnlySequence<byte> body)
-        {
-            if (code == (byte)BackendCode.ReadyForQuery && body.Length == 1)
-            {
-                backend.TransactionStatus = (TransactionStatus)body.FirstSpan[0];
-                if (Interlocked.Decrement(ref session._outstanding) == 0)
-                {
-                    Volatile.Write(ref session._idleSince, session._services.Time.GetTimestamp());
-                }
-            }
-            else if (code == (byte)BackendCode.ParameterStatus)
-            {
-                var (name, value) = BackendConnection.ParseParameterStatus(body);
-                backend.UpdateParameter(name, value);
-            }
-        }
+        Span<byte> bytes = stackalloc byte[4];
+        data.Slice(offset, 4).CopyTo(bytes);
+        return BinaryPrimitives.ReadInt32BigEndian(bytes);
     }
 }

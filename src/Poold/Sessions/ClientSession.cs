@@ -77,7 +77,7 @@ internal sealed partial class ClientSession
         finally
         {
             _services.Cancels.Unregister(Id);
-            await ReleaseBackendAsync(end);
+            await ReleaseBackendsAsync(end);
             await CloseClientAsync();
             LogEnded(end);
         }
@@ -106,6 +106,7 @@ internal sealed partial class ClientSession
             }
 
             await AuthenticateAsync(timeout.Token);
+            await PrepareRoutingAsync(timeout.Token);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !shutdown.IsCancellationRequested)
         {
@@ -191,15 +192,19 @@ internal sealed partial class ClientSession
         }
     }
 
-    /// <summary>Forwards a client's CancelRequest to the backend running its query, then returns.</summary>
+    /// <summary>Forwards a client's CancelRequest to every backend this session is using, then returns.</summary>
     public async Task ForwardCancelAsync(CancellationToken cancellationToken)
     {
-        if (Volatile.Read(ref _backend) is not { } backend)
+        var targets = _links.Values.Select(l => l.Connection).ToList();
+        if (targets.Count == 0 && Volatile.Read(ref _backend) is { } lone)
         {
-            return;
+            targets.Add(lone);
         }
 
-        var timeout = _services.Settings.Get(Config.Params.ConnectTimeout, backend.NodeId);
-        await BackendConnection.SendCancelAsync(backend.Node, backend.ProcessId, backend.SecretKey, timeout, cancellationToken);
+        foreach (var backend in targets)
+        {
+            var timeout = _services.Settings.Get(Config.Params.ConnectTimeout, backend.NodeId);
+            await BackendConnection.SendCancelAsync(backend.Node, backend.ProcessId, backend.SecretKey, timeout, cancellationToken);
+        }
     }
 }

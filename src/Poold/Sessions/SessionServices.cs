@@ -2,6 +2,7 @@ using Poold.Auth;
 using Poold.Backends;
 using Poold.Config;
 using Poold.Pooling;
+using Poold.Routing;
 using Poold.Tls;
 using Serilog;
 
@@ -15,5 +16,7 @@ internal sealed record SessionServices(
     ConnectionPool Pool,
     NodeRegistry Nodes,
     CancelRegistry Cancels,
+    RoutingOptions Routing,
+    FunctionCatalog Functions,
     TimeProvider Time,
     ILogger Log);

@@ -171,6 +171,11 @@ internal sealed class PooldInstance : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (TestContext.CurrentContext.Result.Outcome.Status == NUnit.Framework.Interfaces.TestStatus.Failed)
+        {
+            await TestContext.Out.WriteLineAsync("---- Poold log ----\n" + Log);
+        }
+
         await Host.DisposeAsync();
         await _logger.DisposeAsync();
         try

@@ -1,0 +1,668 @@
+using System.Text;
+
+namespace Poold.Routing;
+
+/// <summary>Where a statement may run, before the session's state (transaction, temp tables, functions) is applied.</summary>
+internal enum RouteTarget : byte
+{
+    /// <summary>Only the primary can run it (writes, locks, DDL, anything unknown).</summary>
+    Primary,
+
+    /// <summary>A read: the session's load-balance node may run it.</summary>
+    LoadBalance,
+
+    /// <summary>Session state (SET, RESET, DISCARD): runs where the batch goes and is replayed on every other node the session uses.</summary>
+    SessionState,
+
+    /// <summary>Transaction control (COMMIT, ROLLBACK, SAVEPOINT …): every node taking part in the transaction.</summary>
+    Transaction,
+}
+
+/// <summary>What a transaction-control statement does.</summary>
+internal enum TransactionEffect : byte
+{
+    None,
+    Begin,
+
+    /// <summary>BEGIN / START TRANSACTION … ISOLATION LEVEL SERIALIZABLE, or SET TRANSACTION ISOLATION LEVEL SERIALIZABLE.</summary>
+    Serializable,
+    End,
+    Savepoint,
+}
+
+/// <summary>The classifier's verdict on one query string.</summary>
+internal sealed record Classification(RouteTarget Target, string Reason)
+{
+    /// <summary>Not a read: inside an explicit transaction it makes the transaction "writing" (compat §6.4).</summary>
+    public bool Writes { get; init; }
+
+    public TransactionEffect Transaction { get; init; }
+
+    /// <summary>For SET/RESET: the parameter (lower case), so a later SET of it replaces the earlier one in the replay list.</summary>
+    public string? SettingKey { get; init; }
+
+    /// <summary>DISCARD ALL / RESET ALL / SET SESSION AUTHORIZATION DEFAULT-like resets: the replay list starts over.</summary>
+    public bool ResetsSession { get; init; }
+
+    /// <summary>SET SESSION CHARACTERISTICS … SERIALIZABLE or default_transaction_isolation: true/false when changed.</summary>
+    public bool? SessionSerializable { get; init; }
+
+    /// <summary>CREATE TEMP TABLE name: the name, lower case unless quoted.</summary>
+    public string? CreatedTempTable { get; init; }
+
+    /// <summary>Functions called (as written, schema included), for the function lists and the volatility check.</summary>
+    public IReadOnlyList<string> Functions { get; init; } = [];
+
+    /// <summary>Other identifiers (tables, columns, aliases), for the temporary-table check.</summary>
+    public IReadOnlyList<string> Names { get; init; } = [];
+
+    /// <summary>More than one statement in one query string.</summary>
+    public bool MultiStatement { get; init; }
+}
+
+/// <summary>
+/// Decides, from the text alone, where a statement may run, following pgpool-II's streaming-replication rules
+/// (compat §6.2, §6.5) on the tokens of <see cref="SqlLexer"/>: keywords inside strings, dollar quotes, comments or
+/// quoted identifiers are never mistaken for the real ones. The session-dependent checks (functions, temporary
+/// tables, transactions) are the <see cref="SessionRouter"/>'s.
+/// </summary>
+internal static class QueryClassifier
+{
+    /// <summary>Words followed by '(' that are syntax, not function calls.</summary>
+    private static readonly HashSet<string> NotFunctions = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "in", "exists", "any", "all", "some", "values", "as", "over", "filter", "within", "cast", "coalesce", "nullif", "greatest",
+        "least", "row", "array", "on", "using", "from", "select", "where", "and", "or", "not", "into", "table", "lateral", "join",
+        "with", "recursive", "materialized", "by", "set", "when", "then", "else", "case", "returning", "is", "distinct", "group",
+        "partition", "order", "union", "intersect", "except", "limit", "offset", "having", "window", "rows", "range", "groups",
+        "extract", "overlay", "position", "substring", "trim", "treat", "xmlelement", "xmlforest", "xmlparse", "xmlpi",
+        "xmlroot", "xmlserialize", "xmlattributes", "xmlconcat", "xmlexists", "collate", "interval", "numeric", "decimal",
+        "char", "character", "varchar", "timestamp", "time", "float", "bit", "grouping", "cube", "rollup", "sets", "if",
+    };
+
+    private static readonly Classification Empty = new(RouteTarget.LoadBalance, "empty query");
+
+    public static Classification Classify(string sql, RoutingOptions options) => Classify(Encoding.UTF8.GetBytes(sql), options);
+
+    public static Classification Classify(ReadOnlySpan<byte> sql, RoutingOptions options)
+    {
+        var tokens = Tokenize(sql, out var sawComment, out var statements);
+        if (tokens.Count == 0)
+        {
+            return Empty;
+        }
+
+        var verdict = ClassifyStatement(sql, tokens);
+        if (statements > 1)
+        {
+            verdict = verdict with { Target = RouteTarget.Primary, Reason = "multi-statement query", Writes = true, MultiStatement = true };
+        }
+
+        if (verdict.Target == RouteTarget.LoadBalance)
+        {
+            if (options.NoLoadBalanceHint && ContainsNoLoadBalanceHint(sql))
+            {
+                return verdict with { Target = RouteTarget.Primary, Reason = "/*NO LOAD BALANCE*/ comment" };
+            }
+
+            if (!options.AllowSqlComments && !StartsLikeARead(sql, options.IgnoreLeadingWhiteSpace))
+            {
+                return verdict with
+                {
+                    Target = RouteTarget.Primary,
+                    Reason = sawComment ? "a comment before the statement (allow_sql_comments = off)" : "the text does not start with SELECT, WITH, TABLE or '('",
+                };
+            }
+
+            foreach (var pattern in options.PrimaryRoutingPatterns)
+            {
+                if (pattern.IsMatch(Encoding.UTF8.GetString(sql)))
+                {
+                    return verdict with { Target = RouteTarget.Primary, Reason = $"matches primary_routing_query_pattern_list entry {pattern}" };
+                }
+            }
+        }
+
+        return verdict;
+    }
+
+    /// <summary>The tokens of the first statement; counts the non-empty statements.</summary>
+    private static List<SqlToken> Tokenize(ReadOnlySpan<byte> sql, out bool sawComment, out int statements)
+    {
+        var lexer = new SqlLexer(sql);
+        var first = new List<SqlToken>();
+        statements = 0;
+        var current = 0;
+        while (true)
+        {
+            var token = lexer.Next();
+            if (token.Kind == TokenKind.End)
+            {
+                break;
+            }
+
+            if (token.Kind == TokenKind.Semicolon)
+            {
+                if (current > 0)
+                {
+                    statements++;
+                }
+
+                current = 0;
+                continue;
+            }
+
+            if (current == 0 && statements > 0 && first.Count > 0)
+            {
+                // A second statement: only its existence matters.
+                current++;
+                continue;
+            }
+
+            current++;
+            if (statements == 0)
+            {
+                first.Add(token);
+            }
+        }
+
+        if (current > 0)
+        {
+            statements++;
+        }
+
+        sawComment = lexer.SawComment;
+        return first;
+    }
+
+    private static bool StartsLikeARead(ReadOnlySpan<byte> sql, bool ignoreLeadingWhiteSpace)
+    {
+        var i = 0;
+        if (ignoreLeadingWhiteSpace)
+        {
+            while (i < sql.Length && sql[i] is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r' or (byte)'\f' or (byte)'\v')
+            {
+                i++;
+            }
+        }
+
+        return i < sql.Length && sql[i] is (byte)'s' or (byte)'S' or (byte)'w' or (byte)'W' or (byte)'t' or (byte)'T' or (byte)'(';
+    }
+
+    private static bool ContainsNoLoadBalanceHint(ReadOnlySpan<byte> sql) =>
+        sql.IndexOf("/*NO LOAD BALANCE*/"u8) >= 0;
+
+    private static Classification ClassifyStatement(ReadOnlySpan<byte> sql, List<SqlToken> t)
+    {
+        var first = t[0];
+        if (first.Kind == TokenKind.OpenParen)
+        {
+            return Read(sql, t, 0, "parenthesised SELECT");
+        }
+
+        if (first.Kind != TokenKind.Word)
+        {
+            return Write("not a statement Poold recognises");
+        }
+
+        var keyword = Upper(sql, first);
+        switch (keyword)
+        {
+            case "SELECT":
+                return Read(sql, t, 0, "SELECT");
+            case "TABLE":
+                return Read(sql, t, 0, "TABLE");
+            case "WITH":
+                return With(sql, t);
+            case "VALUES":
+                return Write("VALUES (pgpool-II balances only text starting with SELECT, WITH, TABLE or '(')") with { Writes = false };
+            case "SHOW":
+                return new Classification(RouteTarget.LoadBalance, "SHOW") with { Names = [] };
+            case "EXPLAIN":
+                return Write("EXPLAIN (pgpool-II sends every EXPLAIN to the primary)");
+            case "COPY":
+                return Copy(sql, t);
+            case "LOCK":
+                return Lock(sql, t);
+            case "SET":
+                return Set(sql, t);
+            case "RESET":
+                return t.Count > 1 && t[1].Is(sql, "ALL")
+                    ? new Classification(RouteTarget.SessionState, "RESET ALL") { Writes = true, ResetsSession = true }
+                    : new Classification(RouteTarget.SessionState, "RESET") { Writes = true, SettingKey = SettingName(sql, t, 1) };
+            case "DISCARD":
+                return new Classification(RouteTarget.SessionState, "DISCARD")
+                {
+                    Writes = true,
+                    ResetsSession = t.Count > 1 && t[1].Is(sql, "ALL"),
+                    SettingKey = t.Count > 1 && !t[1].Is(sql, "ALL") ? "discard " + Upper(sql, t[1]).ToLowerInvariant() : null,
+                };
+            case "BEGIN":
+            case "START":
+                return Begin(sql, t);
+            case "COMMIT" or "END" or "ABORT" or "ROLLBACK":
+                if (t.Count > 1 && t[1].Is(sql, "PREPARED"))
+                {
+                    return Write("two-phase commit");
+                }
+
+                if (keyword == "ROLLBACK" && t.Count > 1 && (t[1].Is(sql, "TO") || (t.Count > 2 && t[2].Is(sql, "TO"))))
+                {
+                    return new Classification(RouteTarget.Transaction, "ROLLBACK TO SAVEPOINT") { Writes = true, Transaction = TransactionEffect.Savepoint };
+                }
+
+                return new Classification(RouteTarget.Transaction, "end of transaction") { Transaction = TransactionEffect.End };
+            case "SAVEPOINT":
+            case "RELEASE":
+                return new Classification(RouteTarget.Transaction, keyword) { Writes = true, Transaction = TransactionEffect.Savepoint };
+            case "PREPARE" when t.Count > 1 && t[1].Is(sql, "TRANSACTION"):
+                return Write("two-phase commit");
+            case "PREPARE" or "EXECUTE" or "DEALLOCATE":
+                return Write($"{keyword} (SQL-level prepared statements live on the primary, as in pgpool-II)");
+            case "CREATE":
+                return Create(sql, t);
+            default:
+                return Write($"{keyword} writes or is not known to be read-only");
+        }
+    }
+
+    private static Classification Write(string reason) => new(RouteTarget.Primary, reason) { Writes = true };
+
+    /// <summary>A SELECT-like statement starting at <paramref name="from"/>: locking clauses and INTO make it a write.</summary>
+    private static Classification Read(ReadOnlySpan<byte> sql, List<SqlToken> t, int from, string what)
+    {
+        var depth = 0;
+        for (var i = from; i < t.Count; i++)
+        {
+            var token = t[i];
+            switch (token.Kind)
+            {
+                case TokenKind.OpenParen:
+                    depth++;
+                    continue;
+                case TokenKind.CloseParen:
+                    depth--;
+                    continue;
+            }
+
+            if (token.Is(sql, "FOR") && i + 1 < t.Count
+                                     && (t[i + 1].Is(sql, "UPDATE") || t[i + 1].Is(sql, "SHARE") || t[i + 1].Is(sql, "NO") || t[i + 1].Is(sql, "KEY")))
+            {
+                return Write($"{what} with a locking clause (FOR {Upper(sql, t[i + 1])} …)");
+            }
+
+            if (depth == 0 && token.Is(sql, "INTO") && i > from)
+            {
+                return Write($"{what} … INTO creates a table");
+            }
+        }
+
+        var (functions, names) = Identifiers(sql, t, from);
+        return new Classification(RouteTarget.LoadBalance, what) { Functions = functions, Names = names };
+    }
+
+    /// <summary>WITH [RECURSIVE] name [(cols)] AS [[NOT] MATERIALIZED] (body), … then the main statement.</summary>
+    private static Classification With(ReadOnlySpan<byte> sql, List<SqlToken> t)
+    {
+        var i = 1;
+        if (i < t.Count && t[i].Is(sql, "RECURSIVE"))
+        {
+            i++;
+        }
+
+        while (i < t.Count)
+        {
+            // name [ ( columns ) ] AS [ NOT ] [ MATERIALIZED ] ( body )
+            i++;
+            if (i < t.Count && t[i].Kind == TokenKind.OpenParen)
+            {
+                i = SkipParens(t, i);
+            }
+
+            if (i >= t.Count || !t[i].Is(sql, "AS"))
+            {
+                return Write("WITH clause Poold cannot read");
+            }
+
+            i++;
+            while (i < t.Count && (t[i].Is(sql, "NOT") || t[i].Is(sql, "MATERIALIZED")))
+            {
+                i++;
+            }
+
+            if (i >= t.Count || t[i].Kind != TokenKind.OpenParen)
+            {
+                return Write("WITH clause Poold cannot read");
+            }
+
+            var bodyStart = i + 1;
+            var bodyEnd = SkipParens(t, i);
+            if (bodyStart < t.Count && t[bodyStart].Kind == TokenKind.Word)
+            {
+                var verb = Upper(sql, t[bodyStart]);
+                if (verb is "INSERT" or "UPDATE" or "DELETE" or "MERGE")
+                {
+                    return Write($"writable CTE ({verb} inside WITH)");
+                }
+            }
+
+            i = bodyEnd;
+            if (i < t.Count && t[i].Kind == TokenKind.Comma)
+            {
+                i++;
+                continue;
+            }
+
+            break;
+        }
+
+        if (i >= t.Count)
+        {
+            return Write("WITH without a statement");
+        }
+
+        var main = t[i];
+        if (main.Is(sql, "SELECT") || main.Is(sql, "TABLE") || main.Kind == TokenKind.OpenParen)
+        {
+            var read = Read(sql, t, i, "WITH … SELECT");
+            return read.Target == RouteTarget.LoadBalance ? read with { Functions = Identifiers(sql, t, 0).Functions, Names = Identifiers(sql, t, 0).Names } : read;
+        }
+
+        return Write($"WITH … {Upper(sql, main)}");
+    }
+
+    private static int SkipParens(List<SqlToken> t, int open)
+    {
+        var depth = 0;
+        for (var i = open; i < t.Count; i++)
+        {
+            if (t[i].Kind == TokenKind.OpenParen)
+            {
+                depth++;
+            }
+            else if (t[i].Kind == TokenKind.CloseParen && --depth == 0)
+            {
+                return i + 1;
+            }
+        }
+
+        return t.Count;
+    }
+
+    /// <summary>COPY … TO STDOUT reads; COPY … FROM and COPY to or from a file write (or need the primary's file system).</summary>
+    private static Classification Copy(ReadOnlySpan<byte> sql, List<SqlToken> t)
+    {
+        var i = 1;
+        if (i < t.Count && t[i].Kind == TokenKind.OpenParen)
+        {
+            var inner = Read(sql, t, i + 1, "COPY (SELECT …)");
+            if (inner.Target != RouteTarget.LoadBalance || (i + 1 < t.Count && !t[i + 1].Is(sql, "SELECT") && !t[i + 1].Is(sql, "WITH")
+                                                             && !t[i + 1].Is(sql, "TABLE")))
+            {
+                return Write("COPY of a statement that writes");
+            }
+
+            i = SkipParens(t, i);
+        }
+        else
+        {
+            while (i < t.Count && !t[i].Is(sql, "TO") && !t[i].Is(sql, "FROM"))
+            {
+                i++;
+            }
+        }
+
+        if (i < t.Count && t[i].Is(sql, "TO") && i + 1 < t.Count && t[i + 1].Is(sql, "STDOUT"))
+        {
+            var (functions, names) = Identifiers(sql, t, 1);
+            return new Classification(RouteTarget.LoadBalance, "COPY … TO STDOUT") { Functions = functions, Names = names };
+        }
+
+        return Write(i < t.Count && t[i].Is(sql, "TO") ? "COPY … TO a file (on the primary)" : "COPY … FROM");
+    }
+
+    /// <summary>LOCK below ROW EXCLUSIVE runs where the session runs (and marks the transaction writing); stronger locks need the primary.</summary>
+    private static Classification Lock(ReadOnlySpan<byte> sql, List<SqlToken> t)
+    {
+        for (var i = 1; i + 1 < t.Count; i++)
+        {
+            if (t[i].Is(sql, "IN"))
+            {
+                var mode = Upper(sql, t[i + 1]) + (i + 2 < t.Count ? " " + Upper(sql, t[i + 2]) : "");
+                if (mode is "ACCESS SHARE" or "ROW SHARE")
+                {
+                    return new Classification(RouteTarget.SessionState, $"LOCK IN {mode} MODE (weaker than ROW EXCLUSIVE)") { Writes = true };
+                }
+
+                break;
+            }
+        }
+
+        return Write("LOCK (ROW EXCLUSIVE or stronger)");
+    }
+
+    private static Classification Set(ReadOnlySpan<byte> sql, List<SqlToken> t)
+    {
+        if (t.Count < 2)
+        {
+            return Write("SET without a parameter");
+        }
+
+        if (t[1].Is(sql, "TRANSACTION"))
+        {
+            if (HasSequence(sql, t, "ISOLATION", "LEVEL", "SERIALIZABLE"))
+            {
+                return new Classification(RouteTarget.Primary, "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+                {
+                    Writes = false,
+                    Transaction = TransactionEffect.Serializable,
+                };
+            }
+
+            if (HasSequence(sql, t, "READ", "WRITE"))
+            {
+                return Write("SET TRANSACTION READ WRITE (a standby refuses it)");
+            }
+
+            return new Classification(RouteTarget.SessionState, "SET TRANSACTION");
+        }
+
+        if (t[1].Is(sql, "SESSION") && t.Count > 2 && t[2].Is(sql, "CHARACTERISTICS"))
+        {
+            if (HasSequence(sql, t, "ISOLATION", "LEVEL"))
+            {
+                var serializable = HasSequence(sql, t, "LEVEL", "SERIALIZABLE");
+                return new Classification(RouteTarget.Primary, "SET SESSION CHARACTERISTICS (isolation level)")
+                {
+                    Writes = true,
+                    SessionSerializable = serializable,
+                };
+            }
+
+            return HasSequence(sql, t, "READ", "WRITE")
+                ? Write("SET SESSION CHARACTERISTICS … READ WRITE (a standby refuses it)")
+                : new Classification(RouteTarget.SessionState, "SET SESSION CHARACTERISTICS") { Writes = true, SettingKey = "session characteristics" };
+        }
+
+        var scope = 1;
+        var local = false;
+        if (t[1].Is(sql, "SESSION") || t[1].Is(sql, "LOCAL"))
+        {
+            local = t[1].Is(sql, "LOCAL");
+            scope = 2;
+        }
+
+        var name = SettingName(sql, t, scope);
+        if (name == "default_transaction_isolation")
+        {
+            var serializable = sql[t[^1].Start..].IndexOf("serializable"u8) >= 0 || Upper(sql, t[^1]).Contains("SERIALIZABLE", StringComparison.Ordinal);
+            return new Classification(RouteTarget.Primary, "SET default_transaction_isolation") { Writes = true, SessionSerializable = serializable };
+        }
+
+        if (name is "transaction_read_only" or "default_transaction_read_only" && (Upper(sql, t[^1]) is "OFF" or "FALSE" or "0" || Text(sql, t[^1]) is "'off'" or "'false'"))
+        {
+            return Write($"SET {name} = off (a standby refuses it)");
+        }
+
+        if (name == "transaction_isolation" && sql.IndexOf("serializable"u8) >= 0)
+        {
+            return new Classification(RouteTarget.Primary, "SET transaction_isolation = serializable") { Transaction = TransactionEffect.Serializable };
+        }
+
+        return new Classification(RouteTarget.SessionState, local ? "SET LOCAL" : "SET") { Writes = true, SettingKey = local ? null : name };
+    }
+
+    private static string SettingName(ReadOnlySpan<byte> sql, List<SqlToken> t, int at)
+    {
+        if (at >= t.Count)
+        {
+            return "";
+        }
+
+        var name = Text(sql, t[at]).ToLowerInvariant();
+        if (name is "session" && at + 1 < t.Count)
+        {
+            return "session " + Text(sql, t[at + 1]).ToLowerInvariant();
+        }
+
+        if (name is "time" && at + 1 < t.Count && t[at + 1].Is(sql, "ZONE"))
+        {
+            return "timezone";
+        }
+
+        if (name is "names")
+        {
+            return "client_encoding";
+        }
+
+        return at + 2 < t.Count && t[at + 1].Kind == TokenKind.Dot ? name + "." + Text(sql, t[at + 2]).ToLowerInvariant() : name;
+    }
+
+    private static Classification Begin(ReadOnlySpan<byte> sql, List<SqlToken> t)
+    {
+        if (t[0].Is(sql, "START") && (t.Count < 2 || !t[1].Is(sql, "TRANSACTION")))
+        {
+            return Write("START without TRANSACTION");
+        }
+
+        if (HasSequence(sql, t, "ISOLATION", "LEVEL", "SERIALIZABLE"))
+        {
+            return new Classification(RouteTarget.Primary, "BEGIN ISOLATION LEVEL SERIALIZABLE") { Transaction = TransactionEffect.Serializable };
+        }
+
+        return new Classification(RouteTarget.Transaction, "BEGIN") { Transaction = TransactionEffect.Begin };
+    }
+
+    private static Classification Create(ReadOnlySpan<byte> sql, List<SqlToken> t)
+    {
+        var i = 1;
+        if (i < t.Count && (t[i].Is(sql, "GLOBAL") || t[i].Is(sql, "LOCAL")))
+        {
+            i++;
+        }
+
+        if (i < t.Count && (t[i].Is(sql, "TEMP") || t[i].Is(sql, "TEMPORARY")))
+        {
+            i++;
+            if (i < t.Count && t[i].Is(sql, "UNLOGGED"))
+            {
+                i++;
+            }
+
+            if (i < t.Count && (t[i].Is(sql, "TABLE") || t[i].Is(sql, "VIEW") || t[i].Is(sql, "SEQUENCE")))
+            {
+                i++;
+                if (i + 2 < t.Count && t[i].Is(sql, "IF") && t[i + 1].Is(sql, "NOT") && t[i + 2].Is(sql, "EXISTS"))
+                {
+                    i += 3;
+                }
+
+                if (i < t.Count)
+                {
+                    return Write("CREATE TEMP (the temporary object lives on the primary)") with { CreatedTempTable = Name(sql, t[i]) };
+                }
+            }
+        }
+
+        return Write("CREATE (DDL)");
+    }
+
+    private static bool HasSequence(ReadOnlySpan<byte> sql, List<SqlToken> t, params string[] words)
+    {
+        for (var i = 0; i + words.Length <= t.Count; i++)
+        {
+            var all = true;
+            for (var j = 0; j < words.Length && all; j++)
+            {
+                all = t[i + j].Is(sql, words[j]);
+            }
+
+            if (all)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Function names (a word or qualified name followed by '(') and the other names, from token <paramref name="from"/> on.</summary>
+    private static (IReadOnlyList<string> Functions, IReadOnlyList<string> Names) Identifiers(ReadOnlySpan<byte> sql, List<SqlToken> t, int from)
+    {
+        List<string>? functions = null;
+        List<string>? names = null;
+        for (var i = from; i < t.Count; i++)
+        {
+            if (t[i].Kind is not (TokenKind.Word or TokenKind.QuotedIdentifier))
+            {
+                continue;
+            }
+
+            // Qualified name: a.b(.c)
+            var end = i;
+            while (end + 2 < t.Count && t[end + 1].Kind == TokenKind.Dot && t[end + 2].Kind is TokenKind.Word or TokenKind.QuotedIdentifier)
+            {
+                end += 2;
+            }
+
+            var isCall = end + 1 < t.Count && t[end + 1].Kind == TokenKind.OpenParen;
+            if (isCall)
+            {
+                var name = Name(sql, t[i]);
+                for (var k = i + 2; k <= end; k += 2)
+                {
+                    name += "." + Name(sql, t[k]);
+                }
+
+                if (end > i || !NotFunctions.Contains(name))
+                {
+                    (functions ??= []).Add(name);
+                }
+            }
+            else
+            {
+                for (var k = i; k <= end; k += 2)
+                {
+                    (names ??= []).Add(Name(sql, t[k]));
+                }
+            }
+
+            i = end;
+        }
+
+        return (functions ?? (IReadOnlyList<string>)[], names ?? (IReadOnlyList<string>)[]);
+    }
+
+    /// <summary>An identifier as PostgreSQL folds it: unquoted to lower case, quoted as written.</summary>
+    private static string Name(ReadOnlySpan<byte> sql, SqlToken token)
+    {
+        var text = Text(sql, token);
+        return token.Kind == TokenKind.QuotedIdentifier && text.Length >= 2 && text[0] == '"'
+            ? text[1..^1].Replace("\"\"", "\"", StringComparison.Ordinal)
+            : text.ToLowerInvariant();
+    }
+
+    private static string Text(ReadOnlySpan<byte> sql, SqlToken token) => Encoding.UTF8.GetString(token.Text(sql));
+
+    private static string Upper(ReadOnlySpan<byte> sql, SqlToken token) => Text(sql, token).ToUpperInvariant();
+}

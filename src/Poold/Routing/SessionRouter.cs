@@ -1,0 +1,203 @@
+using Poold.Config;
+
+namespace Poold.Routing;
+
+/// <summary>Where one batch may go after the session's state is applied.</summary>
+internal enum NodeChoice : byte
+{
+    Primary,
+    Balance,
+
+    /// <summary>Session state or transaction control: wherever the batch goes.</summary>
+    Anywhere,
+}
+
+/// <summary>
+/// A session's routing state and decisions (compat §6.2–6.4): explicit transactions and whether they have written,
+/// SERIALIZABLE transactions and sessions, temporary tables, the function rule, and
+/// <c>disable_load_balance_on_write</c>. The state follows what is dispatched, so pipelined statements see the effect of
+/// the ones before them; ReadyForQuery corrects it.
+/// </summary>
+internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog catalog, string database)
+{
+    private readonly HashSet<string> _tempTables = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _writtenObjects = new(StringComparer.Ordinal);
+    private bool _transactionWrote;
+    private bool _transactionSerializable;
+    private bool _earlierTransactionWrote;
+    private bool _sessionWrote;
+    private bool _sessionSerializable;
+
+    /// <summary>Inside an explicit transaction (as dispatched).</summary>
+    public bool InTransaction { get; private set; }
+
+    public RoutingOptions Options => options;
+
+    public (NodeChoice Choice, string Reason) Decide(Classification c) => c.Target switch
+    {
+        RouteTarget.Primary => (NodeChoice.Primary, c.Reason),
+        RouteTarget.SessionState or RouteTarget.Transaction => (NodeChoice.Anywhere, c.Reason),
+        _ => DecideRead(c),
+    };
+
+    private (NodeChoice, string) DecideRead(Classification c)
+    {
+        if (!options.LoadBalanceMode)
+        {
+            return (NodeChoice.Primary, "load_balance_mode = off");
+        }
+
+        if (_sessionSerializable)
+        {
+            return (NodeChoice.Primary, "the session's transactions are SERIALIZABLE");
+        }
+
+        if (InTransaction)
+        {
+            if (_transactionSerializable)
+            {
+                return (NodeChoice.Primary, "SERIALIZABLE transaction");
+            }
+
+            switch (options.OnWrite)
+            {
+                case LoadBalanceOnWrite.Transaction when _transactionWrote:
+                    return (NodeChoice.Primary, "the transaction has written (disable_load_balance_on_write = transaction)");
+                case LoadBalanceOnWrite.TransTransaction when _transactionWrote || _earlierTransactionWrote:
+                    return (NodeChoice.Primary, "a transaction of this session has written (disable_load_balance_on_write = trans_transaction)");
+                case LoadBalanceOnWrite.DmlAdaptive when c.Names.Any(_writtenObjects.Contains):
+                    return (NodeChoice.Primary, "reads an object the transaction wrote (disable_load_balance_on_write = dml_adaptive)");
+            }
+        }
+
+        if (options.OnWrite == LoadBalanceOnWrite.Always && _sessionWrote)
+        {
+            return (NodeChoice.Primary, "the session has written (disable_load_balance_on_write = always)");
+        }
+
+        if (options.TempTableCheck != CheckTempTable.None && c.Names.FirstOrDefault(_tempTables.Contains) is { } temp)
+        {
+            return (NodeChoice.Primary, $"uses temporary table {temp}");
+        }
+
+        if (c.Names.FirstOrDefault(IsSystemCatalog) is { } system)
+        {
+            return (NodeChoice.Primary, $"reads system catalog {system}");
+        }
+
+        foreach (var function in c.Functions)
+        {
+            if (FunctionWrites(function) is { } why)
+            {
+                return (NodeChoice.Primary, why);
+            }
+        }
+
+        return (NodeChoice.Balance, c.Reason);
+    }
+
+    /// <summary>compat §6.3: the write list, else the read-only list, else volatility from pg_proc (plus standby-unsafe functions).</summary>
+    private string? FunctionWrites(string function)
+    {
+        var bare = function.Contains('.', StringComparison.Ordinal) ? function[(function.LastIndexOf('.') + 1)..] : function;
+        if (options.WriteFunctions.Count > 0)
+        {
+            return options.WriteFunctions.Any(r => r.IsMatch(function))
+                ? $"calls {function}, in write_function_list"
+                : FunctionCatalog.IsStandbyUnsafe(bare) ? $"calls {function}, which a standby refuses" : null;
+        }
+
+        if (options.ReadOnlyFunctions.Count > 0)
+        {
+            return options.ReadOnlyFunctions.Any(r => r.IsMatch(function)) ? null : $"calls {function}, not in read_only_function_list";
+        }
+
+        return catalog.NeedsPrimary(database, function) ? $"calls {function}, which is volatile or refused by a standby" : null;
+    }
+
+    private static bool IsSystemCatalog(string name) =>
+        name.StartsWith("pg_", StringComparison.Ordinal) || name is "information_schema" or "pg_catalog";
+
+    /// <summary>Updates the state for a statement that has been sent on its way.</summary>
+    public void Dispatched(Classification c)
+    {
+        switch (c.Transaction)
+        {
+            case TransactionEffect.Begin:
+                StartTransaction();
+                break;
+            case TransactionEffect.Serializable:
+                if (!InTransaction)
+                {
+                    StartTransaction();
+                }
+
+                _transactionSerializable = true;
+                break;
+            case TransactionEffect.End:
+                EndTransaction();
+                return;
+        }
+
+        if (c.SessionSerializable is { } serializable)
+        {
+            _sessionSerializable = serializable;
+        }
+
+        if (c.CreatedTempTable is { } temp)
+        {
+            _tempTables.Add(temp);
+        }
+
+        if (c.Writes)
+        {
+            _sessionWrote = true;
+            if (InTransaction)
+            {
+                _transactionWrote = true;
+                foreach (var name in c.Names)
+                {
+                    _writtenObjects.Add(name);
+                    if (options.DmlRelationships.TryGetValue(name, out var dependents))
+                    {
+                        _writtenObjects.UnionWith(dependents);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>The transaction status the client was given for the newest batch: corrects the dispatched view.</summary>
+    public void ReadyForQuery(bool inTransaction)
+    {
+        if (InTransaction && !inTransaction)
+        {
+            EndTransaction();
+        }
+        else if (!InTransaction && inTransaction)
+        {
+            StartTransaction();
+        }
+    }
+
+    private void StartTransaction()
+    {
+        InTransaction = true;
+        _transactionWrote = false;
+        _transactionSerializable = false;
+        _writtenObjects.Clear();
+    }
+
+    private void EndTransaction()
+    {
+        if (_transactionWrote)
+        {
+            _earlierTransactionWrote = true;
+        }
+
+        InTransaction = false;
+        _transactionWrote = false;
+        _transactionSerializable = false;
+        _writtenObjects.Clear();
+    }
+}

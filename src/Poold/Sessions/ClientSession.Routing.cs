@@ -1,0 +1,802 @@
+using System.Buffers;
+using System.Text;
+using Poold.Backends;
+using Poold.Config;
+using Poold.Pooling;
+using Poold.Protocol;
+using Poold.Routing;
+
+namespace Poold.Sessions;
+
+/// <summary>
+/// Routing of a session's requests across nodes (compat §6). The unit is a batch: a simple Query, a FunctionCall, or
+/// the extended-protocol messages up to Sync (or Flush). Each batch runs on one node, chosen from the statements in it
+/// and the session's state; the reply side reads it back from there. Session state follows the session across
+/// nodes: SET/RESET/DISCARD are replayed on a node before its next use, an explicit transaction is opened on a node
+/// when it first joins it, and named prepared statements are parsed on a node when a Bind needs them there, with the
+/// extra ParseComplete kept from the client.
+/// </summary>
+internal sealed partial class ClientSession
+{
+    /// <summary>PostgreSQL's own limit on a client message.</summary>
+    private const int MaxClientMessage = 1 << 30;
+
+    /// <summary>A batch buffered beyond this is sent before its Sync, to the node chosen so far.</summary>
+    private const int MaxBufferedBatch = 1 << 20;
+
+    private readonly Dictionary<int, NodeLink> _links = [];
+    private readonly object _routingLock = new();
+    private readonly ArrayBufferWriter<byte> _batch = new(4096);
+    private readonly List<BatchMessage> _batchMessages = [];
+    private readonly Dictionary<string, PreparedStatement> _statements = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, NodeLink> _portals = new(StringComparer.Ordinal);
+    private readonly List<(string? Key, byte[] Query)> _history = [];
+    private readonly Random _random = new();
+    private NodeLink? _primary;
+    private NodeLink? _lockedLink;
+    private NodeLink? _copyLink;
+    private NodeLink? _failedLink;
+    private SessionRouter? _router;
+    private LoadBalancer? _balancer;
+    private int _balanceNodeId;
+    private int _historyVersion;
+    private long _lastSequence;
+    private string _beginText = "BEGIN";
+    private TransactionStatus _clientStatus = TransactionStatus.Idle;
+
+    /// <summary>A backend connection as this session uses it.</summary>
+    private sealed class NodeLink(BackendConnection connection)
+    {
+        public BackendConnection Connection { get; } = connection;
+
+        /// <summary>Requests sent whose ReadyForQuery has not been read.</summary>
+        public int Pending;
+
+        public bool TransactionOpen { get; set; }
+
+        public int AppliedHistory { get; set; }
+
+        /// <summary>Named prepared statements that exist on this connection.</summary>
+        public HashSet<string> Statements { get; } = new(StringComparer.Ordinal);
+
+        /// <summary>Statements the client closed elsewhere that still exist here: closed before this connection's next batch.</summary>
+        public HashSet<string> StaleStatements { get; } = new(StringComparer.Ordinal);
+
+        public override string ToString() => $"node {Connection.NodeId}";
+    }
+
+    private sealed record PreparedStatement(string Name, byte[] ParseFrame, Classification Classification);
+
+    private sealed record BatchMessage(byte Code, string Name, string StatementName, Classification? Classification);
+
+    /// <summary>Sets up routing once the primary connection is authenticated: the router, the balance node, the function catalog.</summary>
+    private async Task PrepareRoutingAsync(CancellationToken cancellationToken)
+    {
+        var connection = _backend!;
+        _primary = new NodeLink(connection);
+        _links[connection.NodeId] = _primary;
+        var settings = _services.Settings;
+        var options = _services.Routing;
+        _router = new SessionRouter(options, _services.Functions, Database!);
+        _balancer = new LoadBalancer(settings);
+        var nodes = _services.Nodes.Current;
+        (_balanceNodeId, var why) = _balancer.Choose(nodes, Database!, _startup!["application_name"], _random);
+        LogBalanceNode(_balanceNodeId, why);
+        if (options.LoadBalanceMode && options.WriteFunctions.Count == 0 && options.ReadOnlyFunctions.Count == 0
+            && nodes.Nodes.Any(n => n.Status == NodeStatus.Up && n.Settings.Weight > 0) && _services.Functions.NeedsLoad(Database!))
+        {
+            try
+            {
+                await _services.Functions.LoadAsync(Database!, connection, cancellationToken);
+            }
+            catch (BackendRejectedException e)
+            {
+                LogCatchUpError(connection.NodeId, e.Error.Message);
+            }
+        }
+    }
+
+    // ---- reading the client's messages ----
+
+    private async Task OnClientMessageAsync(byte code, ReadOnlySequence<byte> frame, ReadOnlySequence<byte> body, CancellationToken ct)
+    {
+        switch (code)
+        {
+            case (byte)FrontendCode.Query:
+                await FlushBatchAsync(ct);
+                await DispatchQueryAsync(frame, body, ct);
+                return;
+            case (byte)FrontendCode.FunctionCall:
+                await FlushBatchAsync(ct);
+                await SendAsync(_primary!, frame, relay: true, "function call", ct);
+                return;
+            case (byte)FrontendCode.CopyData or (byte)FrontendCode.CopyDone or (byte)FrontendCode.CopyFail:
+                await FlushBatchAsync(ct);
+                var copy = _copyLink ?? _primary!;
+                await WriteSequenceAsync(copy.Connection, frame, ct);
+                if (code != (byte)FrontendCode.CopyData)
+                {
+                    await copy.Connection.FlushAsync(ct);
+                }
+
+                return;
+        }
+
+        AppendToBatch(code, frame, body);
+        if (code == (byte)FrontendCode.Sync)
+        {
+            await DispatchBatchAsync(sync: true, ct);
+        }
+        else if (code == (byte)FrontendCode.Flush)
+        {
+            await DispatchBatchAsync(sync: false, ct);
+        }
+    }
+
+    private void AppendToBatch(byte code, ReadOnlySequence<byte> frame, ReadOnlySequence<byte> body)
+    {
+        frame.CopyTo(_batch.GetSpan((int)frame.Length));
+        _batch.Advance((int)frame.Length);
+        var span = body.IsSingleSegment ? body.FirstSpan : body.ToArray();
+        switch (code)
+        {
+            case (byte)FrontendCode.Parse:
+                {
+                    var name = CString(span, 0, out var next);
+                    var query = QueryBytes(span, next);
+                    _batchMessages.Add(new BatchMessage(code, name, name, QueryClassifier.Classify(query, _services.Routing)));
+                    break;
+                }
+
+            case (byte)FrontendCode.Bind:
+                {
+                    var portal = CString(span, 0, out var next);
+                    _batchMessages.Add(new BatchMessage(code, portal, CString(span, next, out _), null));
+                    break;
+                }
+
+            case (byte)FrontendCode.Describe or (byte)FrontendCode.Close when span.Length > 1:
+                _batchMessages.Add(new BatchMessage(code, CString(span, 1, out _), span[0] == (byte)'S' ? "S" : "P", null));
+                break;
+            case (byte)FrontendCode.Execute:
+                _batchMessages.Add(new BatchMessage(code, CString(span, 0, out _), "", null));
+                break;
+            default:
+                _batchMessages.Add(new BatchMessage(code, "", "", null));
+                break;
+        }
+    }
+
+    private async Task FlushBatchIfStreamingAsync(CancellationToken ct)
+    {
+        if (_batch.WrittenCount > MaxBufferedBatch)
+        {
+            await DispatchBatchAsync(sync: false, ct);
+        }
+    }
+
+    /// <summary>Sends what is buffered of an unfinished batch (before a Query, COPY data, or Terminate).</summary>
+    private async Task FlushBatchAsync(CancellationToken ct)
+    {
+        if (_batch.WrittenCount > 0)
+        {
+            await DispatchBatchAsync(sync: false, ct);
+        }
+    }
+
+    // ---- simple Query ----
+
+    private async Task DispatchQueryAsync(ReadOnlySequence<byte> frame, ReadOnlySequence<byte> body, CancellationToken ct)
+    {
+        var span = body.IsSingleSegment ? body.FirstSpan : body.ToArray();
+        var sql = Encoding.UTF8.GetString(QueryBytes(span, 0));
+        var c = QueryClassifier.Classify(QueryBytes(span, 0), _services.Routing);
+        int nodeId;
+        string reason;
+        lock (_routingLock)
+        {
+            (nodeId, reason) = ChooseForStatements([c], forced: null);
+        }
+
+        var link = await LinkAsync(nodeId, ct);
+        await CloseLeftoverTransactionsAsync(ct);
+        if (c.Target == RouteTarget.Transaction && c.Transaction is TransactionEffect.End or TransactionEffect.Savepoint)
+        {
+            link = await FanOutTransactionControlAsync(c, sql, link, ct);
+        }
+
+        if (c.Transaction is TransactionEffect.Begin or TransactionEffect.Serializable && c.Target != RouteTarget.Primary)
+        {
+            _beginText = sql;
+        }
+        else if (c.Transaction == TransactionEffect.Serializable && c.Target == RouteTarget.Primary && !_router!.InTransaction)
+        {
+            _beginText = sql;
+        }
+
+        await SendAsync(link, frame, relay: true, reason, ct, classification: c);
+        if (RecordSessionState(c, sql))
+        {
+            link.AppliedHistory = _historyVersion;
+        }
+    }
+
+    // ---- extended protocol ----
+
+    private async Task DispatchBatchAsync(bool sync, CancellationToken ct)
+    {
+        if (_batch.WrittenCount == 0)
+        {
+            return;
+        }
+
+        var messages = _batchMessages.ToArray();
+        var bytes = _batch.WrittenMemory;
+        try
+        {
+            if (_lockedLink is { } locked)
+            {
+                await WriteAndFlushAsync(locked.Connection, bytes, ct);
+                AfterBatch(locked, messages);
+                if (sync)
+                {
+                    _lockedLink = null;
+                }
+
+                return;
+            }
+
+            var statements = new List<Classification>();
+            NodeLink? forced = null;
+            foreach (var m in messages)
+            {
+                switch (m.Code)
+                {
+                    case (byte)FrontendCode.Parse:
+                        statements.Add(m.Classification!);
+                        break;
+                    case (byte)FrontendCode.Bind when FindStatement(messages, m.StatementName) is { } s:
+                        statements.Add(s);
+                        break;
+                    case (byte)FrontendCode.Describe when m.StatementName == "S" && FindStatement(messages, m.Name) is { } s:
+                        statements.Add(s);
+                        break;
+                    case (byte)FrontendCode.Execute or (byte)FrontendCode.Describe when m.StatementName != "S" && !BoundInBatch(messages, m.Name)
+                                                                                   && _portals.TryGetValue(m.Name, out var holder):
+                        forced = holder;
+                        break;
+                }
+            }
+
+            int nodeId;
+            string reason;
+            lock (_routingLock)
+            {
+                (nodeId, reason) = ChooseForStatements(statements, forced);
+            }
+
+            var link = await LinkAsync(nodeId, ct);
+            await CloseLeftoverTransactionsAsync(ct);
+            foreach (var m in messages)
+            {
+                if (m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName) is { Target: RouteTarget.Transaction } tc
+                                                      && tc.Transaction is TransactionEffect.End or TransactionEffect.Savepoint)
+                {
+                    link = await FanOutTransactionControlAsync(tc, StatementText(messages, m.StatementName), link, ct);
+                }
+            }
+
+            var skip = await CatchUpAsync(link, messages, ct);
+            foreach (var m in messages)
+            {
+                if (m.Code == (byte)FrontendCode.Parse && m.Classification is { Target: RouteTarget.SessionState } sc
+                                                       && RecordSessionState(sc, StatementText(messages, m.Name)))
+                {
+                    link.AppliedHistory = _historyVersion;
+                }
+            }
+
+            await WriteAndFlushAsync(link.Connection, bytes, ct);
+            if (sync)
+            {
+                Enqueue(link, relay: true, skip);
+            }
+            else
+            {
+                Enqueue(link, relay: true, skip);
+                _lockedLink = link;
+            }
+
+            _copyLink = link;
+            AfterBatch(link, messages);
+            LogRoute(link.Connection.NodeId, reason);
+        }
+        finally
+        {
+            _batch.Clear();
+            _batchMessages.Clear();
+        }
+    }
+
+    private Classification? FindStatement(BatchMessage[] messages, string name)
+    {
+        foreach (var m in messages)
+        {
+            if (m.Code == (byte)FrontendCode.Parse && m.Name == name)
+            {
+                return m.Classification;
+            }
+        }
+
+        return _statements.TryGetValue(name, out var s) ? s.Classification : null;
+    }
+
+    private string StatementText(BatchMessage[] messages, string name)
+    {
+        if (_statements.TryGetValue(name, out var s))
+        {
+            var body = s.ParseFrame.AsSpan(5);
+            CString(body, 0, out var next);
+            return Encoding.UTF8.GetString(QueryBytes(body, next));
+        }
+
+        // Parsed in this batch: find its frame in the buffer.
+        var offset = 0;
+        var written = _batch.WrittenSpan;
+        foreach (var m in messages)
+        {
+            var length = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(written[(offset + 1)..]);
+            if (m.Code == (byte)FrontendCode.Parse && m.Name == name)
+            {
+                var body = written.Slice(offset + 5, length - 4);
+                CString(body, 0, out var next);
+                return Encoding.UTF8.GetString(QueryBytes(body, next));
+            }
+
+            offset += 1 + length;
+        }
+
+        return "";
+    }
+
+    private static bool BoundInBatch(BatchMessage[] messages, string portal) =>
+        messages.Any(m => m.Code == (byte)FrontendCode.Bind && m.Name == portal);
+
+    /// <summary>Registers what the batch created and closed on <paramref name="link"/>, and applies its statements to the router.</summary>
+    private void AfterBatch(NodeLink link, BatchMessage[] messages)
+    {
+        var offset = 0;
+        var written = _batch.WrittenSpan;
+        foreach (var m in messages)
+        {
+            var length = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(written[(offset + 1)..]);
+            switch (m.Code)
+            {
+                case (byte)FrontendCode.Parse:
+                    _statements[m.Name] = new PreparedStatement(m.Name, written.Slice(offset, 1 + length).ToArray(), m.Classification!);
+                    foreach (var other in _links.Values)
+                    {
+                        if (other != link && other.Statements.Remove(m.Name) && m.Name.Length > 0)
+                        {
+                            other.StaleStatements.Add(m.Name);
+                        }
+                    }
+
+                    link.Statements.Add(m.Name);
+                    link.StaleStatements.Remove(m.Name);
+                    break;
+                case (byte)FrontendCode.Bind:
+                    _portals[m.Name] = link;
+                    if (_statements.TryGetValue(m.StatementName, out var bound))
+                    {
+                        lock (_routingLock)
+                        {
+                            _router!.Dispatched(bound.Classification);
+                        }
+
+                        TrackTransaction(link, bound.Classification);
+                    }
+
+                    break;
+                case (byte)FrontendCode.Close when m.StatementName == "S":
+                    _statements.Remove(m.Name);
+                    foreach (var other in _links.Values)
+                    {
+                        if (other.Statements.Remove(m.Name) && other != link)
+                        {
+                            other.StaleStatements.Add(m.Name);
+                        }
+                    }
+
+                    break;
+                case (byte)FrontendCode.Close:
+                    _portals.Remove(m.Name);
+                    break;
+            }
+
+            offset += 1 + length;
+        }
+    }
+
+    // ---- choosing the node ----
+
+    /// <summary>The node for a batch holding these statements (caller holds <see cref="_routingLock"/>).</summary>
+    private (int NodeId, string Reason) ChooseForStatements(IReadOnlyList<Classification> statements, NodeLink? forced)
+    {
+        var router = _router!;
+        var primary = _primary!.Connection.NodeId;
+        var endsTransaction = statements.Any(s => s.Transaction is TransactionEffect.End || (s.Transaction == TransactionEffect.Savepoint
+                                                                                              && s.Reason.StartsWith("ROLLBACK", StringComparison.Ordinal)));
+        if (_failedLink is { } failed && !endsTransaction)
+        {
+            return (failed.Connection.NodeId, "the transaction failed on this node");
+        }
+
+        if (forced is not null)
+        {
+            return (forced.Connection.NodeId, "the portal lives on this node");
+        }
+
+        var choice = NodeChoice.Anywhere;
+        var reason = "session state or transaction control";
+        foreach (var s in statements)
+        {
+            var (c, why) = router.Decide(s);
+            if (c == NodeChoice.Primary)
+            {
+                return (primary, why);
+            }
+
+            if (c == NodeChoice.Balance && choice == NodeChoice.Anywhere)
+            {
+                (choice, reason) = (c, why);
+            }
+        }
+
+        if (choice == NodeChoice.Balance)
+        {
+            return (BalanceNode(), reason);
+        }
+
+        // Only session state or transaction control: where the transaction already runs, else the primary.
+        if (statements.Any(s => s.Transaction == TransactionEffect.Begin) && router.Decide(PlainRead).Choice == NodeChoice.Balance)
+        {
+            return (BalanceNode(), "BEGIN: opened where the session reads");
+        }
+
+        var open = _links.Values.FirstOrDefault(l => l.TransactionOpen && l == _primary) ?? _links.Values.FirstOrDefault(l => l.TransactionOpen);
+        return (open?.Connection.NodeId ?? primary, reason);
+    }
+
+    private static readonly Classification PlainRead = new(RouteTarget.LoadBalance, "read");
+
+    /// <summary>The session's load-balance node (re-drawn per statement with statement_level_load_balance).</summary>
+    private int BalanceNode()
+    {
+        if (_services.Routing.StatementLevel && !_router!.InTransaction)
+        {
+            _balanceNodeId = _balancer!.Choose(_services.Nodes.Current, Database!, _startup!["application_name"], _random).NodeId;
+        }
+
+        return _balanceNodeId;
+    }
+
+    // ---- sending ----
+
+    private async Task SendAsync(NodeLink link, ReadOnlySequence<byte> frame, bool relay, string reason, CancellationToken ct,
+        Classification? classification = null)
+    {
+        var skip = await CatchUpAsync(link, [], ct);
+        Enqueue(link, relay, skip);
+        await WriteSequenceAsync(link.Connection, frame, ct);
+        await link.Connection.FlushAsync(ct);
+        _copyLink = link;
+        if (classification is not null)
+        {
+            lock (_routingLock)
+            {
+                _router!.Dispatched(classification);
+            }
+
+            TrackTransaction(link, classification);
+        }
+
+        LogRoute(link.Connection.NodeId, reason);
+    }
+
+    /// <summary>The session's connection to a node, opened on first use; the primary when the node cannot be had.</summary>
+    private async Task<NodeLink> LinkAsync(int id, CancellationToken ct)
+    {
+        if (_links.TryGetValue(id, out var existing))
+        {
+            return existing;
+        }
+
+        var nodes = _services.Nodes.Current;
+        if (id < 0 || id >= nodes.Nodes.Length || nodes.Nodes[id].Status is not (NodeStatus.Up or NodeStatus.Waiting))
+        {
+            return _primary!;
+        }
+
+        var node = nodes.Nodes[id];
+        var key = PoolKey.Create(id, _startup!.Parameters);
+        var pool = _services.Pool;
+        try
+        {
+            BackendConnection connection;
+            if (pool.TryTake(key) is { } cached)
+            {
+                connection = cached;
+            }
+            else
+            {
+                if (pool.ReserveSlot(id) is { } evicted)
+                {
+                    await evicted.DisposeAsync();
+                }
+
+                try
+                {
+                    connection = await BackendConnection.OpenAsync(node.Settings, key, _startup.Parameters, CredentialForBackendAsync, _services.Tls,
+                        _services.Settings.Get(Params.ConnectTimeout, id), _services.Time, ct);
+                }
+                catch
+                {
+                    pool.Forget(id);
+                    throw;
+                }
+            }
+
+            var opened = new NodeLink(connection);
+            _links[id] = opened;
+            LogConnected(connection);
+            return opened;
+        }
+        catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException or TimeoutException)
+        {
+            LogBalanceNodeUnavailable(id, e.Message);
+            _balanceNodeId = _primary!.Connection.NodeId;
+            return _primary;
+        }
+    }
+
+    /// <summary>
+    /// Brings a node up to date before a batch: replays session state it missed, opens the explicit transaction on it,
+    /// closes statements the client closed elsewhere, and parses the named statements the batch binds but the node
+    /// lacks. Returns how many ParseComplete/CloseComplete replies at the head of the batch are Poold's.
+    /// </summary>
+    private async Task<int> CatchUpAsync(NodeLink link, BatchMessage[] messages, CancellationToken ct)
+    {
+        var connection = link.Connection;
+        if (link.AppliedHistory != _historyVersion)
+        {
+            foreach (var (_, query) in _history)
+            {
+                Enqueue(link, relay: false, 0);
+                await connection.WriteAsync(query, ct);
+            }
+
+            link.AppliedHistory = _historyVersion;
+        }
+
+        bool inTransaction;
+        lock (_routingLock)
+        {
+            inTransaction = _router!.InTransaction;
+        }
+
+        if (inTransaction && !link.TransactionOpen)
+        {
+            var begin = link == _primary ? _beginText : StandbyBegin(_beginText);
+            Enqueue(link, relay: false, 0);
+            await connection.WriteAsync(QueryFrame(begin), ct);
+            link.TransactionOpen = true;
+        }
+
+        var skip = 0;
+        foreach (var stale in link.StaleStatements)
+        {
+            await connection.WriteAsync(CloseFrame(stale), ct);
+            skip++;
+        }
+
+        link.StaleStatements.Clear();
+        var parsedHere = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var m in messages)
+        {
+            if (m.Code == (byte)FrontendCode.Parse)
+            {
+                parsedHere.Add(m.Name);
+            }
+            else if (m.Code is (byte)FrontendCode.Bind or (byte)FrontendCode.Describe && (m.Code == (byte)FrontendCode.Bind || m.StatementName == "S"))
+            {
+                var name = m.Code == (byte)FrontendCode.Bind ? m.StatementName : m.Name;
+                if (!parsedHere.Contains(name) && !link.Statements.Contains(name) && _statements.TryGetValue(name, out var statement))
+                {
+                    await connection.WriteAsync(statement.ParseFrame, ct);
+                    link.Statements.Add(name);
+                    parsedHere.Add(name);
+                    skip++;
+                }
+            }
+        }
+
+        return skip;
+    }
+
+    /// <summary>A transaction opened on a standby for reads: the client's isolation level, never READ WRITE or SERIALIZABLE.</summary>
+    private static string StandbyBegin(string begin)
+    {
+        var upper = begin.ToUpperInvariant();
+        return upper.Contains("REPEATABLE READ", StringComparison.Ordinal) ? "BEGIN ISOLATION LEVEL REPEATABLE READ"
+            : upper.Contains("READ UNCOMMITTED", StringComparison.Ordinal) ? "BEGIN ISOLATION LEVEL READ UNCOMMITTED"
+            : "BEGIN";
+    }
+
+    /// <summary>
+    /// COMMIT, ROLLBACK, SAVEPOINT, RELEASE, ROLLBACK TO: every other node in the transaction gets its own copy, read
+    /// back silently; a SAVEPOINT also brings the primary into the transaction (the next statements go there). Returns
+    /// the node whose answer the client gets: the primary when it takes part.
+    /// </summary>
+    private async Task<NodeLink> FanOutTransactionControlAsync(Classification c, string sql, NodeLink main, CancellationToken ct)
+    {
+        var participants = _links.Values.Where(l => l.TransactionOpen).ToList();
+        if (c.Transaction == TransactionEffect.Savepoint && !participants.Contains(_primary!))
+        {
+            participants.Add(_primary!);
+        }
+
+        if (participants.Contains(_primary!))
+        {
+            main = _primary!;
+        }
+        else if (participants.Count > 0 && !participants.Contains(main))
+        {
+            main = participants[0];
+        }
+
+        var query = QueryFrame(sql);
+        foreach (var link in participants)
+        {
+            if (link == main)
+            {
+                continue;
+            }
+
+            await CatchUpAsync(link, [], ct);
+            Enqueue(link, relay: false, 0);
+            await WriteAndFlushAsync(link.Connection, query, ct);
+            if (c.Transaction == TransactionEffect.End)
+            {
+                link.TransactionOpen = false;
+            }
+        }
+
+        return main;
+    }
+
+    /// <summary>A transaction that ended on its main node (a multi-statement COMMIT, an error) may still be open on others: close it.</summary>
+    private async Task CloseLeftoverTransactionsAsync(CancellationToken ct)
+    {
+        bool inTransaction;
+        lock (_routingLock)
+        {
+            inTransaction = _router!.InTransaction;
+        }
+
+        if (inTransaction || Volatile.Read(ref _outstanding) > 0)
+        {
+            return;
+        }
+
+        foreach (var link in _links.Values)
+        {
+            if (link.TransactionOpen)
+            {
+                Enqueue(link, relay: false, 0);
+                await WriteAndFlushAsync(link.Connection, QueryFrame(link == _primary ? "COMMIT" : "ROLLBACK"), ct);
+                link.TransactionOpen = false;
+            }
+        }
+    }
+
+    private static void TrackTransaction(NodeLink link, Classification c)
+    {
+        switch (c.Transaction)
+        {
+            case TransactionEffect.Begin or TransactionEffect.Serializable:
+                link.TransactionOpen = true;
+                break;
+            case TransactionEffect.End:
+                link.TransactionOpen = false;
+                break;
+        }
+    }
+
+    /// <summary>SET/RESET/DISCARD outside SET LOCAL: kept, one entry per parameter, to replay on nodes that join later.</summary>
+    private bool RecordSessionState(Classification c, string sql)
+    {
+        if (c.Target != RouteTarget.SessionState || (c.SettingKey is null && !c.ResetsSession))
+        {
+            return false;
+        }
+
+        if (c.ResetsSession)
+        {
+            _history.Clear();
+        }
+        else
+        {
+            _history.RemoveAll(h => h.Key == c.SettingKey);
+        }
+
+        _history.Add((c.SettingKey, QueryFrame(sql)));
+        _historyVersion++;
+        return true;
+    }
+
+    private void Enqueue(NodeLink link, bool relay, int skip)
+    {
+        Interlocked.Increment(ref link.Pending);
+        long sequence;
+        lock (_routingLock)
+        {
+            sequence = relay ? ++_lastSequence : _lastSequence;
+        }
+
+        if (relay)
+        {
+            Interlocked.Increment(ref _outstanding);
+        }
+
+        _replies.Writer.TryWrite(new ReplyEntry(link, relay, skip, sequence));
+        _primary!.Connection.Reader.CancelPendingRead();
+    }
+
+    private static async Task WriteSequenceAsync(BackendConnection connection, ReadOnlySequence<byte> data, CancellationToken ct)
+    {
+        foreach (var segment in data)
+        {
+            await connection.WriteAsync(segment, ct);
+        }
+    }
+
+    private static async Task WriteAndFlushAsync(BackendConnection connection, ReadOnlyMemory<byte> data, CancellationToken ct)
+    {
+        await connection.WriteAsync(data, ct);
+        await connection.FlushAsync(ct);
+    }
+
+    private static byte[] QueryFrame(string sql)
+    {
+        var buffer = new MessageBuffer(sql.Length + 16);
+        buffer.Query(sql);
+        return buffer.Written.ToArray();
+    }
+
+    private static byte[] CloseFrame(string statement)
+    {
+        var buffer = new MessageBuffer(statement.Length + 16);
+        buffer.Begin((byte)FrontendCode.Close).WriteByte((byte)'S').WriteCString(statement).End();
+        return buffer.Written.ToArray();
+    }
+
+    private static string CString(ReadOnlySpan<byte> span, int start, out int next)
+    {
+        var end = span[start..].IndexOf((byte)0);
+        if (end < 0)
+        {
+            throw new PgProtocolException(SqlState.ProtocolViolation, "invalid message format: missing string terminator");
+        }
+
+        next = start + end + 1;
+        return Encoding.UTF8.GetString(span.Slice(start, end));
+    }
+
+    /// <summary>The query text of a Query or Parse body from <paramref name="start"/> up to its NUL.</summary>
+    private static ReadOnlySpan<byte> QueryBytes(ReadOnlySpan<byte> span, int start)
+    {
+        var end = span[start..].IndexOf((byte)0);
+        return end < 0 ? span[start..] : span.Slice(start, end);
+    }
+}
