@@ -80,22 +80,42 @@ internal static class QueryClassifier
         "char", "character", "varchar", "timestamp", "time", "float", "bit", "grouping", "cube", "rollup", "sets", "if",
     };
 
+    /// <summary>Keywords that are never table names, left out of <see cref="Classification.Names"/>.</summary>
+    private static readonly HashSet<string> Keywords = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "select", "from", "where", "and", "or", "not", "as", "on", "join", "left", "right", "inner", "outer", "full", "cross", "group",
+        "by", "order", "having", "limit", "offset", "union", "all", "distinct", "case", "when", "then", "else", "end", "is", "null",
+        "true", "false", "in", "exists", "like", "ilike", "between", "with", "recursive", "table", "values", "asc", "desc", "nulls",
+        "first", "last", "fetch", "only", "lateral", "using", "natural", "except", "intersect", "window", "over", "partition", "filter",
+        "into", "for", "to", "stdout", "copy", "show", "set", "default", "any", "some", "array", "insert", "update", "delete", "returning",
+        "materialized", "rows", "next", "row", "ties", "similar", "escape", "collate", "current_date", "current_timestamp", "current_user",
+        "session_user", "localtime", "localtimestamp", "interval", "at", "time", "zone", "merge", "matched", "do", "nothing", "conflict",
+    };
+
     private static readonly Classification Empty = new(RouteTarget.LoadBalance, "empty query");
 
     public static Classification Classify(string sql, RoutingOptions options) => Classify(Encoding.UTF8.GetBytes(sql), options);
 
     public static Classification Classify(ReadOnlySpan<byte> sql, RoutingOptions options)
     {
-        var tokens = Tokenize(sql, out var sawComment, out var statements);
-        if (tokens.Count == 0)
+        var statements = Tokenize(sql, out var sawComment);
+        if (statements.Count == 0)
         {
             return Empty;
         }
 
+        var tokens = statements[0];
         var verdict = ClassifyStatement(sql, tokens);
-        if (statements > 1)
+        if (statements.Count > 1)
         {
-            verdict = verdict with { Target = RouteTarget.Primary, Reason = "multi-statement query", Writes = true, MultiStatement = true };
+            // pgpool-II sends any multi-statement string to the primary; it writes only when one of its statements does.
+            var writes = false;
+            foreach (var statement in statements)
+            {
+                writes |= ClassifyStatement(sql, statement).Target != RouteTarget.LoadBalance;
+            }
+
+            return verdict with { Target = RouteTarget.Primary, Reason = "multi-statement query", Writes = writes, MultiStatement = true };
         }
 
         if (verdict.Target == RouteTarget.LoadBalance)
@@ -105,7 +125,8 @@ internal static class QueryClassifier
                 return verdict with { Target = RouteTarget.Primary, Reason = "/*NO LOAD BALANCE*/ comment" };
             }
 
-            if (!options.AllowSqlComments && !StartsLikeARead(sql, options.IgnoreLeadingWhiteSpace))
+            var isCopy = tokens[0].Is(sql, "COPY");
+            if (!options.AllowSqlComments && !isCopy && !StartsLikeARead(sql, options.IgnoreLeadingWhiteSpace))
             {
                 return verdict with
                 {
@@ -122,17 +143,21 @@ internal static class QueryClassifier
                 }
             }
         }
+        else if (verdict.Names.Count == 0 && verdict.Writes)
+        {
+            // For dml_adaptive: the objects a write touches.
+            verdict = verdict with { Names = Identifiers(sql, tokens, 1).Names };
+        }
 
         return verdict;
     }
 
-    /// <summary>The tokens of the first statement; counts the non-empty statements.</summary>
-    private static List<SqlToken> Tokenize(ReadOnlySpan<byte> sql, out bool sawComment, out int statements)
+    /// <summary>The tokens of each non-empty statement.</summary>
+    private static List<List<SqlToken>> Tokenize(ReadOnlySpan<byte> sql, out bool sawComment)
     {
         var lexer = new SqlLexer(sql);
-        var first = new List<SqlToken>();
-        statements = 0;
-        var current = 0;
+        var statements = new List<List<SqlToken>>();
+        List<SqlToken>? current = null;
         while (true)
         {
             var token = lexer.Next();
@@ -143,36 +168,21 @@ internal static class QueryClassifier
 
             if (token.Kind == TokenKind.Semicolon)
             {
-                if (current > 0)
-                {
-                    statements++;
-                }
-
-                current = 0;
+                current = null;
                 continue;
             }
 
-            if (current == 0 && statements > 0 && first.Count > 0)
+            if (current is null)
             {
-                // A second statement: only its existence matters.
-                current++;
-                continue;
+                current = [];
+                statements.Add(current);
             }
 
-            current++;
-            if (statements == 0)
-            {
-                first.Add(token);
-            }
-        }
-
-        if (current > 0)
-        {
-            statements++;
+            current.Add(token);
         }
 
         sawComment = lexer.SawComment;
-        return first;
+        return statements;
     }
 
     private static bool StartsLikeARead(ReadOnlySpan<byte> sql, bool ignoreLeadingWhiteSpace)
@@ -364,7 +374,7 @@ internal static class QueryClassifier
         var main = t[i];
         if (main.Is(sql, "SELECT") || main.Is(sql, "TABLE") || main.Kind == TokenKind.OpenParen)
         {
-            var read = Read(sql, t, i, "WITH … SELECT");
+            var read = Read(sql, t, 0, "WITH … SELECT");
             return read.Target == RouteTarget.LoadBalance ? read with { Functions = Identifiers(sql, t, 0).Functions, Names = Identifiers(sql, t, 0).Names } : read;
         }
 
@@ -482,6 +492,11 @@ internal static class QueryClassifier
             return HasSequence(sql, t, "READ", "WRITE")
                 ? Write("SET SESSION CHARACTERISTICS … READ WRITE (a standby refuses it)")
                 : new Classification(RouteTarget.SessionState, "SET SESSION CHARACTERISTICS") { Writes = true, SettingKey = "session characteristics" };
+        }
+
+        if (t[1].Is(sql, "SESSION") && t.Count > 2 && t[2].Is(sql, "AUTHORIZATION"))
+        {
+            return new Classification(RouteTarget.SessionState, "SET SESSION AUTHORIZATION") { Writes = true, SettingKey = "session authorization" };
         }
 
         var scope = 1;
@@ -643,7 +658,10 @@ internal static class QueryClassifier
             {
                 for (var k = i; k <= end; k += 2)
                 {
-                    (names ??= []).Add(Name(sql, t[k]));
+                    if (t[k].Kind == TokenKind.QuotedIdentifier || !Keywords.Contains(Text(sql, t[k])))
+                    {
+                        (names ??= []).Add(Name(sql, t[k]));
+                    }
                 }
             }
 

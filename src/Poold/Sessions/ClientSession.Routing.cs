@@ -67,7 +67,7 @@ internal sealed partial class ClientSession
 
     private sealed record PreparedStatement(string Name, byte[] ParseFrame, Classification Classification);
 
-    private sealed record BatchMessage(byte Code, string Name, string StatementName, Classification? Classification);
+    private sealed record BatchMessage(byte Code, string Name, string StatementName, Classification? Classification, string? Query = null);
 
     /// <summary>Sets up routing once the primary connection is authenticated: the router, the balance node, the function catalog.</summary>
     private async Task PrepareRoutingAsync(CancellationToken cancellationToken)
@@ -144,7 +144,7 @@ internal sealed partial class ClientSession
                 {
                     var name = CString(span, 0, out var next);
                     var query = QueryBytes(span, next);
-                    _batchMessages.Add(new BatchMessage(code, name, name, QueryClassifier.Classify(query, _services.Routing)));
+                    _batchMessages.Add(new BatchMessage(code, name, name, QueryClassifier.Classify(query, _services.Routing), Encoding.UTF8.GetString(query)));
                     break;
                 }
 
@@ -248,17 +248,18 @@ internal sealed partial class ClientSession
 
             var statements = new List<Classification>();
             NodeLink? forced = null;
-            foreach (var m in messages)
+            for (var i = 0; i < messages.Length; i++)
             {
+                var m = messages[i];
                 switch (m.Code)
                 {
                     case (byte)FrontendCode.Parse:
                         statements.Add(m.Classification!);
                         break;
-                    case (byte)FrontendCode.Bind when FindStatement(messages, m.StatementName) is { } s:
+                    case (byte)FrontendCode.Bind when FindStatement(messages, m.StatementName, i) is { } s:
                         statements.Add(s);
                         break;
-                    case (byte)FrontendCode.Describe when m.StatementName == "S" && FindStatement(messages, m.Name) is { } s:
+                    case (byte)FrontendCode.Describe when m.StatementName == "S" && FindStatement(messages, m.Name, i) is { } s:
                         statements.Add(s);
                         break;
                     case (byte)FrontendCode.Execute or (byte)FrontendCode.Describe when m.StatementName != "S" && !BoundInBatch(messages, m.Name)
@@ -277,12 +278,13 @@ internal sealed partial class ClientSession
 
             var link = await LinkAsync(nodeId, ct);
             await CloseLeftoverTransactionsAsync(ct);
-            foreach (var m in messages)
+            for (var i = 0; i < messages.Length; i++)
             {
-                if (m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName) is { Target: RouteTarget.Transaction } tc
+                var m = messages[i];
+                if (m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName, i) is { Target: RouteTarget.Transaction } tc
                                                       && tc.Transaction is TransactionEffect.End or TransactionEffect.Savepoint)
                 {
-                    link = await FanOutTransactionControlAsync(tc, StatementText(messages, m.StatementName), link, ct);
+                    link = await FanOutTransactionControlAsync(tc, StatementText(messages, m.StatementName, i), link, ct);
                 }
             }
 
@@ -290,7 +292,7 @@ internal sealed partial class ClientSession
             foreach (var m in messages)
             {
                 if (m.Code == (byte)FrontendCode.Parse && m.Classification is { Target: RouteTarget.SessionState } sc
-                                                       && RecordSessionState(sc, StatementText(messages, m.Name)))
+                                                       && RecordSessionState(sc, m.Query ?? ""))
                 {
                     link.AppliedHistory = _historyVersion;
                 }
@@ -318,42 +320,35 @@ internal sealed partial class ClientSession
         }
     }
 
-    private Classification? FindStatement(BatchMessage[] messages, string name)
+    /// <summary>The statement a message at <paramref name="at"/> refers to: the last Parse of that name before it in the batch, else the registry.</summary>
+    private Classification? FindStatement(BatchMessage[] messages, string name, int at)
     {
-        foreach (var m in messages)
+        for (var i = Math.Min(at, messages.Length - 1); i >= 0; i--)
         {
-            if (m.Code == (byte)FrontendCode.Parse && m.Name == name)
+            if (messages[i].Code == (byte)FrontendCode.Parse && messages[i].Name == name)
             {
-                return m.Classification;
+                return messages[i].Classification;
             }
         }
 
         return _statements.TryGetValue(name, out var s) ? s.Classification : null;
     }
 
-    private string StatementText(BatchMessage[] messages, string name)
+    private string StatementText(BatchMessage[] messages, string name, int at)
     {
+        for (var i = Math.Min(at, messages.Length - 1); i >= 0; i--)
+        {
+            if (messages[i].Code == (byte)FrontendCode.Parse && messages[i].Name == name)
+            {
+                return messages[i].Query ?? "";
+            }
+        }
+
         if (_statements.TryGetValue(name, out var s))
         {
             var body = s.ParseFrame.AsSpan(5);
             CString(body, 0, out var next);
             return Encoding.UTF8.GetString(QueryBytes(body, next));
-        }
-
-        // Parsed in this batch: find its frame in the buffer.
-        var offset = 0;
-        var written = _batch.WrittenSpan;
-        foreach (var m in messages)
-        {
-            var length = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(written[(offset + 1)..]);
-            if (m.Code == (byte)FrontendCode.Parse && m.Name == name)
-            {
-                var body = written.Slice(offset + 5, length - 4);
-                CString(body, 0, out var next);
-                return Encoding.UTF8.GetString(QueryBytes(body, next));
-            }
-
-            offset += 1 + length;
         }
 
         return "";
