@@ -298,14 +298,12 @@ internal sealed partial class ClientSession
                 }
             }
 
+            // Queued before the batch is written, so its replies can never be taken for asynchronous messages.
+            Enqueue(link, relay: true, skip);
             await WriteAndFlushAsync(link.Connection, bytes, ct);
-            if (sync)
+            if (!sync)
             {
-                Enqueue(link, relay: true, skip);
-            }
-            else
-            {
-                Enqueue(link, relay: true, skip);
+                // Sent before its Sync (Flush, or a large batch): the rest goes to the same node.
                 _lockedLink = link;
             }
 

@@ -166,10 +166,13 @@ internal sealed partial class PgCluster : IAsyncDisposable
             $"{node} to leave recovery");
     }
 
-    /// <summary>Waits until every running standby has replayed the primary's current WAL position.</summary>
+    /// <summary>
+    /// Waits until every running standby has replayed everything the primary has logged so far: the insert position,
+    /// not the write position, which lags behind commits while synchronous_commit is off.
+    /// </summary>
     public async Task WaitForReplayAsync(TimeSpan? timeout = null)
     {
-        var lsn = (string)(await ScalarAsync(0, "SELECT pg_current_wal_lsn()::text"))!;
+        var lsn = (string)(await ScalarAsync(0, "SELECT pg_current_wal_insert_lsn()::text"))!;
         foreach (var node in _nodes.Skip(1).Where(n => n.Running))
         {
             await Poll.UntilAsync(async () => (bool)(await ScalarAsync(node.Index,

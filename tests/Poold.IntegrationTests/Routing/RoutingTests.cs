@@ -270,4 +270,100 @@ public class RoutingTests
         using var export = await listener.BeginTextExportAsync("COPY (SELECT generate_series(1, 3)) TO STDOUT");
         Assert.That(await export.ReadToEndAsync(), Is.EqualTo("1\n2\n3\n"));
     }
+
+    [Test]
+    public async Task TransactionControlInsideExtendedBatches_AsJdbcSendsIt_ReachesEveryNodeInTheTransaction()
+    {
+        await using var poold = await StartAsync([0, 1, 1]);
+        await using var connection = await OpenAsync(poold);
+        var table = "jb_" + Guid.NewGuid().ToString("N")[..8];
+        await new NpgsqlCommand($"CREATE TABLE {table} (port int)", connection).ExecuteNonQueryAsync();
+        await Cluster.WaitForReplayAsync();
+        try
+        {
+            async Task<List<int>> BatchAsync(params string[] statements)
+            {
+                await using var batch = new NpgsqlBatch(connection);
+                foreach (var sql in statements)
+                {
+                    batch.BatchCommands.Add(new NpgsqlBatchCommand(sql));
+                }
+
+                var ports = new List<int>();
+                await using var reader = await batch.ExecuteReaderAsync();
+                do
+                {
+                    while (await reader.ReadAsync())
+                    {
+                        ports.Add(reader.GetInt32(0));
+                    }
+                }
+                while (await reader.NextResultAsync());
+                return ports;
+            }
+
+            var first = await BatchAsync("BEGIN", "SELECT inet_server_port()");
+            Assert.That(first.Single(), Is.Not.EqualTo(PrimaryPort), "BEGIN and a read in one batch run on a replica");
+            var written = await BatchAsync($"INSERT INTO {table} SELECT inet_server_port() RETURNING port", "SELECT inet_server_port()");
+            Assert.That(written, Is.EqualTo(new[] { PrimaryPort, PrimaryPort }), "the write and the reads after it run on the primary");
+            await BatchAsync("COMMIT");
+            await Cluster.WaitForReplayAsync();
+            var cnt = await PortAsync(connection, "SELECT pg_catalog.count(*)::int FROM " + table);
+            Assert.That(cnt, Is.EqualTo(1), "committed");
+            Assert.That(await PortAsync(connection, "SELECT count(*)::int FROM pg_catalog.pg_stat_activity WHERE usename = current_user AND state LIKE 'idle in transaction%'"),
+                Is.Zero, "no transaction is left open on the primary");
+            foreach (var replica in new[] { 1, 2 })
+            {
+                Assert.That(await Cluster.ScalarAsync(replica,
+                        $"SELECT count(*) FROM pg_stat_activity WHERE usename = '{TestRoles.ScramUser}' AND state LIKE 'idle in transaction%'"),
+                    Is.Zero, $"no transaction is left open on replica {replica}");
+            }
+        }
+        finally
+        {
+            await new NpgsqlCommand($"DROP TABLE {table}", connection).ExecuteNonQueryAsync();
+        }
+    }
+
+    [Test]
+    public async Task DmlAdaptive_SendsOnlyReadsOfWrittenObjectsToThePrimary()
+    {
+        await using var poold = await StartAsync([0, 1, 1], "disable_load_balance_on_write = dml_adaptive\n");
+        await using var connection = await OpenAsync(poold);
+        var (written, other) = ("dw_" + Guid.NewGuid().ToString("N")[..8], "do_" + Guid.NewGuid().ToString("N")[..8]);
+        await new NpgsqlCommand($"CREATE TABLE {written} (a int); CREATE TABLE {other} (a int)", connection).ExecuteNonQueryAsync();
+        try
+        {
+            await Cluster.WaitForReplayAsync();
+            await using var tx = await connection.BeginTransactionAsync();
+            await new NpgsqlCommand($"INSERT INTO {written} VALUES (1)", connection, tx).ExecuteNonQueryAsync();
+            Assert.That(await PortAsync(connection, $"SELECT inet_server_port() FROM {written}", tx), Is.EqualTo(PrimaryPort));
+            Assert.That(await PortAsync(connection, $"SELECT inet_server_port() FROM {other} UNION ALL SELECT inet_server_port()", tx),
+                Is.Not.EqualTo(PrimaryPort), "a table the transaction did not write is still read on a replica");
+            await tx.RollbackAsync();
+        }
+        finally
+        {
+            await new NpgsqlCommand($"DROP TABLE {written}, {other}", connection).ExecuteNonQueryAsync();
+        }
+    }
+
+    [Test]
+    public async Task TransTransaction_KeepsLaterTransactionsOnThePrimary_ButNotAutocommitReads()
+    {
+        await using var poold = await StartAsync([0, 1, 1], "disable_load_balance_on_write = trans_transaction\n");
+        await using var connection = await OpenAsync(poold);
+        await using (var tx = await connection.BeginTransactionAsync())
+        {
+            await new NpgsqlCommand("CREATE TEMP TABLE tt (a int)", connection, tx).ExecuteNonQueryAsync();
+            await tx.CommitAsync();
+        }
+
+        Assert.That(await PortAsync(connection), Is.Not.EqualTo(PrimaryPort), "reads outside transactions are still balanced");
+        await using (var tx = await connection.BeginTransactionAsync())
+        {
+            Assert.That(await PortAsync(connection, tx: tx), Is.EqualTo(PrimaryPort), "a later transaction reads on the primary");
+            await tx.CommitAsync();
+        }
+    }
 }
