@@ -58,6 +58,9 @@ internal sealed record Classification(RouteTarget Target, string Reason)
 
     /// <summary>More than one statement in one query string.</summary>
     public bool MultiStatement { get; init; }
+
+    /// <summary>DEALLOCATE [PREPARE] name: the name (as folded), or "*" for ALL; DISCARD ALL also drops every statement.</summary>
+    public string? Deallocates { get; init; }
 }
 
 /// <summary>
@@ -244,6 +247,7 @@ internal static class QueryClassifier
                 return new Classification(RouteTarget.SessionState, "DISCARD")
                 {
                     Writes = true,
+                    Deallocates = t.Count > 1 && t[1].Is(sql, "ALL") ? "*" : null,
                     ResetsSession = t.Count > 1 && t[1].Is(sql, "ALL"),
                     SettingKey = t.Count > 1 && !t[1].Is(sql, "ALL") ? "discard " + Upper(sql, t[1]).ToLowerInvariant() : null,
                 };
@@ -267,7 +271,14 @@ internal static class QueryClassifier
                 return new Classification(RouteTarget.Transaction, keyword) { Writes = true, Transaction = TransactionEffect.Savepoint };
             case "PREPARE" when t.Count > 1 && t[1].Is(sql, "TRANSACTION"):
                 return Write("two-phase commit");
-            case "PREPARE" or "EXECUTE" or "DEALLOCATE":
+            case "DEALLOCATE":
+                {
+                    var at = t.Count > 1 && t[1].Is(sql, "PREPARE") ? 2 : 1;
+                    var name = at < t.Count ? (t[at].Is(sql, "ALL") ? "*" : Name(sql, t[at])) : "*";
+                    return Write("DEALLOCATE (where the statement lives)") with { Deallocates = name };
+                }
+
+            case "PREPARE" or "EXECUTE":
                 return Write($"{keyword} (SQL-level prepared statements live on the primary, as in pgpool-II)");
             case "CREATE":
                 return Create(sql, t);

@@ -30,7 +30,7 @@ internal sealed partial class ClientSession
     private readonly List<BatchMessage> _batchMessages = [];
     private readonly Dictionary<string, PreparedStatement> _statements = new(StringComparer.Ordinal);
     private readonly Dictionary<string, NodeLink> _portals = new(StringComparer.Ordinal);
-    private readonly List<(string? Key, byte[] Query)> _history = [];
+    private readonly List<(string? Key, byte[] Query, bool DropsStatements)> _history = [];
     private readonly Random _random = new();
     private NodeLink? _primary;
     private NodeLink? _lockedLink;
@@ -198,6 +198,13 @@ internal sealed partial class ClientSession
             (nodeId, reason) = ChooseForStatements([c], forced: null);
         }
 
+        if (c.Deallocates is { } deallocated)
+        {
+            // Where the statement lives (a protocol-level statement may live on a replica); every other holder drops it
+            // before its next batch. DEALLOCATE ALL and DISCARD ALL drop everything the session prepared.
+            nodeId = DeallocateTarget(deallocated, nodeId);
+        }
+
         var link = await LinkAsync(nodeId, ct);
         await CloseLeftoverTransactionsAsync(ct);
         if (c.Target == RouteTarget.Transaction && c.Transaction is TransactionEffect.End or TransactionEffect.Savepoint)
@@ -219,6 +226,48 @@ internal sealed partial class ClientSession
         {
             link.AppliedHistory = _historyVersion;
         }
+    }
+
+    private int DeallocateTarget(string name, int chosen)
+    {
+        if (name == "*")
+        {
+            _statements.Clear();
+            foreach (var link in _links.Values)
+            {
+                if (link.Connection.NodeId != chosen)
+                {
+                    // Their copies go when the DEALLOCATE ALL / DISCARD ALL is replayed there (session state).
+                    foreach (var statement in link.Statements.Where(n => n.Length > 0))
+                    {
+                        link.StaleStatements.Add(statement);
+                    }
+                }
+
+                link.Statements.Clear();
+            }
+
+            return chosen;
+        }
+
+        var holders = _links.Values.Where(l => l.Statements.Contains(name)).ToList();
+        if (holders.Count == 0)
+        {
+            return chosen;
+        }
+
+        var target = holders.FirstOrDefault(l => l == _primary) ?? holders[0];
+        _statements.Remove(name);
+        foreach (var holder in holders)
+        {
+            holder.Statements.Remove(name);
+            if (holder != target)
+            {
+                holder.StaleStatements.Add(name);
+            }
+        }
+
+        return target.Connection.NodeId;
     }
 
     // ---- extended protocol ----
@@ -563,10 +612,15 @@ internal sealed partial class ClientSession
         var connection = link.Connection;
         if (link.AppliedHistory != _historyVersion)
         {
-            foreach (var (_, query) in _history)
+            foreach (var (_, query, dropsStatements) in _history)
             {
                 Enqueue(link, relay: false, 0);
                 await connection.WriteAsync(query, ct);
+                if (dropsStatements)
+                {
+                    link.Statements.Clear();
+                    link.StaleStatements.Clear();
+                }
             }
 
             link.AppliedHistory = _historyVersion;
@@ -723,7 +777,7 @@ internal sealed partial class ClientSession
             _history.RemoveAll(h => h.Key == c.SettingKey);
         }
 
-        _history.Add((c.SettingKey, QueryFrame(sql)));
+        _history.Add((c.SettingKey, QueryFrame(sql), c.Deallocates == "*"));
         _historyVersion++;
         return true;
     }

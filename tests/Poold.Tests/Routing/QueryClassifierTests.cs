@@ -331,6 +331,16 @@ public class QueryClassifierTests
         Assert.That(Classify("DISCARD ALL").ResetsSession, Is.True);
     }
 
+    [TestCase("DEALLOCATE _p1", "_p1")]
+    [TestCase("DEALLOCATE PREPARE \"Stmt\"", "Stmt")]
+    [TestCase("DEALLOCATE ALL", "*")]
+    [TestCase("DISCARD ALL", "*")]
+    [TestCase("DISCARD PLANS", null)]
+    public void Deallocate_NamesTheStatementItDrops(string sql, string? name)
+    {
+        Assert.That(Classify(sql).Deallocates, Is.EqualTo(name));
+    }
+
     [TestCase("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE", true)]
     [TestCase("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED", false)]
     [TestCase("SET default_transaction_isolation = 'serializable'", true)]
