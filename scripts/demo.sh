@@ -22,7 +22,11 @@ work=$(mktemp -d /tmp/poold-demo.XXXXXX)
 chmod 755 "$work"
 poold_pid=
 cleanup() {
-    [ -n "$poold_pid" ] && kill -INT "$poold_pid" 2>/dev/null && wait "$poold_pid" 2>/dev/null
+    # Whatever fails here, the rest still runs: no errexit in the cleanup.
+    set +e
+    if [ -n "$poold_pid" ] && kill -INT "$poold_pid" 2>/dev/null; then
+        wait "$poold_pid" 2>/dev/null
+    fi
     cluster_stop "$work/pg" 2
     rm -rf "$work"
     log "stopped"

@@ -55,10 +55,15 @@ internal static class Program
             });
         }
 
-        command.SetAction(_ =>
+        command.SetAction(async (result, _) =>
         {
-            Console.Error.WriteLine($"{tool.CommandName}: not available yet: this Poold build has no PCP client");
-            return 1;
+            T? Value<T>(string name) => command.Options.FirstOrDefault(o => o.Name == name) is Option<T> option ? result.GetValue(option) : default;
+            var nodeId = Value<int?>("--node-id") ?? (command.Arguments.FirstOrDefault() is Argument<int?> argument ? result.GetValue(argument) : null);
+            var request = new PcpRequest(tool, Value<string>("--host"), Value<int>("--port"), Value<string>("--username") ?? Environment.UserName,
+                Value<bool>("--no-password"), Value<bool>("--password"), Value<bool>("--verbose"), Value<bool>("--debug"), nodeId,
+                Value<bool>("--all"), Value<bool>("--gracefully"), Value<bool>("--switchover"), Value<string>("--mode"), Value<string>("--scope"),
+                Value<int?>("--process-id"));
+            return await PcpCommands.RunAsync(request);
         });
         return command;
     }

@@ -127,7 +127,7 @@ internal static class ParameterKinds
     public static Parameter<double> Real(string name, double @default, double min, double max, ParameterContext context, string description,
         NodeScope scope = NodeScope.Global) =>
         new(name, @default, (string text, out double value) => ValueParsers.Real(text, min, max, out value),
-            v => v.ToString("0.000000", CultureInfo.InvariantCulture), context, description, scope);
+            v => v.ToString("0.######", CultureInfo.InvariantCulture), context, description, scope);
 
     public static Parameter<string> String(string name, string @default, ParameterContext context, string description,
         NodeScope scope = NodeScope.Global, string[]? aliases = null) =>

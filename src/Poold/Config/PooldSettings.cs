@@ -59,6 +59,10 @@ internal sealed class PooldSettings
     /// <summary>The value as pgpool-II displays it (<c>PGPOOL SHOW</c>, <c>pcp_pool_status</c>).</summary>
     public string Show(Parameter parameter) => parameter.Show(_values[parameter.Index]);
 
+    /// <summary>A per-node value as configuration text (the node's own setting, else the global one).</summary>
+    public string Show(Parameter parameter, int node) =>
+        parameter.Show(_nodeValues.TryGetValue((parameter.Index, node), out var value) ? value : _values[parameter.Index]);
+
     /// <summary>A path from the configuration, made absolute against <see cref="ConfigDirectory"/> when relative.</summary>
     public string ResolvePath(string path) => Path.IsPathRooted(path) ? path : Path.GetFullPath(Path.Combine(ConfigDirectory, path));
 

@@ -15,7 +15,7 @@ namespace Poold.Hosting;
 /// The running daemon: listeners, the session tasks, the pool, the node registry, and the settings in force.
 /// Wired by hand here; nothing else knows how the parts are put together.
 /// </summary>
-internal sealed class PooldHost : IAsyncDisposable
+internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
 {
     private readonly HostOptions _options;
     private readonly ILogger _log;
@@ -47,6 +47,19 @@ internal sealed class PooldHost : IAsyncDisposable
 
     public int ActiveSessions => Volatile.Read(ref _activeSessions);
 
+    public Backends.NodeRegistry Nodes => _services.Nodes;
+
+    public IReadOnlyList<ClientSession> Sessions => _services.Cancels.Sessions;
+
+    public string PcpConfPath => !string.IsNullOrEmpty(_options.PcpFile) ? Path.GetFullPath(_options.PcpFile) : Settings.ResolvePath("pcp.conf");
+
+    public DateTimeOffset StartedAt { get; } = DateTimeOffset.Now;
+
+    /// <summary>The PCP admin port (null when it could not be bound: logged, and Poold serves clients anyway).</summary>
+    public Pcp.PcpServer? Pcp { get; private set; }
+
+    public void RequestStop(StopMode mode) => _ = Task.Run(() => StopAsync(mode));
+
     public IReadOnlyList<Listener> Listeners => _listeners;
 
     /// <summary>Completes when the host has stopped.</summary>
@@ -59,7 +72,7 @@ internal sealed class PooldHost : IAsyncDisposable
         var tls = TlsSetup.Create(settings);
         var auth = AuthFiles.Load(settings, options.HbaFile, options.KeyFile, log);
         var services = new SessionServices(settings, tls, auth, new ConnectionPool(PoolLimits.From(settings), time), new NodeRegistry(settings, time),
-            new CancelRegistry(), RoutingOptions.From(settings), new FunctionCatalog(), time, log);
+            new CancelRegistry(), RoutingOptions.From(settings), new FunctionCatalog(), new Pcp.NodeCounters(), time, log);
         var backlog = settings.Get(Params.ListenBacklogMultiplier) * settings.Get(Params.NumInitChildren);
         var listeners = Listener.BindAll(settings.Get(Params.ListenAddresses), settings.Get(Params.UnixSocketDirectories),
             settings.Get(Params.Port), backlog, settings.Get(Params.UnixSocketPermissions), log);
@@ -74,6 +87,15 @@ internal sealed class PooldHost : IAsyncDisposable
         {
             log.Information("listening on {Endpoint}{Tls}", listener.Description, tls.Enabled && !listener.IsUnix ? " (TLS available)" : "");
             host._acceptLoops.Add(host.AcceptLoopAsync(listener));
+        }
+
+        try
+        {
+            host.Pcp = global::Poold.Pcp.PcpServer.Start(host, log);
+        }
+        catch (Exception e) when (e is SocketException or IOException or InvalidOperationException or UnauthorizedAccessException)
+        {
+            log.Error("could not start the PCP port {Port}: {Reason}", settings.Get(Params.PcpPort), e.Message);
         }
 
         if (services.Nodes.Current.Primary is null)
@@ -234,6 +256,11 @@ internal sealed class PooldHost : IAsyncDisposable
         }
 
         await Task.WhenAll(_acceptLoops);
+        if (Pcp is { } pcp)
+        {
+            await pcp.DisposeAsync();
+        }
+
         if (mode != StopMode.Smart)
         {
             await _sessionStop.CancelAsync();

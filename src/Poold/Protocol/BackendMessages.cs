@@ -49,6 +49,37 @@ internal static class BackendMessages
     public static MessageBuffer BackendKeyData(this MessageBuffer b, int processId, int secretKey) =>
         b.Begin((byte)BackendCode.BackendKeyData).WriteInt32(processId).WriteInt32(secretKey).End();
 
+    /// <summary>RowDescription of text columns (type oid 25), as Poold's own results use.</summary>
+    public static MessageBuffer TextRowDescription(this MessageBuffer b, IReadOnlyList<string> columns)
+    {
+        b.Begin((byte)BackendCode.RowDescription).WriteInt16((short)columns.Count);
+        for (var i = 0; i < columns.Count; i++)
+        {
+            b.WriteCString(columns[i]).WriteInt32(0).WriteInt16((short)(i + 1)).WriteInt32(25).WriteInt16(-1).WriteInt32(-1).WriteInt16(0);
+        }
+
+        return b.End();
+    }
+
+    public static MessageBuffer TextDataRow(this MessageBuffer b, IReadOnlyList<string> values)
+    {
+        b.Begin((byte)BackendCode.DataRow).WriteInt16((short)values.Count);
+        foreach (var value in values)
+        {
+            var bytes = System.Text.Encoding.UTF8.GetBytes(value);
+            b.WriteInt32(bytes.Length).WriteBytes(bytes);
+        }
+
+        return b.End();
+    }
+
+    public static MessageBuffer CommandComplete(this MessageBuffer b, string tag) => b.Begin((byte)BackendCode.CommandComplete).WriteCString(tag).End();
+
+    /// <summary>A message with no body (ParseComplete, BindComplete, CloseComplete, NoData, EmptyQueryResponse).</summary>
+    public static MessageBuffer Empty(this MessageBuffer b, BackendCode code) => b.Begin((byte)code).End();
+
+    public static MessageBuffer NoParameters(this MessageBuffer b) => b.Begin((byte)BackendCode.ParameterDescription).WriteInt16(0).End();
+
     public static MessageBuffer ReadyForQuery(this MessageBuffer b, TransactionStatus status) =>
         b.Begin((byte)BackendCode.ReadyForQuery).WriteByte((byte)status).End();
 

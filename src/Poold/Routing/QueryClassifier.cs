@@ -59,6 +59,9 @@ internal sealed record Classification(RouteTarget Target, string Reason)
     /// <summary>More than one statement in one query string.</summary>
     public bool MultiStatement { get; init; }
 
+    /// <summary>The statement's first keyword, upper case ("(" for a parenthesised select), for the per-node counters.</summary>
+    public string? Verb { get; init; }
+
     /// <summary>DEALLOCATE [PREPARE] name: the name (as folded), or "*" for ALL; DISCARD ALL also drops every statement.</summary>
     public string? Deallocates { get; init; }
 }
@@ -108,7 +111,10 @@ internal static class QueryClassifier
         }
 
         var tokens = statements[0];
-        var verdict = ClassifyStatement(sql, tokens);
+        var verdict = ClassifyStatement(sql, tokens) with
+        {
+            Verb = tokens[0].Kind == TokenKind.OpenParen ? "(" : tokens[0].Kind == TokenKind.Word ? Upper(sql, tokens[0]) : null,
+        };
         if (statements.Count > 1)
         {
             // pgpool-II sends any multi-statement string to the primary; it writes only when one of its statements does.

@@ -31,4 +31,7 @@ internal sealed class CancelRegistry
     }
 
     public int Count => _sessions.Count;
+
+    /// <summary>The sessions past their startup, by id (for PCP process info and SHOW POOL_PROCESSES).</summary>
+    public IReadOnlyList<ClientSession> Sessions => [.. _sessions.Values.Select(v => v.Session).OrderBy(s => s.Id)];
 }

@@ -34,7 +34,7 @@ internal sealed partial class ClientSession
     /// queries, and other nodes' copies of transaction control). <see cref="SkipLeading"/> ParseComplete/CloseComplete
     /// messages answer statements Poold injected at the head of the batch, and are not the client's.
     /// </summary>
-    private sealed record ReplyEntry(NodeLink Link, bool Relay, int SkipLeading, long Sequence);
+    private sealed record ReplyEntry(NodeLink Link, bool Relay, int SkipLeading, long Sequence, byte[]? Synthetic = null);
 
     /// <summary>
     /// Two pumps: client → backends (message by message; batches are routed by <see cref="DispatchBatchAsync"/> and <see cref="DispatchQueryAsync"/>) until
@@ -145,6 +145,19 @@ internal sealed partial class ClientSession
         {
             if (_replies.Reader.TryRead(out var entry))
             {
+                if (entry.Synthetic is { } answer)
+                {
+                    // Poold's own answer (SHOW POOL_NODES …), in its place among the backends' replies.
+                    await _client.WriteAsync(answer, stop);
+                    await _client.FlushAsync(stop);
+                    if (Interlocked.Decrement(ref _outstanding) == 0)
+                    {
+                        Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
+                    }
+
+                    continue;
+                }
+
                 await ReadRepliesAsync(entry, stop);
                 continue;
             }

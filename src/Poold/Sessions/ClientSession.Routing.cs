@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Text;
 using Poold.Backends;
 using Poold.Config;
+using Poold.Pcp;
 using Poold.Pooling;
 using Poold.Protocol;
 using Poold.Routing;
@@ -44,6 +45,20 @@ internal sealed partial class ClientSession
     private string _beginText = "BEGIN";
     private TransactionStatus _clientStatus = TransactionStatus.Idle;
 
+    /// <summary>The backend connections this session holds (node, backend pid), readable from other threads.</summary>
+    public IReadOnlyList<(int NodeId, int ProcessId)> Backends => Volatile.Read(ref _backendList);
+
+    private IReadOnlyList<(int NodeId, int ProcessId)> _backendList = [];
+
+    public int BalanceNodeId => Volatile.Read(ref _balanceNodeId);
+
+    /// <summary>pgpool's process status words.</summary>
+    public string StatusText => _clientStatus != TransactionStatus.Idle ? "Idle in transaction"
+        : Volatile.Read(ref _outstanding) > 0 ? "Execute command" : "Idle";
+
+    private void PublishBackends() =>
+        Volatile.Write(ref _backendList, [.. _links.Values.Select(l => (l.Connection.NodeId, l.Connection.ProcessId)).OrderBy(b => b.NodeId)]);
+
     /// <summary>A backend connection as this session uses it.</summary>
     private sealed class NodeLink(BackendConnection connection)
     {
@@ -75,6 +90,7 @@ internal sealed partial class ClientSession
         var connection = _backend!;
         _primary = new NodeLink(connection);
         _links[connection.NodeId] = _primary;
+        PublishBackends();
         var settings = _services.Settings;
         var options = _services.Routing;
         _router = new SessionRouter(options, _services.Functions, Database!);
@@ -190,6 +206,12 @@ internal sealed partial class ClientSession
     {
         var span = body.IsSingleSegment ? body.FirstSpan : body.ToArray();
         var sql = Encoding.UTF8.GetString(QueryBytes(span, 0));
+        if (PoolCommands.IsPoolCommand(sql))
+        {
+            AnswerPoolQuery(sql);
+            return;
+        }
+
         var c = QueryClassifier.Classify(QueryBytes(span, 0), _services.Routing);
         int nodeId;
         string reason;
@@ -295,6 +317,15 @@ internal sealed partial class ClientSession
                 return;
             }
 
+            if (messages.Any(m => m.Code == (byte)FrontendCode.Parse && PoolCommands.IsPoolCommand(m.Query ?? ""))
+                && messages.All(m => m.Code != (byte)FrontendCode.Parse || PoolCommands.IsPoolCommand(m.Query ?? ""))
+                && messages.All(m => m.Code != (byte)FrontendCode.Bind || _poolStatements.ContainsKey(m.StatementName)
+                                                                        || messages.Any(p => p.Code == (byte)FrontendCode.Parse && p.Name == m.StatementName)))
+            {
+                AnswerPoolBatch(messages, sync);
+                return;
+            }
+
             var statements = new List<Classification>();
             NodeLink? forced = null;
             for (var i = 0; i < messages.Length; i++)
@@ -358,6 +389,11 @@ internal sealed partial class ClientSession
 
             _copyLink = link;
             AfterBatch(link, messages);
+            foreach (var statement in statements)
+            {
+                _services.Counters.Count(link.Connection.NodeId, statement.Verb);
+            }
+
             LogRoute(link.Connection.NodeId, reason);
         }
         finally
@@ -515,9 +551,13 @@ internal sealed partial class ClientSession
     /// <summary>The session's load-balance node (re-drawn per statement with statement_level_load_balance).</summary>
     private int BalanceNode()
     {
-        if (_services.Routing.StatementLevel && !_router!.InTransaction)
+        var nodes = _services.Nodes.Current;
+        var gone = _balanceNodeId < 0 || _balanceNodeId >= nodes.Nodes.Length
+                                      || nodes.Nodes[_balanceNodeId].Status is not (NodeStatus.Up or NodeStatus.Waiting);
+        if (gone || (_services.Routing.StatementLevel && !_router!.InTransaction))
         {
-            _balanceNodeId = _balancer!.Choose(_services.Nodes.Current, Database!, _startup!["application_name"], _random).NodeId;
+            // A detached node gets no more reads: the session draws again among the nodes that are up.
+            _balanceNodeId = _balancer!.Choose(nodes, Database!, _startup!["application_name"], _random).NodeId;
         }
 
         return _balanceNodeId;
@@ -541,6 +581,7 @@ internal sealed partial class ClientSession
             }
 
             TrackTransaction(link, classification);
+            _services.Counters.Count(link.Connection.NodeId, classification.Verb);
         }
 
         LogRoute(link.Connection.NodeId, reason);
@@ -591,6 +632,7 @@ internal sealed partial class ClientSession
 
             var opened = new NodeLink(connection);
             _links[id] = opened;
+            PublishBackends();
             LogConnected(connection);
             return opened;
         }

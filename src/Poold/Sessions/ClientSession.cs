@@ -57,6 +57,10 @@ internal sealed partial class ClientSession
 
     public string? Database => _startup is { } s ? s["database"] ?? s["user"] : null;
 
+    public string ClientHost => _socket.RemoteEndPoint is System.Net.IPEndPoint ip ? ip.Address.ToString() : "[local]";
+
+    public string ClientPort => _socket.RemoteEndPoint is System.Net.IPEndPoint ip ? ip.Port.ToString(System.Globalization.CultureInfo.InvariantCulture) : "-1";
+
     /// <summary>Runs the session to its end. Never throws: whatever happens stays inside this session.</summary>
     public async Task RunAsync(CancellationToken shutdown)
     {

@@ -18,5 +18,6 @@ internal sealed record SessionServices(
     CancelRegistry Cancels,
     RoutingOptions Routing,
     FunctionCatalog Functions,
+    Pcp.NodeCounters Counters,
     TimeProvider Time,
     ILogger Log);

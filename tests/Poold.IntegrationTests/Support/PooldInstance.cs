@@ -118,12 +118,15 @@ internal sealed class PooldInstance : IAsyncDisposable
         var dir = System.IO.Directory.CreateTempSubdirectory("poold-it-").FullName;
         WriteCertificate(dir);
         var port = FreePort.Get();
+        var pcpPort = FreePort.Get();
         var conf = Path.Combine(dir, "poold.conf");
         await File.WriteAllTextAsync(conf, $"""
             listen_addresses = '127.0.0.1'
             port = {port}
             unix_socket_directories = '{dir}'
             pcp_socket_dir = '{dir}'
+            pcp_listen_addresses = '127.0.0.1'
+            pcp_port = {pcpPort}
             ssl = {(ssl ? "on" : "off")}
             ssl_cert = 'server.crt'
             ssl_key = 'server.key'
