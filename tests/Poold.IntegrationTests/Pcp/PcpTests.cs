@@ -269,3 +269,139 @@ public class PcpTests
         }
     }
 }
+
+/// <summary>Poold's pcp_* tools against a real pgpool-II (Debian's 4.3.5) in front of the test cluster.</summary>
+public class PcpToolsAgainstPgpoolTests
+{
+    private static readonly string[][] Invocations =
+    [
+        ["node-count"], ["node-count", "-v"], ["node-info"], ["node-info", "-v"], ["node-info", "-n", "1"], ["health-check-stats", "-n", "0"],
+        ["health-check-stats", "-n", "1", "-v"], ["pool-status"], ["pool-status", "-v"], ["proc-count"], ["proc-count", "-v"], ["proc-info"],
+        ["proc-info", "-a"], ["proc-info", "-v"], ["watchdog-info"], ["node-info", "-n", "9"],
+    ];
+
+    [Test]
+    public async Task PooldsTools_PrintWhatPgpoolsToolsPrint_AgainstRealPgpool()
+    {
+        if (!File.Exists("/usr/sbin/pgpool") || !File.Exists("/usr/sbin/pcp_node_info"))
+        {
+            Assert.Ignore("pgpool-II is not installed (Debian package pgpool2; scripts/test.sh installs it as root)");
+        }
+
+        var cluster = ClusterFixture.Cluster;
+        var dir = Directory.CreateTempSubdirectory("pgpool-it-").FullName;
+        var port = FreePort.Get();
+        var pcpPort = FreePort.Get();
+        var conf = new System.Text.StringBuilder($"""
+            backend_clustering_mode = 'streaming_replication'
+            listen_addresses = '127.0.0.1'
+            port = {port}
+            socket_dir = '{dir}'
+            pcp_listen_addresses = '127.0.0.1'
+            pcp_port = {pcpPort}
+            pcp_socket_dir = '{dir}'
+            enable_pool_hba = off
+            sr_check_period = 0
+            sr_check_user = '{TestRoles.TrustUser}'
+            sr_check_database = '{PgCluster.TestDatabase}'
+            health_check_period = 0
+            search_primary_node_timeout = 10
+            pid_file_name = '{dir}/pgpool.pid'
+            logdir = '{dir}'
+            num_init_children = 2
+            max_pool = 1
+
+            """);
+        for (var i = 0; i < 2; i++)
+        {
+            conf.Append(CultureInfo.InvariantCulture, $"backend_hostname{i} = '127.0.0.1'\nbackend_port{i} = {cluster.Nodes[i].Port}\nbackend_weight{i} = 1\n");
+        }
+
+        await File.WriteAllTextAsync(Path.Combine(dir, "pgpool.conf"), conf.ToString());
+        await File.WriteAllTextAsync(Path.Combine(dir, "pcp.conf"), $"pcpadmin:{Poold.Auth.Md5Password.PcpHash("pcppass")}\n");
+        await File.WriteAllTextAsync(Path.Combine(dir, "pcppass"), "*:*:pcpadmin:pcppass\n");
+        File.SetUnixFileMode(Path.Combine(dir, "pcppass"), UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        var start = new ProcessStartInfo("/usr/sbin/pgpool") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var argument in (string[])["-n", "-f", Path.Combine(dir, "pgpool.conf"), "-F", Path.Combine(dir, "pcp.conf")])
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using var pgpool = Process.Start(start)!;
+        var log = new System.Text.StringBuilder();
+        pgpool.OutputDataReceived += (_, e) => { lock (log) { log.AppendLine(e.Data); } };
+        pgpool.ErrorDataReceived += (_, e) => { lock (log) { log.AppendLine(e.Data); } };
+        pgpool.BeginOutputReadLine();
+        pgpool.BeginErrorReadLine();
+        try
+        {
+            async Task<(int, string, string)> Run(bool theirs, string[] invocation)
+            {
+                var info = new ProcessStartInfo(theirs ? "/usr/sbin/pcp_" + invocation[0].Replace('-', '_') : "dotnet")
+                {
+                    RedirectStandardOutput = true,
+                    RedirectStandardError = true,
+                    RedirectStandardInput = true,
+                };
+                if (!theirs)
+                {
+                    info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "pcp.dll"));
+                    info.ArgumentList.Add(invocation[0]);
+                }
+
+                foreach (var argument in (string[])["-h", "127.0.0.1", "-p", pcpPort.ToString(CultureInfo.InvariantCulture), "-U", "pcpadmin", "-w", .. invocation[1..]])
+                {
+                    info.ArgumentList.Add(argument);
+                }
+
+                info.Environment["PCPPASSFILE"] = Path.Combine(dir, "pcppass");
+                using var process = Process.Start(info)!;
+                process.StandardInput.Close();
+                var stdout = process.StandardOutput.ReadToEndAsync();
+                var stderr = process.StandardError.ReadToEndAsync();
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+                await process.WaitForExitAsync(timeout.Token);
+                return (process.ExitCode, await stdout, await stderr);
+            }
+
+            await Poll.UntilAsync(async () => (await Run(true, ["node-count"])).Item1 == 0, TimeSpan.FromSeconds(60),
+                "pgpool-II to answer on its PCP port");
+            foreach (var invocation in Invocations)
+            {
+                var theirs = await Run(true, invocation);
+                var ours = await Run(false, invocation);
+                Assert.That(ours, Is.EqualTo(theirs), string.Join(' ', invocation));
+            }
+        }
+        catch
+        {
+            lock (log)
+            {
+                TestContext.Out.WriteLine("---- pgpool log ----\n" + log);
+            }
+
+            throw;
+        }
+        finally
+        {
+            // SIGTERM, so pgpool-II releases its shared memory; SIGKILL only if it does not go.
+            using (var term = Process.Start("kill", ["-TERM", pgpool.Id.ToString(CultureInfo.InvariantCulture)]))
+            {
+                await term.WaitForExitAsync();
+            }
+
+            using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            try
+            {
+                await pgpool.WaitForExitAsync(grace.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                pgpool.Kill(entireProcessTree: true);
+                await pgpool.WaitForExitAsync();
+            }
+
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}
