@@ -18,10 +18,36 @@ internal enum NodeRole
     Standby,
 }
 
+/// <summary>What the streaming-replication check last learned from a node.</summary>
+internal sealed record NodeReplication(string PgRole, long DelayBytes, string State, string SyncState, bool Lagging)
+{
+    public static NodeReplication Unknown { get; } = new("unknown", 0, "", "", false);
+}
+
 /// <summary>One node as the registry sees it at one moment.</summary>
 internal sealed record NodeState(BackendSettings Settings, NodeStatus Status, NodeRole Role, DateTimeOffset LastStatusChange)
 {
     public int Id => Settings.Id;
+
+    public NodeReplication Replication { get; init; } = NodeReplication.Unknown;
+}
+
+/// <summary>Health-check counters of one node (pcp_health_check_stats, SHOW POOL_HEALTH_CHECK_STATS).</summary>
+internal sealed class HealthStats
+{
+    public long Total;
+    public long Success;
+    public long Fail;
+    public long Skip;
+    public long Retry;
+    public long MaxRetry;
+    public double MaxDurationMs;
+    public double MinDurationMs;
+    public double TotalDurationMs;
+    public DateTimeOffset? LastCheck;
+    public DateTimeOffset? LastSuccess;
+    public DateTimeOffset? LastSkip;
+    public DateTimeOffset? LastFailure;
 }
 
 /// <summary>An immutable picture of every node; readers take one and keep it for a decision.</summary>
@@ -56,6 +82,79 @@ internal sealed class NodeRegistry
     }
 
     public NodeSnapshot Current => Volatile.Read(ref _current);
+
+    /// <summary>Health-check counters, by node id.</summary>
+    public HealthStats[] Health { get; } = Enumerable.Range(0, Params.MaxNodeId + 1).Select(_ => new HealthStats()).ToArray();
+
+    /// <summary>Raised after a node's status or the primary changes (to persist pgpool_status, run commands).</summary>
+    public event Action<NodeSnapshot>? Changed;
+
+    /// <summary>Applies the node statuses saved in pgpool_status at start (down nodes stay down).</summary>
+    public void Restore(IReadOnlyList<NodeStatus> saved)
+    {
+        lock (_write)
+        {
+            var nodes = _current.Nodes;
+            for (var i = 0; i < saved.Count && i < nodes.Length; i++)
+            {
+                if (saved[i] == NodeStatus.Down && nodes[i].Status != NodeStatus.Unused)
+                {
+                    nodes = nodes.SetItem(i, nodes[i] with { Status = NodeStatus.Down });
+                }
+            }
+
+            var primary = _current.PrimaryNodeId;
+            if (primary >= 0 && nodes[primary].Status == NodeStatus.Down && nodes.FirstOrDefault(n => n.Status == NodeStatus.Up) is { } other)
+            {
+                nodes = nodes.SetItem(primary, nodes[primary] with { Role = NodeRole.Standby }).SetItem(other.Id, other with { Role = NodeRole.Primary });
+                primary = other.Id;
+            }
+
+            Volatile.Write(ref _current, new NodeSnapshot(nodes, primary));
+        }
+    }
+
+    /// <summary>Records the replication check's findings (no status change, no event).</summary>
+    public void UpdateReplication(int id, NodeReplication replication)
+    {
+        lock (_write)
+        {
+            var current = _current;
+            if (id >= 0 && id < current.Nodes.Length)
+            {
+                Volatile.Write(ref _current, current with { Nodes = current.Nodes.SetItem(id, current.Nodes[id] with { Replication = replication }) });
+            }
+        }
+    }
+
+    /// <summary>Makes a node the primary after a failover or an external promotion (no checks beyond the node being up).</summary>
+    public void SetPrimary(int id)
+    {
+        lock (_write)
+        {
+            var current = _current;
+            if (current.PrimaryNodeId == id)
+            {
+                return;
+            }
+
+            var nodes = current.Nodes;
+            var now = _time.GetUtcNow();
+            if (current.PrimaryNodeId >= 0)
+            {
+                nodes = nodes.SetItem(current.PrimaryNodeId, nodes[current.PrimaryNodeId] with { Role = NodeRole.Standby, LastStatusChange = now });
+            }
+
+            if (id >= 0)
+            {
+                nodes = nodes.SetItem(id, nodes[id] with { Role = NodeRole.Primary, LastStatusChange = now });
+            }
+
+            Volatile.Write(ref _current, new NodeSnapshot(nodes, id));
+        }
+
+        Changed?.Invoke(Current);
+    }
 
     /// <summary>Marks a node down (pcp_detach_node): it gets no new sessions or reads. Returns an error message, or null.</summary>
     public string? Detach(int id) => Change(id, node => node.Status == NodeStatus.Down ? null : node with { Status = NodeStatus.Down });
@@ -93,8 +192,10 @@ internal sealed class NodeRegistry
 
             nodes = nodes.SetItem(id, nodes[id] with { Role = NodeRole.Primary, LastStatusChange = now });
             Volatile.Write(ref _current, new NodeSnapshot(nodes, id));
-            return null;
         }
+
+        Changed?.Invoke(Current);
+        return null;
     }
 
     private string? Change(int id, Func<NodeState, NodeState?> change)
@@ -107,12 +208,15 @@ internal sealed class NodeRegistry
                 return $"invalid node ID : {id}";
             }
 
-            if (change(current.Nodes[id]) is { } changed)
+            if (change(current.Nodes[id]) is not { } changed)
             {
-                Volatile.Write(ref _current, current with { Nodes = current.Nodes.SetItem(id, changed with { LastStatusChange = _time.GetUtcNow() }) });
+                return null;
             }
 
-            return null;
+            Volatile.Write(ref _current, current with { Nodes = current.Nodes.SetItem(id, changed with { LastStatusChange = _time.GetUtcNow() }) });
         }
+
+        Changed?.Invoke(Current);
+        return null;
     }
 }

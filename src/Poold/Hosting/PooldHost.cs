@@ -60,6 +60,53 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
 
     public void RequestStop(StopMode mode) => _ = Task.Run(() => StopAsync(mode));
 
+    /// <summary>Health and replication checks, failover.</summary>
+    public NodeMonitor? Monitor { get; private set; }
+
+    /// <summary>pgpool_status: restored at start (unless -D), rewritten on every change; then the checks start.</summary>
+    private void StartNodeTracking(PooldSettings settings, HostOptions options, TimeProvider time)
+    {
+        var registry = _services.Nodes;
+        var statusFile = Path.Combine(settings.ResolvePath(settings.Get(Params.Logdir)), NodeStatusFile.FileName);
+        try
+        {
+            if (options.DiscardStatus)
+            {
+                File.Delete(statusFile);
+                _log.Information("backend status file {File} discarded (-D)", statusFile);
+            }
+            else if (NodeStatusFile.Read(statusFile) is { } saved)
+            {
+                registry.Restore(saved);
+                foreach (var node in registry.Current.Nodes.Where(n => n.Status == NodeStatus.Down))
+                {
+                    _log.Warning("node {NodeId} is down according to {File}: attach it with pcp_attach_node", node.Id, statusFile);
+                }
+            }
+
+            NodeStatusFile.Write(statusFile, registry.Current);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _log.Warning("cannot use the backend status file {File}: {Reason}", statusFile, e.Message);
+        }
+
+        registry.Changed += nodes =>
+        {
+            try
+            {
+                NodeStatusFile.Write(statusFile, nodes);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _log.Warning("cannot write the backend status file {File}: {Reason}", statusFile, e.Message);
+            }
+        };
+        Monitor = new NodeMonitor(() => Settings, () => Volatile.Read(ref _services).Auth, registry, _services.Tls, time, _log);
+        _services.BackendFailed = Monitor.ReportBackendError;
+        Monitor.Start();
+    }
+
     public IReadOnlyList<Listener> Listeners => _listeners;
 
     /// <summary>Completes when the host has stopped.</summary>
@@ -83,6 +130,7 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
 
         var host = new PooldHost(options, services, listeners, log);
         host.WarnAboutCleartext();
+        host.StartNodeTracking(settings, options, time);
         foreach (var listener in listeners)
         {
             log.Information("listening on {Endpoint}{Tls}", listener.Description, tls.Enabled && !listener.IsUnix ? " (TLS available)" : "");
@@ -259,6 +307,11 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
         if (Pcp is { } pcp)
         {
             await pcp.DisposeAsync();
+        }
+
+        if (Monitor is { } monitor)
+        {
+            await monitor.DisposeAsync();
         }
 
         if (mode != StopMode.Smart)

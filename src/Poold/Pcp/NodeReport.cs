@@ -91,23 +91,33 @@ internal static class NodeReport
             node.Status == NodeStatus.Unused ? "unknown" : reachable ? "up" : "down",
             F6(NormalizedWeight(node, nodes) * RandMax),
             role,
-            "unknown",
+            node.Replication.PgRole,
         };
         if (v44)
         {
             fields.Add("0");
         }
 
-        fields.AddRange(["0", "", "", I(node.LastStatusChange.ToUnixTimeSeconds())]);
+        fields.AddRange([I(node.Replication.DelayBytes), node.Replication.State, node.Replication.SyncState, I(node.LastStatusChange.ToUnixTimeSeconds())]);
         return fields;
     }
 
-    /// <summary>The 20 health-check statistics fields (no health checks run yet: counters are 0, times empty).</summary>
-    public static List<string> HealthCheckFields(NodeState node, NodeSnapshot nodes) =>
-    [
-        I(node.Id), node.Settings.Hostname, I(node.Settings.Port), StatusName(node.Status), RoleName(node, nodes), LocalTime(node.LastStatusChange),
-        "0", "0", "0", "0", "0", F6(0), "0", "0", "0", F6(0), "", "", "", "",
-    ];
+    /// <summary>The 20 health-check statistics fields (durations in ms; never-happened times empty).</summary>
+    public static List<string> HealthCheckFields(NodeState node, NodeSnapshot nodes, HealthStats? stats = null)
+    {
+        stats ??= new HealthStats();
+        lock (stats)
+        {
+            string Time(DateTimeOffset? t) => t is { } value ? LocalTime(value) : "";
+            return
+            [
+                I(node.Id), node.Settings.Hostname, I(node.Settings.Port), StatusName(node.Status), RoleName(node, nodes), LocalTime(node.LastStatusChange),
+                I(stats.Total), I(stats.Success), I(stats.Fail), I(stats.Skip), I(stats.Retry), F6(stats.Total == 0 ? 0 : (double)stats.Retry / stats.Total),
+                I(stats.MaxRetry), I((long)stats.MaxDurationMs), I((long)stats.MinDurationMs), F6(stats.Total == 0 ? 0 : stats.TotalDurationMs / stats.Total),
+                Time(stats.LastCheck), Time(stats.LastSuccess), Time(stats.LastSkip), Time(stats.LastFailure),
+            ];
+        }
+    }
 
     /// <summary>
     /// ProcessInfo rows, pgpool-II 4.7's 21 fields (older clients read the first 17 or 18): one row per session and
@@ -171,7 +181,7 @@ internal static class NodeReport
             rows.Add(("backend_weight" + n, F6(NormalizedWeight(node, nodes)), "weight of backend #" + n));
             rows.Add(("backend_data_directory" + n, node.Settings.DataDirectory, "data directory for backend #" + n));
             rows.Add(("backend_status" + n, StatusName(node.Status), "status of backend #" + n));
-            rows.Add(("standby_delay" + n, "0", "standby delay of backend #" + n));
+            rows.Add(("standby_delay" + n, I(node.Replication.DelayBytes), "standby delay of backend #" + n));
             rows.Add(("backend_flag" + n, settings.Show(Params.BackendFlag, node.Id), "backend #" + n + " flag"));
         }
 

@@ -346,7 +346,7 @@ internal sealed class PcpServer : IAsyncDisposable
                 return;
             }
 
-            await SendAsync(PcpPacket.Strings((byte)'h', [PcpPacket.CommandComplete, .. NodeReport.HealthCheckFields(nodes.Nodes[id], nodes)]));
+            await SendAsync(PcpPacket.Strings((byte)'h', [PcpPacket.CommandComplete, .. NodeReport.HealthCheckFields(nodes.Nodes[id], nodes, Host.Nodes.Health[id])]));
         }
 
         private async Task ProcessInfoAsync(int pid)

@@ -37,7 +37,7 @@ internal static partial class PoolCommands
     public static bool IsPoolCommand(string sql) => sql.Length < 4096 && CommandPattern().IsMatch(sql);
 
     public static PoolResult Execute(string sql, PooldSettings settings, NodeSnapshot nodes, IReadOnlyList<ClientSession> sessions,
-        NodeCounters counters, IPoolCommandSession session)
+        NodeCounters counters, IPoolCommandSession session, HealthStats[]? health = null)
     {
         var match = CommandPattern().Match(sql);
         if (match.Groups[1].Success)
@@ -50,7 +50,7 @@ internal static partial class PoolCommands
                 "POOL_VERSION" => new(["pool_version"], [[Version]], "SELECT 1"),
                 "POOL_STATUS" => new(["item", "value", "description"],
                     [.. NodeReport.PoolStatus(settings, nodes).Select(r => new[] { r.Name, r.Value, r.Description })], ""),
-                "POOL_HEALTH_CHECK_STATS" => new(HealthColumns, [.. nodes.Nodes.Select(n => NodeReport.HealthCheckFields(n, nodes).ToArray())], ""),
+                "POOL_HEALTH_CHECK_STATS" => new(HealthColumns, [.. nodes.Nodes.Select(n => NodeReport.HealthCheckFields(n, nodes, health?[n.Id]).ToArray())], ""),
                 "POOL_BACKEND_STATS" => BackendStats(nodes, counters),
                 "POOL_CACHE" => new(["num_cache_hits", "num_selects", "cache_hit_ratio", "num_hash_entries", "used_hash_entries",
                     "num_cache_entries", "used_cache_entries_size", "free_cache_entries_size", "fragment_cache_entries_size"],
@@ -87,8 +87,9 @@ internal static partial class PoolCommands
             [
                 I(node.Id), node.Settings.Hostname, I(node.Settings.Port), NodeReport.StatusName(node.Status),
                 node.Status == NodeStatus.Down ? "down" : "up",
-                NodeReport.NormalizedWeight(node, nodes).ToString("F6", CultureInfo.InvariantCulture), NodeReport.RoleName(node, nodes), "unknown",
-                I(counters.Get(node.Id).Select), node.Id == session.BalanceNodeId ? "true" : "false", "0", "", "",
+                NodeReport.NormalizedWeight(node, nodes).ToString("F6", CultureInfo.InvariantCulture), NodeReport.RoleName(node, nodes),
+                node.Replication.PgRole, I(counters.Get(node.Id).Select), node.Id == session.BalanceNodeId ? "true" : "false",
+                I(node.Replication.DelayBytes), node.Replication.State, node.Replication.SyncState,
                 NodeReport.LocalTime(node.LastStatusChange),
             ]);
         }

@@ -9,7 +9,8 @@ internal sealed partial class ClientSession : IPoolCommandSession
     public Dictionary<string, string> PoolOverrides { get; } = new(StringComparer.Ordinal);
 
     private PoolResult RunPoolCommand(string sql) =>
-        PoolCommands.Execute(sql, _services.Settings, _services.Nodes.Current, _services.Cancels.Sessions, _services.Counters, this);
+        PoolCommands.Execute(sql, _services.Settings, _services.Nodes.Current, _services.Cancels.Sessions, _services.Counters, this,
+            _services.Nodes.Health);
 
     private TransactionStatus VisibleStatus()
     {

@@ -135,6 +135,11 @@ internal sealed partial class ClientSession
                 break;
             case BackendException backend:
                 LogBackendFailure(backend);
+                if (backend.SqlState == SqlState.ConnectionFailure && _startup is not null && _primary is not null)
+                {
+                    _services.BackendFailed?.Invoke(backend.NodeId, backend.Message);
+                }
+
                 await TrySendErrorAsync(backend.SqlState, backend.Message);
                 break;
             case ClientFatalException fatal:

@@ -20,4 +20,8 @@ internal sealed record SessionServices(
     FunctionCatalog Functions,
     Pcp.NodeCounters Counters,
     TimeProvider Time,
-    ILogger Log);
+    ILogger Log)
+{
+    /// <summary>Set once the node monitor runs: a session reports a backend connection it lost.</summary>
+    public Action<int, string>? BackendFailed { get; set; }
+}

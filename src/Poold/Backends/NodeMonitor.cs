@@ -1,0 +1,536 @@
+using System.Diagnostics;
+using System.Globalization;
+using Poold.Auth;
+using Poold.Config;
+using Poold.Pooling;
+using Poold.Protocol;
+using Poold.Tls;
+using Serilog;
+
+namespace Poold.Backends;
+
+/// <summary>
+/// The background checks of compat §8: the health check of every node (a full login as health_check_user, with
+/// retries), failover of a node that fails it (unless DISALLOW_TO_FAILOVER) with failover_command, the search for a
+/// new primary when the primary is lost, the streaming-replication check (each node's role, the standbys' delay and
+/// replication state, delay_threshold), following a primary promoted outside Poold, and auto_failback. One loop, one
+/// tick a second; every check is bounded by its timeout.
+/// </summary>
+internal sealed class NodeMonitor : IAsyncDisposable
+{
+    private readonly Func<PooldSettings> _settings;
+    private readonly Func<AuthFiles> _auth;
+    private readonly NodeRegistry _registry;
+    private readonly TlsSetup _tls;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Dictionary<int, long> _nextHealthCheck = [];
+    private readonly Dictionary<int, long> _lastFailback = [];
+    private long _nextReplicationCheck;
+    private Task _loop = Task.CompletedTask;
+
+    public NodeMonitor(Func<PooldSettings> settings, Func<AuthFiles> auth, NodeRegistry registry, TlsSetup tls, TimeProvider time, ILogger log)
+    {
+        _settings = settings;
+        _auth = auth;
+        _registry = registry;
+        _tls = tls;
+        _time = time;
+        _log = log.ForContext<NodeMonitor>();
+    }
+
+    public void Start() => _loop = RunAsync(_stop.Token);
+
+    private async Task RunAsync(CancellationToken stop)
+    {
+        await Task.Yield();
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1), _time);
+        do
+        {
+            try
+            {
+                await TickAsync(stop);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                _log.Error(e, "node monitor check failed");
+            }
+        }
+        while (await WaitAsync(timer, stop));
+    }
+
+    private static async Task<bool> WaitAsync(PeriodicTimer timer, CancellationToken stop)
+    {
+        try
+        {
+            return await timer.WaitForNextTickAsync(stop);
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    private async Task TickAsync(CancellationToken stop)
+    {
+        var settings = _settings();
+        var now = _time.GetTimestamp();
+        var due = new List<NodeState>();
+        foreach (var node in _registry.Current.Nodes.Where(n => n.Status != NodeStatus.Unused))
+        {
+            var period = settings.Get(Params.HealthCheckPeriod, node.Id);
+            if (period <= TimeSpan.Zero || (_nextHealthCheck.TryGetValue(node.Id, out var next) && now < next))
+            {
+                continue;
+            }
+
+            _nextHealthCheck[node.Id] = now + (long)(period.TotalSeconds * _time.TimestampFrequency);
+            due.Add(node);
+        }
+
+        await Task.WhenAll(due.Select(n => HealthCheckAsync(n, settings, stop)));
+
+        var srPeriod = settings.Get(Params.SrCheckPeriod);
+        if (srPeriod > TimeSpan.Zero && now >= _nextReplicationCheck)
+        {
+            _nextReplicationCheck = now + (long)(srPeriod.TotalSeconds * _time.TimestampFrequency);
+            await ReplicationCheckAsync(settings, stop);
+        }
+    }
+
+    // ---- health check ----
+
+    private async Task HealthCheckAsync(NodeState node, PooldSettings settings, CancellationToken stop)
+    {
+        var stats = _registry.Health[node.Id];
+        if (node.Status == NodeStatus.Down && !settings.Get(Params.AutoFailback))
+        {
+            Interlocked.Increment(ref stats.Skip);
+            stats.LastSkip = _time.GetUtcNow();
+            return;
+        }
+
+        var retries = settings.Get(Params.HealthCheckMaxRetries, node.Id);
+        var delay = settings.Get(Params.HealthCheckRetryDelay, node.Id);
+        string? failure = null;
+        for (var attempt = 0; attempt <= retries; attempt++)
+        {
+            if (attempt > 0)
+            {
+                Interlocked.Increment(ref stats.Retry);
+                await Task.Delay(delay, _time, stop);
+            }
+
+            var watch = Stopwatch.StartNew();
+            failure = await TryLoginAsync(node, settings.Get(Params.HealthCheckUser, node.Id), settings.Get(Params.HealthCheckPassword, node.Id),
+                settings.Get(Params.HealthCheckDatabase, node.Id), settings.Get(Params.HealthCheckTimeout, node.Id), settings, stop);
+            var ms = watch.Elapsed.TotalMilliseconds;
+            lock (stats)
+            {
+                stats.Total++;
+                stats.LastCheck = _time.GetUtcNow();
+                stats.TotalDurationMs += ms;
+                stats.MaxDurationMs = Math.Max(stats.MaxDurationMs, ms);
+                stats.MinDurationMs = stats.MinDurationMs == 0 ? ms : Math.Min(stats.MinDurationMs, ms);
+                stats.MaxRetry = Math.Max(stats.MaxRetry, attempt);
+                if (failure is null)
+                {
+                    stats.Success++;
+                    stats.LastSuccess = stats.LastCheck;
+                }
+                else
+                {
+                    stats.Fail++;
+                    stats.LastFailure = stats.LastCheck;
+                }
+            }
+
+            if (failure is null)
+            {
+                return;
+            }
+        }
+
+        if (node.Status == NodeStatus.Down)
+        {
+            return;
+        }
+
+        _log.Warning("health check failed on node {NodeId} ({Host}:{Port}): {Reason}", node.Id, node.Settings.Hostname, node.Settings.Port, failure);
+        if (!node.Settings.AllowsFailover)
+        {
+            _log.Warning("node {NodeId} is DISALLOW_TO_FAILOVER: it stays attached", node.Id);
+            return;
+        }
+
+        await FailoverAsync(node.Id, $"health check failed: {failure}", stop);
+    }
+
+    /// <summary>A full login (startup and authentication) to the node, then a clean close; null when it worked, else why not.</summary>
+    private async Task<string?> TryLoginAsync(NodeState node, string user, string configuredPassword, string database, TimeSpan timeout,
+        PooldSettings settings, CancellationToken stop)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        if (timeout > TimeSpan.Zero)
+        {
+            deadline.CancelAfter(timeout);
+        }
+
+        try
+        {
+            await using var connection = await ConnectAsync(node, user, configuredPassword, database, settings, deadline.Token);
+            return null;
+        }
+        catch (OperationCanceledException) when (!stop.IsCancellationRequested)
+        {
+            return $"timed out after {timeout.TotalSeconds:0.#}s";
+        }
+        catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException or TimeoutException
+                                      or PgProtocolException or ScramException)
+        {
+            return e.Message;
+        }
+    }
+
+    private async Task<BackendConnection> ConnectAsync(NodeState node, string user, string configuredPassword, string database,
+        PooldSettings settings, CancellationToken cancellationToken)
+    {
+        var credential = CheckCredentials.Resolve(configuredPassword, user, _auth());
+        var startup = new List<KeyValuePair<string, string>>
+        {
+            new("user", user),
+            new("database", database.Length == 0 ? "postgres" : database),
+            new("application_name", "poold check"),
+        };
+        return await BackendConnection.OpenAsync(node.Settings, PoolKey.Create(node.Id, startup), startup,
+            (_, _) => ValueTask.FromResult(credential), _tls, settings.Get(Params.ConnectTimeout, node.Id), _time, cancellationToken);
+    }
+
+    // ---- failover ----
+
+    /// <summary>Detaches a node, runs failover_command, and when it was the primary, searches for the new one.</summary>
+    public async Task FailoverAsync(int nodeId, string reason, CancellationToken stop)
+    {
+        var before = _registry.Current;
+        if (before.Nodes[nodeId].Status == NodeStatus.Down)
+        {
+            return;
+        }
+
+        _log.Warning("failover: detaching node {NodeId} ({Reason})", nodeId, reason);
+        _registry.Detach(nodeId);
+        var wasPrimary = before.PrimaryNodeId == nodeId;
+        if (wasPrimary)
+        {
+            _registry.SetPrimary(-1);
+        }
+
+        var settings = _settings();
+        var after = _registry.Current;
+        var newMain = after.Nodes.FirstOrDefault(n => n.Status == NodeStatus.Up);
+        await RunCommandAsync("failover_command", settings.Get(Params.FailoverCommand), before.Nodes[nodeId], newMain, before, stop);
+        if (wasPrimary)
+        {
+            await SearchPrimaryAsync(settings, stop);
+            var found = _registry.Current;
+            if (found.PrimaryNodeId >= 0)
+            {
+                // follow_primary_command: once per other live node, to re-point it at the new primary.
+                foreach (var other in found.Nodes.Where(n => n.Status == NodeStatus.Up && n.Id != found.PrimaryNodeId))
+                {
+                    await RunCommandAsync("follow_primary_command", settings.Get(Params.FollowPrimaryCommand), other,
+                        found.Nodes[found.PrimaryNodeId], before, stop);
+                }
+            }
+        }
+    }
+
+    /// <summary>failover_on_backend_error: a session lost its connection to a node; detach it unless DISALLOW_TO_FAILOVER.</summary>
+    public void ReportBackendError(int nodeId, string reason)
+    {
+        var settings = _settings();
+        var node = _registry.Current.Nodes[nodeId];
+        if (!settings.Get(Params.FailoverOnBackendError) || !node.Settings.AllowsFailover || node.Status == NodeStatus.Down)
+        {
+            return;
+        }
+
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                // Unlike pgpool-II, one session's broken connection detaches a node only if a fresh login fails too.
+                var failure = await TryLoginAsync(node, settings.Get(Params.HealthCheckUser, nodeId), settings.Get(Params.HealthCheckPassword, nodeId),
+                    settings.Get(Params.HealthCheckDatabase, nodeId), TimeSpan.FromSeconds(10), settings, _stop.Token);
+                if (failure is null)
+                {
+                    _log.Information("node {NodeId}: a session lost its connection ({Reason}) but the node accepts logins: not failed over", nodeId, reason);
+                    return;
+                }
+
+                await FailoverAsync(nodeId, $"failover_on_backend_error: {reason}; then a login failed: {failure}", _stop.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopping.
+            }
+        });
+    }
+
+    /// <summary>After the primary is lost: ask every live node until one says it is not in recovery (search_primary_node_timeout).</summary>
+    private async Task SearchPrimaryAsync(PooldSettings settings, CancellationToken stop)
+    {
+        var timeout = settings.Get(Params.SearchPrimaryNodeTimeout);
+        var watch = Stopwatch.StartNew();
+        while (!stop.IsCancellationRequested)
+        {
+            foreach (var node in _registry.Current.Nodes.Where(n => n.Status == NodeStatus.Up))
+            {
+                if (await InRecoveryAsync(node, settings, stop) == false)
+                {
+                    _log.Warning("failover: new primary node is {NodeId}", node.Id);
+                    _registry.SetPrimary(node.Id);
+                    return;
+                }
+            }
+
+            if (timeout > TimeSpan.Zero && watch.Elapsed > timeout)
+            {
+                _log.Error("failover: no primary found within search_primary_node_timeout ({Seconds}s); the replication check keeps looking",
+                    timeout.TotalSeconds);
+                return;
+            }
+
+            await Task.Delay(TimeSpan.FromSeconds(1), _time, stop);
+        }
+    }
+
+    private async Task<bool?> InRecoveryAsync(NodeState node, PooldSettings settings, CancellationToken stop)
+    {
+        try
+        {
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stop);
+            deadline.CancelAfter(TimeSpan.FromSeconds(10));
+            await using var connection = await ConnectAsync(node, settings.Get(Params.SrCheckUser), settings.Get(Params.SrCheckPassword),
+                settings.Get(Params.SrCheckDatabase), settings, deadline.Token);
+            var rows = await connection.QueryRowsAsync("SELECT pg_is_in_recovery()", deadline.Token);
+            return rows is [[var value, ..], ..] ? value == "t" : null;
+        }
+        catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException or OperationCanceledException
+                                      or TimeoutException or PgProtocolException or ScramException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Runs a pgpool-style command through the shell with its % placeholders (compat §8.5); waits for it.</summary>
+    private async Task RunCommandAsync(string what, string template, NodeState node, NodeState? newMain, NodeSnapshot before, CancellationToken stop)
+    {
+        if (template.Length == 0)
+        {
+            return;
+        }
+
+        var oldPrimary = before.PrimaryNodeId >= 0 ? before.Nodes[before.PrimaryNodeId] : null;
+        var oldMain = before.Nodes.FirstOrDefault(n => n.Status == NodeStatus.Up);
+        var command = Placeholders(template, node, newMain, oldMain, oldPrimary);
+        _log.Information("{What}: running {Command}", what, command);
+        try
+        {
+            using var process = Process.Start(new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", command }, UseShellExecute = false })!;
+            await process.WaitForExitAsync(stop);
+            if (process.ExitCode != 0)
+            {
+                _log.Warning("{What} exited with code {Code}", what, process.ExitCode);
+            }
+        }
+        catch (Exception e) when (e is System.ComponentModel.Win32Exception or InvalidOperationException)
+        {
+            _log.Error("{What} could not run: {Reason}", what, e.Message);
+        }
+    }
+
+    internal static string Placeholders(string template, NodeState node, NodeState? newMain, NodeState? oldMain, NodeState? oldPrimary)
+    {
+        var result = new System.Text.StringBuilder();
+        for (var i = 0; i < template.Length; i++)
+        {
+            if (template[i] != '%' || i + 1 >= template.Length)
+            {
+                result.Append(template[i]);
+                continue;
+            }
+
+            var code = template[++i];
+            result.Append(code switch
+            {
+                'd' => I(node.Id),
+                'h' => node.Settings.Hostname,
+                'p' => I(node.Settings.Port),
+                'D' => node.Settings.DataDirectory,
+                'm' => newMain is null ? "-1" : I(newMain.Id),
+                'H' => newMain?.Settings.Hostname ?? "",
+                'M' => oldMain is null ? "-1" : I(oldMain.Id),
+                'P' => oldPrimary is null ? "-1" : I(oldPrimary.Id),
+                'r' => newMain is null ? "" : I(newMain.Settings.Port),
+                'R' => newMain?.Settings.DataDirectory ?? "",
+                'N' => oldPrimary?.Settings.Hostname ?? "",
+                'S' => oldPrimary is null ? "" : I(oldPrimary.Settings.Port),
+                '%' => "%",
+                _ => "%" + code,
+            });
+        }
+
+        return result.ToString();
+    }
+
+    private static string I(int value) => value.ToString(CultureInfo.InvariantCulture);
+
+    // ---- streaming-replication check ----
+
+    private async Task ReplicationCheckAsync(PooldSettings settings, CancellationToken stop)
+    {
+        var snapshot = _registry.Current;
+        var findings = new Dictionary<int, (bool InRecovery, ulong Lsn)>();
+        List<string?[]> replication = [];
+        foreach (var node in snapshot.Nodes.Where(n => n.Status != NodeStatus.Unused))
+        {
+            try
+            {
+                using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stop);
+                deadline.CancelAfter(TimeSpan.FromSeconds(10));
+                await using var connection = await ConnectAsync(node, settings.Get(Params.SrCheckUser), settings.Get(Params.SrCheckPassword),
+                    settings.Get(Params.SrCheckDatabase), settings, deadline.Token);
+                var rows = await connection.QueryRowsAsync(
+                    "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END",
+                    deadline.Token);
+                if (rows is not [[var recovery, var lsn, ..], ..])
+                {
+                    continue;
+                }
+
+                findings[node.Id] = (recovery == "t", ParseLsn(lsn));
+                if (recovery == "f")
+                {
+                    replication = await connection.QueryRowsAsync("SELECT application_name, state, sync_state FROM pg_stat_replication", deadline.Token);
+                }
+            }
+            catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException or OperationCanceledException
+                                          or TimeoutException or PgProtocolException or ScramException)
+            {
+                if (stop.IsCancellationRequested)
+                {
+                    return;
+                }
+
+                _registry.UpdateReplication(node.Id, NodeReplication.Unknown);
+            }
+        }
+
+        // A primary promoted outside Poold (pg_ctl promote, Patroni): follow it.
+        var primaries = findings.Where(f => !f.Value.InRecovery).Select(f => f.Key).ToList();
+        var current = _registry.Current;
+        if (primaries.Count == 1 && primaries[0] != current.PrimaryNodeId && current.Nodes[primaries[0]].Status != NodeStatus.Down)
+        {
+            _log.Warning("node {NodeId} reports itself primary: following it (was node {Old})", primaries[0], current.PrimaryNodeId);
+            _registry.SetPrimary(primaries[0]);
+        }
+        else if (primaries.Count > 1 && settings.Get(Params.DetachFalsePrimary))
+        {
+            foreach (var extra in primaries.Where(p => p != current.PrimaryNodeId))
+            {
+                await FailoverAsync(extra, "false primary (detach_false_primary)", stop);
+            }
+        }
+
+        current = _registry.Current;
+        var primaryLsn = current.PrimaryNodeId >= 0 && findings.TryGetValue(current.PrimaryNodeId, out var p) ? p.Lsn : 0;
+        var threshold = settings.Get(Params.DelayThreshold);
+        foreach (var (id, (inRecovery, lsn)) in findings)
+        {
+            var name = settings.Get(Params.BackendApplicationName, id);
+            var row = replication.FirstOrDefault(r => name.Length > 0 && r.Length >= 3 && r[0] == name);
+            var delay = inRecovery && primaryLsn > lsn ? (long)(primaryLsn - lsn) : 0;
+            _registry.UpdateReplication(id, new NodeReplication(inRecovery ? "standby" : "primary", delay, inRecovery ? row?[1] ?? "" : "",
+                inRecovery ? row?[2] ?? "" : "", threshold > 0 && delay > threshold));
+            if (settings.Get(Params.LogStandbyDelayMode) == LogStandbyDelay.Always && inRecovery
+                || threshold > 0 && delay > threshold && settings.Get(Params.LogStandbyDelayMode) == LogStandbyDelay.IfOverThreshold)
+            {
+                _log.Warning("replication delay of node {NodeId}: {Bytes} bytes", id, delay);
+            }
+
+            // auto_failback: a detached standby that streams again comes back.
+            if (inRecovery && row?[1] == "streaming" && current.Nodes[id].Status == NodeStatus.Down && settings.Get(Params.AutoFailback))
+            {
+                var interval = settings.Get(Params.AutoFailbackInterval);
+                var now = _time.GetTimestamp();
+                if (!_lastFailback.TryGetValue(id, out var last) || _time.GetElapsedTime(last, now) >= interval)
+                {
+                    _lastFailback[id] = now;
+                    _log.Warning("auto_failback: node {NodeId} streams again: attaching it", id);
+                    _registry.Attach(id);
+                    await RunCommandAsync("failback_command", settings.Get(Params.FailbackCommand), current.Nodes[id],
+                        current.Nodes.FirstOrDefault(n => n.Status == NodeStatus.Up), current, stop);
+                }
+            }
+        }
+    }
+
+    /// <summary>"X/Y" as a 64-bit WAL position (exact, unlike pgpool's approximation).</summary>
+    internal static ulong ParseLsn(string? lsn)
+    {
+        if (lsn is null || lsn.IndexOf('/', StringComparison.Ordinal) is var slash && slash <= 0)
+        {
+            return 0;
+        }
+
+        return ulong.TryParse(lsn.AsSpan(0, slash), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var high)
+               && ulong.TryParse(lsn.AsSpan(slash + 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var low)
+            ? (high << 32) | low
+            : 0;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        await _loop;
+        _stop.Dispose();
+    }
+}
+
+/// <summary>
+/// health_check_password / sr_check_password as pgpool-II resolves them: empty means the user's pool_passwd entry;
+/// <c>AES…</c> is decrypted with the key; <c>md5…</c> is an md5 hash; <c>TEXT…</c> or anything else is the password.
+/// </summary>
+internal static class CheckCredentials
+{
+    public static StoredCredential? Resolve(string configured, string user, AuthFiles auth)
+    {
+        if (configured.Length == 0)
+        {
+            try
+            {
+                return auth.Passwords.Find(user)?.Resolve(auth.Key);
+            }
+            catch (PoolPasswdException)
+            {
+                return null;
+            }
+        }
+
+        var entry = new PoolPasswdEntry(user, configured, "pgpool.conf", 0);
+        try
+        {
+            return entry.Resolve(auth.Key);
+        }
+        catch (PoolPasswdException)
+        {
+            return null;
+        }
+    }
+}

@@ -1,0 +1,229 @@
+using System.Globalization;
+using System.Text;
+using Npgsql;
+using Poold.Backends;
+using Poold.IntegrationTests.Cluster;
+using Poold.IntegrationTests.Support;
+
+namespace Poold.IntegrationTests.Failover;
+
+/// <summary>
+/// Health checks, failover, primary discovery and the replication check, on clusters of their own (one primary and
+/// one or two replicas) so the shared cluster is never disturbed.
+/// </summary>
+[NonParallelizable]
+public class FailoverTests
+{
+    private const string Checks = """
+        health_check_period = 1
+        health_check_timeout = 5
+        health_check_max_retries = 0
+        health_check_user = 'trust_user'
+        health_check_database = 'poold_test'
+        sr_check_period = 1
+        sr_check_user = 'poold_admin'
+        sr_check_password = 'poold_admin_pw!'
+        sr_check_database = 'poold_test'
+        search_primary_node_timeout = 60
+        connect_timeout = 2000
+
+        """;
+
+    private static string Backends(PgCluster cluster, params double[] weights)
+    {
+        var lines = new StringBuilder();
+        for (var i = 0; i < cluster.Nodes.Count; i++)
+        {
+            lines.Append(CultureInfo.InvariantCulture,
+                $"backend_hostname{i} = '127.0.0.1'\nbackend_port{i} = {cluster.Nodes[i].Port}\nbackend_weight{i} = {weights[i]}\nbackend_application_name{i} = 'replica{i}'\n");
+        }
+
+        return lines.ToString();
+    }
+
+    private static NpgsqlConnection Connection(PooldInstance poold) => new(poold.ConnectionString(TestRoles.TrustUser, "", sslMode: SslMode.Disable).ConnectionString);
+
+    private static async Task<int> PortAsync(NpgsqlConnection connection) =>
+        Convert.ToInt32(await new NpgsqlCommand("SELECT inet_server_port()", connection).ExecuteScalarAsync(), CultureInfo.InvariantCulture);
+
+    private static Task WaitForStatusAsync(PooldInstance poold, int node, NodeStatus status) =>
+        Poll.UntilAsync(() => Task.FromResult(poold.Host.Nodes.Current.Nodes[node].Status == status), TimeSpan.FromSeconds(30),
+            $"node {node} to be {status}");
+
+    [Test]
+    public async Task ReplicaStopped_IsDetachedByTheHealthCheck_ReadsContinue_AndAutoFailbackBringsItBack()
+    {
+        await using var cluster = await PgCluster.StartAsync(replicas: 2);
+        var log = Path.Combine(Path.GetTempPath(), $"failover-{Guid.NewGuid():N}.log");
+        await using var poold = await PooldInstance.StartAsync(Backends(cluster, 0, 1, 1) + Checks + $"""
+            auto_failback = on
+            auto_failback_interval = 1
+            failover_command = 'echo "%d %h %p %m %H %M %P %r %N %S %%" >> {log}'
+
+            """, ssl: false);
+        await WaitForReplicationStateAsync(poold, 2, "streaming");
+
+        // A bounded read load while node 2 dies: long-lived sessions and new ones.
+        var errors = 0;
+        var longLived = new List<NpgsqlConnection>();
+        for (var i = 0; i < 4; i++)
+        {
+            var connection = Connection(poold);
+            await connection.OpenAsync();
+            await PortAsync(connection);
+            longLived.Add(connection);
+        }
+
+        await cluster.StopNodeAsync(2, "immediate");
+        using (var load = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            while (poold.Host.Nodes.Current.Nodes[2].Status != NodeStatus.Down && !load.IsCancellationRequested)
+            {
+                errors += await ReadRoundAsync(poold, longLived);
+            }
+        }
+
+        await TestContext.Out.WriteLineAsync($"errors before the node was detached: {errors}");
+        Assert.That(poold.Host.Nodes.Current.Nodes[2].Status, Is.EqualTo(NodeStatus.Down), "the health check detached node 2");
+
+        // After detection: reads on new sessions and on the surviving long-lived ones run on node 1, without errors.
+        var after = 0;
+        longLived.RemoveAll(c => c.FullState != System.Data.ConnectionState.Open);
+        for (var round = 0; round < 20; round++)
+        {
+            after += await ReadRoundAsync(poold, longLived);
+        }
+
+        Assert.That(after, Is.Zero, "no errors once the node is known to be down");
+        await poold.WaitForLogAsync("failover: detaching node 2");
+        await Poll.UntilAsync(() => Task.FromResult(File.Exists(log)), TimeSpan.FromSeconds(10), "failover_command to run");
+        var port0 = cluster.Nodes[0].Port.ToString(CultureInfo.InvariantCulture);
+        Assert.That((await File.ReadAllTextAsync(log)).Trim(), Is.EqualTo(
+            $"2 127.0.0.1 {cluster.Nodes[2].Port} 0 127.0.0.1 0 0 {port0} 127.0.0.1 {port0} %"), "pgpool's placeholders");
+        Assert.That(await File.ReadAllTextAsync(Path.Combine(poold.Directory, "pgpool_status")), Is.EqualTo("up\nup\ndown\n"));
+
+        await cluster.StartNodeAsync(2);
+        await WaitForStatusAsync(poold, 2, NodeStatus.Up);
+        await poold.WaitForLogAsync("auto_failback: node 2 streams again");
+        var seen = new HashSet<int>();
+        for (var i = 0; i < 40 && seen.Count < 2; i++)
+        {
+            await using var fresh = Connection(poold);
+            await fresh.OpenAsync();
+            seen.Add(await PortAsync(fresh));
+        }
+
+        Assert.That(seen, Does.Contain(cluster.Nodes[2].Port), "node 2 takes reads again");
+        foreach (var connection in longLived)
+        {
+            await connection.DisposeAsync();
+        }
+
+        File.Delete(log);
+    }
+
+    /// <summary>One read on each long-lived session and one on a new session; returns how many failed.</summary>
+    private static async Task<int> ReadRoundAsync(PooldInstance poold, List<NpgsqlConnection> longLived)
+    {
+        var errors = 0;
+        foreach (var connection in longLived)
+        {
+            try
+            {
+                await PortAsync(connection);
+            }
+            catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+            {
+                errors++;
+            }
+        }
+
+        try
+        {
+            await using var fresh = Connection(poold);
+            await fresh.OpenAsync();
+            await PortAsync(fresh);
+        }
+        catch (NpgsqlException)
+        {
+            errors++;
+        }
+
+        return errors;
+    }
+
+    private static Task WaitForReplicationStateAsync(PooldInstance poold, int node, string state) =>
+        Poll.UntilAsync(() => Task.FromResult(poold.Host.Nodes.Current.Nodes[node].Replication.State == state), TimeSpan.FromSeconds(30),
+            $"node {node} to report replication state {state}");
+
+    [Test]
+    public async Task PrimaryStopped_AndAReplicaPromoted_WritesWorkAgainWithoutRestartingPoold()
+    {
+        await using var cluster = await PgCluster.StartAsync(replicas: 1);
+        await using var poold = await PooldInstance.StartAsync(Backends(cluster, 1, 1) + Checks, ssl: false);
+        await using (var before = Connection(poold))
+        {
+            await before.OpenAsync();
+            await new NpgsqlCommand("CREATE TEMP TABLE t (a int); INSERT INTO t VALUES (1)", before).ExecuteNonQueryAsync();
+        }
+
+        await cluster.KillNodeAsync(0);
+        await WaitForStatusAsync(poold, 0, NodeStatus.Down);
+        await cluster.PromoteAsync(1);
+        await Poll.UntilAsync(() => Task.FromResult(poold.Host.Nodes.Current.PrimaryNodeId == 1), TimeSpan.FromSeconds(60),
+            "Poold to find the new primary");
+        await Poll.UntilAsync(async () =>
+        {
+            await using var connection = Connection(poold);
+            await connection.OpenAsync();
+            await new NpgsqlCommand("CREATE TEMP TABLE w (a int); INSERT INTO w VALUES (1)", connection).ExecuteNonQueryAsync();
+            return await PortAsync(connection) == cluster.Nodes[1].Port;
+        }, TimeSpan.FromSeconds(30), "writes through Poold to succeed on the promoted node");
+        await poold.WaitForLogAsync("failover: new primary node is 1");
+    }
+
+    [Test]
+    public async Task ReplicaLaggingPastDelayThreshold_LeavesTheRotation_AndReturnsAfterCatchingUp()
+    {
+        await using var cluster = await PgCluster.StartAsync(replicas: 1);
+        await using var poold = await PooldInstance.StartAsync(Backends(cluster, 0, 1) + Checks + "delay_threshold = 1\n", ssl: false);
+        await WaitForReplicationStateAsync(poold, 1, "streaming");
+        await cluster.ScalarAsync(1, "SELECT pg_wal_replay_pause()");
+        try
+        {
+            await cluster.ScalarAsync(0, "CREATE TABLE lag_maker AS SELECT generate_series(1, 10000) AS i");
+            await Poll.UntilAsync(() => Task.FromResult(poold.Host.Nodes.Current.Nodes[1].Replication.Lagging), TimeSpan.FromSeconds(30),
+                "node 1 to be over delay_threshold");
+            await using (var connection = Connection(poold))
+            {
+                await connection.OpenAsync();
+                Assert.That(await PortAsync(connection), Is.EqualTo(cluster.Nodes[0].Port), "the lagging replica gets no reads");
+            }
+        }
+        finally
+        {
+            await cluster.ScalarAsync(1, "SELECT pg_wal_replay_resume()");
+        }
+
+        await Poll.UntilAsync(() => Task.FromResult(!poold.Host.Nodes.Current.Nodes[1].Replication.Lagging), TimeSpan.FromSeconds(30),
+            "node 1 to catch up");
+        await using var back = Connection(poold);
+        await back.OpenAsync();
+        Assert.That(await PortAsync(back), Is.EqualTo(cluster.Nodes[1].Port), "the replica is back in the rotation");
+    }
+
+    [Test]
+    public async Task PgpoolStatus_KeepsADetachedNodeDownAcrossARestart()
+    {
+        var cluster = ClusterFixture.Cluster;
+        await using var poold = await PooldInstance.StartAsync(Backends(cluster, 0, 1, 1), ssl: false,
+            new Dictionary<string, string> { ["pgpool_status"] = "up\ndown\nup\n" });
+        Assert.That(poold.Host.Nodes.Current.Nodes.Select(n => n.Status), Is.EqualTo(new[] { NodeStatus.Up, NodeStatus.Down, NodeStatus.Up }));
+        for (var i = 0; i < 10; i++)
+        {
+            await using var connection = Connection(poold);
+            await connection.OpenAsync();
+            Assert.That(await PortAsync(connection), Is.EqualTo(cluster.Nodes[2].Port), "node 1 stays detached");
+        }
+    }
+}
