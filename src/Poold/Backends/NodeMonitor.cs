@@ -250,12 +250,16 @@ internal sealed class NodeMonitor : IAsyncDisposable
         }
     }
 
-    /// <summary>failover_on_backend_error: a session lost its connection to a node; detach it unless DISALLOW_TO_FAILOVER.</summary>
-    public void ReportBackendError(int nodeId, string reason)
+    /// <summary>
+    /// failover_on_backend_error (a session lost its connection to a node) and failover_on_backend_shutdown (a session was
+    /// told the server is shutting down, <paramref name="shutdown"/>): detach the node unless DISALLOW_TO_FAILOVER.
+    /// </summary>
+    public void ReportBackendError(int nodeId, string reason, bool shutdown)
     {
         var settings = _settings();
         var node = _registry.Current.Nodes[nodeId];
-        if (!settings.Get(Params.FailoverOnBackendError) || !node.Settings.AllowsFailover || node.Status == NodeStatus.Down)
+        var enabled = shutdown ? settings.Get(Params.FailoverOnBackendShutdown) : settings.Get(Params.FailoverOnBackendError);
+        if (!enabled || !node.Settings.AllowsFailover || node.Status == NodeStatus.Down)
         {
             return;
         }
@@ -417,7 +421,7 @@ internal sealed class NodeMonitor : IAsyncDisposable
                 findings[node.Id] = (recovery == "t", ParseLsn(lsn));
                 if (recovery == "f")
                 {
-                    replication = await connection.QueryRowsAsync("SELECT application_name, state, sync_state FROM pg_stat_replication", deadline.Token);
+                    replication = await connection.QueryRowsAsync("SELECT application_name, state, sync_state, COALESCE(EXTRACT(epoch FROM replay_lag) * 1000, 0)::bigint FROM pg_stat_replication", deadline.Token);
                 }
             }
             catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException or OperationCanceledException
@@ -451,13 +455,17 @@ internal sealed class NodeMonitor : IAsyncDisposable
         current = _registry.Current;
         var primaryLsn = current.PrimaryNodeId >= 0 && findings.TryGetValue(current.PrimaryNodeId, out var p) ? p.Lsn : 0;
         var threshold = settings.Get(Params.DelayThreshold);
+        var timeThreshold = settings.Get(Params.DelayThresholdByTime);
         foreach (var (id, (inRecovery, lsn)) in findings)
         {
             var name = settings.Get(Params.BackendApplicationName, id);
             var row = replication.FirstOrDefault(r => name.Length > 0 && r.Length >= 3 && r[0] == name);
             var delay = inRecovery && primaryLsn > lsn ? (long)(primaryLsn - lsn) : 0;
+            var lagMs = row is { Length: >= 4 } && long.TryParse(row[3], CultureInfo.InvariantCulture, out var ms) ? ms : 0;
+            var lagging = inRecovery && ((threshold > 0 && delay > threshold)
+                                         || (timeThreshold > TimeSpan.Zero && lagMs > timeThreshold.TotalMilliseconds));
             _registry.UpdateReplication(id, new NodeReplication(inRecovery ? "standby" : "primary", delay, inRecovery ? row?[1] ?? "" : "",
-                inRecovery ? row?[2] ?? "" : "", threshold > 0 && delay > threshold));
+                inRecovery ? row?[2] ?? "" : "", lagging));
             if (settings.Get(Params.LogStandbyDelayMode) == LogStandbyDelay.Always && inRecovery
                 || threshold > 0 && delay > threshold && settings.Get(Params.LogStandbyDelayMode) == LogStandbyDelay.IfOverThreshold)
             {

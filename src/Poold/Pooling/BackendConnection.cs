@@ -224,6 +224,23 @@ internal sealed partial class BackendConnection : IAsyncDisposable
     }
 
     /// <summary>
+    /// For a connection with nothing outstanding: true when the server has closed it or has something to say unasked
+    /// (a FATAL before it goes, e.g. "terminating connection due to immediate shutdown command") — a node that died or
+    /// was restarted while this connection sat idle.
+    /// </summary>
+    public bool IsClosedByPeer()
+    {
+        try
+        {
+            return _socket.Poll(0, SelectMode.SelectRead);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return true;
+        }
+    }
+
+    /// <summary>
     /// Whether <paramref name="password"/> is the one this connection was opened with (always true for trust). A cached
     /// connection must never let a client in on someone else's login.
     /// </summary>

@@ -158,7 +158,17 @@ internal sealed partial class ClientSession
                     continue;
                 }
 
-                await ReadRepliesAsync(entry, stop);
+                try
+                {
+                    await ReadRepliesAsync(entry, stop);
+                }
+                catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException
+                                              && entry.Link != _primary && !entry.Link.TransactionOpen && !stop.IsCancellationRequested)
+                {
+                    // A standby died under a statement outside a transaction: that statement fails, the session goes on.
+                    await FailStandbyEntryAsync(entry, e.Message, stop);
+                }
+
                 continue;
             }
 
@@ -280,9 +290,19 @@ internal sealed partial class ClientSession
                             var (name, value) = BackendConnection.ParseParameterStatus(body);
                             link.Connection.UpdateParameter(name, value);
                         }
-                        else if (code == (byte)BackendCode.ErrorResponse && !entry.Relay)
+                        else if (code == (byte)BackendCode.ErrorResponse)
                         {
-                            LogCatchUpError(link.Connection.NodeId, ErrorFields.Parse(body).Message);
+                            var error = ErrorFields.Parse(body);
+                            if (!entry.Relay)
+                            {
+                                LogCatchUpError(link.Connection.NodeId, error.Message);
+                            }
+
+                            if (error.SqlState is "57P01" or "57P02")
+                            {
+                                // failover_on_backend_shutdown: the server is going down (confirmed by a login attempt).
+                                _services.BackendFailed?.Invoke(link.Connection.NodeId, $"the server is shutting down ({error.SqlState})", true);
+                            }
                         }
 
                         if (entry.Relay)
@@ -334,11 +354,47 @@ internal sealed partial class ClientSession
         }
     }
 
-    private void OnReadyForQuery(ReplyEntry entry, TransactionStatus status)
+    /// <summary>
+    /// The replies of <paramref name="entry"/> will never come: the client gets an 08006 error and ReadyForQuery in their
+    /// place, the connection is marked dead (the next statement goes elsewhere), and the node is reported.
+    /// </summary>
+    private async Task FailStandbyEntryAsync(ReplyEntry entry, string reason, CancellationToken stop)
+    {
+        var link = entry.Link;
+        var nodeId = link.Connection.NodeId;
+        if (!link.Dead)
+        {
+            link.Dead = true;
+            LogBalanceNodeUnavailable(nodeId, reason);
+            _services.BackendFailed?.Invoke(nodeId, reason, false);
+        }
+
+        Interlocked.Decrement(ref link.Pending);
+        if (!entry.Relay)
+        {
+            return;
+        }
+
+        var buffer = new MessageBuffer(256);
+        buffer.Error("ERROR", SqlState.ConnectionFailure, $"backend node {nodeId} failed while running this statement: {reason}",
+            "The session is still usable: run the statement again and it goes to another node.");
+        buffer.ReadyForQuery(TransactionStatus.Idle);
+        await _client.WriteAsync(buffer.Written, stop);
+        await _client.FlushAsync(stop);
+        OnReadyForQuery(entry with { Link = link }, TransactionStatus.Idle, countPending: false);
+    }
+
+    private void OnReadyForQuery(ReplyEntry entry, TransactionStatus status) => OnReadyForQuery(entry, status, countPending: true);
+
+    private void OnReadyForQuery(ReplyEntry entry, TransactionStatus status, bool countPending)
     {
         var link = entry.Link;
         link.Connection.TransactionStatus = status;
-        Interlocked.Decrement(ref link.Pending);
+        if (countPending)
+        {
+            Interlocked.Decrement(ref link.Pending);
+        }
+
         if (!entry.Relay)
         {
             return;

@@ -67,6 +67,9 @@ internal sealed partial class ClientSession
         /// <summary>Requests sent whose ReadyForQuery has not been read.</summary>
         public int Pending;
 
+        /// <summary>The connection failed under a statement: it is dropped before the session's next batch.</summary>
+        public volatile bool Dead;
+
         public bool TransactionOpen { get; set; }
 
         public int AppliedHistory { get; set; }
@@ -554,6 +557,17 @@ internal sealed partial class ClientSession
         var nodes = _services.Nodes.Current;
         var gone = _balanceNodeId < 0 || _balanceNodeId >= nodes.Nodes.Length
                                       || nodes.Nodes[_balanceNodeId].Status is not (NodeStatus.Up or NodeStatus.Waiting);
+        if (!gone && nodes.Nodes[_balanceNodeId].Replication.Lagging && _balanceNodeId != nodes.PrimaryNodeId)
+        {
+            // Over delay_threshold: with prefer_lower_delay_standby another standby, else the primary (compat §6.1).
+            if (!_services.Settings.Get(Params.PreferLowerDelayStandby))
+            {
+                return nodes.PrimaryNodeId;
+            }
+
+            gone = true;
+        }
+
         if (gone || (_services.Routing.StatementLevel && !_router!.InTransaction))
         {
             // A detached node gets no more reads: the session draws again among the nodes that are up.
@@ -592,7 +606,27 @@ internal sealed partial class ClientSession
     {
         if (_links.TryGetValue(id, out var existing))
         {
-            return existing;
+            if (existing == _primary || (!existing.Dead && (Volatile.Read(ref existing.Pending) > 0 || existing.TransactionOpen
+                                                             || !existing.Connection.IsClosedByPeer())))
+            {
+                return existing;
+            }
+
+            // A standby that went away while this session was idle on it: drop the connection, report the node, and
+            // run the statement elsewhere instead of failing it.
+            _links.Remove(id);
+            PublishBackends();
+            if (!existing.Dead)
+            {
+                LogBalanceNodeUnavailable(id, "the connection was closed by the server");
+                _services.BackendFailed?.Invoke(id, "connection closed by the server", false);
+            }
+
+            _services.Pool.Forget(id);
+            await existing.Connection.DisposeAsync();
+            _balanceNodeId = _balancer!.Choose(_services.Nodes.Current, Database!, _startup!["application_name"], _random) is var (next, _)
+                             && next != id ? next : _primary!.Connection.NodeId;
+            return _balanceNodeId == id ? _primary! : await LinkAsync(_balanceNodeId, ct);
         }
 
         var nodes = _services.Nodes.Current;

@@ -137,7 +137,7 @@ internal sealed partial class ClientSession
                 LogBackendFailure(backend);
                 if (backend.SqlState == SqlState.ConnectionFailure && _startup is not null && _primary is not null)
                 {
-                    _services.BackendFailed?.Invoke(backend.NodeId, backend.Message);
+                    _services.BackendFailed?.Invoke(backend.NodeId, backend.Message, false);
                 }
 
                 await TrySendErrorAsync(backend.SqlState, backend.Message);

@@ -23,5 +23,5 @@ internal sealed record SessionServices(
     ILogger Log)
 {
     /// <summary>Set once the node monitor runs: a session reports a backend connection it lost.</summary>
-    public Action<int, string>? BackendFailed { get; set; }
+    public Action<int, string, bool>? BackendFailed { get; set; }
 }

@@ -226,4 +226,45 @@ public class FailoverTests
             Assert.That(await PortAsync(connection), Is.EqualTo(cluster.Nodes[2].Port), "node 1 stays detached");
         }
     }
+
+    [Test]
+    public async Task SessionIdleOnAStandbyThatDies_RunsItsNextReadElsewhere_WithoutAnError()
+    {
+        await using var cluster = await PgCluster.StartAsync(replicas: 2);
+        await using var poold = await PooldInstance.StartAsync(Backends(cluster, 0, 1, 1), ssl: false);
+        await using var session = Connection(poold);
+        await session.OpenAsync();
+        var first = await PortAsync(session);
+        var dead = first == cluster.Nodes[1].Port ? 1 : 2;
+        Assert.That(first, Is.Not.EqualTo(cluster.Nodes[0].Port), "the session reads on a standby");
+
+        await cluster.StopNodeAsync(dead, "immediate");
+        var next = await PortAsync(session);
+        Assert.That(next, Is.Not.EqualTo(cluster.Nodes[dead].Port), "the next read ran on a live node, with no error");
+        await WaitForStatusAsync(poold, dead, NodeStatus.Down);
+        await poold.WaitForLogAsync("failover_on_backend_error");
+        await cluster.StartNodeAsync(dead);
+    }
+
+    [Test]
+    public async Task StatementInFlightOnAStandbyThatDies_GetsAClearError_AndTheSessionStaysUsable()
+    {
+        await using var cluster = await PgCluster.StartAsync(replicas: 2);
+        await using var poold = await PooldInstance.StartAsync(Backends(cluster, 0, 1, 1), ssl: false);
+        await using var session = Connection(poold);
+        await session.OpenAsync();
+        var standby = await PortAsync(session);
+        var dead = standby == cluster.Nodes[1].Port ? 1 : 2;
+        var running = new NpgsqlCommand("SELECT count(*) FROM generate_series(1, 400000000)", session) { CommandTimeout = 120 }.ExecuteScalarAsync();
+        await Poll.UntilAsync(async () => (long)(await cluster.ScalarAsync(dead,
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT count(*) FROM generate_series%' AND state = 'active'"))! > 0,
+            TimeSpan.FromSeconds(30), "the statement to run on the standby");
+        await cluster.StopNodeAsync(dead, "immediate");
+
+        var e = Assert.ThrowsAsync<PostgresException>(async () => await running);
+        Assert.That((e!.SqlState, e.Severity), Is.EqualTo(("08006", "ERROR")));
+        Assert.That(e.MessageText, Does.Contain($"backend node {dead} failed while running this statement"));
+        Assert.That(await PortAsync(session), Is.Not.EqualTo(cluster.Nodes[dead].Port), "the session goes on, on another node");
+        await cluster.StartNodeAsync(dead);
+    }
 }

@@ -5,13 +5,7 @@ namespace Poold.Tests.Backends;
 
 public class NodeTrackingTests
 {
-    private static PooldSettings Settings(string text)
-    {
-        var entries = new List<ConfEntry>();
-        var diagnostics = new List<ConfigDiagnostic>();
-        ConfLexer.Parse(text, "pgpool.conf", entries, diagnostics);
-        return SettingsBuilder.Build(entries, "/etc/pgpool2/pgpool.conf").Settings!;
-    }
+    private static PooldSettings Settings(string text) => TestSettings.Parse(text);
 
     private static NodeRegistry Registry() => new(Settings("""
         backend_hostname0 = 'db0'

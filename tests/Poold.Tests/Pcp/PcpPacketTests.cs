@@ -78,17 +78,14 @@ public class PcpPacketTests
 
     private static NodeSnapshot TwoNodes()
     {
-        var entries = new List<ConfEntry>();
-        var diagnostics = new List<ConfigDiagnostic>();
-        ConfLexer.Parse("""
+        var settings = TestSettings.Parse("""
             backend_hostname0 = '127.0.0.1'
             backend_port0 = 35432
             backend_weight0 = 1
             backend_hostname1 = '127.0.0.1'
             backend_port1 = 35433
             backend_weight1 = 1
-            """, "pgpool.conf", entries, diagnostics);
-        var settings = SettingsBuilder.Build(entries, "/etc/pgpool2/pgpool.conf").Settings!;
+            """);
         return new NodeRegistry(settings, TimeProvider.System).Current;
     }
 

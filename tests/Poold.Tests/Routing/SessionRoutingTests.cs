@@ -7,16 +7,7 @@ namespace Poold.Tests.Routing;
 /// <summary>The session-dependent rules: function lists, transactions, temporary tables; and the load balancer's draws.</summary>
 public class SessionRoutingTests
 {
-    private static PooldSettings Settings(string text)
-    {
-        var entries = new List<ConfEntry>();
-        var diagnostics = new List<ConfigDiagnostic>();
-        ConfLexer.Parse(text, "pgpool.conf", entries, diagnostics);
-        Assert.That(diagnostics, Is.Empty);
-        var result = SettingsBuilder.Build(entries, "/etc/pgpool2/pgpool.conf");
-        Assert.That(result.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error), Is.Empty, () => string.Join("\n", result.Diagnostics));
-        return result.Settings!;
-    }
+    private static PooldSettings Settings(string text) => TestSettings.Parse(text);
 
     private static SessionRouter Router(RoutingOptions options) => new(options, new FunctionCatalog(), "db");
 
