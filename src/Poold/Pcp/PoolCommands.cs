@@ -36,6 +36,24 @@ internal static partial class PoolCommands
     /// <summary>True when <paramref name="sql"/> is one of pgpool's commands Poold answers itself.</summary>
     public static bool IsPoolCommand(string sql) => sql.Length < 4096 && CommandPattern().IsMatch(sql);
 
+    /// <summary>
+    /// A quick look at the bytes, without allocating: only text containing "POOL_" or starting with "PGPOOL" can be a pool
+    /// command, so every other statement skips the string and the pattern.
+    /// </summary>
+    public static bool MightBePoolCommand(ReadOnlySpan<byte> sql)
+    {
+        if (sql.Length > 4096)
+        {
+            return false;
+        }
+
+        var text = sql.TrimStart(" \t\r\n"u8);
+        return StartsWith(text, "PGPOOL"u8) || (StartsWith(text, "SHOW"u8) && StartsWith(text[4..].TrimStart(" \t\r\n"u8), "POOL_"u8));
+    }
+
+    private static bool StartsWith(ReadOnlySpan<byte> text, ReadOnlySpan<byte> prefix) =>
+        text.Length >= prefix.Length && System.Text.Ascii.EqualsIgnoreCase(text[..prefix.Length], prefix);
+
     public static PoolResult Execute(string sql, PooldSettings settings, NodeSnapshot nodes, IReadOnlyList<ClientSession> sessions,
         NodeCounters counters, IPoolCommandSession session, HealthStats[]? health = null)
     {

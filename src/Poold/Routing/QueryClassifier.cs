@@ -102,7 +102,40 @@ internal static class QueryClassifier
 
     public static Classification Classify(string sql, RoutingOptions options) => Classify(Encoding.UTF8.GetBytes(sql), options);
 
+    /// <summary>Statements longer than this are classified every time rather than cached.</summary>
+    private const int MaxCachedStatement = 2048;
+
+    private const int CacheSlots = 4096;
+
+    /// <summary>
+    /// Verdicts by statement text: a direct-mapped cache (slot = hash of the bytes), so a statement seen before is
+    /// classified without allocating. A verdict depends only on the text and the options, never on the session.
+    /// </summary>
+    private static readonly CacheEntry?[] Cache = new CacheEntry?[CacheSlots];
+
+    private sealed record CacheEntry(byte[] Text, RoutingOptions Options, Classification Verdict);
+
     public static Classification Classify(ReadOnlySpan<byte> sql, RoutingOptions options)
+    {
+        if (sql.Length > MaxCachedStatement)
+        {
+            return ClassifyUncached(sql, options);
+        }
+
+        var hash = new HashCode();
+        hash.AddBytes(sql);
+        var slot = (int)((uint)hash.ToHashCode() % CacheSlots);
+        if (Volatile.Read(ref Cache[slot]) is { } entry && ReferenceEquals(entry.Options, options) && sql.SequenceEqual(entry.Text))
+        {
+            return entry.Verdict;
+        }
+
+        var verdict = ClassifyUncached(sql, options);
+        Volatile.Write(ref Cache[slot], new CacheEntry(sql.ToArray(), options, verdict));
+        return verdict;
+    }
+
+    private static Classification ClassifyUncached(ReadOnlySpan<byte> sql, RoutingOptions options)
     {
         var statements = Tokenize(sql, out var sawComment);
         if (statements.Count == 0)

@@ -121,6 +121,9 @@ internal sealed partial class ClientSession : IPoolCommandSession
     {
         Interlocked.Increment(ref _outstanding);
         _replies.Writer.TryWrite(new ReplyEntry(_primary!, Relay: true, 0, _lastSequence, answer));
-        _primary!.Connection.Reader.CancelPendingRead();
+        if (Volatile.Read(ref _watchPrimary))
+        {
+            _primary!.Connection.Reader.CancelPendingRead();
+        }
     }
 }

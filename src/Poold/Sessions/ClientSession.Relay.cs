@@ -22,6 +22,12 @@ internal sealed partial class ClientSession
     /// <summary>Timestamp of the client's last data or of the backend's last answer to it, for <c>client_idle_limit</c>.</summary>
     private long _idleSince;
 
+    /// <summary>
+    /// Once the session has LISTENed, the reply pump also watches the primary between batches, so notifications reach
+    /// an idle client; until then it only waits for batches (one wake-up per batch instead of two).
+    /// </summary>
+    private bool _watchPrimary;
+
     /// <summary>Replies to read, in the order the requests were sent: each is read from its node up to its ReadyForQuery.</summary>
     private readonly Channel<ReplyEntry> _replies = Channel.CreateUnbounded<ReplyEntry>(new UnboundedChannelOptions
     {
@@ -177,7 +183,14 @@ internal sealed partial class ClientSession
                 return;
             }
 
-            await RelayAsynchronousAsync(_primary!, stop);
+            if (Volatile.Read(ref _watchPrimary))
+            {
+                await RelayAsynchronousAsync(_primary!, stop);
+            }
+            else if (!await _replies.Reader.WaitToReadAsync(stop))
+            {
+                return;
+            }
         }
     }
 
@@ -222,7 +235,11 @@ internal sealed partial class ClientSession
         }
     }
 
-    /// <summary>Reads one batch's replies up to and including its ReadyForQuery, relaying or dropping them.</summary>
+    /// <summary>
+    /// Reads one batch's replies up to and including its ReadyForQuery, relaying or dropping them. What is relayed
+    /// goes to the client as contiguous runs of the backend's bytes (one write per read, not one per message); only
+    /// ReadyForQuery, ParameterStatus, ErrorResponse and the ParseComplete/CloseComplete Poold may hide are looked into.
+    /// </summary>
     private async Task ReadRepliesAsync(ReplyEntry entry, CancellationToken stop)
     {
         var link = entry.Link;
@@ -239,6 +256,7 @@ internal sealed partial class ClientSession
             }
 
             var buffer = result.Buffer;
+            var runStart = buffer.Start;
             var done = false;
             while (!done)
             {
@@ -246,11 +264,6 @@ internal sealed partial class ClientSession
                 {
                     // The rest of a large frame, streamed as it arrives.
                     var take = Math.Min(remaining, buffer.Length);
-                    if (entry.Relay)
-                    {
-                        await WriteToClientAsync(buffer.Slice(0, take), stop);
-                    }
-
                     buffer = buffer.Slice(take);
                     remaining -= take;
                     if (remaining > 0)
@@ -266,75 +279,65 @@ internal sealed partial class ClientSession
                     break;
                 }
 
-                var whole = buffer.Length >= 1 + length;
-                switch (code)
+                var inspected = code is (byte)BackendCode.ReadyForQuery or (byte)BackendCode.ParameterStatus or (byte)BackendCode.ParseComplete
+                    or (byte)BackendCode.CloseComplete or (byte)BackendCode.ErrorResponse && length <= MaxInspectedFrame;
+                if (!inspected)
                 {
-                    case (byte)BackendCode.ReadyForQuery or (byte)BackendCode.ParameterStatus or (byte)BackendCode.ParseComplete
-                        or (byte)BackendCode.CloseComplete or (byte)BackendCode.ErrorResponse when length <= MaxInspectedFrame:
-                        if (!whole)
-                        {
-                            goto needMore;
-                        }
-
-                        var frame = buffer.Slice(0, 1 + length);
-                        var body = frame.Slice(FrameReader.HeaderLength);
-                        buffer = buffer.Slice(frame.End);
-                        if (code is (byte)BackendCode.ParseComplete or (byte)BackendCode.CloseComplete && skip > 0)
-                        {
-                            skip--;
-                            continue;
-                        }
-
-                        if (code == (byte)BackendCode.ParameterStatus)
-                        {
-                            var (name, value) = BackendConnection.ParseParameterStatus(body);
-                            link.Connection.UpdateParameter(name, value);
-                        }
-                        else if (code == (byte)BackendCode.ErrorResponse)
-                        {
-                            var error = ErrorFields.Parse(body);
-                            if (!entry.Relay)
-                            {
-                                LogCatchUpError(link.Connection.NodeId, error.Message);
-                            }
-
-                            if (error.SqlState is "57P01" or "57P02")
-                            {
-                                // failover_on_backend_shutdown: the server is going down (confirmed by a login attempt).
-                                _services.BackendFailed?.Invoke(link.Connection.NodeId, $"the server is shutting down ({error.SqlState})", true);
-                            }
-                        }
-
-                        if (entry.Relay)
-                        {
-                            await WriteToClientAsync(frame, stop);
-                        }
-
-                        if (code == (byte)BackendCode.ReadyForQuery && body.Length == 1)
-                        {
-                            OnReadyForQuery(entry, (TransactionStatus)body.FirstSpan[0]);
-                            done = true;
-                        }
-
-                        break;
-                    default:
-                        // Streamed: whatever part of the frame is here now, the rest as it comes.
-                        var available = Math.Min(1 + (long)length, buffer.Length);
-                        if (entry.Relay)
-                        {
-                            await WriteToClientAsync(buffer.Slice(0, available), stop);
-                        }
-
-                        buffer = buffer.Slice(available);
-                        remaining = 1 + (long)length - available;
-                        break;
+                    var available = Math.Min(1 + (long)length, buffer.Length);
+                    buffer = buffer.Slice(available);
+                    remaining = 1 + (long)length - available;
+                    continue;
                 }
-            }
 
-        needMore:
-            if (entry.Relay)
-            {
-                await _client.FlushAsync(stop);
+                if (buffer.Length < 1 + length)
+                {
+                    break;
+                }
+
+                var frame = buffer.Slice(0, 1 + length);
+                var body = frame.Slice(FrameReader.HeaderLength);
+                if (code is (byte)BackendCode.ParseComplete or (byte)BackendCode.CloseComplete && skip > 0)
+                {
+                    // Poold's own injected statement: send what came before it, leave it out.
+                    skip--;
+                    await RelayRunAsync(entry, result.Buffer, runStart, frame.Start, stop);
+                    buffer = buffer.Slice(frame.End);
+                    runStart = buffer.Start;
+                    continue;
+                }
+
+                buffer = buffer.Slice(frame.End);
+                if (code == (byte)BackendCode.ParameterStatus)
+                {
+                    var (name, value) = BackendConnection.ParseParameterStatus(body);
+                    link.Connection.UpdateParameter(name, value);
+                }
+                else if (code == (byte)BackendCode.ErrorResponse)
+                {
+                    var error = ErrorFields.Parse(body);
+                    if (!entry.Relay)
+                    {
+                        LogCatchUpError(link.Connection.NodeId, error.Message);
+                    }
+
+                    if (error.SqlState is "57P01" or "57P02")
+                    {
+                        // failover_on_backend_shutdown: the server is going down (confirmed by a login attempt).
+                        _services.BackendFailed?.Invoke(link.Connection.NodeId, $"the server is shutting down ({error.SqlState})", true);
+                    }
+                }
+                else if (code == (byte)BackendCode.ReadyForQuery && body.Length == 1)
+                {
+                    await RelayRunAsync(entry, result.Buffer, runStart, buffer.Start, stop);
+                    runStart = buffer.Start;
+                    if (entry.Relay)
+                    {
+                        await _client.FlushAsync(stop);
+                    }
+
+                    OnReadyForQuery(entry, (TransactionStatus)body.FirstSpan[0]);
+                    done = true;
+                }
             }
 
             if (done)
@@ -344,13 +347,28 @@ internal sealed partial class ClientSession
                 return;
             }
 
-            reader.AdvanceTo(buffer.Start, buffer.End);
+            await RelayRunAsync(entry, result.Buffer, runStart, buffer.Start, stop);
+            if (entry.Relay)
+            {
+                await _client.FlushAsync(stop);
+            }
 
+            reader.AdvanceTo(buffer.Start, buffer.End);
             if (result.IsCompleted)
             {
                 throw new BackendException(link.Connection.NodeId, SqlState.ConnectionFailure,
                     $"backend node {link.Connection.NodeId} closed the connection unexpectedly");
             }
+        }
+    }
+
+    /// <summary>Writes the bytes between two positions of a read buffer to the client (when the entry is relayed).</summary>
+    private async ValueTask RelayRunAsync(ReplyEntry entry, ReadOnlySequence<byte> buffer, SequencePosition from, SequencePosition to,
+        CancellationToken stop)
+    {
+        if (entry.Relay && !from.Equals(to))
+        {
+            await WriteToClientAsync(buffer.Slice(from, to), stop);
         }
     }
 

@@ -22,6 +22,12 @@ internal sealed partial class ClientSession
     /// <summary>PostgreSQL's own limit on a client message.</summary>
     private const int MaxClientMessage = 1 << 30;
 
+    /// <summary>
+    /// A standby connection idle for longer than this is checked (one poll) before it is used again; within a burst of
+    /// pipelined statements the check is skipped.
+    /// </summary>
+    private static readonly TimeSpan ProbeAfterIdle = TimeSpan.FromMilliseconds(10);
+
     /// <summary>A batch buffered beyond this is sent before its Sync, to the node chosen so far.</summary>
     private const int MaxBufferedBatch = 1 << 20;
 
@@ -69,6 +75,9 @@ internal sealed partial class ClientSession
 
         /// <summary>The connection failed under a statement: it is dropped before the session's next batch.</summary>
         public volatile bool Dead;
+
+        /// <summary>When a request was last sent on it (see <see cref="ProbeAfterIdle"/>).</summary>
+        public long LastUsed;
 
         public bool TransactionOpen { get; set; }
 
@@ -208,14 +217,19 @@ internal sealed partial class ClientSession
     private async Task DispatchQueryAsync(ReadOnlySequence<byte> frame, ReadOnlySequence<byte> body, CancellationToken ct)
     {
         var span = body.IsSingleSegment ? body.FirstSpan : body.ToArray();
-        var sql = Encoding.UTF8.GetString(QueryBytes(span, 0));
-        if (PoolCommands.IsPoolCommand(sql))
+        var text = QueryBytes(span, 0);
+        if (PoolCommands.MightBePoolCommand(text) && Encoding.UTF8.GetString(text) is var poolSql && PoolCommands.IsPoolCommand(poolSql))
         {
-            AnswerPoolQuery(sql);
+            AnswerPoolQuery(poolSql);
             return;
         }
 
-        var c = QueryClassifier.Classify(QueryBytes(span, 0), _services.Routing);
+        var c = QueryClassifier.Classify(text, _services.Routing);
+
+        // The text as a string only for the statements that need it (transaction control, session state).
+        var sql = c.Target is RouteTarget.Transaction or RouteTarget.SessionState || c.Transaction != TransactionEffect.None
+            ? Encoding.UTF8.GetString(text)
+            : "";
         int nodeId;
         string reason;
         lock (_routingLock)
@@ -395,6 +409,10 @@ internal sealed partial class ClientSession
             foreach (var statement in statements)
             {
                 _services.Counters.Count(link.Connection.NodeId, statement.Verb);
+                if (statement.Verb == "LISTEN")
+                {
+                    Volatile.Write(ref _watchPrimary, true);
+                }
             }
 
             LogRoute(link.Connection.NodeId, reason);
@@ -589,6 +607,11 @@ internal sealed partial class ClientSession
         _copyLink = link;
         if (classification is not null)
         {
+            if (classification.Verb == "LISTEN")
+            {
+                Volatile.Write(ref _watchPrimary, true);
+            }
+
             lock (_routingLock)
             {
                 _router!.Dispatched(classification);
@@ -607,6 +630,7 @@ internal sealed partial class ClientSession
         if (_links.TryGetValue(id, out var existing))
         {
             if (existing == _primary || (!existing.Dead && (Volatile.Read(ref existing.Pending) > 0 || existing.TransactionOpen
+                                                             || _services.Time.GetElapsedTime(existing.LastUsed) < ProbeAfterIdle
                                                              || !existing.Connection.IsClosedByPeer())))
             {
                 return existing;
@@ -686,6 +710,11 @@ internal sealed partial class ClientSession
     private async Task<int> CatchUpAsync(NodeLink link, BatchMessage[] messages, CancellationToken ct)
     {
         var connection = link.Connection;
+        if (link.StaleStatements.Count == 0 && link.AppliedHistory == _historyVersion && messages.Length == 0 && link.TransactionOpen == InTransactionNow())
+        {
+            return 0;
+        }
+
         if (link.AppliedHistory != _historyVersion)
         {
             foreach (var (_, query, dropsStatements) in _history)
@@ -724,27 +753,45 @@ internal sealed partial class ClientSession
         }
 
         link.StaleStatements.Clear();
-        var parsedHere = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var m in messages)
+        for (var i = 0; i < messages.Length; i++)
         {
-            if (m.Code == (byte)FrontendCode.Parse)
+            var m = messages[i];
+            if (m.Code is not ((byte)FrontendCode.Bind or (byte)FrontendCode.Describe) || (m.Code == (byte)FrontendCode.Describe && m.StatementName != "S"))
             {
-                parsedHere.Add(m.Name);
+                continue;
             }
-            else if (m.Code is (byte)FrontendCode.Bind or (byte)FrontendCode.Describe && (m.Code == (byte)FrontendCode.Bind || m.StatementName == "S"))
+
+            var name = m.Code == (byte)FrontendCode.Bind ? m.StatementName : m.Name;
+            if (!link.Statements.Contains(name) && !ParsedBefore(messages, name, i) && _statements.TryGetValue(name, out var statement))
             {
-                var name = m.Code == (byte)FrontendCode.Bind ? m.StatementName : m.Name;
-                if (!parsedHere.Contains(name) && !link.Statements.Contains(name) && _statements.TryGetValue(name, out var statement))
-                {
-                    await connection.WriteAsync(statement.ParseFrame, ct);
-                    link.Statements.Add(name);
-                    parsedHere.Add(name);
-                    skip++;
-                }
+                await connection.WriteAsync(statement.ParseFrame, ct);
+                link.Statements.Add(name);
+                skip++;
             }
         }
 
         return skip;
+    }
+
+    private bool InTransactionNow()
+    {
+        lock (_routingLock)
+        {
+            return _router!.InTransaction;
+        }
+    }
+
+    private static bool ParsedBefore(BatchMessage[] messages, string name, int before)
+    {
+        for (var i = 0; i < before; i++)
+        {
+            if (messages[i].Code == (byte)FrontendCode.Parse && messages[i].Name == name)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>A transaction opened on a standby for reads: the client's isolation level, never READ WRITE or SERIALIZABLE.</summary>
@@ -861,6 +908,7 @@ internal sealed partial class ClientSession
     private void Enqueue(NodeLink link, bool relay, int skip)
     {
         Interlocked.Increment(ref link.Pending);
+        link.LastUsed = _services.Time.GetTimestamp();
         long sequence;
         lock (_routingLock)
         {
@@ -873,7 +921,10 @@ internal sealed partial class ClientSession
         }
 
         _replies.Writer.TryWrite(new ReplyEntry(link, relay, skip, sequence));
-        _primary!.Connection.Reader.CancelPendingRead();
+        if (Volatile.Read(ref _watchPrimary))
+        {
+            _primary!.Connection.Reader.CancelPendingRead();
+        }
     }
 
     private static async Task WriteSequenceAsync(BackendConnection connection, ReadOnlySequence<byte> data, CancellationToken ct)

@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# Peer benchmark: Poold vs pgpool-II vs PgBouncer vs PostgreSQL directly, in front of the same local primary and two
+# streaming replicas, with equivalent settings (SCRAM-SHA-256 from pool_passwd/userlist, no TLS anywhere, same pool
+# sizes; Poold and pgpool-II load-balance reads over the three nodes with equal weights, PgBouncer in session mode to
+# the primary). Targets are interleaved round by round; each figure is the median of the rounds.
+#
+#   DURATION (10) seconds per pgbench run, ROUNDS (3), SCALE (10) pgbench scale, IDLE (1000) idle connections,
+#   BASE_PORT (25432) first PostgreSQL port; the proxies use the ports after it.
+#
+# Prints a markdown table and writes it to bench/results/. Everything it starts, it stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+. scripts/cluster.sh
+
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+SCALE=${SCALE:-10}
+IDLE=${IDLE:-1000}
+BASE_PORT=${BASE_PORT:-25432}
+DIRECT_PORT=$BASE_PORT
+POOLD_PORT=$((BASE_PORT + 10))
+PGPOOL_PORT=$((BASE_PORT + 11))
+PGBOUNCER_PORT=$((BASE_PORT + 12))
+USER_NAME=bench
+USER_PASSWORD=bench
+
+ensure_dotnet
+ensure_postgres
+ensure_peers
+[ -x /usr/sbin/pgpool ] || die "pgpool-II is required (apt-get install -y pgpool2)"
+[ -x /usr/sbin/pgbouncer ] || die "PgBouncer is required (apt-get install -y pgbouncer)"
+
+work=$(mktemp -d /tmp/poold-bench.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+    set +e
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+    done
+    cluster_stop "$work/pg" 2
+    rm -rf "$work"
+    log "stopped"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "building Poold (Release)"
+dotnet build src/Poold -c Release --nologo --verbosity quiet -clp:ErrorsOnly || die "build failed"
+dotnet build src/PgEnc -c Release --nologo --verbosity quiet -clp:ErrorsOnly || die "build failed"
+
+cluster_start "$work/pg" "$DIRECT_PORT" 2
+cluster_sql "$work/pg" "$DIRECT_PORT" "CREATE ROLE $USER_NAME LOGIN PASSWORD '$USER_PASSWORD'"
+cluster_sql "$work/pg" "$DIRECT_PORT" "CREATE DATABASE $USER_NAME OWNER $USER_NAME"
+log "pgbench -i -s $SCALE"
+PGPASSWORD=$USER_PASSWORD pgbench -h 127.0.0.1 -p "$DIRECT_PORT" -U "$USER_NAME" -i -q -s "$SCALE" "$USER_NAME" >/dev/null 2>&1 \
+    || die "pgbench -i failed"
+# Let the replicas replay the data before the read runs.
+for _ in $(seq 1 100); do
+    lag=$(as_pg psql -h "$work/pg" -p "$DIRECT_PORT" -U postgres -qAt -c \
+        "SELECT count(*) FROM pg_stat_replication WHERE replay_lsn < pg_current_wal_insert_lsn()")
+    [ "$lag" = 0 ] && break
+    sleep 0.2
+done
+
+# ---- the shared secrets: an AES key file and pool_passwd (for Poold and pgpool-II), userlist (PgBouncer) ----
+(umask 077; printf 'bench-key-%s\n' "$RANDOM$RANDOM" >"$work/pgpoolkey")
+aes=$(dotnet src/PgEnc/bin/Release/net10.0/pg_enc.dll -k "$work/pgpoolkey" "$USER_PASSWORD" | sed -n 's/^pool_passwd string: //p')
+printf '%s:%s\n' "$USER_NAME" "$aes" >"$work/pool_passwd"
+printf 'host all all 127.0.0.1/32 scram-sha-256\nlocal all all scram-sha-256\n' >"$work/pool_hba.conf"
+printf '"%s" "%s"\n' "$USER_NAME" "$USER_PASSWORD" >"$work/userlist.txt"
+chmod 644 "$work/pool_passwd" "$work/pool_hba.conf" "$work/userlist.txt"
+
+backends() {
+    for i in 0 1 2; do
+        printf "backend_hostname%s = '127.0.0.1'\nbackend_port%s = %s\nbackend_weight%s = 1\nbackend_application_name%s = 'replica%s'\n" \
+            "$i" "$i" "$((DIRECT_PORT + i))" "$i" "$i" "$i"
+    done
+}
+
+wait_ready() { # NAME PORT PID
+    for _ in $(seq 1 300); do
+        PGPASSWORD=$USER_PASSWORD psql "host=127.0.0.1 port=$2 user=$USER_NAME dbname=$USER_NAME sslmode=disable" -qAtc "SELECT 1" \
+            >/dev/null 2>&1 && return 0
+        kill -0 "$3" 2>/dev/null || die "$1 exited at start (see $work)"
+        sleep 0.2
+    done
+    die "$1 did not start on port $2"
+}
+
+start_poold() { # CHILDREN
+    mkdir -p "$work/poold"
+    cat >"$work/poold/poold.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $POOLD_PORT
+unix_socket_directories = '$work/poold'
+pcp_listen_addresses = ''
+pcp_socket_dir = '$work/poold'
+pcp_port = $((BASE_PORT + 20))
+$(backends)
+num_init_children = $1
+max_pool = 4
+enable_pool_hba = on
+pool_passwd = '$work/pool_passwd'
+ssl = off
+pid_file_name = '$work/poold/poold.pid'
+logdir = '$work/poold'
+log_min_messages = warning
+sr_check_period = 0
+health_check_period = 0
+CONF
+    cp "$work/pool_hba.conf" "$work/poold/pool_hba.conf"
+    dotnet src/Poold/bin/Release/net10.0/poold.dll -n -f "$work/poold/poold.conf" -k "$work/pgpoolkey" >"$work/poold/out.log" 2>&1 &
+    poold_pid=$!
+    pids+=("$poold_pid")
+    wait_ready Poold "$POOLD_PORT" "$poold_pid"
+}
+
+start_pgpool() { # CHILDREN
+    mkdir -p "$work/pgpool"
+    cat >"$work/pgpool/pgpool.conf" <<CONF
+backend_clustering_mode = 'streaming_replication'
+listen_addresses = '127.0.0.1'
+port = $PGPOOL_PORT
+socket_dir = '$work/pgpool'
+pcp_listen_addresses = ''
+pcp_port = $((BASE_PORT + 21))
+pcp_socket_dir = '$work/pgpool'
+$(backends)
+num_init_children = $1
+max_pool = 4
+load_balance_mode = on
+enable_pool_hba = on
+pool_passwd = '$work/pool_passwd'
+ssl = off
+pid_file_name = '$work/pgpool/pgpool.pid'
+logdir = '$work/pgpool'
+sr_check_period = 0
+sr_check_user = 'postgres'
+health_check_period = 0
+log_min_messages = warning
+CONF
+    cp "$work/pool_hba.conf" "$work/pgpool/pool_hba.conf"
+    printf 'admin:%s\n' "$(/usr/sbin/pg_md5 admin)" >"$work/pgpool/pcp.conf"
+    /usr/sbin/pgpool -n -f "$work/pgpool/pgpool.conf" -F "$work/pgpool/pcp.conf" -a "$work/pgpool/pool_hba.conf" -k "$work/pgpoolkey" \
+        >"$work/pgpool/out.log" 2>&1 &
+    pgpool_pid=$!
+    pids+=("$pgpool_pid")
+    wait_ready pgpool-II "$PGPOOL_PORT" "$pgpool_pid"
+}
+
+start_pgbouncer() {
+    mkdir -p "$work/pgbouncer"
+    cat >"$work/pgbouncer/pgbouncer.ini" <<CONF
+[databases]
+$USER_NAME = host=127.0.0.1 port=$DIRECT_PORT dbname=$USER_NAME
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $work/userlist.txt
+pool_mode = session
+max_client_conn = $((IDLE + 100))
+default_pool_size = $((IDLE + 20))
+logfile = $work/pgbouncer/pgbouncer.log
+pidfile = $work/pgbouncer/pgbouncer.pid
+CONF
+    chown -R postgres:postgres "$work/pgbouncer" 2>/dev/null || true
+    as_pg /usr/sbin/pgbouncer "$work/pgbouncer/pgbouncer.ini" >"$work/pgbouncer/out.log" 2>&1 &
+    pgbouncer_pid=$!
+    pids+=("$pgbouncer_pid")
+    wait_ready PgBouncer "$PGBOUNCER_PORT" "$pgbouncer_pid"
+}
+
+stop_pid() { # PID
+    kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
+}
+
+declare -A port_of=([direct]=$DIRECT_PORT [poold]=$POOLD_PORT [pgpool]=$PGPOOL_PORT [pgbouncer]=$PGBOUNCER_PORT)
+targets=(direct poold pgpool pgbouncer)
+workloads=("select-simple:-S -M simple -c 16 -j 2" "select-extended:-S -M extended -c 16 -j 2" "select-connect:-S -C -c 8 -j 2"
+           "read-write:-c 8 -j 2")
+
+log "starting the proxies"
+start_poold 64
+start_pgpool 32
+start_pgbouncer
+
+results=$work/results.tsv
+: >"$results"
+for round in $(seq 1 "$ROUNDS"); do
+    for workload in "${workloads[@]}"; do
+        name=${workload%%:*}
+        args=${workload#*:}
+        for target in "${targets[@]}"; do
+            out=$(PGPASSWORD=$USER_PASSWORD timeout $((DURATION * 3 + 60)) pgbench -h 127.0.0.1 -p "${port_of[$target]}" -U "$USER_NAME" \
+                $args -T "$DURATION" -n "$USER_NAME" 2>&1) || true
+            tps=$(printf '%s\n' "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
+            lat=$(printf '%s\n' "$out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' | head -1)
+            failed=$(printf '%s\n' "$out" | sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' | head -1)
+            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$target" "${tps:-0}" "${lat:-0}" "${failed:-?}" >>"$results"
+            log "round $round $name $target: tps=${tps:-FAILED} latency=${lat:-?} ms failed=${failed:-?}"
+        done
+    done
+done
+
+# ---- idle scale: IDLE client connections that do nothing; proxy memory and backend connections opened ----
+rss_of_tree() { # PID: summed RSS in MiB of the process and its descendants
+    local total=0 pid
+    for pid in $1 $(pgrep -P "$1" 2>/dev/null; for c in $(pgrep -P "$1" 2>/dev/null); do pgrep -P "$c" 2>/dev/null; done); do
+        total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
+    done
+    echo $((total / 1024))
+}
+backend_count() {
+    local total=0 i
+    for i in 0 1 2; do
+        total=$((total + $(as_pg psql -h "$work/pg" -p "$((DIRECT_PORT + i))" -U postgres -qAt -c \
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = '$USER_NAME'")))
+    done
+    echo "$total"
+}
+idle_test() { # TARGET PID
+    local baseline
+    baseline=$(backend_count)
+    printf '\\sleep %s s\n' "$((DURATION + 10))" >"$work/idle.sql"
+    PGPASSWORD=$USER_PASSWORD timeout $((DURATION + 120)) pgbench -h 127.0.0.1 -p "${port_of[$1]}" -U "$USER_NAME" -n -c "$IDLE" -j 4 \
+        -t 1 -f "$work/idle.sql" "$USER_NAME" >"$work/idle-$1.log" 2>&1 &
+    local bench=$!
+    local connected=0
+    for _ in $(seq 1 $(( (DURATION + 5) * 5 ))); do
+        connected=$(( $(backend_count) - baseline ))
+        [ "$connected" -ge "$IDLE" ] && break
+        sleep 0.2
+    done
+    sleep 2
+    local rss=0
+    [ -n "$2" ] && rss=$(rss_of_tree "$2")
+    connected=$(( $(backend_count) - baseline ))
+    wait "$bench" || true
+    printf '%s\t%s\t%s\n' "$1" "$rss" "$connected" >>"$work/idle.tsv"
+    log "idle $1: ${rss} MiB, $connected backend connections for $IDLE clients"
+}
+: >"$work/idle.tsv"
+log "idle scale: $IDLE connections (pgpool-II restarted with num_init_children = $IDLE, Poold with $IDLE)"
+stop_pid "$poold_pid"; start_poold "$((IDLE + 10))"
+stop_pid "$pgpool_pid"; start_pgpool "$((IDLE + 10))"
+idle_test direct ""
+idle_test poold "$poold_pid"
+idle_test pgpool "$pgpool_pid"
+idle_test pgbouncer "$pgbouncer_pid"
+
+# ---- the table ----
+cores=$(nproc)
+mkdir -p bench/results
+report=bench/results/$(date +%Y-%m-%d)-${cores}cores.md
+python3 - "$results" "$work/idle.tsv" "$cores" "$ROUNDS" "$DURATION" "$IDLE" >"$report" <<'PY'
+import sys, statistics, collections, datetime
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+idle = [l.rstrip("\n").split("\t") for l in open(sys.argv[2]) if l.strip()]
+cores, rounds, duration, idle_n = sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+tps = collections.defaultdict(list); lat = collections.defaultdict(list); failed = collections.defaultdict(int)
+for _, w, t, x, l, f in rows:
+    tps[(w, t)].append(float(x)); lat[(w, t)].append(float(l))
+    failed[(w, t)] += int(f) if f.isdigit() else 0
+workloads = list(dict.fromkeys(r[1] for r in rows)); targets = ["direct", "poold", "pgpool", "pgbouncer"]
+print(f"# Peer benchmark, {datetime.date.today()}, {cores} cores\n")
+print(f"Median of {rounds} interleaved rounds, {duration} s per pgbench run; local PostgreSQL 15 primary + 2 streaming replicas; "
+      "no TLS; SCRAM-SHA-256 everywhere; Poold and pgpool-II balance reads over the three nodes, PgBouncer (session mode) "
+      "uses the primary.\n")
+print("| workload | target | TPS | avg latency (ms) | failed | vs pgpool-II | vs direct |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for w in workloads:
+    med = {t: statistics.median(tps[(w, t)]) for t in targets if tps[(w, t)]}
+    for t in targets:
+        if t not in med: continue
+        ratio = lambda o: f"{med[t] / med[o]:.2f}x" if med.get(o) else "-"
+        print(f"| {w} | {t} | {med[t]:.0f} | {statistics.median(lat[(w, t)]):.2f} | {failed[(w, t)]} | {ratio('pgpool')} | {ratio('direct')} |")
+print(f"\n## {idle_n} idle client connections\n")
+print("| target | proxy memory (MiB, all processes) | backend connections opened |")
+print("|---|---:|---:|")
+for t, rss, conns in idle:
+    print(f"| {t} | {rss if t != 'direct' else '-'} | {conns} |")
+PY
+cat "$report"
+log "written to $report"
