@@ -28,6 +28,8 @@ USER_PASSWORD=bench
 ensure_dotnet
 ensure_postgres
 ensure_peers
+# pgbench and the proxies hold IDLE connections each: lift the open-file limit to what the system allows.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ -x /usr/sbin/pgpool ] || die "pgpool-II is required (apt-get install -y pgpool2)"
 [ -x /usr/sbin/pgbouncer ] || die "PgBouncer is required (apt-get install -y pgbouncer)"
 
@@ -52,6 +54,8 @@ log "building Poold (Release)"
 dotnet build src/Poold -c Release --nologo --verbosity quiet -clp:ErrorsOnly || die "build failed"
 dotnet build src/PgEnc -c Release --nologo --verbosity quiet -clp:ErrorsOnly || die "build failed"
 
+# pgpool-II opens a connection to every node per client: the idle test needs room for 3 x IDLE backends.
+export PG_MAX_CONNECTIONS=$((IDLE * 3 + 200))
 cluster_start "$work/pg" "$DIRECT_PORT" 2
 cluster_sql "$work/pg" "$DIRECT_PORT" "CREATE ROLE $USER_NAME LOGIN PASSWORD '$USER_PASSWORD'"
 cluster_sql "$work/pg" "$DIRECT_PORT" "CREATE DATABASE $USER_NAME OWNER $USER_NAME"
@@ -171,7 +175,12 @@ logfile = $work/pgbouncer/pgbouncer.log
 pidfile = $work/pgbouncer/pgbouncer.pid
 CONF
     chown -R postgres:postgres "$work/pgbouncer" 2>/dev/null || true
-    as_pg /usr/sbin/pgbouncer "$work/pgbouncer/pgbouncer.ini" >"$work/pgbouncer/out.log" 2>&1 &
+    # PgBouncer refuses to run as root; setpriv execs it as postgres in place, so $! is PgBouncer itself.
+    if [ "$(id -u)" -eq 0 ]; then
+        setpriv --reuid=postgres --regid=postgres --init-groups /usr/sbin/pgbouncer "$work/pgbouncer/pgbouncer.ini" >"$work/pgbouncer/out.log" 2>&1 &
+    else
+        /usr/sbin/pgbouncer "$work/pgbouncer/pgbouncer.ini" >"$work/pgbouncer/out.log" 2>&1 &
+    fi
     pgbouncer_pid=$!
     pids+=("$pgbouncer_pid")
     wait_ready PgBouncer "$PGBOUNCER_PORT" "$pgbouncer_pid"
@@ -212,6 +221,14 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 # ---- idle scale: IDLE client connections that do nothing; proxy memory and backend connections opened ----
+# pgpool-II needs a process per client (~9 MiB) plus three backends per client (~3 MiB each): stay within the memory
+# this machine has, and say so in the report when the count had to come down.
+available_mib=$(( $(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) / 1024 ))
+requested_idle=$IDLE
+if [ $((IDLE * 24)) -gt "$available_mib" ]; then
+    IDLE=$((available_mib / 24))
+    log "idle scale: $requested_idle connections would need about $((requested_idle * 24)) MiB, $available_mib MiB available: using $IDLE"
+fi
 rss_of_tree() { # PID: summed RSS in MiB of the process and its descendants
     local total=0 pid
     for pid in $1 $(pgrep -P "$1" 2>/dev/null; for c in $(pgrep -P "$1" 2>/dev/null); do pgrep -P "$c" 2>/dev/null; done); do
@@ -247,6 +264,12 @@ idle_test() { # TARGET PID
     wait "$bench" || true
     printf '%s\t%s\t%s\n' "$1" "$rss" "$connected" >>"$work/idle.tsv"
     log "idle $1: ${rss} MiB, $connected backend connections for $IDLE clients"
+    if [ "$connected" -lt "$IDLE" ]; then
+        log "idle $1: not every client connected; pgbench said:"
+        tail -5 "$work/idle-$1.log" >&2
+        [ -f "$work/$1/out.log" ] && tail -5 "$work/$1/out.log" >&2
+        [ -f "$work/$1/$1.log" ] && tail -5 "$work/$1/$1.log" >&2
+    fi
 }
 : >"$work/idle.tsv"
 log "idle scale: $IDLE connections (pgpool-II restarted with num_init_children = $IDLE, Poold with $IDLE)"
@@ -261,11 +284,11 @@ idle_test pgbouncer "$pgbouncer_pid"
 cores=$(nproc)
 mkdir -p bench/results
 report=bench/results/$(date +%Y-%m-%d)-${cores}cores.md
-python3 - "$results" "$work/idle.tsv" "$cores" "$ROUNDS" "$DURATION" "$IDLE" >"$report" <<'PY'
+python3 - "$results" "$work/idle.tsv" "$cores" "$ROUNDS" "$DURATION" "$IDLE" "$requested_idle" >"$report" <<'PY'
 import sys, statistics, collections, datetime
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 idle = [l.rstrip("\n").split("\t") for l in open(sys.argv[2]) if l.strip()]
-cores, rounds, duration, idle_n = sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+cores, rounds, duration, idle_n, idle_requested = sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 tps = collections.defaultdict(list); lat = collections.defaultdict(list); failed = collections.defaultdict(int)
 for _, w, t, x, l, f in rows:
     tps[(w, t)].append(float(x)); lat[(w, t)].append(float(l))
@@ -284,6 +307,9 @@ for w in workloads:
         ratio = lambda o: f"{med[t] / med[o]:.2f}x" if med.get(o) else "-"
         print(f"| {w} | {t} | {med[t]:.0f} | {statistics.median(lat[(w, t)]):.2f} | {failed[(w, t)]} | {ratio('pgpool')} | {ratio('direct')} |")
 print(f"\n## {idle_n} idle client connections\n")
+if idle_n != idle_requested:
+    print(f"({idle_requested} requested; reduced to fit this machine's memory with pgpool-II's process per client.)\n")
+print("Clients connect and send nothing. Backend connections are those opened on the three nodes for these clients.\n")
 print("| target | proxy memory (MiB, all processes) | backend connections opened |")
 print("|---|---:|---:|")
 for t, rss, conns in idle:

@@ -18,7 +18,7 @@ cluster_start() {
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$dir'
-max_connections = 300
+max_connections = ${PG_MAX_CONNECTIONS:-300}
 wal_level = replica
 max_wal_senders = 10
 hot_standby = on
