@@ -31,6 +31,9 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
     /// <summary>Inside an explicit transaction (as dispatched).</summary>
     public bool InTransaction { get; private set; }
 
+    /// <summary>The session's last explicit transaction wrote: its next one probably will too (BEGIN then goes to the primary).</summary>
+    public bool LastTransactionWrote { get; private set; }
+
     public RoutingOptions Options => options;
 
     public (NodeChoice Choice, string Reason) Decide(Classification c) => c.Target switch
@@ -190,6 +193,11 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
 
     private void EndTransaction()
     {
+        if (InTransaction)
+        {
+            LastTransactionWrote = _transactionWrote;
+        }
+
         if (_transactionWrote)
         {
             _earlierTransactionWrote = true;

@@ -558,9 +558,18 @@ internal sealed partial class ClientSession
         }
 
         // Only session state or transaction control: where the transaction already runs, else the primary.
-        if (statements.Any(s => s.Transaction == TransactionEffect.Begin) && router.Decide(PlainRead).Choice == NodeChoice.Balance)
+        if (statements.Any(s => s.Transaction == TransactionEffect.Begin))
         {
-            return (BalanceNode(), "BEGIN: opened where the session reads");
+            // Where the transaction will probably run: the primary when the session's last transaction wrote (no standby
+            // joins and commits for nothing), else where the session reads.
+            if (router.Decide(PlainRead) is var (read, why) && read != NodeChoice.Balance)
+            {
+                return (primary, $"BEGIN: {why}");
+            }
+
+            return router.LastTransactionWrote
+                ? (primary, "BEGIN: the session's last transaction wrote")
+                : (BalanceNode(), "BEGIN: opened where the session reads");
         }
 
         var open = _links.Values.FirstOrDefault(l => l.TransactionOpen && l == _primary) ?? _links.Values.FirstOrDefault(l => l.TransactionOpen);

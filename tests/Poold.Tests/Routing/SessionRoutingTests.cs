@@ -60,6 +60,23 @@ public class SessionRoutingTests
     }
 
     [Test]
+    public void LastTransactionWrote_RemembersWhetherTheLastExplicitTransactionWrote()
+    {
+        var router = Router(RoutingOptions.Default);
+        Assert.That(router.LastTransactionWrote, Is.False);
+        Route(router, "BEGIN");
+        Route(router, "UPDATE t SET a = 1");
+        Route(router, "COMMIT");
+        Assert.That(router.LastTransactionWrote, Is.True);
+        Route(router, "UPDATE t SET a = 2");
+        Assert.That(router.LastTransactionWrote, Is.True, "autocommit statements do not change it");
+        Route(router, "BEGIN");
+        Route(router, "SELECT 1");
+        Route(router, "ROLLBACK");
+        Assert.That(router.LastTransactionWrote, Is.False);
+    }
+
+    [Test]
     public void SetLocalAndSavepoint_MarkTheTransactionWriting_SetTransactionReadOnlyDoesNot()
     {
         var router = Router(RoutingOptions.Default);
