@@ -395,6 +395,12 @@ internal sealed partial class ClientSession
                 }
             }
 
+            if (statements.Any(statement => statement.Verb == "LISTEN"))
+            {
+                // Before the batch is queued: the reply pump must already watch the primary when it has read the answer.
+                Volatile.Write(ref _watchPrimary, true);
+            }
+
             // Queued before the batch is written, so its replies can never be taken for asynchronous messages.
             Enqueue(link, relay: true, skip);
             await WriteAndFlushAsync(link.Connection, bytes, ct);
@@ -409,10 +415,6 @@ internal sealed partial class ClientSession
             foreach (var statement in statements)
             {
                 _services.Counters.Count(link.Connection.NodeId, statement.Verb);
-                if (statement.Verb == "LISTEN")
-                {
-                    Volatile.Write(ref _watchPrimary, true);
-                }
             }
 
             LogRoute(link.Connection.NodeId, reason);
@@ -609,6 +611,12 @@ internal sealed partial class ClientSession
     private async Task SendAsync(NodeLink link, ReadOnlySequence<byte> frame, bool relay, string reason, CancellationToken ct,
         Classification? classification = null)
     {
+        if (classification?.Verb == "LISTEN")
+        {
+            // Before the batch is queued: the reply pump must already watch the primary when it has read the answer.
+            Volatile.Write(ref _watchPrimary, true);
+        }
+
         var skip = await CatchUpAsync(link, [], ct);
         Enqueue(link, relay, skip);
         await WriteSequenceAsync(link.Connection, frame, ct);
@@ -616,11 +624,6 @@ internal sealed partial class ClientSession
         _copyLink = link;
         if (classification is not null)
         {
-            if (classification.Verb == "LISTEN")
-            {
-                Volatile.Write(ref _watchPrimary, true);
-            }
-
             lock (_routingLock)
             {
                 _router!.Dispatched(classification);
