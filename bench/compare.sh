@@ -37,7 +37,9 @@ work=$(mktemp -d /tmp/poold-bench.XXXXXX)
 chmod 755 "$work"
 pids=()
 cleanup() {
+    # A second signal (the whole process group gets one) must not cut the cleanup short.
     set +e
+    trap '' INT TERM
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
     for pid in "${pids[@]}"; do
         for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

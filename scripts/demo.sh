@@ -22,8 +22,10 @@ work=$(mktemp -d /tmp/poold-demo.XXXXXX)
 chmod 755 "$work"
 poold_pid=
 cleanup() {
-    # Whatever fails here, the rest still runs: no errexit in the cleanup.
+    # Whatever fails here, the rest still runs: no errexit, and a second signal (timeout and Ctrl-C signal the whole
+    # process group, so the script can get one twice) must not cut the cleanup short.
     set +e
+    trap '' INT TERM
     if [ -n "$poold_pid" ] && kill -INT "$poold_pid" 2>/dev/null; then
         wait "$poold_pid" 2>/dev/null
     fi
@@ -55,12 +57,20 @@ pcp_socket_dir = '$work'
 backend_hostname0 = '127.0.0.1'
 backend_port0 = $PG_PORT
 backend_weight0 = 1
+backend_application_name0 = 'replica0'
 backend_hostname1 = '127.0.0.1'
 backend_port1 = $((PG_PORT + 1))
 backend_weight1 = 1
+backend_application_name1 = 'replica1'
 backend_hostname2 = '127.0.0.1'
 backend_port2 = $((PG_PORT + 2))
 backend_weight2 = 1
+backend_application_name2 = 'replica2'
+health_check_period = 5
+health_check_user = 'postgres'
+sr_check_period = 5
+sr_check_user = 'postgres'
+auto_failback = on
 ssl = on
 ssl_cert = 'server.crt'
 ssl_key = 'server.key'
