@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using System.Text;
 using Poold.Auth;
+using Poold.Hosting;
 using Poold.Pcp;
 
 namespace Poold.PcpTools;
@@ -252,33 +253,12 @@ internal static class PcpPassword
 
     private static string Prompt()
     {
-        Console.Error.Write("Password: ");
+        // pgpool-II's tools show the prompt even when standard input is redirected.
         if (Console.IsInputRedirected)
         {
-            return Console.In.ReadLine() ?? "";
+            Console.Error.Write("Password: ");
         }
 
-        var typed = new StringBuilder();
-        while (true)
-        {
-            var key = Console.ReadKey(intercept: true);
-            if (key.Key == ConsoleKey.Enter)
-            {
-                Console.Error.WriteLine();
-                return typed.ToString();
-            }
-
-            if (key.Key == ConsoleKey.Backspace)
-            {
-                if (typed.Length > 0)
-                {
-                    typed.Length--;
-                }
-
-                continue;
-            }
-
-            typed.Append(key.KeyChar);
-        }
+        return Terminal.ReadSecret("Password: ", Console.Error) ?? "";
     }
 }

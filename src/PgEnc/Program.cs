@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text;
 using Poold.Auth;
 using Poold.Config;
+using Poold.Hosting;
 
 namespace Poold.PgEnc;
 
@@ -195,37 +196,8 @@ internal static class Program
     }
 
     /// <summary>Reads a line without echo from the terminal, or a plain line when standard input is redirected.</summary>
-    private static string ReadSecret(string prompt)
-    {
-        if (Console.IsInputRedirected)
-        {
-            return Console.In.ReadLine() ?? throw new PgEncException("stdin is not tty");
-        }
-
-        Console.Write(prompt);
-        var typed = new StringBuilder();
-        while (true)
-        {
-            var key = Console.ReadKey(intercept: true);
-            if (key.Key == ConsoleKey.Enter)
-            {
-                Console.WriteLine();
-                return typed.ToString();
-            }
-
-            if (key.Key == ConsoleKey.Backspace)
-            {
-                if (typed.Length > 0)
-                {
-                    typed.Length--;
-                }
-
-                continue;
-            }
-
-            typed.Append(key.KeyChar);
-        }
-    }
+    private static string ReadSecret(string prompt) =>
+        Terminal.ReadSecret(prompt, Console.Out) ?? throw new PgEncException("stdin is not tty");
 
     private sealed class PgEncException(string message) : Exception(message);
 }

@@ -42,7 +42,7 @@ internal static class NodeReport
     private static string I(long value) => value.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>Whether the node accepts TCP connections now (pgpool's pg_status, a live check).</summary>
-    public static async Task<bool> ReachableAsync(NodeState node, PooldSettings settings)
+    public static async Task<bool> ReachableAsync(NodeState node)
     {
         if (node.Status == NodeStatus.Unused)
         {
@@ -66,7 +66,6 @@ internal static class NodeReport
         }
         catch (Exception e) when (e is SocketException or OperationCanceledException or IOException)
         {
-            _ = settings;
             return false;
         }
     }
@@ -123,7 +122,7 @@ internal static class NodeReport
     /// ProcessInfo rows, pgpool-II 4.7's 21 fields (older clients read the first 17 or 18): one row per session and
     /// backend connection; <paramref name="pid"/> 0 means every session.
     /// </summary>
-    public static List<List<string>> ProcessRows(IReadOnlyList<ClientSession> sessions, NodeSnapshot nodes, int pid)
+    public static List<List<string>> ProcessRows(IReadOnlyList<ClientSession> sessions, int pid)
     {
         var rows = new List<List<string>>();
         foreach (var session in sessions)
@@ -145,7 +144,6 @@ internal static class NodeReport
             }
         }
 
-        _ = nodes;
         return rows;
     }
 

@@ -326,7 +326,7 @@ internal sealed class PcpServer : IAsyncDisposable
             }
 
             var selected = id == -1 ? nodes.Nodes.ToList() : [nodes.Nodes[id]];
-            var reachable = await Task.WhenAll(selected.Select(n => NodeReport.ReachableAsync(n, Host.Settings)));
+            var reachable = await Task.WhenAll(selected.Select(NodeReport.ReachableAsync));
             var v44 = Host.Settings.Get(Params.PcpProtocol) == PcpProtocolVersion.V44;
             await SendAsync(PcpPacket.Strings((byte)'i', "ArraySize", selected.Count.ToString(CultureInfo.InvariantCulture)));
             for (var i = 0; i < selected.Count; i++)
@@ -351,7 +351,7 @@ internal sealed class PcpServer : IAsyncDisposable
 
         private async Task ProcessInfoAsync(int pid)
         {
-            var rows = NodeReport.ProcessRows(Host.Sessions, Host.Nodes.Current, pid);
+            var rows = NodeReport.ProcessRows(Host.Sessions, pid);
             if (pid != 0 && rows.Count == 0)
             {
                 await ErrorAsync("informing process info failed", $"invalid process ID : {pid}");

@@ -64,7 +64,7 @@ internal static partial class PoolCommands
             {
                 "POOL_NODES" => Nodes(nodes, counters, session),
                 "POOL_PROCESSES" => Processes(sessions),
-                "POOL_POOLS" => Pools(sessions, nodes),
+                "POOL_POOLS" => Pools(sessions),
                 "POOL_VERSION" => new(["pool_version"], [[Version]], "SELECT 1"),
                 "POOL_STATUS" => new(["item", "value", "description"],
                     [.. NodeReport.PoolStatus(settings, nodes).Select(r => new[] { r.Name, r.Value, r.Description })], ""),
@@ -123,11 +123,11 @@ internal static partial class PoolCommands
             I(s.Id), NodeReport.LocalTime(s.StartedAt), "1", s.Database ?? "", s.User ?? "", NodeReport.LocalTime(s.StartedAt), "1", s.StatusText,
         })], "");
 
-    private static PoolResult Pools(IReadOnlyList<ClientSession> sessions, NodeSnapshot nodes) => new(
+    private static PoolResult Pools(IReadOnlyList<ClientSession> sessions) => new(
         ["pool_pid", "start_time", "client_connection_count", "pool_id", "backend_id", "database", "username", "backend_connection_time",
             "client_connection_time", "client_disconnection_time", "client_idle_duration", "majorversion", "minorversion", "pool_counter",
             "pool_backendpid", "pool_connected", "status", "load_balance_node", "client_host", "client_port", "statement"],
-        [.. NodeReport.ProcessRows(sessions, nodes, 0).Select(r => r.ToArray())], "");
+        [.. NodeReport.ProcessRows(sessions, 0).Select(r => r.ToArray())], "");
 
     private static PoolResult BackendStats(NodeSnapshot nodes, NodeCounters counters) => new(
         ["node_id", "hostname", "port", "status", "role", "select_cnt", "insert_cnt", "update_cnt", "delete_cnt", "ddl_cnt", "other_cnt",

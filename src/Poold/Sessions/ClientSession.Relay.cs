@@ -399,7 +399,7 @@ internal sealed partial class ClientSession
         buffer.ReadyForQuery(TransactionStatus.Idle);
         await _client.WriteAsync(buffer.Written, stop);
         await _client.FlushAsync(stop);
-        OnReadyForQuery(entry with { Link = link }, TransactionStatus.Idle, countPending: false);
+        OnReadyForQuery(entry, TransactionStatus.Idle, countPending: false);
     }
 
     private void OnReadyForQuery(ReplyEntry entry, TransactionStatus status) => OnReadyForQuery(entry, status, countPending: true);
