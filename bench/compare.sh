@@ -204,6 +204,27 @@ start_poold 64
 start_pgpool 32
 start_pgbouncer
 
+# CPU time (clock ticks) of a process and all its descendants, with the children it has reaped.
+cpu_ticks_of_tree() { # PID
+    local pids=" $1 " frontier=$1 next pid child ticks total=0
+    while [ -n "$frontier" ]; do
+        next=""
+        for pid in $frontier; do
+            for child in $(pgrep -P "$pid" 2>/dev/null); do pids+="$child "; next+="$child "; done
+        done
+        frontier=$next
+    done
+    for pid in $pids; do
+        # Fields 14-17 after the command name (which may hold spaces): utime stime cutime cstime. A process gone
+        # meanwhile counts 0.
+        ticks=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13 + $14 + $15}')
+        total=$((total + ${ticks:-0}))
+    done
+    echo "$total"
+}
+declare -A pid_of=([direct]="" [poold]=$poold_pid [pgpool]=$pgpool_pid [pgbouncer]=$pgbouncer_pid)
+clock_ticks=$(getconf CLK_TCK)
+
 results=$work/results.tsv
 : >"$results"
 for round in $(seq 1 "$ROUNDS"); do
@@ -211,13 +232,22 @@ for round in $(seq 1 "$ROUNDS"); do
         name=${workload%%:*}
         args=${workload#*:}
         for target in "${targets[@]}"; do
+            proxy=${pid_of[$target]}
+            before=0
+            [ -n "$proxy" ] && before=$(cpu_ticks_of_tree "$proxy")
             out=$(PGPASSWORD=$USER_PASSWORD timeout $((DURATION * 3 + 60)) pgbench -h 127.0.0.1 -p "${port_of[$target]}" -U "$USER_NAME" \
                 $args -T "$DURATION" -n "$USER_NAME" 2>&1) || true
+            cpu="-"
             tps=$(printf '%s\n' "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
             lat=$(printf '%s\n' "$out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' | head -1)
             failed=$(printf '%s\n' "$out" | sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' | head -1)
-            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$target" "${tps:-0}" "${lat:-0}" "${failed:-?}" >>"$results"
-            log "round $round $name $target: tps=${tps:-FAILED} latency=${lat:-?} ms failed=${failed:-?}"
+            done_tx=$(printf '%s\n' "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' | head -1)
+            if [ -n "$proxy" ] && [ "${done_tx:-0}" -gt 0 ]; then
+                # The proxy's CPU per transaction, in microseconds.
+                cpu=$(( ($(cpu_ticks_of_tree "$proxy") - before) * 1000000 / clock_ticks / done_tx ))
+            fi
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$target" "${tps:-0}" "${lat:-0}" "${failed:-?}" "$cpu" >>"$results"
+            log "round $round $name $target: tps=${tps:-FAILED} latency=${lat:-?} ms failed=${failed:-?} proxy CPU/tx=${cpu} us"
         done
     done
 done
@@ -292,22 +322,26 @@ rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 idle = [l.rstrip("\n").split("\t") for l in open(sys.argv[2]) if l.strip()]
 cores, rounds, duration, idle_n, idle_requested = sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 tps = collections.defaultdict(list); lat = collections.defaultdict(list); failed = collections.defaultdict(int)
-for _, w, t, x, l, f in rows:
+cpu = collections.defaultdict(list)
+for _, w, t, x, l, f, c in rows:
     tps[(w, t)].append(float(x)); lat[(w, t)].append(float(l))
     failed[(w, t)] += int(f) if f.isdigit() else 0
+    if c.isdigit(): cpu[(w, t)].append(int(c))
 workloads = list(dict.fromkeys(r[1] for r in rows)); targets = ["direct", "poold", "pgpool", "pgbouncer"]
 print(f"# Peer benchmark, {datetime.date.today()}, {cores} cores\n")
 print(f"Median of {rounds} interleaved rounds, {duration} s per pgbench run; local PostgreSQL 15 primary + 2 streaming replicas; "
       "no TLS; SCRAM-SHA-256 everywhere; Poold and pgpool-II balance reads over the three nodes, PgBouncer (session mode) "
       "uses the primary.\n")
-print("| workload | target | TPS | avg latency (ms) | failed | vs pgpool-II | vs direct |")
-print("|---|---|---:|---:|---:|---:|---:|")
+print("Proxy CPU is the user + system time of the proxy's processes (all of pgpool-II's) during the run, per transaction.\n")
+print("| workload | target | TPS | avg latency (ms) | failed | proxy CPU per tx (µs) | vs pgpool-II | vs PgBouncer | vs direct |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for w in workloads:
     med = {t: statistics.median(tps[(w, t)]) for t in targets if tps[(w, t)]}
     for t in targets:
         if t not in med: continue
         ratio = lambda o: f"{med[t] / med[o]:.2f}x" if med.get(o) else "-"
-        print(f"| {w} | {t} | {med[t]:.0f} | {statistics.median(lat[(w, t)]):.2f} | {failed[(w, t)]} | {ratio('pgpool')} | {ratio('direct')} |")
+        c = f"{statistics.median(cpu[(w, t)]):.0f}" if cpu[(w, t)] else "-"
+        print(f"| {w} | {t} | {med[t]:.0f} | {statistics.median(lat[(w, t)]):.2f} | {failed[(w, t)]} | {c} | {ratio('pgpool')} | {ratio('pgbouncer')} | {ratio('direct')} |")
 print(f"\n## {idle_n} idle client connections\n")
 if idle_n != idle_requested:
     print(f"({idle_requested} requested; reduced to fit this machine's memory with pgpool-II's process per client.)\n")

@@ -6,6 +6,7 @@ internal static class Program
 {
     public static async Task<int> Main(string[] args)
     {
+        SocketTuning.Apply();
         if (args.Length == 0 || args[^1] is not ("stop" or "reload"))
         {
             NativeMethods.RestartIfStopSignalsIgnored();

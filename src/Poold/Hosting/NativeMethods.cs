@@ -57,11 +57,32 @@ internal static partial class NativeMethods
 
         Signal(SigInt, defaultAction);
         Signal(SigQuit, defaultAction);
+        RemoveDiagnosticsSocket();
         var argv = File.ReadAllText("/proc/self/cmdline").TrimEnd('\0').Split('\0');
         var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
             .Select(e => $"{e.Key}={e.Value}").Append($"{ReexecMarker}=1");
         Execve("/proc/self/exe", [.. argv, null], [.. environment, null]);
 
         // execve returned: it failed. Carry on with the signals at their default action.
+    }
+
+    /// <summary>
+    /// The runtime's diagnostics socket (for dotnet-counters, dotnet-trace) is named after the pid and the process start
+    /// time, which execve keeps: the new runtime could not bind it while the old file is there, and the tools would find
+    /// a socket nobody listens on.
+    /// </summary>
+    private static void RemoveDiagnosticsSocket()
+    {
+        try
+        {
+            foreach (var path in Directory.EnumerateFiles(Path.GetTempPath(), $"dotnet-diagnostic-{Environment.ProcessId}-*-socket"))
+            {
+                File.Delete(path);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Without it the process still runs; only the diagnostics tools cannot attach.
+        }
     }
 }

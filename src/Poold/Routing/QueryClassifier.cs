@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace Poold.Routing;
@@ -113,8 +114,19 @@ internal static class QueryClassifier
     /// </summary>
     private static readonly CacheEntry?[] Cache = new CacheEntry?[CacheSlots];
 
+    /// <summary>
+    /// Verdicts of reads and writes by shape: the text with every string and number literal replaced by a marker, so
+    /// <c>... WHERE aid = 17</c> and <c>... WHERE aid = 42</c> share one entry (applications and pgbench inline
+    /// their values; an exact-text cache would miss on nearly every statement).
+    /// </summary>
+    private static readonly CacheEntry?[] ShapeCache = new CacheEntry?[CacheSlots];
+
     private sealed record CacheEntry(byte[] Text, RoutingOptions Options, Classification Verdict);
 
+    /// <summary>Marks a literal in a shape; a raw byte of this value is written twice, so shapes of different texts never collide.</summary>
+    private const byte ShapeEscape = 0xFF;
+
+    [SkipLocalsInit]
     public static Classification Classify(ReadOnlySpan<byte> sql, RoutingOptions options)
     {
         if (sql.Length > MaxCachedStatement)
@@ -122,20 +134,82 @@ internal static class QueryClassifier
             return ClassifyUncached(sql, options);
         }
 
+        Span<byte> shape = stackalloc byte[2 * sql.Length];
+        var shaped = TryShape(sql, options, shape, out var shapeLength);
+        var key = shaped ? shape[..shapeLength] : sql;
+        var cache = shaped ? ShapeCache : Cache;
         var hash = new HashCode();
-        hash.AddBytes(sql);
+        hash.AddBytes(key);
         var slot = (int)((uint)hash.ToHashCode() % CacheSlots);
-        if (Volatile.Read(ref Cache[slot]) is { } entry && ReferenceEquals(entry.Options, options) && sql.SequenceEqual(entry.Text))
+        if (Volatile.Read(ref cache[slot]) is { } entry && ReferenceEquals(entry.Options, options) && key.SequenceEqual(entry.Text))
         {
             return entry.Verdict;
         }
 
         var verdict = ClassifyUncached(sql, options);
-        Volatile.Write(ref Cache[slot], new CacheEntry(sql.ToArray(), options, verdict));
+        Volatile.Write(ref cache[slot], new CacheEntry(key.ToArray(), options, verdict));
         return verdict;
     }
 
-    private static Classification ClassifyUncached(ReadOnlySpan<byte> sql, RoutingOptions options)
+    /// <summary>
+    /// The shape of a statement whose verdict cannot depend on its literals: one statement starting with SELECT, WITH,
+    /// TABLE, VALUES, INSERT, UPDATE, DELETE or '(', without comments, and no primary_routing_query_pattern_list (its
+    /// regular expressions see the literals). SET and the other statements that read their values are not shaped.
+    /// </summary>
+    private static bool TryShape(ReadOnlySpan<byte> sql, RoutingOptions options, Span<byte> shape, out int length)
+    {
+        length = 0;
+        if (options.PrimaryRoutingPatterns.Count > 0 || sql.IndexOf("/*"u8) >= 0)
+        {
+            return false;
+        }
+
+        var lexer = new SqlLexer(sql);
+        var first = lexer.Next();
+        if (!(first.Kind == TokenKind.OpenParen || first.Is(sql, "SELECT") || first.Is(sql, "WITH") || first.Is(sql, "TABLE")
+              || first.Is(sql, "VALUES") || first.Is(sql, "INSERT") || first.Is(sql, "UPDATE") || first.Is(sql, "DELETE")))
+        {
+            return false;
+        }
+
+        var copied = 0;
+        var ended = false;
+        for (var token = first; token.Kind != TokenKind.End; token = lexer.Next())
+        {
+            if (ended)
+            {
+                return false; // a second statement
+            }
+
+            ended = token.Kind == TokenKind.Semicolon;
+            if (token.Kind is TokenKind.String or TokenKind.Number)
+            {
+                length = CopyEscaped(sql[copied..token.Start], shape, length);
+                shape[length++] = ShapeEscape;
+                shape[length++] = token.Kind == TokenKind.String ? (byte)1 : (byte)2;
+                copied = token.Start + token.Length;
+            }
+        }
+
+        length = CopyEscaped(sql[copied..], shape, length);
+        return !lexer.SawComment;
+    }
+
+    private static int CopyEscaped(ReadOnlySpan<byte> text, Span<byte> shape, int at)
+    {
+        foreach (var b in text)
+        {
+            shape[at++] = b;
+            if (b == ShapeEscape)
+            {
+                shape[at++] = 0;
+            }
+        }
+
+        return at;
+    }
+
+    internal static Classification ClassifyUncached(ReadOnlySpan<byte> sql, RoutingOptions options)
     {
         var statements = Tokenize(sql, out var sawComment);
         if (statements.Count == 0)

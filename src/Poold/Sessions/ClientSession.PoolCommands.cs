@@ -33,12 +33,12 @@ internal sealed partial class ClientSession : IPoolCommandSession
     }
 
     /// <summary>An extended-protocol batch made only of pool commands: Poold answers every message itself.</summary>
-    private void AnswerPoolBatch(BatchMessage[] messages, bool sync)
+    private void AnswerPoolBatch(List<BatchMessage> messages, bool sync)
     {
         var buffer = new MessageBuffer(1024);
         var portals = new Dictionary<string, string>(StringComparer.Ordinal);
         var failed = false;
-        for (var i = 0; i < messages.Length && !failed; i++)
+        for (var i = 0; i < messages.Count && !failed; i++)
         {
             var m = messages[i];
             switch (m.Code)

@@ -33,6 +33,7 @@ internal sealed partial class ClientSession
     {
         SingleReader = true,
         SingleWriter = true,
+        AllowSynchronousContinuations = true,
     });
 
     /// <summary>
@@ -40,7 +41,7 @@ internal sealed partial class ClientSession
     /// queries, and other nodes' copies of transaction control). <see cref="SkipLeading"/> ParseComplete/CloseComplete
     /// messages answer statements Poold injected at the head of the batch, and are not the client's.
     /// </summary>
-    private sealed record ReplyEntry(NodeLink Link, bool Relay, int SkipLeading, long Sequence, byte[]? Synthetic = null);
+    private readonly record struct ReplyEntry(NodeLink Link, bool Relay, int SkipLeading, long Sequence, byte[]? Synthetic = null);
 
     /// <summary>
     /// Two pumps: client → backends (message by message; batches are routed by <see cref="DispatchBatchAsync"/> and <see cref="DispatchQueryAsync"/>) until
@@ -143,7 +144,12 @@ internal sealed partial class ClientSession
         }
     }
 
-    /// <summary>Backends → client: each queued batch's replies from its node; the primary's asynchronous messages in between.</summary>
+    /// <summary>
+    /// Backends → client: each queued batch's replies from its node, up to and including its ReadyForQuery, relayed or
+    /// dropped; the primary's asynchronous messages in between. What is relayed goes to the client as contiguous runs
+    /// of the backend's bytes (one write per read, not one per message); only ReadyForQuery, ParameterStatus,
+    /// ErrorResponse and the ParseComplete/CloseComplete Poold may hide are looked into.
+    /// </summary>
     private async Task PumpRepliesAsync(CancellationToken stop)
     {
         await Task.Yield();
@@ -166,7 +172,126 @@ internal sealed partial class ClientSession
 
                 try
                 {
-                    await ReadRepliesAsync(entry, stop);
+                    // One batch's replies, read up to and including its ReadyForQuery, relayed or dropped. Inline rather
+                    // than a method: a call per batch would allocate its state machine for every statement.
+                    var link = entry.Link;
+                    var reader = link.Connection.Reader;
+                    var skip = entry.SkipLeading;
+                    long remaining = 0;
+                    while (true)
+                    {
+                        var result = await reader.ReadAsync(stop);
+                        if (result.IsCanceled)
+                        {
+                            stop.ThrowIfCancellationRequested();
+                            continue;
+                        }
+
+                        var buffer = result.Buffer;
+                        var runStart = buffer.Start;
+                        var done = false;
+                        while (!done)
+                        {
+                            if (remaining > 0)
+                            {
+                                // The rest of a large frame, streamed as it arrives.
+                                var take = Math.Min(remaining, buffer.Length);
+                                buffer = buffer.Slice(take);
+                                remaining -= take;
+                                if (remaining > 0)
+                                {
+                                    break;
+                                }
+
+                                continue;
+                            }
+
+                            if (!FrameReader.TryReadHeader(buffer, int.MaxValue, out var code, out var length))
+                            {
+                                break;
+                            }
+
+                            var inspected = code is (byte)BackendCode.ReadyForQuery or (byte)BackendCode.ParameterStatus or (byte)BackendCode.ParseComplete
+                                or (byte)BackendCode.CloseComplete or (byte)BackendCode.ErrorResponse && length <= MaxInspectedFrame;
+                            if (!inspected)
+                            {
+                                var available = Math.Min(1 + (long)length, buffer.Length);
+                                buffer = buffer.Slice(available);
+                                remaining = 1 + (long)length - available;
+                                continue;
+                            }
+
+                            if (buffer.Length < 1 + length)
+                            {
+                                break;
+                            }
+
+                            var frame = buffer.Slice(0, 1 + length);
+                            var body = frame.Slice(FrameReader.HeaderLength);
+                            if (code is (byte)BackendCode.ParseComplete or (byte)BackendCode.CloseComplete && skip > 0)
+                            {
+                                // Poold's own injected statement: send what came before it, leave it out.
+                                skip--;
+                                await RelayRunAsync(entry, result.Buffer, runStart, frame.Start, stop);
+                                buffer = buffer.Slice(frame.End);
+                                runStart = buffer.Start;
+                                continue;
+                            }
+
+                            buffer = buffer.Slice(frame.End);
+                            if (code == (byte)BackendCode.ParameterStatus)
+                            {
+                                var (name, value) = BackendConnection.ParseParameterStatus(body);
+                                link.Connection.UpdateParameter(name, value);
+                            }
+                            else if (code == (byte)BackendCode.ErrorResponse)
+                            {
+                                var error = ErrorFields.Parse(body);
+                                if (!entry.Relay)
+                                {
+                                    LogCatchUpError(link.Connection.NodeId, error.Message);
+                                }
+
+                                if (error.SqlState is "57P01" or "57P02")
+                                {
+                                    // failover_on_backend_shutdown: the server is going down (confirmed by a login attempt).
+                                    _services.BackendFailed?.Invoke(link.Connection.NodeId, $"the server is shutting down ({error.SqlState})", true);
+                                }
+                            }
+                            else if (code == (byte)BackendCode.ReadyForQuery && body.Length == 1)
+                            {
+                                await RelayRunAsync(entry, result.Buffer, runStart, buffer.Start, stop);
+                                runStart = buffer.Start;
+                                if (entry.Relay)
+                                {
+                                    await _client.FlushAsync(stop);
+                                }
+
+                                OnReadyForQuery(entry, (TransactionStatus)body.FirstSpan[0]);
+                                done = true;
+                            }
+                        }
+
+                        if (done)
+                        {
+                            // What follows the ReadyForQuery belongs to the next batch: not examined yet.
+                            reader.AdvanceTo(buffer.Start);
+                            break;
+                        }
+
+                        await RelayRunAsync(entry, result.Buffer, runStart, buffer.Start, stop);
+                        if (entry.Relay)
+                        {
+                            await _client.FlushAsync(stop);
+                        }
+
+                        reader.AdvanceTo(buffer.Start, buffer.End);
+                        if (result.IsCompleted)
+                        {
+                            throw new BackendException(link.Connection.NodeId, SqlState.ConnectionFailure,
+                                $"backend node {link.Connection.NodeId} closed the connection unexpectedly");
+                        }
+                    }
                 }
                 catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException
                                               && entry.Link != _primary && !entry.Link.TransactionOpen && !stop.IsCancellationRequested)
@@ -187,8 +312,10 @@ internal sealed partial class ClientSession
             {
                 await RelayAsynchronousAsync(_primary!, stop);
             }
-            else if (!await _replies.Reader.WaitToReadAsync(stop))
+            else if (!await _replies.Reader.WaitToReadAsync(CancellationToken.None))
             {
+                // Without a token the channel reuses one waiter instead of allocating one per wait; the relay's end
+                // completes the channel, which wakes this wait.
                 return;
             }
         }
@@ -232,133 +359,6 @@ internal sealed partial class ClientSession
         {
             throw new BackendException(link.Connection.NodeId, SqlState.ConnectionFailure,
                 $"backend node {link.Connection.NodeId} closed the connection unexpectedly");
-        }
-    }
-
-    /// <summary>
-    /// Reads one batch's replies up to and including its ReadyForQuery, relaying or dropping them. What is relayed
-    /// goes to the client as contiguous runs of the backend's bytes (one write per read, not one per message); only
-    /// ReadyForQuery, ParameterStatus, ErrorResponse and the ParseComplete/CloseComplete Poold may hide are looked into.
-    /// </summary>
-    private async Task ReadRepliesAsync(ReplyEntry entry, CancellationToken stop)
-    {
-        var link = entry.Link;
-        var reader = link.Connection.Reader;
-        var skip = entry.SkipLeading;
-        long remaining = 0;
-        while (true)
-        {
-            var result = await reader.ReadAsync(stop);
-            if (result.IsCanceled)
-            {
-                stop.ThrowIfCancellationRequested();
-                continue;
-            }
-
-            var buffer = result.Buffer;
-            var runStart = buffer.Start;
-            var done = false;
-            while (!done)
-            {
-                if (remaining > 0)
-                {
-                    // The rest of a large frame, streamed as it arrives.
-                    var take = Math.Min(remaining, buffer.Length);
-                    buffer = buffer.Slice(take);
-                    remaining -= take;
-                    if (remaining > 0)
-                    {
-                        break;
-                    }
-
-                    continue;
-                }
-
-                if (!FrameReader.TryReadHeader(buffer, int.MaxValue, out var code, out var length))
-                {
-                    break;
-                }
-
-                var inspected = code is (byte)BackendCode.ReadyForQuery or (byte)BackendCode.ParameterStatus or (byte)BackendCode.ParseComplete
-                    or (byte)BackendCode.CloseComplete or (byte)BackendCode.ErrorResponse && length <= MaxInspectedFrame;
-                if (!inspected)
-                {
-                    var available = Math.Min(1 + (long)length, buffer.Length);
-                    buffer = buffer.Slice(available);
-                    remaining = 1 + (long)length - available;
-                    continue;
-                }
-
-                if (buffer.Length < 1 + length)
-                {
-                    break;
-                }
-
-                var frame = buffer.Slice(0, 1 + length);
-                var body = frame.Slice(FrameReader.HeaderLength);
-                if (code is (byte)BackendCode.ParseComplete or (byte)BackendCode.CloseComplete && skip > 0)
-                {
-                    // Poold's own injected statement: send what came before it, leave it out.
-                    skip--;
-                    await RelayRunAsync(entry, result.Buffer, runStart, frame.Start, stop);
-                    buffer = buffer.Slice(frame.End);
-                    runStart = buffer.Start;
-                    continue;
-                }
-
-                buffer = buffer.Slice(frame.End);
-                if (code == (byte)BackendCode.ParameterStatus)
-                {
-                    var (name, value) = BackendConnection.ParseParameterStatus(body);
-                    link.Connection.UpdateParameter(name, value);
-                }
-                else if (code == (byte)BackendCode.ErrorResponse)
-                {
-                    var error = ErrorFields.Parse(body);
-                    if (!entry.Relay)
-                    {
-                        LogCatchUpError(link.Connection.NodeId, error.Message);
-                    }
-
-                    if (error.SqlState is "57P01" or "57P02")
-                    {
-                        // failover_on_backend_shutdown: the server is going down (confirmed by a login attempt).
-                        _services.BackendFailed?.Invoke(link.Connection.NodeId, $"the server is shutting down ({error.SqlState})", true);
-                    }
-                }
-                else if (code == (byte)BackendCode.ReadyForQuery && body.Length == 1)
-                {
-                    await RelayRunAsync(entry, result.Buffer, runStart, buffer.Start, stop);
-                    runStart = buffer.Start;
-                    if (entry.Relay)
-                    {
-                        await _client.FlushAsync(stop);
-                    }
-
-                    OnReadyForQuery(entry, (TransactionStatus)body.FirstSpan[0]);
-                    done = true;
-                }
-            }
-
-            if (done)
-            {
-                // What follows the ReadyForQuery belongs to the next batch: not examined yet.
-                reader.AdvanceTo(buffer.Start);
-                return;
-            }
-
-            await RelayRunAsync(entry, result.Buffer, runStart, buffer.Start, stop);
-            if (entry.Relay)
-            {
-                await _client.FlushAsync(stop);
-            }
-
-            reader.AdvanceTo(buffer.Start, buffer.End);
-            if (result.IsCompleted)
-            {
-                throw new BackendException(link.Connection.NodeId, SqlState.ConnectionFailure,
-                    $"backend node {link.Connection.NodeId} closed the connection unexpectedly");
-            }
         }
     }
 

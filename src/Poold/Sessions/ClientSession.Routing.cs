@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.InteropServices;
 using System.Text;
 using Poold.Backends;
 using Poold.Config;
@@ -35,6 +36,10 @@ internal sealed partial class ClientSession
     private readonly object _routingLock = new();
     private readonly ArrayBufferWriter<byte> _batch = new(4096);
     private readonly List<BatchMessage> _batchMessages = [];
+    private readonly List<Classification> _batchStatements = [];
+
+    /// <summary>An empty batch, for sends that are not one (never modified).</summary>
+    private static readonly List<BatchMessage> NoMessages = [];
     private readonly Dictionary<string, PreparedStatement> _statements = new(StringComparer.Ordinal);
     private readonly Dictionary<string, NodeLink> _portals = new(StringComparer.Ordinal);
     private readonly List<(string? Key, byte[] Query, bool DropsStatements)> _history = [];
@@ -94,7 +99,8 @@ internal sealed partial class ClientSession
 
     private sealed record PreparedStatement(string Name, byte[] ParseFrame, Classification Classification);
 
-    private sealed record BatchMessage(byte Code, string Name, string StatementName, Classification? Classification, string? Query = null);
+    /// <summary>One message of an extended-protocol batch; <see cref="Query"/> only where the text is needed (session state, transaction control, pool commands).</summary>
+    private readonly record struct BatchMessage(byte Code, string Name, string StatementName, Classification? Classification, string? Query = null);
 
     /// <summary>Sets up routing once the primary connection is authenticated: the router, the balance node, the function catalog.</summary>
     private async Task PrepareRoutingAsync(CancellationToken cancellationToken)
@@ -172,7 +178,12 @@ internal sealed partial class ClientSession
                 {
                     var name = CString(span, 0, out var next);
                     var query = QueryBytes(span, next);
-                    _batchMessages.Add(new BatchMessage(code, name, name, QueryClassifier.Classify(query, _services.Routing), Encoding.UTF8.GetString(query)));
+                    var c = QueryClassifier.Classify(query, _services.Routing);
+                    var text = c.Target is RouteTarget.Transaction or RouteTarget.SessionState || c.Transaction != TransactionEffect.None
+                                                                                               || PoolCommands.MightBePoolCommand(query)
+                        ? Encoding.UTF8.GetString(query)
+                        : null;
+                    _batchMessages.Add(new BatchMessage(code, name, name, c, text));
                     break;
                 }
 
@@ -234,7 +245,7 @@ internal sealed partial class ClientSession
         string reason;
         lock (_routingLock)
         {
-            (nodeId, reason) = ChooseForStatements([c], forced: null);
+            (nodeId, reason) = ChooseForStatements(new ReadOnlySpan<Classification>(ref c), forced: null);
         }
 
         if (c.Deallocates is { } deallocated)
@@ -318,7 +329,8 @@ internal sealed partial class ClientSession
             return;
         }
 
-        var messages = _batchMessages.ToArray();
+        // Read in place: the client pump, the only writer of the batch, waits for this dispatch.
+        var messages = _batchMessages;
         var bytes = _batch.WrittenMemory;
         try
         {
@@ -334,18 +346,15 @@ internal sealed partial class ClientSession
                 return;
             }
 
-            if (messages.Any(m => m.Code == (byte)FrontendCode.Parse && PoolCommands.IsPoolCommand(m.Query ?? ""))
-                && messages.All(m => m.Code != (byte)FrontendCode.Parse || PoolCommands.IsPoolCommand(m.Query ?? ""))
-                && messages.All(m => m.Code != (byte)FrontendCode.Bind || _poolStatements.ContainsKey(m.StatementName)
-                                                                        || messages.Any(p => p.Code == (byte)FrontendCode.Parse && p.Name == m.StatementName)))
+            if (IsPoolBatch(messages))
             {
                 AnswerPoolBatch(messages, sync);
                 return;
             }
 
-            var statements = new List<Classification>();
+            var statements = _batchStatements;
             NodeLink? forced = null;
-            for (var i = 0; i < messages.Length; i++)
+            for (var i = 0; i < messages.Count; i++)
             {
                 var m = messages[i];
                 switch (m.Code)
@@ -370,12 +379,12 @@ internal sealed partial class ClientSession
             string reason;
             lock (_routingLock)
             {
-                (nodeId, reason) = ChooseForStatements(statements, forced);
+                (nodeId, reason) = ChooseForStatements(CollectionsMarshal.AsSpan(statements), forced);
             }
 
             var link = await LinkAsync(nodeId, ct);
             await CloseLeftoverTransactionsAsync(ct);
-            for (var i = 0; i < messages.Length; i++)
+            for (var i = 0; i < messages.Count; i++)
             {
                 var m = messages[i];
                 if (m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName, i) is { Target: RouteTarget.Transaction } tc
@@ -423,13 +432,47 @@ internal sealed partial class ClientSession
         {
             _batch.Clear();
             _batchMessages.Clear();
+            _batchStatements.Clear();
         }
     }
 
-    /// <summary>The statement a message at <paramref name="at"/> refers to: the last Parse of that name before it in the batch, else the registry.</summary>
-    private Classification? FindStatement(BatchMessage[] messages, string name, int at)
+    /// <summary>Only pool commands (SHOW POOL_NODES …) parsed, and only those bound: Poold answers the batch itself.</summary>
+    private bool IsPoolBatch(List<BatchMessage> messages)
     {
-        for (var i = Math.Min(at, messages.Length - 1); i >= 0; i--)
+        var anyPoolCommand = false;
+        foreach (var m in messages)
+        {
+            if (m.Code == (byte)FrontendCode.Parse)
+            {
+                if (!PoolCommands.IsPoolCommand(m.Query ?? ""))
+                {
+                    return false;
+                }
+
+                anyPoolCommand = true;
+            }
+        }
+
+        if (!anyPoolCommand)
+        {
+            return false;
+        }
+
+        foreach (var m in messages)
+        {
+            if (m.Code == (byte)FrontendCode.Bind && !_poolStatements.ContainsKey(m.StatementName) && !ParsedBefore(messages, m.StatementName, messages.Count))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>The statement a message at <paramref name="at"/> refers to: the last Parse of that name before it in the batch, else the registry.</summary>
+    private Classification? FindStatement(List<BatchMessage> messages, string name, int at)
+    {
+        for (var i = Math.Min(at, messages.Count - 1); i >= 0; i--)
         {
             if (messages[i].Code == (byte)FrontendCode.Parse && messages[i].Name == name)
             {
@@ -440,9 +483,9 @@ internal sealed partial class ClientSession
         return _statements.TryGetValue(name, out var s) ? s.Classification : null;
     }
 
-    private string StatementText(BatchMessage[] messages, string name, int at)
+    private string StatementText(List<BatchMessage> messages, string name, int at)
     {
-        for (var i = Math.Min(at, messages.Length - 1); i >= 0; i--)
+        for (var i = Math.Min(at, messages.Count - 1); i >= 0; i--)
         {
             if (messages[i].Code == (byte)FrontendCode.Parse && messages[i].Name == name)
             {
@@ -460,11 +503,21 @@ internal sealed partial class ClientSession
         return "";
     }
 
-    private static bool BoundInBatch(BatchMessage[] messages, string portal) =>
-        messages.Any(m => m.Code == (byte)FrontendCode.Bind && m.Name == portal);
+    private static bool BoundInBatch(List<BatchMessage> messages, string portal)
+    {
+        foreach (var m in messages)
+        {
+            if (m.Code == (byte)FrontendCode.Bind && m.Name == portal)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>Registers what the batch created and closed on <paramref name="link"/>, and applies its statements to the router.</summary>
-    private void AfterBatch(NodeLink link, BatchMessage[] messages)
+    private void AfterBatch(NodeLink link, List<BatchMessage> messages)
     {
         var offset = 0;
         var written = _batch.WrittenSpan;
@@ -474,7 +527,12 @@ internal sealed partial class ClientSession
             switch (m.Code)
             {
                 case (byte)FrontendCode.Parse:
-                    _statements[m.Name] = new PreparedStatement(m.Name, written.Slice(offset, 1 + length).ToArray(), m.Classification!);
+                    var parse = written.Slice(offset, 1 + length);
+                    if (!_statements.TryGetValue(m.Name, out var known) || !parse.SequenceEqual(known.ParseFrame))
+                    {
+                        _statements[m.Name] = new PreparedStatement(m.Name, parse.ToArray(), m.Classification!);
+                    }
+
                     foreach (var other in _links.Values)
                     {
                         if (other != link && other.Statements.Remove(m.Name) && m.Name.Length > 0)
@@ -522,12 +580,19 @@ internal sealed partial class ClientSession
     // ---- choosing the node ----
 
     /// <summary>The node for a batch holding these statements (caller holds <see cref="_routingLock"/>).</summary>
-    private (int NodeId, string Reason) ChooseForStatements(IReadOnlyList<Classification> statements, NodeLink? forced)
+    private (int NodeId, string Reason) ChooseForStatements(ReadOnlySpan<Classification> statements, NodeLink? forced)
     {
         var router = _router!;
         var primary = _primary!.Connection.NodeId;
-        var endsTransaction = statements.Any(s => s.Transaction is TransactionEffect.End || (s.Transaction == TransactionEffect.Savepoint
-                                                                                              && s.Reason.StartsWith("ROLLBACK", StringComparison.Ordinal)));
+        var endsTransaction = false;
+        var begins = false;
+        foreach (var s in statements)
+        {
+            endsTransaction |= s.Transaction is TransactionEffect.End
+                               || (s.Transaction == TransactionEffect.Savepoint && s.Reason.StartsWith("ROLLBACK", StringComparison.Ordinal));
+            begins |= s.Transaction == TransactionEffect.Begin;
+        }
+
         if (_failedLink is { } failed && !endsTransaction)
         {
             return (failed.Connection.NodeId, "the transaction failed on this node");
@@ -560,7 +625,7 @@ internal sealed partial class ClientSession
         }
 
         // Only session state or transaction control: where the transaction already runs, else the primary.
-        if (statements.Any(s => s.Transaction == TransactionEffect.Begin))
+        if (begins)
         {
             // Where the transaction will probably run: the primary when the session's last transaction wrote (no standby
             // joins and commits for nothing), else where the session reads.
@@ -617,7 +682,7 @@ internal sealed partial class ClientSession
             Volatile.Write(ref _watchPrimary, true);
         }
 
-        var skip = await CatchUpAsync(link, [], ct);
+        var skip = await CatchUpAsync(link, NoMessages, ct);
         Enqueue(link, relay, skip);
         await WriteSequenceAsync(link.Connection, frame, ct);
         await link.Connection.FlushAsync(ct);
@@ -637,17 +702,24 @@ internal sealed partial class ClientSession
     }
 
     /// <summary>The session's connection to a node, opened on first use; the primary when the node cannot be had.</summary>
-    private async Task<NodeLink> LinkAsync(int id, CancellationToken ct)
+    private ValueTask<NodeLink> LinkAsync(int id, CancellationToken ct) =>
+        _links.TryGetValue(id, out var existing) && IsUsable(existing)
+            ? ValueTask.FromResult(existing)
+            : new ValueTask<NodeLink>(OpenLinkAsync(id, ct));
+
+    /// <summary>
+    /// The primary, or a standby connection that is busy, was used in the last few milliseconds, or has not been
+    /// closed by its server while idle (a poll, no round trip).
+    /// </summary>
+    private bool IsUsable(NodeLink link) =>
+        link == _primary || (!link.Dead && (Volatile.Read(ref link.Pending) > 0 || link.TransactionOpen
+                                            || _services.Time.GetElapsedTime(link.LastUsed) < ProbeAfterIdle
+                                            || !link.Connection.IsClosedByPeer()));
+
+    private async Task<NodeLink> OpenLinkAsync(int id, CancellationToken ct)
     {
         if (_links.TryGetValue(id, out var existing))
         {
-            if (existing == _primary || (!existing.Dead && (Volatile.Read(ref existing.Pending) > 0 || existing.TransactionOpen
-                                                             || _services.Time.GetElapsedTime(existing.LastUsed) < ProbeAfterIdle
-                                                             || !existing.Connection.IsClosedByPeer())))
-            {
-                return existing;
-            }
-
             // A standby that went away while this session was idle on it: drop the connection, report the node, and
             // run the statement elsewhere instead of failing it.
             _links.Remove(id);
@@ -719,10 +791,10 @@ internal sealed partial class ClientSession
     /// closes statements the client closed elsewhere, and parses the named statements the batch binds but the node
     /// lacks. Returns how many ParseComplete/CloseComplete replies at the head of the batch are Poold's.
     /// </summary>
-    private async Task<int> CatchUpAsync(NodeLink link, BatchMessage[] messages, CancellationToken ct)
+    private async Task<int> CatchUpAsync(NodeLink link, List<BatchMessage> messages, CancellationToken ct)
     {
         var connection = link.Connection;
-        if (link.StaleStatements.Count == 0 && link.AppliedHistory == _historyVersion && messages.Length == 0 && link.TransactionOpen == InTransactionNow())
+        if (link.StaleStatements.Count == 0 && link.AppliedHistory == _historyVersion && messages.Count == 0 && link.TransactionOpen == InTransactionNow())
         {
             return 0;
         }
@@ -765,7 +837,7 @@ internal sealed partial class ClientSession
         }
 
         link.StaleStatements.Clear();
-        for (var i = 0; i < messages.Length; i++)
+        for (var i = 0; i < messages.Count; i++)
         {
             var m = messages[i];
             if (m.Code is not ((byte)FrontendCode.Bind or (byte)FrontendCode.Describe) || (m.Code == (byte)FrontendCode.Describe && m.StatementName != "S"))
@@ -793,7 +865,7 @@ internal sealed partial class ClientSession
         }
     }
 
-    private static bool ParsedBefore(BatchMessage[] messages, string name, int before)
+    private static bool ParsedBefore(List<BatchMessage> messages, string name, int before)
     {
         for (var i = 0; i < before; i++)
         {
@@ -845,7 +917,7 @@ internal sealed partial class ClientSession
                 continue;
             }
 
-            await CatchUpAsync(link, [], ct);
+            await CatchUpAsync(link, NoMessages, ct);
             Enqueue(link, relay: false, 0);
             await WriteAndFlushAsync(link.Connection, query, ct);
             if (c.Transaction == TransactionEffect.End)
@@ -909,7 +981,13 @@ internal sealed partial class ClientSession
         }
         else
         {
-            _history.RemoveAll(h => h.Key == c.SettingKey);
+            for (var i = _history.Count - 1; i >= 0; i--)
+            {
+                if (_history[i].Key == c.SettingKey)
+                {
+                    _history.RemoveAt(i);
+                }
+            }
         }
 
         _history.Add((c.SettingKey, QueryFrame(sql), c.Deallocates == "*"));

@@ -102,7 +102,7 @@ public class LimitsAndFailuresTests
         await using var poold = await PooldInstance.StartAsync(Cluster, "client_idle_limit = 1\n", ssl: false, onlyNode: 0);
         await using var connection = await poold.OpenAsync(TestRoles.TrustUser, "", sslMode: SslMode.Disable);
         await Poll.UntilAsync(() => Task.FromResult(poold.Host.ActiveSessions == 0), TimeSpan.FromSeconds(15), "the idle session to be cut off");
-        Assert.That(poold.Log, Does.Contain("client_idle_limit"));
+        await poold.WaitForLogAsync("client_idle_limit");
         Assert.That(async () => await new NpgsqlCommand("SELECT 1", connection).ExecuteScalarAsync(), Throws.InstanceOf<NpgsqlException>());
     }
 

@@ -397,4 +397,86 @@ public class QueryClassifierTests
             Assert.That(tokens, Is.LessThanOrEqualTo(2), sql);
         }
     }
+
+    /// <summary>Every statement of <see cref="Classify_RoutesAsPgpool"/>, with each literal replaced by another.</summary>
+    private static IEnumerable<string> RoutingCases() =>
+        typeof(QueryClassifierTests).GetMethod(nameof(Classify_RoutesAsPgpool))!.GetCustomAttributes(typeof(TestCaseAttribute), false)
+            .Cast<TestCaseAttribute>().Select(c => (string)c.Arguments[0]!);
+
+    private static byte[] WithOtherLiterals(byte[] sql)
+    {
+        var result = new List<byte>();
+        var lexer = new SqlLexer(sql);
+        var copied = 0;
+        for (var token = lexer.Next(); token.Kind != TokenKind.End; token = lexer.Next())
+        {
+            if (token.Kind is TokenKind.String or TokenKind.Number)
+            {
+                result.AddRange(sql[copied..token.Start]);
+                result.AddRange(token.Kind == TokenKind.String ? "'another; value'"u8.ToArray() : "98765"u8.ToArray());
+                copied = token.Start + token.Length;
+            }
+        }
+
+        result.AddRange(sql[copied..]);
+        return [.. result];
+    }
+
+    private static void AssertSameVerdict(Classification actual, Classification expected, string because)
+    {
+        Assert.That((actual.Target, actual.Reason, actual.Writes, actual.Transaction, actual.SettingKey, actual.ResetsSession,
+                actual.SessionSerializable, actual.CreatedTempTable, actual.MultiStatement, actual.Verb, actual.Deallocates),
+            Is.EqualTo((expected.Target, expected.Reason, expected.Writes, expected.Transaction, expected.SettingKey, expected.ResetsSession,
+                expected.SessionSerializable, expected.CreatedTempTable, expected.MultiStatement, expected.Verb, expected.Deallocates)), because);
+        Assert.That(actual.Functions, Is.EqualTo(expected.Functions), because);
+        Assert.That(actual.Names, Is.EqualTo(expected.Names), because);
+    }
+
+    [Test]
+    public void Cache_StatementsDifferingOnlyInLiterals_GetTheVerdictAFreshClassificationGives()
+    {
+        byte[][] weird =
+        [
+            // Raw bytes equal to the shape's literal marker must not make two texts share a shape.
+            [.. "SELECT a, "u8, 0xFF, 0x01, .. " FROM t"u8],
+            [.. "SELECT a, 'x' FROM t"u8],
+            [.. "SELECT a, "u8, 0xFF, 0x02, .. " FROM t"u8],
+            [.. "SELECT a, 1 FROM t"u8],
+        ];
+        var checkedShapes = 0;
+        foreach (var sql in RoutingCases().Select(Encoding.UTF8.GetBytes).Concat(weird))
+        {
+            var original = QueryClassifier.Classify(sql, RoutingOptions.Default);
+            AssertSameVerdict(original, QueryClassifier.ClassifyUncached(sql, RoutingOptions.Default), Encoding.UTF8.GetString(sql));
+            var variant = WithOtherLiterals(sql);
+            if (!variant.AsSpan().SequenceEqual(sql))
+            {
+                checkedShapes++;
+                AssertSameVerdict(QueryClassifier.Classify(variant, RoutingOptions.Default),
+                    QueryClassifier.ClassifyUncached(variant, RoutingOptions.Default), Encoding.UTF8.GetString(variant));
+            }
+        }
+
+        Assert.That(checkedShapes, Is.GreaterThan(50));
+    }
+
+    [Test]
+    public void Classify_AStatementSeenBeforeWithOtherValues_AllocatesNothing()
+    {
+        var statements = Enumerable.Range(1, 101)
+            .Select(aid => Encoding.UTF8.GetBytes($"SELECT abalance FROM pgbench_accounts WHERE aid = {aid * 7919} AND filler <> 'x{aid}';"))
+            .ToArray();
+        var first = QueryClassifier.Classify(statements[0], RoutingOptions.Default);
+        Assert.That(first.Target, Is.EqualTo(RouteTarget.LoadBalance));
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var reads = 0;
+        for (var i = 1; i < statements.Length; i++)
+        {
+            reads += QueryClassifier.Classify(statements[i], RoutingOptions.Default).Target == RouteTarget.LoadBalance ? 1 : 0;
+        }
+
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
+        Assert.That(reads, Is.EqualTo(100));
+    }
 }
