@@ -22,6 +22,7 @@ DIRECT_PORT=$BASE_PORT
 POOLD_PORT=$((BASE_PORT + 10))
 PGPOOL_PORT=$((BASE_PORT + 11))
 PGBOUNCER_PORT=$((BASE_PORT + 12))
+POOLD_PRIMARY_PORT=$((BASE_PORT + 13))
 USER_NAME=bench
 USER_PASSWORD=bench
 
@@ -97,32 +98,35 @@ wait_ready() { # NAME PORT PID
     die "$1 did not start on port $2"
 }
 
-start_poold() { # CHILDREN
-    mkdir -p "$work/poold"
-    cat >"$work/poold/poold.conf" <<CONF
+start_poold() { # CHILDREN [NAME PORT LOAD_BALANCE]
+    local name=${2:-poold} port=${3:-$POOLD_PORT} balance=${4:-on}
+    mkdir -p "$work/$name"
+    cat >"$work/$name/poold.conf" <<CONF
 listen_addresses = '127.0.0.1'
-port = $POOLD_PORT
-unix_socket_directories = '$work/poold'
+port = $port
+unix_socket_directories = '$work/$name'
 pcp_listen_addresses = ''
-pcp_socket_dir = '$work/poold'
-pcp_port = $((BASE_PORT + 20))
+pcp_socket_dir = '$work/$name'
+pcp_port = $((port + 10))
+load_balance_mode = $balance
 $(backends)
 num_init_children = $1
 max_pool = 4
 enable_pool_hba = on
 pool_passwd = '$work/pool_passwd'
 ssl = off
-pid_file_name = '$work/poold/poold.pid'
-logdir = '$work/poold'
+pid_file_name = '$work/$name/poold.pid'
+logdir = '$work/$name'
 log_min_messages = warning
 sr_check_period = 0
 health_check_period = 0
 CONF
-    cp "$work/pool_hba.conf" "$work/poold/pool_hba.conf"
-    dotnet src/Poold/bin/Release/net10.0/poold.dll -n -f "$work/poold/poold.conf" -k "$work/pgpoolkey" >"$work/poold/out.log" 2>&1 &
-    poold_pid=$!
-    pids+=("$poold_pid")
-    wait_ready Poold "$POOLD_PORT" "$poold_pid"
+    cp "$work/pool_hba.conf" "$work/$name/pool_hba.conf"
+    dotnet src/Poold/bin/Release/net10.0/poold.dll -n -f "$work/$name/poold.conf" -k "$work/pgpoolkey" >"$work/$name/out.log" 2>&1 &
+    local pid=$!
+    pids+=("$pid")
+    wait_ready Poold "$port" "$pid"
+    printf -v "${name//-/_}_pid" '%s' "$pid"
 }
 
 start_pgpool() { # CHILDREN
@@ -194,13 +198,17 @@ stop_pid() { # PID
     kill -KILL "$1" 2>/dev/null || true
 }
 
-declare -A port_of=([direct]=$DIRECT_PORT [poold]=$POOLD_PORT [pgpool]=$PGPOOL_PORT [pgbouncer]=$PGBOUNCER_PORT)
-targets=(direct poold pgpool pgbouncer)
+declare -A port_of=([direct]=$DIRECT_PORT [poold]=$POOLD_PORT [poold-primary]=$POOLD_PRIMARY_PORT [pgpool]=$PGPOOL_PORT
+                    [pgbouncer]=$PGBOUNCER_PORT)
+# poold-primary: Poold with load_balance_mode = off, every statement to the primary as PgBouncer sends them; on one
+# machine, spreading reads over three PostgreSQL instances costs CPU (three sets of caches) that a real replica adds.
+targets=(direct poold poold-primary pgpool pgbouncer)
 workloads=("select-simple:-S -M simple -c 16 -j 2" "select-extended:-S -M extended -c 16 -j 2" "select-connect:-S -C -c 8 -j 2"
            "read-write:-c 8 -j 2")
 
 log "starting the proxies"
 start_poold 64
+start_poold 64 poold-primary "$POOLD_PRIMARY_PORT" off
 start_pgpool 32
 start_pgbouncer
 
@@ -222,7 +230,7 @@ cpu_ticks_of_tree() { # PID
     done
     echo "$total"
 }
-declare -A pid_of=([direct]="" [poold]=$poold_pid [pgpool]=$pgpool_pid [pgbouncer]=$pgbouncer_pid)
+declare -A pid_of=([direct]="" [poold]=$poold_pid [poold-primary]=$poold_primary_pid [pgpool]=$pgpool_pid [pgbouncer]=$pgbouncer_pid)
 clock_ticks=$(getconf CLK_TCK)
 
 results=$work/results.tsv
@@ -305,6 +313,7 @@ idle_test() { # TARGET PID
 }
 : >"$work/idle.tsv"
 log "idle scale: $IDLE connections (pgpool-II restarted with num_init_children = $IDLE, Poold with $IDLE)"
+stop_pid "$poold_primary_pid"
 stop_pid "$poold_pid"; start_poold "$((IDLE + 10))"
 stop_pid "$pgpool_pid"; start_pgpool "$((IDLE + 10))"
 idle_test direct ""
@@ -327,11 +336,11 @@ for _, w, t, x, l, f, c in rows:
     tps[(w, t)].append(float(x)); lat[(w, t)].append(float(l))
     failed[(w, t)] += int(f) if f.isdigit() else 0
     if c.isdigit(): cpu[(w, t)].append(int(c))
-workloads = list(dict.fromkeys(r[1] for r in rows)); targets = ["direct", "poold", "pgpool", "pgbouncer"]
+workloads = list(dict.fromkeys(r[1] for r in rows)); targets = ["direct", "poold", "poold-primary", "pgpool", "pgbouncer"]
 print(f"# Peer benchmark, {datetime.date.today()}, {cores} cores\n")
 print(f"Median of {rounds} interleaved rounds, {duration} s per pgbench run; local PostgreSQL 15 primary + 2 streaming replicas; "
-      "no TLS; SCRAM-SHA-256 everywhere; Poold and pgpool-II balance reads over the three nodes, PgBouncer (session mode) "
-      "uses the primary.\n")
+      "no TLS; SCRAM-SHA-256 everywhere; Poold and pgpool-II balance reads over the three nodes with equal weights, "
+      "poold-primary (load_balance_mode = off) and PgBouncer (session mode) send everything to the primary.\n")
 print("Proxy CPU is the user + system time of the proxy's processes (all of pgpool-II's) during the run, per transaction.\n")
 print("| workload | target | TPS | avg latency (ms) | failed | proxy CPU per tx (µs) | vs pgpool-II | vs PgBouncer | vs direct |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|")

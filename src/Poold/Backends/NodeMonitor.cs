@@ -217,13 +217,13 @@ internal sealed class NodeMonitor : IAsyncDisposable
     public async Task FailoverAsync(int nodeId, string reason, CancellationToken stop)
     {
         var before = _registry.Current;
-        if (before.Nodes[nodeId].Status == NodeStatus.Down)
+        if (!_registry.TryDetach(nodeId))
         {
+            // Already down: whoever detached it runs the failover.
             return;
         }
 
         _log.Warning("failover: detaching node {NodeId} ({Reason})", nodeId, reason);
-        _registry.Detach(nodeId);
         var wasPrimary = before.PrimaryNodeId == nodeId;
         if (wasPrimary)
         {

@@ -159,6 +159,26 @@ internal sealed class NodeRegistry
     /// <summary>Marks a node down (pcp_detach_node): it gets no new sessions or reads. Returns an error message, or null.</summary>
     public string? Detach(int id) => Change(id, node => node.Status == NodeStatus.Down ? null : node with { Status = NodeStatus.Down });
 
+    /// <summary>
+    /// Marks a node down unless it already is, atomically: true for the one caller that did it, so a failure seen at
+    /// once by the health check and by a session is failed over once.
+    /// </summary>
+    public bool TryDetach(int id)
+    {
+        var detached = false;
+        Change(id, node =>
+        {
+            if (node.Status == NodeStatus.Down)
+            {
+                return null;
+            }
+
+            detached = true;
+            return node with { Status = NodeStatus.Down };
+        });
+        return detached;
+    }
+
     /// <summary>Marks a node up again (pcp_attach_node).</summary>
     public string? Attach(int id) => Change(id, node => node.Status == NodeStatus.Up ? null : node with { Status = NodeStatus.Up });
 

@@ -39,8 +39,7 @@ internal sealed partial class BackendConnection : IAsyncDisposable
         IsTls = isTls;
         CreatedAt = createdAt;
         LastUsedAt = createdAt;
-        Reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 4096, leaveOpen: true,
-            useZeroByteReads: true));
+        Reader = new ContiguousPipeReader(stream, bufferSize: 64 * 1024, minimumReadSize: 4096);
     }
 
     public BackendSettings Node { get; }

@@ -110,7 +110,8 @@ internal static class QueryClassifier
 
     /// <summary>
     /// Verdicts by statement text: a direct-mapped cache (slot = hash of the bytes), so a statement seen before is
-    /// classified without allocating. A verdict depends only on the text and the options, never on the session.
+    /// classified without lexing or allocating. A verdict depends only on the text and the options, never on the
+    /// session. Holds the statements without literals (parameterised ones) and those that cannot be shaped.
     /// </summary>
     private static readonly CacheEntry?[] Cache = new CacheEntry?[CacheSlots];
 
@@ -134,21 +135,39 @@ internal static class QueryClassifier
             return ClassifyUncached(sql, options);
         }
 
-        Span<byte> shape = stackalloc byte[2 * sql.Length];
-        var shaped = TryShape(sql, options, shape, out var shapeLength);
-        var key = shaped ? shape[..shapeLength] : sql;
-        var cache = shaped ? ShapeCache : Cache;
-        var hash = new HashCode();
-        hash.AddBytes(key);
-        var slot = (int)((uint)hash.ToHashCode() % CacheSlots);
-        if (Volatile.Read(ref cache[slot]) is { } entry && ReferenceEquals(entry.Options, options) && key.SequenceEqual(entry.Text))
+        // The exact text first (parameterised statements, repeated ones): no lexing.
+        if (Lookup(Cache, sql, options, out var exactSlot) is { } known)
         {
-            return entry.Verdict;
+            return known;
         }
 
-        var verdict = ClassifyUncached(sql, options);
-        Volatile.Write(ref cache[slot], new CacheEntry(key.ToArray(), options, verdict));
-        return verdict;
+        Span<byte> shape = stackalloc byte[2 * sql.Length];
+        if (TryShape(sql, options, shape, out var shapeLength, out var literals) && literals > 0)
+        {
+            var key = shape[..shapeLength];
+            if (Lookup(ShapeCache, key, options, out var shapeSlot) is { } sameShape)
+            {
+                return sameShape;
+            }
+
+            var verdict = ClassifyUncached(sql, options);
+            Volatile.Write(ref ShapeCache[shapeSlot], new CacheEntry(key.ToArray(), options, verdict));
+            return verdict;
+        }
+
+        var classified = ClassifyUncached(sql, options);
+        Volatile.Write(ref Cache[exactSlot], new CacheEntry(sql.ToArray(), options, classified));
+        return classified;
+    }
+
+    private static Classification? Lookup(CacheEntry?[] cache, ReadOnlySpan<byte> key, RoutingOptions options, out int slot)
+    {
+        var hash = new HashCode();
+        hash.AddBytes(key);
+        slot = (int)((uint)hash.ToHashCode() % CacheSlots);
+        return Volatile.Read(ref cache[slot]) is { } entry && ReferenceEquals(entry.Options, options) && key.SequenceEqual(entry.Text)
+            ? entry.Verdict
+            : null;
     }
 
     /// <summary>
@@ -156,9 +175,10 @@ internal static class QueryClassifier
     /// TABLE, VALUES, INSERT, UPDATE, DELETE or '(', without comments, and no primary_routing_query_pattern_list (its
     /// regular expressions see the literals). SET and the other statements that read their values are not shaped.
     /// </summary>
-    private static bool TryShape(ReadOnlySpan<byte> sql, RoutingOptions options, Span<byte> shape, out int length)
+    private static bool TryShape(ReadOnlySpan<byte> sql, RoutingOptions options, Span<byte> shape, out int length, out int literals)
     {
         length = 0;
+        literals = 0;
         if (options.PrimaryRoutingPatterns.Count > 0 || sql.IndexOf("/*"u8) >= 0)
         {
             return false;
@@ -184,6 +204,7 @@ internal static class QueryClassifier
             ended = token.Kind == TokenKind.Semicolon;
             if (token.Kind is TokenKind.String or TokenKind.Number)
             {
+                literals++;
                 length = CopyEscaped(sql[copied..token.Start], shape, length);
                 shape[length++] = ShapeEscape;
                 shape[length++] = token.Kind == TokenKind.String ? (byte)1 : (byte)2;

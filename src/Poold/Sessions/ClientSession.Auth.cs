@@ -85,7 +85,11 @@ internal sealed partial class ClientSession
     {
         var address = (_socket.RemoteEndPoint as IPEndPoint)?.Address;
         var request = new HbaRequest(_isUnixSocket, _clientIsTls, address, User!, Database!);
-        var record = auth.Hba?.Match(request, _services.Tls.Enabled);
+        var hba = auth.Hba;
+        var sslEnabled = _services.Tls.Enabled;
+        var record = hba is { UsesHostNames: true }
+            ? await Task.Run(() => hba.Match(request, sslEnabled), cancellationToken)
+            : hba?.Match(request, sslEnabled);
         var host = _isUnixSocket ? "[local]" : address?.ToString() ?? "unknown";
         var ssl = _clientIsTls ? "on" : "off";
         if (record is null)

@@ -52,8 +52,7 @@ internal sealed partial class ClientSession
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
         var fromBackends = PumpRepliesAsync(stop.Token);
-        var clientReader = PipeReader.Create(_client, new StreamPipeReaderOptions(bufferSize: 16 * 1024, minimumReadSize: 4096,
-            leaveOpen: true, useZeroByteReads: true));
+        var clientReader = new ContiguousPipeReader(_client, bufferSize: 16 * 1024, minimumReadSize: 4096);
         SessionEnd end;
         try
         {

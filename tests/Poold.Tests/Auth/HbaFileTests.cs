@@ -75,6 +75,14 @@ public class HbaFileTests
     }
 
     [Test]
+    public void HostNameRecords_AreKnown_SoTheirDnsLookupsRunOffTheSocketThreads()
+    {
+        Assert.That(HbaFile.Parse("host all all db.example.com md5\n", "f").UsesHostNames, Is.True);
+        Assert.That(HbaFile.Parse("host all all 10.0.0.0/8 md5\nhost all all .example.com md5\n", "f").UsesHostNames, Is.True);
+        Assert.That(HbaFile.Parse("host all all 10.0.0.0/8 md5\nhost all all samehost trust\nlocal all all trust\n", "f").UsesHostNames, Is.False);
+    }
+
+    [Test]
     public void SamehostMatchesLoopback()
     {
         var file = HbaFile.Parse("host all all samehost trust\n", "f");

@@ -67,6 +67,29 @@ public class NodeTrackingTests
     }
 
     [Test]
+    public void TryDetach_FromManyThreadsAtOnce_SucceedsForExactlyOne()
+    {
+        for (var round = 0; round < 50; round++)
+        {
+            var registry = Registry();
+            using var start = new Barrier(4);
+            var winners = 0;
+            var threads = Enumerable.Range(0, 4).Select(_ => new Thread(() =>
+            {
+                start.SignalAndWait();
+                if (registry.TryDetach(1))
+                {
+                    Interlocked.Increment(ref winners);
+                }
+            })).ToList();
+            threads.ForEach(t => t.Start());
+            threads.ForEach(t => t.Join());
+            Assert.That(winners, Is.EqualTo(1), $"round {round}: one failover per failure");
+            Assert.That(registry.Current.Nodes[1].Status, Is.EqualTo(NodeStatus.Down));
+        }
+    }
+
+    [Test]
     public void FailoverCommand_PlaceholdersAsPgpool()
     {
         var nodes = Registry().Current.Nodes;

@@ -19,6 +19,7 @@ internal sealed class HbaFile
     {
         Path = path;
         Records = records;
+        UsesHostNames = records.Any(r => r.Address?.IsHostName == true);
         Warnings = warnings;
     }
 
@@ -28,6 +29,12 @@ internal sealed class HbaFile
 
     /// <summary>Lines that load but can never match (pgpool-II's unsupported keywords) or options that are ignored.</summary>
     public IReadOnlyList<string> Warnings { get; }
+
+    /// <summary>
+    /// Some record names a host: matching may wait for DNS, so it must not run on a socket event thread (where
+    /// Poold's sessions run, see Hosting/SocketTuning).
+    /// </summary>
+    public bool UsesHostNames { get; }
 
     public HbaRecord? Match(in HbaRequest request, bool sslEnabled)
     {

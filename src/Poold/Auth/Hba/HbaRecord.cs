@@ -110,6 +110,9 @@ internal sealed class HbaAddress
     /// <summary>Matches when any of <paramref name="addresses"/> does (samehost, samenet).</summary>
     public static HbaAddress AnyOf(IReadOnlyList<HbaAddress> addresses) => new(null, null, false, null, addresses);
 
+    /// <summary>Matching needs DNS lookups (a host name, not an address).</summary>
+    public bool IsHostName => _hostName is not null;
+
     public bool Matches(IPAddress client)
     {
         if (_all)

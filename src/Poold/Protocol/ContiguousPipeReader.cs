@@ -1,0 +1,385 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
+using System.Threading.Tasks.Sources;
+
+namespace Poold.Protocol;
+
+/// <summary>
+/// A <see cref="PipeReader"/> over a stream (a client's or a backend's socket, with or without TLS) that keeps what it
+/// has read in one contiguous array, so every frame is a single span, and that allocates nothing per read: the reader
+/// is its own <see cref="IValueTaskSource{TResult}"/>, one read being pending at a time, and a read that completes
+/// synchronously returns without one. The pipeline's own stream reader allocates a state machine for every read that
+/// waits, which on a proxy is every read.
+/// <para>
+/// While nothing is buffered the array goes back to the pool and the reader waits with a zero-byte read, so an idle
+/// connection holds no buffer. A frame larger than the array grows it (doubling); consumed bytes are compacted away
+/// before a read when the free tail is smaller than the minimum read size.
+/// </para>
+/// </summary>
+internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadResult>, IDisposable
+{
+    private readonly Stream _stream;
+    private readonly int _bufferSize;
+    private readonly int _minimumReadSize;
+    private readonly Lock _sync = new();
+    private readonly Action _onReadCompleted;
+    private ManualResetValueTaskSourceCore<ReadResult> _core;
+    private ConfiguredValueTaskAwaitable<int>.ConfiguredValueTaskAwaiter _awaiter;
+
+    /// <summary>Cancels the stream read in flight (<see cref="CancelPendingRead"/>); replaced once used.</summary>
+    private CancellationTokenSource _cancel = new();
+    private CancellationToken _callerToken;
+    private CancellationTokenRegistration _callerRegistration;
+
+    private byte[]? _buffer;
+    private int _start;
+    private int _end;
+
+    /// <summary>Index in <see cref="_buffer"/> up to which the caller has looked: a read waits for bytes beyond it.</summary>
+    private int _examined;
+    private bool _reading;
+    private bool _zeroByteRead;
+
+    /// <summary>The zero-byte wait has ended: the next read takes the bytes.</summary>
+    private bool _dataWaiting;
+    private bool _cancelNext;
+    private bool _streamEnded;
+    private bool _completed;
+
+    public ContiguousPipeReader(Stream stream, int bufferSize, int minimumReadSize)
+    {
+        _stream = stream;
+        _bufferSize = bufferSize;
+        _minimumReadSize = minimumReadSize;
+        _onReadCompleted = OnReadCompleted;
+        _core.RunContinuationsAsynchronously = false;
+    }
+
+    public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_completed, this);
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled<ReadResult>(cancellationToken);
+        }
+
+        lock (_sync)
+        {
+            if (_reading)
+            {
+                throw new InvalidOperationException("a read is already pending on this reader");
+            }
+
+            if (_cancelNext)
+            {
+                _cancelNext = false;
+                return ValueTask.FromResult(Result(canceled: true));
+            }
+
+            if (_end > _examined || _streamEnded)
+            {
+                return ValueTask.FromResult(Result(canceled: false));
+            }
+
+            _reading = true;
+        }
+
+        _core.Reset();
+        _callerToken = cancellationToken;
+        if (cancellationToken.CanBeCanceled)
+        {
+            _callerRegistration = cancellationToken.UnsafeRegister(static state => ((ContiguousPipeReader)state!).CancelStreamRead(), this);
+        }
+
+        return ReadMore(synchronousCaller: true) is { } done ? ValueTask.FromResult(done) : new ValueTask<ReadResult>(this, _core.Version);
+    }
+
+    /// <summary>
+    /// Reads until there are new bytes (a zero-byte read first when nothing is buffered), the stream ends, or the read is
+    /// cancelled. Returns the result when it came synchronously; otherwise a completion continues it later and returns null.
+    /// </summary>
+    private ReadResult? ReadMore(bool synchronousCaller)
+    {
+        while (true)
+        {
+            ValueTask<int> read;
+            try
+            {
+                _zeroByteRead = _start == _end && !_dataWaiting;
+                _dataWaiting = false;
+                if (_zeroByteRead)
+                {
+                    ReleaseBuffer();
+                    read = _stream.ReadAsync(Memory<byte>.Empty, _cancel.Token);
+                }
+                else
+                {
+                    read = _stream.ReadAsync(FreeSpace(), _cancel.Token);
+                }
+            }
+            catch (Exception e)
+            {
+                return Finish(null, e, synchronousCaller);
+            }
+
+            if (!read.IsCompleted)
+            {
+                _awaiter = read.ConfigureAwait(false).GetAwaiter();
+                _awaiter.UnsafeOnCompleted(_onReadCompleted);
+                return null;
+            }
+
+            int count;
+            try
+            {
+                count = read.GetAwaiter().GetResult();
+            }
+            catch (Exception e)
+            {
+                return Finish(null, e, synchronousCaller);
+            }
+
+            if (Advance(count) is { } result)
+            {
+                return Finish(result, null, synchronousCaller);
+            }
+        }
+    }
+
+    private void OnReadCompleted()
+    {
+        int count;
+        try
+        {
+            count = _awaiter.GetResult();
+        }
+        catch (Exception e)
+        {
+            Finish(null, e, synchronousCaller: false);
+            return;
+        }
+
+        _awaiter = default;
+        if (Advance(count) is { } result)
+        {
+            Finish(result, null, synchronousCaller: false);
+            return;
+        }
+
+        ReadMore(synchronousCaller: false);
+    }
+
+    /// <summary>Takes in <paramref name="count"/> bytes read; null when the read was the zero-byte wait and the real read comes next.</summary>
+    private ReadResult? Advance(int count)
+    {
+        if (_zeroByteRead)
+        {
+            _zeroByteRead = false;
+            _dataWaiting = true;
+            return null;
+        }
+
+        if (count == 0)
+        {
+            _streamEnded = true;
+        }
+
+        _end += count;
+        return Result(canceled: false);
+    }
+
+    /// <summary>Ends a read with its result or failure: returned to a synchronous caller, or completes the pending value task.</summary>
+    private ReadResult? Finish(ReadResult? result, Exception? error, bool synchronousCaller)
+    {
+        _callerRegistration.Dispose();
+        _callerRegistration = default;
+        lock (_sync)
+        {
+            _reading = false;
+            if (error is OperationCanceledException && _cancel.IsCancellationRequested)
+            {
+                // Our own cancellation: CancelPendingRead (a canceled result), or the caller's token (its exception).
+                _cancel.Dispose();
+                _cancel = new CancellationTokenSource();
+                _cancelNext = false;
+                error = _callerToken.IsCancellationRequested ? new OperationCanceledException(_callerToken) : null;
+                result = error is null ? Result(canceled: true) : null;
+            }
+        }
+
+        if (error is not null)
+        {
+            if (synchronousCaller)
+            {
+                ExceptionDispatchInfoThrow(error);
+            }
+
+            _core.SetException(error);
+            return null;
+        }
+
+        if (synchronousCaller)
+        {
+            return result;
+        }
+
+        // Last: the caller's continuation runs here and may start the next read.
+        _core.SetResult(result!.Value);
+        return null;
+    }
+
+    private static void ExceptionDispatchInfoThrow(Exception error) => System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+
+    private ReadResult Result(bool canceled)
+    {
+        var buffer = _buffer is null ? ReadOnlySequence<byte>.Empty : new ReadOnlySequence<byte>(_buffer, _start, _end - _start);
+        return new ReadResult(buffer, canceled, _streamEnded);
+    }
+
+    /// <summary>Room after the buffered bytes for at least the minimum read: compacts, or grows when the bytes fill the array.</summary>
+    private Memory<byte> FreeSpace()
+    {
+        if (_buffer is null)
+        {
+            _buffer = ArrayPool<byte>.Shared.Rent(_bufferSize);
+            _start = _end = _examined = 0;
+        }
+        else if (_buffer.Length - _end < _minimumReadSize)
+        {
+            var length = _end - _start;
+            var target = length + _minimumReadSize <= _buffer.Length ? _buffer : ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, length + _minimumReadSize));
+            Buffer.BlockCopy(_buffer, _start, target, 0, length);
+            if (!ReferenceEquals(target, _buffer))
+            {
+                ArrayPool<byte>.Shared.Return(_buffer);
+                _buffer = target;
+            }
+
+            _examined -= _start;
+            _start = 0;
+            _end = length;
+        }
+
+        return _buffer.AsMemory(_end);
+    }
+
+    private void ReleaseBuffer()
+    {
+        if (_buffer is not null)
+        {
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = null;
+        }
+
+        _start = _end = _examined = 0;
+    }
+
+    public override void AdvanceTo(SequencePosition consumed) => AdvanceTo(consumed, consumed);
+
+    public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
+    {
+        if (_buffer is null)
+        {
+            return;
+        }
+
+        var consumedAt = Index(consumed);
+        var examinedAt = Index(examined);
+        if (consumedAt < _start || consumedAt > _end || examinedAt < consumedAt || examinedAt > _end)
+        {
+            throw new InvalidOperationException("the position is not in the last buffer read");
+        }
+
+        _start = consumedAt;
+        _examined = examinedAt;
+        if (_start == _end && !_reading)
+        {
+            ReleaseBuffer();
+        }
+    }
+
+    private int Index(SequencePosition position) =>
+        ReferenceEquals(position.GetObject(), _buffer) ? position.GetInteger() & int.MaxValue
+            : position.GetObject() is null ? _start
+            : throw new InvalidOperationException("the position is not in the last buffer read");
+
+    public override bool TryRead(out ReadResult result)
+    {
+        ObjectDisposedException.ThrowIf(_completed, this);
+        lock (_sync)
+        {
+            if (!_reading && (_cancelNext || _end > _examined || _streamEnded))
+            {
+                result = Result(canceled: _cancelNext);
+                _cancelNext = false;
+                return true;
+            }
+        }
+
+        result = default;
+        return false;
+    }
+
+    public override void CancelPendingRead() => Cancel(evenWithoutRead: true);
+
+    private void CancelStreamRead() => Cancel(evenWithoutRead: false);
+
+    /// <summary>
+    /// Cancels the stream read in flight, outside the lock: the read may complete, and its caller's continuation run,
+    /// inside <see cref="CancellationTokenSource.Cancel()"/>. Without a read, <paramref name="evenWithoutRead"/> makes the
+    /// next read return canceled.
+    /// </summary>
+    private void Cancel(bool evenWithoutRead)
+    {
+        CancellationTokenSource? inFlight = null;
+        lock (_sync)
+        {
+            if (_reading)
+            {
+                inFlight = _cancel;
+            }
+            else if (evenWithoutRead)
+            {
+                _cancelNext = true;
+            }
+        }
+
+        try
+        {
+            inFlight?.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Another cancellation ended that read first.
+        }
+    }
+
+    public override void Complete(Exception? exception = null)
+    {
+        if (_completed)
+        {
+            return;
+        }
+
+        _completed = true;
+        lock (_sync)
+        {
+            if (!_reading)
+            {
+                ReleaseBuffer();
+                _cancel.Dispose();
+            }
+        }
+    }
+
+    /// <summary>The same as <see cref="Complete"/>.</summary>
+    public void Dispose() => Complete();
+
+    ReadResult IValueTaskSource<ReadResult>.GetResult(short token) => _core.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource<ReadResult>.GetStatus(short token) => _core.GetStatus(token);
+
+    void IValueTaskSource<ReadResult>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _core.OnCompleted(continuation, state, token, flags);
+}
