@@ -25,6 +25,24 @@ public class DaemonTests
     }.ConnectionString);
 
     [Test]
+    public async Task SocketContinuations_RunOnOneEventThreadPerCore()
+    {
+        Assume.That(Environment.ProcessorCount, Is.GreaterThan(1), "with one core, both modes have one socket thread");
+        await using var poold = await PooldProcess.StartAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0));
+        await using (var connection = Connect(poold))
+        {
+            await connection.OpenAsync();
+            Assert.That(await new NpgsqlCommand("SELECT 1", connection).ExecuteScalarAsync(), Is.EqualTo(1));
+        }
+
+        // .NET starts one event thread when continuations go to the thread pool, one per core when they run inline.
+        var threads = System.IO.Directory.GetDirectories($"/proc/{poold.Pid}/task")
+            .Select(task => File.ReadAllText(Path.Combine(task, "comm")).Trim())
+            .ToList();
+        Assert.That(threads.Count(name => name == ".NET Sockets"), Is.EqualTo(Environment.ProcessorCount), string.Join(", ", threads));
+    }
+
+    [Test]
     public async Task PidFile_ReloadAndFastStop_WorkAsPgpoolScriptsExpect()
     {
         await using var poold = await PooldProcess.StartAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0));
@@ -88,6 +106,96 @@ public class DaemonTests
         var peak = poold.PeakResidentBytes();
         Assert.That(peak, Is.LessThan(100L * 1024 * 1024), $"a 200 MB result streamed; Poold's peak RSS was {peak / (1024 * 1024)} MB");
         await TestContext.Out.WriteLineAsync($"peak RSS while streaming 200 MB: {peak / (1024 * 1024)} MB");
+    }
+
+    /// <summary>
+    /// The protocol paths the in-process tests cover, once more through the daemon as operators run it: its socket
+    /// continuations on the event threads, its reader over real sockets (the test process keeps .NET's defaults).
+    /// </summary>
+    [Test]
+    public async Task ProtocolTour_ThroughTheDaemonAsOperatorsRunIt()
+    {
+        await using var poold = await PooldProcess.StartAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0));
+        await using var connection = Connect(poold);
+        await connection.OpenAsync();
+
+        // A prepared statement, many times, and a 3 MB parameter and result (frames larger than the read buffers).
+        await using (var prepared = new NpgsqlCommand("SELECT $1::int * 2", connection))
+        {
+            prepared.Parameters.Add(new NpgsqlParameter<int>());
+            await prepared.PrepareAsync();
+            var sum = 0L;
+            for (var i = 0; i < 500; i++)
+            {
+                ((NpgsqlParameter<int>)prepared.Parameters[0]).TypedValue = i;
+                sum += (int)(await prepared.ExecuteScalarAsync())!;
+            }
+
+            Assert.That(sum, Is.EqualTo(2L * 499 * 500 / 2));
+        }
+
+        var big = new string('p', 3 * 1024 * 1024);
+        await using (var echo = new NpgsqlCommand("SELECT $1::text || 'q'", connection))
+        {
+            echo.Parameters.AddWithValue(big);
+            Assert.That(await echo.ExecuteScalarAsync(), Is.EqualTo(big + "q"));
+        }
+
+        // COPY both ways.
+        await new NpgsqlCommand("CREATE TEMP TABLE tour (id int, label text)", connection).ExecuteNonQueryAsync();
+        await using (var writer = await connection.BeginTextImportAsync("COPY tour FROM STDIN"))
+        {
+            for (var i = 1; i <= 20_000; i++)
+            {
+                await writer.WriteAsync($"{i}\tlabel {i}\n");
+            }
+        }
+
+        var copiedOut = 0L;
+        using (var reader = await connection.BeginTextExportAsync("COPY tour TO STDOUT"))
+        {
+            while (await reader.ReadLineAsync() is { } line)
+            {
+                copiedOut += int.Parse(line.Split('\t')[0], System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+
+        Assert.That(copiedOut, Is.EqualTo(20_000L * 20_001 / 2));
+
+        // An error inside a transaction, then the session goes on.
+        await using (var transaction = await connection.BeginTransactionAsync())
+        {
+            Assert.That(async () => await new NpgsqlCommand("SELECT 1/0", connection, transaction).ExecuteScalarAsync(),
+                Throws.InstanceOf<PostgresException>().With.Property(nameof(PostgresException.SqlState)).EqualTo("22012"));
+            var aborted = Assert.ThrowsAsync<PostgresException>(async () => await new NpgsqlCommand("SELECT 1", connection, transaction).ExecuteScalarAsync());
+            Assert.That(aborted!.SqlState, Is.EqualTo("25P02"));
+            await transaction.RollbackAsync();
+        }
+
+        // LISTEN on one connection, NOTIFY from another.
+        await using var other = Connect(poold);
+        await other.OpenAsync();
+        string? payload = null;
+        connection.Notification += (_, e) => payload = e.Payload;
+        await new NpgsqlCommand("LISTEN tour", connection).ExecuteNonQueryAsync();
+        await new NpgsqlCommand("NOTIFY tour, 'hello'", other).ExecuteNonQueryAsync();
+        using (var wait = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
+        {
+            await connection.WaitAsync(wait.Token);
+        }
+
+        Assert.That(payload, Is.EqualTo("hello"));
+
+        // A cancel request reaches the backend running the statement.
+        await using var sleep = new NpgsqlCommand("SELECT pg_sleep(30)", other);
+        var running = sleep.ExecuteScalarAsync();
+        await Poll.UntilAsync(async () => (long)(await new NpgsqlCommand(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'", connection).ExecuteScalarAsync())! == 1,
+            TimeSpan.FromSeconds(10), "the sleep to start");
+        sleep.Cancel();
+        var canceled = Assert.ThrowsAsync<OperationCanceledException>(async () => await running);
+        Assert.That((canceled!.InnerException as PostgresException)?.SqlState, Is.EqualTo("57014"), "the server's own cancel error");
+        Assert.That(await new NpgsqlCommand("SELECT 'still here'", other).ExecuteScalarAsync(), Is.EqualTo("still here"));
     }
 
     [Test]

@@ -118,6 +118,9 @@ internal sealed class PooldProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        // The daemon chooses its socket engine settings itself, as when an operator starts it (Hosting/SocketTuning).
+        info.Environment.Remove("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS");
+        info.Environment.Remove("DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT");
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "poold.dll"));
         foreach (var argument in arguments)
         {

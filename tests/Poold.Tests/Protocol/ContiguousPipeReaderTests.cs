@@ -1,0 +1,186 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using Poold.Protocol;
+
+namespace Poold.Tests.Protocol;
+
+/// <summary>The relay's reader over a real loopback connection: the PipeReader contract the sessions rely on.</summary>
+[FixtureLifeCycle(LifeCycle.InstancePerTestCase)]
+public sealed class ContiguousPipeReaderTests : IDisposable
+{
+    private readonly Socket _peer;
+    private readonly NetworkStream _stream;
+    private readonly ContiguousPipeReader _reader;
+
+    public ContiguousPipeReaderTests()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        client.Connect(listener.LocalEndPoint!);
+        _peer = listener.Accept();
+        _stream = new NetworkStream(client, ownsSocket: true);
+        _reader = new ContiguousPipeReader(_stream, bufferSize: 64, minimumReadSize: 16);
+    }
+
+    public void Dispose()
+    {
+        _reader.Dispose();
+        _stream.Dispose();
+        _peer.Dispose();
+    }
+
+    private static byte[] Bytes(int count, int seed) => [.. Enumerable.Range(0, count).Select(i => (byte)(i * 7 + seed))];
+
+    private async Task<byte[]> ReadExactlyAsync(int count)
+    {
+        while (true)
+        {
+            var result = await _reader.ReadAsync();
+            if (result.Buffer.Length >= count)
+            {
+                var bytes = result.Buffer.Slice(0, count).ToArray();
+                _reader.AdvanceTo(result.Buffer.GetPosition(count));
+                return bytes;
+            }
+
+            Assert.That(result.IsCompleted, Is.False, "the stream ended early");
+            _reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
+
+    [Test]
+    public async Task BytesArriveInOrder_AcrossReads_AndAFrameLargerThanTheBufferGrowsIt()
+    {
+        var sent = Bytes(10_000, 3);
+        var send = Task.Run(async () =>
+        {
+            for (var offset = 0; offset < sent.Length; offset += 777)
+            {
+                await _peer.SendAsync(sent.AsMemory(offset, Math.Min(777, sent.Length - offset)));
+                await Task.Yield();
+            }
+        });
+
+        // Waits for all 10 000 bytes in one contiguous buffer (64 bytes at first), as for a frame that must be whole.
+        var received = await ReadExactlyAsync(sent.Length);
+        await send;
+        Assert.That(received, Is.EqualTo(sent));
+    }
+
+    [Test]
+    public async Task EveryReadResult_IsOneSegment()
+    {
+        await _peer.SendAsync(Bytes(50, 1));
+        var first = await _reader.ReadAsync();
+        Assert.That(first.Buffer.IsSingleSegment, Is.True);
+        _reader.AdvanceTo(first.Buffer.GetPosition(10), first.Buffer.End);
+        await _peer.SendAsync(Bytes(500, 2));
+        var second = await _reader.ReadAsync();
+        Assert.That(second.Buffer.IsSingleSegment, Is.True);
+        Assert.That(second.Buffer.Slice(0, 40).ToArray(), Is.EqualTo(Bytes(50, 1)[10..]), "unconsumed bytes are kept, in order");
+    }
+
+    [Test]
+    public async Task UnexaminedBytes_AreReturnedAtOnce_ExaminedOnes_WaitForMore()
+    {
+        await _peer.SendAsync(Bytes(20, 5));
+        var result = await _reader.ReadAsync();
+        Assert.That(result.Buffer.Length, Is.EqualTo(20));
+        _reader.AdvanceTo(result.Buffer.GetPosition(5));
+        var again = await _reader.ReadAsync();
+        Assert.That(again.Buffer.Length, Is.EqualTo(15), "consumed 5, examined nothing more: returned without waiting");
+
+        _reader.AdvanceTo(again.Buffer.Start, again.Buffer.End);
+        var waiting = _reader.ReadAsync().AsTask();
+        Assert.That(waiting.IsCompleted, Is.False, "everything examined: waits for new bytes");
+        await _peer.SendAsync(Bytes(3, 9));
+        var more = await waiting;
+        Assert.That(more.Buffer.Length, Is.EqualTo(18));
+    }
+
+    [Test]
+    public async Task CancelPendingRead_EndsTheWait_AsACanceledResult_AndTheReaderGoesOn()
+    {
+        var waiting = _reader.ReadAsync().AsTask();
+        Assert.That(waiting.IsCompleted, Is.False);
+        _reader.CancelPendingRead();
+        var canceled = await waiting;
+        Assert.That(canceled.IsCanceled, Is.True);
+
+        _reader.CancelPendingRead();
+        Assert.That((await _reader.ReadAsync()).IsCanceled, Is.True, "a cancel without a read pending applies to the next read");
+
+        await _peer.SendAsync(Bytes(4, 4));
+        var data = await _reader.ReadAsync();
+        Assert.That((data.IsCanceled, data.Buffer.ToArray()), Is.EqualTo((false, Bytes(4, 4))));
+    }
+
+    [Test]
+    public async Task TheCallersToken_EndsTheWaitWithAnException()
+    {
+        using var cts = new CancellationTokenSource();
+        var waiting = _reader.ReadAsync(cts.Token).AsTask();
+        await cts.CancelAsync();
+        Assert.That(async () => await waiting, Throws.InstanceOf<OperationCanceledException>());
+
+        await _peer.SendAsync(Bytes(2, 1));
+        Assert.That((await _reader.ReadAsync()).Buffer.Length, Is.EqualTo(2), "the connection is still usable");
+    }
+
+    [Test]
+    public async Task ThePeerClosing_CompletesTheReader_WithWhatWasLeft()
+    {
+        await _peer.SendAsync(Bytes(7, 1));
+        _peer.Shutdown(SocketShutdown.Send);
+        var result = await _reader.ReadAsync();
+        while (!result.IsCompleted)
+        {
+            _reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+            result = await _reader.ReadAsync();
+        }
+
+        Assert.That(result.Buffer.ToArray(), Is.EqualTo(Bytes(7, 1)));
+    }
+
+    [Test]
+    public void ASecondReadWhileOneIsPending_IsRefused()
+    {
+        var pending = _reader.ReadAsync();
+        Assert.That(pending.IsCompleted, Is.False);
+        Assert.That(() => _reader.ReadAsync(), Throws.InvalidOperationException);
+        _reader.CancelPendingRead();
+    }
+
+    [Test]
+    public async Task ManyRequestsAndReplies_AllocateNothingPerRead()
+    {
+        var reply = Bytes(40, 1);
+        async Task RoundTripsAsync(int count)
+        {
+            for (var i = 0; i < count; i++)
+            {
+                var read = _reader.ReadAsync();
+                await _peer.SendAsync(reply.AsMemory(), SocketFlags.None);
+                var result = await read;
+                while (result.Buffer.Length < reply.Length)
+                {
+                    _reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+                    result = await _reader.ReadAsync();
+                }
+
+                _reader.AdvanceTo(result.Buffer.End);
+            }
+        }
+
+        await RoundTripsAsync(200);
+        var before = GC.GetTotalAllocatedBytes(precise: true);
+        await RoundTripsAsync(2000);
+        var perRead = (GC.GetTotalAllocatedBytes(precise: true) - before) / 2000.0;
+
+        // Counted over every thread; a state machine per read, as the pipeline's stream reader has, is about 100 bytes.
+        Assert.That(perRead, Is.LessThan(16), $"{perRead:0.0} bytes per read");
+    }
+}
