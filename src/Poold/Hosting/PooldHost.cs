@@ -227,13 +227,23 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
     {
         var id = Interlocked.Increment(ref _nextSessionId);
         var session = new ClientSession(Volatile.Read(ref _services), socket, id, reject);
+
+        // Started here, on the accepting thread, up to its first wait (the client's next packet): handing it to the
+        // thread pool cost a thread wake-up per connection and the pool's spinning afterwards. Removed from the
+        // table once registered and done, in that order whichever ends first.
         var task = RunSessionAsync(session, holdsSlot);
         _sessions[id] = task;
+        task.ContinueWith(static (finished, state) =>
+        {
+            if (state is ValueTuple<PooldHost, int> entry)
+            {
+                entry.Item1._sessions.TryRemove(entry.Item2, out _);
+            }
+        }, (this, id), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     private async Task RunSessionAsync(ClientSession session, bool holdsSlot)
     {
-        await Task.Yield();
         try
         {
             await session.RunAsync(_sessionStop.Token);
@@ -244,7 +254,6 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
         }
         finally
         {
-            _sessions.TryRemove(session.Id, out _);
             Interlocked.Decrement(ref _activeSessions);
             if (holdsSlot)
             {

@@ -76,7 +76,9 @@ internal sealed partial class ClientSession
                 link.Connection.Reader.CancelPendingRead();
             }
 
-            await stop.CancelAsync();
+            // Cancel, not CancelAsync: the callbacks (the pumps' pending reads) are short, and CancelAsync would wake a
+            // thread-pool thread for every session that ends.
+            stop.Cancel();
             await SwallowAsync(fromBackends);
             await clientReader.CompleteAsync();
         }
@@ -151,7 +153,7 @@ internal sealed partial class ClientSession
     /// </summary>
     private async Task PumpRepliesAsync(CancellationToken stop)
     {
-        await Task.Yield();
+        // No hop to the thread pool to start: the first wait (for a batch) comes at once and returns to the caller.
         while (true)
         {
             if (_replies.Reader.TryRead(out var entry))
