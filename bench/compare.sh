@@ -2,7 +2,8 @@
 # Peer benchmark: Poold vs pgpool-II vs PgBouncer vs PostgreSQL directly, in front of the same local primary and two
 # streaming replicas, with equivalent settings (SCRAM-SHA-256 from pool_passwd/userlist, no TLS anywhere, same pool
 # sizes; Poold and pgpool-II load-balance reads over the three nodes with equal weights, PgBouncer in session mode to
-# the primary). Targets are interleaved round by round; each figure is the median of the rounds.
+# the primary; poold-primary is Poold with load_balance_mode = off). After a warm-up, targets are interleaved round by
+# round; each figure is the median of the rounds, with the proxy's CPU time per transaction (all its processes).
 #
 #   DURATION (10) seconds per pgbench run, ROUNDS (3), SCALE (10) pgbench scale, IDLE (1000) idle connections,
 #   BASE_PORT (25432) first PostgreSQL port; the proxies use the ports after it.
@@ -233,6 +234,16 @@ cpu_ticks_of_tree() { # PID
 declare -A pid_of=([direct]="" [poold]=$poold_pid [poold-primary]=$poold_primary_pid [pgpool]=$pgpool_pid [pgbouncer]=$pgbouncer_pid)
 clock_ticks=$(getconf CLK_TCK)
 
+# Not measured: every target serves both select workloads for a few seconds first, so Poold's JIT has produced its
+# optimised code (tiered compilation) before round 1, as it has in any long-running deployment.
+log "warm-up: 3 s of each select workload through each target"
+for target in "${targets[@]}"; do
+    for mode in simple extended; do
+        PGPASSWORD=$USER_PASSWORD timeout 60 pgbench -h 127.0.0.1 -p "${port_of[$target]}" -U "$USER_NAME" -S -M "$mode" -c 16 -j 2 \
+            -T 3 -n "$USER_NAME" >/dev/null 2>&1 || true
+    done
+done
+
 results=$work/results.tsv
 : >"$results"
 for round in $(seq 1 "$ROUNDS"); do
@@ -338,7 +349,7 @@ for _, w, t, x, l, f, c in rows:
     if c.isdigit(): cpu[(w, t)].append(int(c))
 workloads = list(dict.fromkeys(r[1] for r in rows)); targets = ["direct", "poold", "poold-primary", "pgpool", "pgbouncer"]
 print(f"# Peer benchmark, {datetime.date.today()}, {cores} cores\n")
-print(f"Median of {rounds} interleaved rounds, {duration} s per pgbench run; local PostgreSQL 15 primary + 2 streaming replicas; "
+print(f"Median of {rounds} interleaved rounds, {duration} s per pgbench run after a warm-up; local PostgreSQL 15 primary + 2 streaming replicas; "
       "no TLS; SCRAM-SHA-256 everywhere; Poold and pgpool-II balance reads over the three nodes with equal weights, "
       "poold-primary (load_balance_mode = off) and PgBouncer (session mode) send everything to the primary.\n")
 print("Proxy CPU is the user + system time of the proxy's processes (all of pgpool-II's) during the run, per transaction.\n")
