@@ -229,8 +229,8 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
         var session = new ClientSession(Volatile.Read(ref _services), socket, id, reject);
 
         // Started here, on the accepting thread, up to its first wait (the client's next packet): handing it to the
-        // thread pool cost a thread wake-up per connection and the pool's spinning afterwards. Removed from the
-        // table once registered and done, in that order whichever ends first.
+        // thread pool cost a thread wake-up per connection and the pool's spinning afterwards. Its table entry is
+        // removed by a continuation attached after the entry is added, so even a session that ends at once leaves none.
         var task = RunSessionAsync(session, holdsSlot);
         _sessions[id] = task;
         task.ContinueWith(static (finished, state) =>
