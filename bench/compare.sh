@@ -54,9 +54,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "building Poold (Release)"
-dotnet build src/Poold -c Release --nologo --verbosity quiet -clp:ErrorsOnly || die "build failed"
-dotnet build src/PgEnc -c Release --nologo --verbosity quiet -clp:ErrorsOnly || die "build failed"
+build_release
 
 # pgpool-II opens a connection to every node per client: the idle test needs room for 3 x IDLE backends.
 export PG_MAX_CONNECTIONS=$((IDLE * 3 + 200))

@@ -36,9 +36,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "building Poold"
-dotnet build src/Poold -c Release --nologo --verbosity quiet -clp:ErrorsOnly || die "build failed"
-dotnet build src/PgEnc -c Release --nologo --verbosity quiet -clp:ErrorsOnly || die "build failed"
+build_release
 
 cluster_start "$work/pg" "$PG_PORT" 2
 cluster_sql "$work/pg" "$PG_PORT" "CREATE ROLE $DEMO_USER LOGIN PASSWORD '$DEMO_PASSWORD'"

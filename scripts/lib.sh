@@ -55,3 +55,12 @@ ensure_dotnet() {
     command -v dotnet >/dev/null 2>&1 || die "the .NET SDK (dotnet, 10.0) is not on PATH"
     export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 }
+
+# build_release: Poold and pg_enc in Release, for the demo and the benchmark (they run the built dlls).
+build_release() {
+    log "building Poold and pg_enc (Release)"
+    local project
+    for project in src/Poold src/PgEnc; do
+        dotnet build "$project" -c Release --nologo --verbosity quiet -clp:ErrorsOnly || die "build of $project failed"
+    done
+}

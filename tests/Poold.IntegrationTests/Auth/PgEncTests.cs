@@ -57,13 +57,7 @@ public class PgEncTests
         }
 
         start.Environment.Remove("PGPOOLKEYFILE");
-        using var process = Process.Start(start)!;
-        process.StandardInput.Close();
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process.WaitForExitAsync(timeout.Token);
-        return (process.ExitCode, await stdout, await stderr);
+        return await ProcessRunner.RunAsync(start, TimeSpan.FromSeconds(60));
     }
 
     [TestCase("-k", "key", "secret")]

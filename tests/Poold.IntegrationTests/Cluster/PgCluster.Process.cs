@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Poold.IntegrationTests.Support;
 
 namespace Poold.IntegrationTests.Cluster;
 
@@ -7,26 +8,12 @@ internal sealed partial class PgCluster
     /// <summary>Runs a command (as the postgres user when root), with a deadline; fails with its output and the node's log tail.</summary>
     private static async Task RunAsync(string file, IReadOnlyList<string> arguments, bool asPostgres, PgNode? node = null)
     {
-        var start = Start(file, arguments, asPostgres);
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {file}");
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(CommandTimeout);
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new InvalidOperationException($"{Path.GetFileName(file)} did not finish within {CommandTimeout.TotalSeconds:0} s");
-        }
-
-        if (process.ExitCode != 0)
+        var (exitCode, stdout, stderr) = await ProcessRunner.RunAsync(Start(file, arguments, asPostgres), CommandTimeout);
+        if (exitCode != 0)
         {
             var log = node is null ? "" : $"\n--- tail of {node.LogFile} ---\n{LogTail(node)}";
             throw new InvalidOperationException(
-                $"{Path.GetFileName(file)} {string.Join(' ', arguments)} exited with {process.ExitCode}:\n{await stdout}{await stderr}{log}");
+                $"{Path.GetFileName(file)} {string.Join(' ', arguments)} exited with {exitCode}:\n{stdout}{stderr}{log}");
         }
     }
 

@@ -64,13 +64,7 @@ public class PcpTests
         }
 
         start.Environment["PCPPASSFILE"] = passFile;
-        using var process = Process.Start(start)!;
-        process.StandardInput.Close();
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process.WaitForExitAsync(timeout.Token);
-        return (process.ExitCode, await stdout, await stderr);
+        return await ProcessRunner.RunAsync(start, TimeSpan.FromSeconds(60));
     }
 
     private static void RequirePgpoolTools()
@@ -355,13 +349,7 @@ public class PcpToolsAgainstPgpoolTests
                 }
 
                 info.Environment["PCPPASSFILE"] = Path.Combine(dir, "pcppass");
-                using var process = Process.Start(info)!;
-                process.StandardInput.Close();
-                var stdout = process.StandardOutput.ReadToEndAsync();
-                var stderr = process.StandardError.ReadToEndAsync();
-                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-                await process.WaitForExitAsync(timeout.Token);
-                return (process.ExitCode, await stdout, await stderr);
+                return await ProcessRunner.RunAsync(info, TimeSpan.FromSeconds(60));
             }
 
             await Poll.UntilAsync(async () => (await Run(true, ["node-count"])).Item1 == 0, TimeSpan.FromSeconds(60),

@@ -81,12 +81,8 @@ internal sealed class PooldProcess : IAsyncDisposable
     /// <summary>Runs a <c>poold</c> command against any config file.</summary>
     public static async Task<(int ExitCode, string Output)> RunCommandAsync(string configFile, params string[] arguments)
     {
-        using var process = Start(["-f", configFile, .. arguments]);
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process.WaitForExitAsync(deadline.Token);
-        return (process.ExitCode, await stdout + await stderr);
+        var (code, stdout, stderr) = await ProcessRunner.RunAsync(StartInfo(["-f", configFile, .. arguments]), TimeSpan.FromSeconds(60));
+        return (code, stdout + stderr);
     }
 
     /// <summary>The peak resident set size of the process (VmHWM), in bytes.</summary>
@@ -110,7 +106,10 @@ internal sealed class PooldProcess : IAsyncDisposable
         await _process.WaitForExitAsync(deadline.Token);
     }
 
-    private static Process Start(IEnumerable<string> arguments)
+    private static Process Start(IEnumerable<string> arguments) =>
+        Process.Start(StartInfo(arguments)) ?? throw new InvalidOperationException("could not start poold");
+
+    private static ProcessStartInfo StartInfo(IEnumerable<string> arguments)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -127,7 +126,7 @@ internal sealed class PooldProcess : IAsyncDisposable
             info.ArgumentList.Add(argument);
         }
 
-        return Process.Start(info) ?? throw new InvalidOperationException("could not start poold");
+        return info;
     }
 
     private void Append(string? line)
