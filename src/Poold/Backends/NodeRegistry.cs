@@ -54,6 +54,16 @@ internal sealed class HealthStats
 internal sealed record NodeSnapshot(ImmutableArray<NodeState> Nodes, int PrimaryNodeId)
 {
     public NodeState? Primary => PrimaryNodeId >= 0 ? Nodes[PrimaryNodeId] : null;
+
+    /// <summary>
+    /// Counts changes of the primary (failover, promotion, detach, following an external promotion). A session compares
+    /// it with the value at its login: a different one means the node it writes to is no longer the primary.
+    /// </summary>
+    public long PrimaryGeneration { get; init; }
+
+    /// <summary>This snapshot with <paramref name="primary"/> as the primary, counting a change.</summary>
+    public NodeSnapshot WithPrimary(ImmutableArray<NodeState> nodes, int primary) =>
+        new(nodes, primary) { PrimaryGeneration = primary == PrimaryNodeId ? PrimaryGeneration : PrimaryGeneration + 1 };
 }
 
 /// <summary>
@@ -110,7 +120,7 @@ internal sealed class NodeRegistry
                 primary = other.Id;
             }
 
-            Volatile.Write(ref _current, new NodeSnapshot(nodes, primary));
+            Volatile.Write(ref _current, _current.WithPrimary(nodes, primary));
         }
     }
 
@@ -150,7 +160,7 @@ internal sealed class NodeRegistry
                 nodes = nodes.SetItem(id, nodes[id] with { Role = NodeRole.Primary, LastStatusChange = now });
             }
 
-            Volatile.Write(ref _current, new NodeSnapshot(nodes, id));
+            Volatile.Write(ref _current, current.WithPrimary(nodes, id));
         }
 
         Changed?.Invoke(Current);
@@ -211,7 +221,7 @@ internal sealed class NodeRegistry
             }
 
             nodes = nodes.SetItem(id, nodes[id] with { Role = NodeRole.Primary, LastStatusChange = now });
-            Volatile.Write(ref _current, new NodeSnapshot(nodes, id));
+            Volatile.Write(ref _current, current.WithPrimary(nodes, id));
         }
 
         Changed?.Invoke(Current);
@@ -233,7 +243,10 @@ internal sealed class NodeRegistry
                 return null;
             }
 
-            Volatile.Write(ref _current, current with { Nodes = current.Nodes.SetItem(id, changed with { LastStatusChange = _time.GetUtcNow() }) });
+            var nodes = current.Nodes.SetItem(id, changed with { LastStatusChange = _time.GetUtcNow() });
+            Volatile.Write(ref _current, changed.Status == NodeStatus.Down && id == current.PrimaryNodeId
+                ? current.WithPrimary(nodes.SetItem(id, nodes[id] with { Role = NodeRole.Standby }), -1) // a primary that is down is no primary
+                : current with { Nodes = nodes });
         }
 
         Changed?.Invoke(Current);

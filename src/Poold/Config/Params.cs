@@ -70,6 +70,18 @@ internal static class Params
     public static readonly Parameter<IReadOnlyList<string>> ResetQueryList =
         List("reset_query_list", "ABORT;DISCARD ALL", ';', Reload, "queries issued at the end of session");
 
+    /// <summary>PgBouncer's name: a cached connection idle for longer than this answers server_check_query before reuse.</summary>
+    public static readonly Parameter<TimeSpan> ServerCheckDelay = Time("server_check_delay", TimeSpan.FromSeconds(30), UnitKind.Seconds, Reload,
+        "check a cached connection idle for longer than this before it is reused");
+
+    /// <summary>PgBouncer's name and default; empty turns the check off (the closed-by-peer test at checkout stays).</summary>
+    public static readonly Parameter<string> ServerCheckQuery = String("server_check_query", "select 1", Reload,
+        "query that checks a cached connection idle for longer than server_check_delay");
+
+    /// <summary>PgBouncer's name: the largest message a client may send; past it the session ends with 54000.</summary>
+    public static readonly Parameter<int> MaxPacketSize = Int("max_packet_size", 256 << 20, 1024, 1 << 30, Reload,
+        "largest message, in bytes, a client may send");
+
     // ---- Authentication and TLS ---------------------------------------------------------------------------------
     public static readonly Parameter<bool> EnablePoolHba = Bool("enable_pool_hba", false, Reload, "if true, use pool_hba.conf for client authentication");
 
@@ -344,6 +356,7 @@ internal static class Params
             AutoFailbackInterval, SearchPrimaryNodeTimeout, RelcacheExpire, RelcacheSize, CheckTempTableMode, CheckUnloggedTable,
             RelcacheQueryTargetNode, UseWatchdog, MemoryCacheEnabled, BackendHostname, BackendPort, BackendWeight,
             BackendDataDirectory, BackendFlag, BackendApplicationName,
+            ServerCheckDelay, ServerCheckQuery, MaxPacketSize,
         ];
         var byName = new Dictionary<string, Parameter>(StringComparer.OrdinalIgnoreCase);
         for (var i = 0; i < All.Count; i++)

@@ -102,12 +102,44 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
                 _log.Warning("cannot write the backend status file {File}: {Reason}", statusFile, e.Message);
             }
         };
+        var seen = registry.Current;
+        registry.Changed += nodes =>
+        {
+            // A node that went down or changed role: what the cache holds for it was opened to a server that is gone or
+            // now plays another part, so none of it may reach a new session.
+            var before = Interlocked.Exchange(ref seen, nodes);
+            foreach (var node in nodes.Nodes)
+            {
+                var old = before.Nodes[node.Id];
+                if ((node.Status != old.Status && node.Status != NodeStatus.Up) || node.Role != old.Role)
+                {
+                    _ = Volatile.Read(ref _services).Pool.PurgeNodeAsync(node.Id);
+                }
+            }
+        };
         Monitor = new NodeMonitor(() => Settings, () => Volatile.Read(ref _services).Auth, registry, _services.Tls, time, _log);
         _services.BackendFailed = Monitor.ReportBackendError;
         Monitor.Start();
     }
 
     public IReadOnlyList<Listener> Listeners => _listeners;
+
+    /// <summary>
+    /// pcp_detach_node: a standby is marked down; the primary goes through the failover path (failover_command, then the
+    /// search for the new primary), as pgpool-II does, so no session keeps writing to a detached node.
+    /// </summary>
+    public string? DetachNode(int id)
+    {
+        var nodes = Nodes.Current;
+        if (Monitor is { } monitor && id == nodes.PrimaryNodeId && nodes.Nodes[id].Status != NodeStatus.Down)
+        {
+            // Detaches synchronously before its first await; the commands and the search go on in the background.
+            _ = monitor.FailoverAsync(id, "detached by pcp_detach_node", CancellationToken.None);
+            return null;
+        }
+
+        return Nodes.Detach(id);
+    }
 
     /// <summary>Completes when the host has stopped.</summary>
     public Task Completion => _stopped.Task;

@@ -28,6 +28,9 @@ internal interface IPcpHost
     public void Reload();
 
     public void RequestStop(StopMode mode);
+
+    /// <summary>pcp_detach_node: the primary goes through the failover path. Returns an error message, or null.</summary>
+    public string? DetachNode(int id);
 }
 
 /// <summary>
@@ -215,7 +218,7 @@ internal sealed class PcpServer : IAsyncDisposable
                 case 'C':
                     return await NodeCommandAsync((byte)'c', "attach", Atoi(argument), id => Host.Nodes.Attach(id));
                 case 'D' or 'd':
-                    return await NodeCommandAsync((byte)'d', tag == (byte)'d' ? "detach (gracefully)" : "detach", Atoi(argument), id => Host.Nodes.Detach(id));
+                    return await NodeCommandAsync((byte)'d', tag == (byte)'d' ? "detach (gracefully)" : "detach", Atoi(argument), Host.DetachNode);
                 case 'J' or 'j':
                     {
                         var text = Encoding.ASCII.GetString(body);

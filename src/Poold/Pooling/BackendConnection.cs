@@ -61,6 +61,16 @@ internal sealed partial class BackendConnection : IAsyncDisposable
 
     public TransactionStatus TransactionStatus { get; set; } = TransactionStatus.Idle;
 
+    /// <summary>
+    /// Set when the stream's position or state is uncertain (a reply abandoned mid-frame, a drain that gave up, a
+    /// write that failed): such a connection is closed, never pooled (Npgsql's <c>Break()</c>).
+    /// </summary>
+    public bool IsBroken => Volatile.Read(ref _broken) != 0;
+
+    private int _broken;
+
+    public void Break() => Volatile.Write(ref _broken, 1);
+
     /// <summary>The backend's current ParameterStatus values, in the order first reported.</summary>
     public IReadOnlyList<KeyValuePair<string, string>> Parameters => _parameters;
 
@@ -107,15 +117,26 @@ internal sealed partial class BackendConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Sends a CancelRequest for (<paramref name="processId"/>, <paramref name="secretKey"/>) on a new connection.</summary>
+    /// <summary>
+    /// Sends a CancelRequest for (<paramref name="processId"/>, <paramref name="secretKey"/>) on a new connection and waits
+    /// until the server closes it: by then the postmaster has signalled the backend, so whoever reuses that backend
+    /// afterwards (after a round trip of its own) cannot be hit by this cancel.
+    /// </summary>
     public static async Task SendCancelAsync(BackendSettings node, int processId, int secretKey, TimeSpan connectTimeout,
         CancellationToken cancellationToken)
     {
-        var (_, stream) = await ConnectAsync(node, connectTimeout, cancellationToken);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(connectTimeout > TimeSpan.Zero ? connectTimeout * 2 : TimeSpan.FromSeconds(20));
+        var (_, stream) = await ConnectAsync(node, connectTimeout, timeout.Token);
         await using (stream)
         {
             var message = new MessageBuffer(16).CancelRequest(processId, secretKey);
-            await stream.WriteAsync(message.Written, cancellationToken);
+            await stream.WriteAsync(message.Written, timeout.Token);
+            var sink = new byte[16];
+            while (await stream.ReadAsync(sink, timeout.Token) > 0)
+            {
+                // The server answers a cancel with nothing; it closes the connection once the signal is sent.
+            }
         }
     }
 
@@ -214,6 +235,30 @@ internal sealed partial class BackendConnection : IAsyncDisposable
     }
 
     public ValueTask FlushAsync(CancellationToken cancellationToken) => new(_stream.FlushAsync(cancellationToken));
+
+    /// <summary>
+    /// Runs <paramref name="query"/> on an idle connection and reads up to its ReadyForQuery: true when the server answered
+    /// and is still outside a transaction (server_check_query).
+    /// </summary>
+    public async Task<bool> ProbeAsync(string query, CancellationToken cancellationToken)
+    {
+        _out.Query(query);
+        await SendAsync(cancellationToken);
+        var failed = false;
+        while (true)
+        {
+            var (code, body) = await ReadFrameAsync(cancellationToken);
+            if (code == (byte)BackendCode.ErrorResponse)
+            {
+                failed = true;
+            }
+            else if (code == (byte)BackendCode.ReadyForQuery && body.Length == 1)
+            {
+                TransactionStatus = (TransactionStatus)body[0];
+                return !failed && TransactionStatus == TransactionStatus.Idle;
+            }
+        }
+    }
 
     /// <summary>Remembers a salted hash of the password that opened this connection, to check later clients against.</summary>
     private void RememberPassword(Secret password)
@@ -319,6 +364,24 @@ internal sealed partial class BackendConnection : IAsyncDisposable
         BinaryPrimitives.WriteInt32BigEndian(frame.AsSpan(1), body.Length + 4);
         body.CopyTo(frame, 5);
         return frame;
+    }
+
+    /// <summary>Says goodbye (Terminate) to the server if it can, within a second, then closes the connection.</summary>
+    public async ValueTask TerminateAsync()
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+            await _stream.WriteAsync(new byte[] { (byte)FrontendCode.Terminate, 0, 0, 0, 4 }, timeout.Token);
+            await _stream.FlushAsync(timeout.Token);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException
+                                      or InvalidOperationException or NotSupportedException)
+        {
+            // Already gone: closing is all that is left.
+        }
+
+        await DisposeAsync();
     }
 
     public async ValueTask DisposeAsync()

@@ -55,8 +55,8 @@ internal sealed class ConnectionPool : IAsyncDisposable
         }
     }
 
-    /// <summary>Takes the most recently used idle connection for <paramref name="key"/>, or null.</summary>
-    public BackendConnection? TryTake(PoolKey key)
+    /// <summary>Takes the most recently used idle connection for <paramref name="key"/>, or null, without checking it.</summary>
+    private BackendConnection? TryTakeUnchecked(PoolKey key)
     {
         lock (_lock)
         {
@@ -68,6 +68,136 @@ internal sealed class ConnectionPool : IAsyncDisposable
             Unlink(last.Value);
             return last.Value;
         }
+    }
+
+    /// <summary>
+    /// Takes an idle connection for <paramref name="key"/> that the server has not closed, or null, without a round trip
+    /// (see <see cref="TakeAsync"/> for the full check).
+    /// </summary>
+    public BackendConnection? TryTake(PoolKey key)
+    {
+        while (TryTakeUnchecked(key) is { } connection)
+        {
+            if (!connection.IsBroken && !connection.IsClosedByPeer())
+            {
+                return connection;
+            }
+
+            Forget(connection.NodeId);
+            _ = connection.DisposeAsync().AsTask();
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// Takes an idle connection for <paramref name="key"/> that is still good, or null. A connection the server closed or
+    /// wrote to while it sat idle (a restart, <c>pg_terminate_backend</c>, <c>idle_session_timeout</c>) is closed and the
+    /// next one tried; one idle for longer than <c>server_check_delay</c> first answers <c>server_check_query</c> (a round
+    /// trip, as PgBouncer does), which catches a peer that vanished without a FIN (a NAT that dropped the flow).
+    /// </summary>
+    public async ValueTask<BackendConnection?> TakeAsync(PoolKey key, CancellationToken cancellationToken)
+    {
+        while (TryTakeUnchecked(key) is { } connection)
+        {
+            if (await IsGoodAsync(connection, cancellationToken))
+            {
+                return connection;
+            }
+
+            Forget(connection.NodeId);
+            await connection.DisposeAsync();
+        }
+
+        return null;
+    }
+
+    private async ValueTask<bool> IsGoodAsync(BackendConnection connection, CancellationToken cancellationToken)
+    {
+        if (connection.IsBroken || connection.IsClosedByPeer())
+        {
+            return false;
+        }
+
+        var limits = _limits;
+        if (limits.CheckQuery.Length == 0 || _time.GetElapsedTime(connection.LastUsedAt) < limits.CheckDelay)
+        {
+            return true;
+        }
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(limits.CheckTimeout);
+        try
+        {
+            return await connection.ProbeAsync(limits.CheckQuery, timeout.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return false;
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or BackendException or Protocol.PgProtocolException
+                                      or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Closes every idle connection to <paramref name="nodeId"/>: the node went down, was detached, or changed role, so
+    /// what sits in the cache was opened to a server that is gone or now plays another part.
+    /// </summary>
+    public async Task PurgeNodeAsync(int nodeId)
+    {
+        var purged = new List<BackendConnection>();
+        lock (_lock)
+        {
+            for (var n = _lru.First; n is not null;)
+            {
+                var next = n.Next;
+                if (n.Value.NodeId == nodeId)
+                {
+                    purged.Add(n.Value);
+                    Unlink(n.Value);
+                    _openPerNode[nodeId]--;
+                }
+
+                n = next;
+            }
+        }
+
+        foreach (var connection in purged)
+        {
+            await connection.DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// Closes the idle connections of <paramref name="database"/> on every node, so <c>DROP DATABASE</c>, <c>ALTER
+    /// DATABASE … RENAME</c> or <c>CREATE DATABASE … TEMPLATE</c> do not find Poold's cache in their way.
+    /// </summary>
+    public async Task<int> PurgeDatabaseAsync(string database)
+    {
+        var purged = new List<BackendConnection>();
+        lock (_lock)
+        {
+            for (var n = _lru.First; n is not null;)
+            {
+                var next = n.Next;
+                if (n.Value.Key.Database == database)
+                {
+                    purged.Add(n.Value);
+                    Unlink(n.Value);
+                    _openPerNode[n.Value.NodeId]--;
+                }
+
+                n = next;
+            }
+        }
+
+        // Terminate, then close: the server ends those backends at once, so the statement waiting for the database
+        // to be free does not wait on Poold.
+        await Task.WhenAll(purged.Select(c => c.TerminateAsync().AsTask()));
+        return purged.Count;
     }
 
     /// <summary>
@@ -116,7 +246,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
     {
         lock (_lock)
         {
-            if (_disposed || !_limits.Cache || !IsCacheable(connection.Key.Database))
+            if (_disposed || !_limits.Cache || !IsCacheable(connection.Key.Database) || connection.IsBroken)
             {
                 return false;
             }
@@ -223,9 +353,22 @@ internal sealed class ConnectionPool : IAsyncDisposable
 /// <summary>The pool's bounds, from pgpool.conf.</summary>
 internal sealed record PoolLimits(bool Cache, int MaxPerNode, int MaxIdlePerKey, TimeSpan LifeTime)
 {
+    /// <summary>server_check_query: run on a connection idle longer than <see cref="CheckDelay"/> before it is reused; empty = never.</summary>
+    public string CheckQuery { get; init; } = "select 1";
+
+    public TimeSpan CheckDelay { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long the check may take before the connection counts as dead.</summary>
+    public TimeSpan CheckTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
     public static PoolLimits From(PooldSettings settings) => new(
         settings.Get(Params.ConnectionCache),
         settings.Get(Params.NumInitChildren) * settings.Get(Params.MaxPool),
         settings.Get(Params.NumInitChildren),
-        settings.Get(Params.ConnectionLifeTime));
+        settings.Get(Params.ConnectionLifeTime))
+    {
+        CheckQuery = settings.Get(Params.ServerCheckQuery),
+        CheckDelay = settings.Get(Params.ServerCheckDelay),
+        CheckTimeout = settings.Get(Params.ConnectTimeout) is { Ticks: > 0 } t ? t : TimeSpan.FromSeconds(10),
+    };
 }

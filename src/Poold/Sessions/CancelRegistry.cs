@@ -1,37 +1,27 @@
 using System.Collections.Concurrent;
-using System.Security.Cryptography;
 
 namespace Poold.Sessions;
 
 /// <summary>
 /// Maps the BackendKeyData Poold gave each client to its session, so a CancelRequest on a new connection can reach
-/// the backends running that client's query. Keys are Poold's own: clients never see a backend's pid or secret.
+/// the backends running that client's query. The process id is the real pid of the session's backend on the primary
+/// (what <c>pg_backend_pid()</c> returns, so <c>pg_terminate_backend</c> and the server log match the driver's view);
+/// the secret is Poold's own, drawn per session, and never a backend's.
 /// </summary>
 internal sealed class CancelRegistry
 {
-    private readonly ConcurrentDictionary<int, (int Secret, ClientSession Session)> _sessions = new();
+    private readonly ConcurrentDictionary<(int ProcessId, int Secret), ClientSession> _sessions = new();
 
-    public void Register(int processId, int secretKey, ClientSession session) => _sessions[processId] = (secretKey, session);
+    /// <summary>Registers a session's key; false when that exact key is taken (the caller draws another secret).</summary>
+    public bool TryRegister(int processId, int secretKey, ClientSession session) => _sessions.TryAdd((processId, secretKey), session);
 
-    public void Unregister(int processId) => _sessions.TryRemove(processId, out _);
+    public void Unregister(int processId, int secretKey) => _sessions.TryRemove((processId, secretKey), out _);
 
-    /// <summary>The session with this key, if the secret matches (compared in constant time).</summary>
-    public ClientSession? Find(int processId, int secretKey)
-    {
-        if (!_sessions.TryGetValue(processId, out var entry))
-        {
-            return null;
-        }
-
-        Span<byte> given = stackalloc byte[4];
-        Span<byte> expected = stackalloc byte[4];
-        BitConverter.TryWriteBytes(given, secretKey);
-        BitConverter.TryWriteBytes(expected, entry.Secret);
-        return CryptographicOperations.FixedTimeEquals(given, expected) ? entry.Session : null;
-    }
+    /// <summary>The session with exactly this key, or null (a wrong secret finds nothing, as a wrong pid does).</summary>
+    public ClientSession? Find(int processId, int secretKey) => _sessions.GetValueOrDefault((processId, secretKey));
 
     public int Count => _sessions.Count;
 
     /// <summary>The sessions past their startup, by id (for PCP process info and SHOW POOL_PROCESSES).</summary>
-    public IReadOnlyList<ClientSession> Sessions => [.. _sessions.Values.Select(v => v.Session).OrderBy(s => s.Id)];
+    public IReadOnlyList<ClientSession> Sessions => [.. _sessions.Values.OrderBy(s => s.Id)];
 }

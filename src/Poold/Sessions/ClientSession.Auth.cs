@@ -42,6 +42,7 @@ internal sealed partial class ClientSession
         }
 
         var snapshot = _services.Nodes.Current;
+        _loginSnapshot = snapshot;
         var primary = snapshot.Primary ?? throw new ClientFatalException(SqlState.CannotConnectNow,
             "no backend node is available: the configuration defines no backend_port0 … or every node is down");
         var parameters = _startup!.Parameters;

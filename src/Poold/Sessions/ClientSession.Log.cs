@@ -79,6 +79,12 @@ internal sealed partial class ClientSession
     private void LogCancelUnknown(int processId) =>
         _log.Information("cancel request for unknown session {TargetId} or wrong key: ignored", processId);
 
+    private void LogDatabaseFreed(string database, int closed) =>
+        _log.Information("closed {Count} idle cached connections to database {Database} before a statement that needs it free", closed, database);
+
+    private void LogCancelFailed(int nodeId, string reason) =>
+        _log.Warning("could not forward a cancel request to backend node {NodeId}: {Reason}", nodeId, reason);
+
     private void LogCancelForwarded(int target) => _log.Debug("forwarding cancel request to the backend of session {TargetId}", target);
 
     private void LogEnded(SessionEnd end)

@@ -41,7 +41,40 @@ internal sealed partial class ClientSession
     /// queries, and other nodes' copies of transaction control). <see cref="SkipLeading"/> ParseComplete/CloseComplete
     /// messages answer statements Poold injected at the head of the batch, and are not the client's.
     /// </summary>
-    private readonly record struct ReplyEntry(NodeLink Link, bool Relay, int SkipLeading, long Sequence, byte[]? Synthetic = null);
+    private readonly record struct ReplyEntry(NodeLink Link, bool Relay, int SkipLeading, long Sequence, byte[]? Synthetic = null,
+        BatchControl? Control = null);
+
+    /// <summary>
+    /// A batch sent before its Sync: the client side may later end it with a Sync of Poold's (<see cref="SwallowReadyForQuery"/>,
+    /// set before that Sync is written, so the reply pump sees it when the ReadyForQuery comes) and wait for its replies.
+    /// </summary>
+    private sealed class BatchControl
+    {
+        private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public volatile bool SwallowReadyForQuery;
+
+        /// <summary>An ErrorResponse came among the batch's replies.</summary>
+        public bool Failed { get; set; }
+
+        public TransactionStatus Status { get; private set; } = TransactionStatus.Idle;
+
+        public Task Completion => _done.Task;
+
+        public void Complete(TransactionStatus status)
+        {
+            Status = status;
+            _done.TrySetResult();
+        }
+
+        public void Abandon() => _done.TrySetCanceled();
+    }
+
+    /// <summary>Set once the server's own FATAL went to the client: the session ends without a second error from Poold.</summary>
+    private volatile bool _serverFatalRelayed;
+
+    /// <summary>Set when part of a frame has reached the client: nothing more may be written to it (no error can be framed).</summary>
+    private volatile bool _clientMidFrame;
 
     /// <summary>
     /// Two pumps: client → backends (message by message; batches are routed by <see cref="DispatchBatchAsync"/> and <see cref="DispatchQueryAsync"/>) until
@@ -53,10 +86,11 @@ internal sealed partial class ClientSession
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
         var fromBackends = PumpRepliesAsync(stop.Token);
         var clientReader = new ContiguousPipeReader(_client, bufferSize: 16 * 1024, minimumReadSize: 4096);
+        Task<SessionEnd>? toBackends = null;
         SessionEnd end;
         try
         {
-            var toBackends = PumpClientAsync(clientReader, shutdown);
+            toBackends = PumpClientAsync(clientReader, stop.Token);
             var first = await Task.WhenAny(toBackends, fromBackends);
             if (first == fromBackends)
             {
@@ -79,7 +113,14 @@ internal sealed partial class ClientSession
             // Cancel, not CancelAsync: the callbacks (the pumps' pending reads) are short, and CancelAsync would wake a
             // thread-pool thread for every session that ends.
             stop.Cancel();
+            clientReader.CancelPendingRead();
             await SwallowAsync(fromBackends);
+            if (toBackends is not null)
+            {
+                // Both pumps are stopped before the backend connections are released: nothing else touches them then.
+                await StoppedAsync(toBackends);
+            }
+
             await clientReader.CompleteAsync();
         }
 
@@ -99,6 +140,7 @@ internal sealed partial class ClientSession
                 IdleCheckPeriod(idleLimit))
             : null;
         Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
+        var maxMessage = _services.Settings.Get(Params.MaxPacketSize);
         while (true)
         {
             var result = await reader.ReadAsync(shutdown);
@@ -111,7 +153,7 @@ internal sealed partial class ClientSession
 
             Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
             var buffer = result.Buffer;
-            while (FrameReader.TryReadFrame(ref buffer, MaxClientMessage, out var code, out var frame, out var body))
+            while (TryReadClientFrame(ref buffer, maxMessage, out var code, out var frame, out var body))
             {
                 if (code == (byte)FrontendCode.Terminate)
                 {
@@ -130,6 +172,20 @@ internal sealed partial class ClientSession
                 return SessionEnd.ClientClosed;
             }
         }
+    }
+
+    /// <summary>A whole client message, or false for more bytes; a header announcing more than max_packet_size ends the session (54000).</summary>
+    private static bool TryReadClientFrame(ref ReadOnlySequence<byte> buffer, int maxMessage, out byte code, out ReadOnlySequence<byte> frame,
+        out ReadOnlySequence<byte> body)
+    {
+        if (FrameReader.TryReadHeader(buffer, int.MaxValue, out code, out var length) && length > maxMessage)
+        {
+            throw new ClientFatalException(SqlState.ProgramLimitExceeded,
+                $"message of type '{(char)code}' is {length} bytes, more than max_packet_size ({maxMessage} bytes)",
+                "Raise max_packet_size in the Poold configuration to accept larger messages.");
+        }
+
+        return FrameReader.TryReadFrame(ref buffer, maxMessage, out code, out frame, out body);
     }
 
     private static TimeSpan IdleCheckPeriod(TimeSpan idleLimit) =>
@@ -161,8 +217,8 @@ internal sealed partial class ClientSession
                 if (entry.Synthetic is { } answer)
                 {
                     // Poold's own answer (SHOW POOL_NODES …), in its place among the backends' replies.
-                    await _client.WriteAsync(answer, stop);
-                    await _client.FlushAsync(stop);
+                    await ClientWriteAsync(answer, stop);
+                    await ClientFlushAsync(stop);
                     if (Interlocked.Decrement(ref _outstanding) == 0)
                     {
                         Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
@@ -171,6 +227,8 @@ internal sealed partial class ClientSession
                     continue;
                 }
 
+                // The rest of a large frame, streamed as it arrives (part of it may already be with the client).
+                long remaining = 0;
                 try
                 {
                     // One batch's replies, read up to and including its ReadyForQuery, relayed or dropped. Inline rather
@@ -178,7 +236,6 @@ internal sealed partial class ClientSession
                     var link = entry.Link;
                     var reader = link.Connection.Reader;
                     var skip = entry.SkipLeading;
-                    long remaining = 0;
                     while (true)
                     {
                         var result = await reader.ReadAsync(stop);
@@ -195,7 +252,6 @@ internal sealed partial class ClientSession
                         {
                             if (remaining > 0)
                             {
-                                // The rest of a large frame, streamed as it arrives.
                                 var take = Math.Min(remaining, buffer.Length);
                                 buffer = buffer.Slice(take);
                                 remaining -= take;
@@ -253,6 +309,18 @@ internal sealed partial class ClientSession
                                     LogCatchUpError(link.Connection.NodeId, error.Message);
                                 }
 
+                                if (entry.Control is { } failed)
+                                {
+                                    failed.Failed = true;
+                                }
+
+                                if (entry.Relay && error.Severity is "FATAL" or "PANIC")
+                                {
+                                    // The server ends the connection with its own words (pg_terminate_backend: 57P01): the
+                                    // client has them, and gets nothing of Poold's after them.
+                                    _serverFatalRelayed = true;
+                                }
+
                                 if (error.SqlState is "57P01" or "57P02")
                                 {
                                     // failover_on_backend_shutdown: the server is going down (confirmed by a login attempt).
@@ -261,14 +329,18 @@ internal sealed partial class ClientSession
                             }
                             else if (code == (byte)BackendCode.ReadyForQuery && body.Length == 1)
                             {
-                                await RelayRunAsync(entry, result.Buffer, runStart, buffer.Start, stop);
+                                // A ReadyForQuery that answers Poold's own Sync (see EndLockedBatchAsync) stays here.
+                                var swallow = entry.Control is { SwallowReadyForQuery: true };
+                                await RelayRunAsync(entry, result.Buffer, runStart, swallow ? frame.Start : buffer.Start, stop);
                                 runStart = buffer.Start;
                                 if (entry.Relay)
                                 {
-                                    await _client.FlushAsync(stop);
+                                    await ClientFlushAsync(stop);
                                 }
 
-                                OnReadyForQuery(entry, (TransactionStatus)body.FirstSpan[0]);
+                                var status = (TransactionStatus)body.FirstSpan[0];
+                                OnReadyForQuery(entry, status);
+                                entry.Control?.Complete(status);
                                 done = true;
                             }
                         }
@@ -277,16 +349,18 @@ internal sealed partial class ClientSession
                         {
                             // What follows the ReadyForQuery belongs to the next batch: not examined yet.
                             reader.AdvanceTo(buffer.Start);
+                            link.FrameRemaining = 0;
                             break;
                         }
 
                         await RelayRunAsync(entry, result.Buffer, runStart, buffer.Start, stop);
                         if (entry.Relay)
                         {
-                            await _client.FlushAsync(stop);
+                            await ClientFlushAsync(stop);
                         }
 
                         reader.AdvanceTo(buffer.Start, buffer.End);
+                        link.FrameRemaining = remaining;
                         if (result.IsCompleted)
                         {
                             throw new BackendException(link.Connection.NodeId, SqlState.ConnectionFailure,
@@ -297,8 +371,21 @@ internal sealed partial class ClientSession
                 catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException
                                               && entry.Link != _primary && !entry.Link.TransactionOpen && !stop.IsCancellationRequested)
                 {
-                    // A standby died under a statement outside a transaction: that statement fails, the session goes on.
+                    // A standby died under a statement outside a transaction: that statement fails, the session goes on,
+                    // unless part of a frame already reached the client (no error can be framed after it).
+                    entry.Link.Connection.Break();
+                    if (remaining > 0 && entry.Relay)
+                    {
+                        _clientMidFrame = true;
+                        throw;
+                    }
+
                     await FailStandbyEntryAsync(entry, e.Message, stop);
+                }
+                catch
+                {
+                    entry.Control?.Abandon();
+                    throw;
                 }
 
                 continue;
@@ -345,6 +432,10 @@ internal sealed partial class ClientSession
                 var (name, value) = BackendConnection.ParseParameterStatus(body);
                 link.Connection.UpdateParameter(name, value);
             }
+            else if (code == (byte)BackendCode.ErrorResponse && ErrorFields.Parse(body).Severity is "FATAL" or "PANIC")
+            {
+                _serverFatalRelayed = true;
+            }
 
             await WriteToClientAsync(frame, stop);
             forwarded = true;
@@ -352,7 +443,7 @@ internal sealed partial class ClientSession
 
         if (forwarded)
         {
-            await _client.FlushAsync(stop);
+            await ClientFlushAsync(stop);
         }
 
         reader.AdvanceTo(buffer.Start, buffer.End);
@@ -360,6 +451,31 @@ internal sealed partial class ClientSession
         {
             throw new BackendException(link.Connection.NodeId, SqlState.ConnectionFailure,
                 $"backend node {link.Connection.NodeId} closed the connection unexpectedly");
+        }
+    }
+
+    /// <summary>Writes to the client; a failure is the client's, never the backend's (<see cref="ClientGoneException"/>).</summary>
+    private async ValueTask ClientWriteAsync(ReadOnlyMemory<byte> data, CancellationToken stop)
+    {
+        try
+        {
+            await _client.WriteAsync(data, stop);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
+        {
+            throw new ClientGoneException(e);
+        }
+    }
+
+    private async ValueTask ClientFlushAsync(CancellationToken stop)
+    {
+        try
+        {
+            await _client.FlushAsync(stop);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
+        {
+            throw new ClientGoneException(e);
         }
     }
 
@@ -391,6 +507,7 @@ internal sealed partial class ClientSession
         Interlocked.Decrement(ref link.Pending);
         if (!entry.Relay)
         {
+            entry.Control?.Complete(TransactionStatus.Idle);
             return;
         }
 
@@ -398,9 +515,10 @@ internal sealed partial class ClientSession
         buffer.Error("ERROR", SqlState.ConnectionFailure, $"backend node {nodeId} failed while running this statement: {reason}",
             "The session is still usable: run the statement again and it goes to another node.");
         buffer.ReadyForQuery(TransactionStatus.Idle);
-        await _client.WriteAsync(buffer.Written, stop);
-        await _client.FlushAsync(stop);
+        await ClientWriteAsync(buffer.Written, stop);
+        await ClientFlushAsync(stop);
         OnReadyForQuery(entry, TransactionStatus.Idle, countPending: false);
+        entry.Control?.Complete(TransactionStatus.Idle);
     }
 
     private void OnReadyForQuery(ReplyEntry entry, TransactionStatus status) => OnReadyForQuery(entry, status, countPending: true);
@@ -409,9 +527,12 @@ internal sealed partial class ClientSession
     {
         var link = entry.Link;
         link.Connection.TransactionStatus = status;
-        if (countPending)
+        var pending = countPending ? Interlocked.Decrement(ref link.Pending) : Volatile.Read(ref link.Pending);
+        if (pending == 0)
         {
-            Interlocked.Decrement(ref link.Pending);
+            // The answer to the last request sent on this connection: the server's word on its transaction replaces
+            // whatever Poold predicted from the statements it saw pass.
+            link.TransactionOpen = status != TransactionStatus.Idle;
         }
 
         if (!entry.Relay)
@@ -439,7 +560,20 @@ internal sealed partial class ClientSession
     {
         foreach (var segment in data)
         {
-            await _client.WriteAsync(segment, stop);
+            await ClientWriteAsync(segment, stop);
+        }
+    }
+
+    /// <summary>Waits for a pump that was stopped; its error, if it mattered, was observed where the relay ended.</summary>
+    private static async Task StoppedAsync(Task task)
+    {
+        try
+        {
+            await task;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Already observed by the relay's await, or secondary to the error that ended the session.
         }
     }
 
@@ -451,20 +585,24 @@ internal sealed partial class ClientSession
         }
         catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException
                                       or ObjectDisposedException or PgProtocolException or InvalidOperationException or BackendException
-                                      or ChannelClosedException)
+                                      or ChannelClosedException or ClientGoneException)
         {
             // The pump is being stopped; its error, if any, was reported by whoever ended the relay.
         }
     }
 
     /// <summary>
-    /// Gives every backend connection back: reset and pooled when it is idle (every request answered, or answered
-    /// within <see cref="DrainTimeout"/>), otherwise closed.
+    /// Gives every backend connection back: reset and pooled when its stream is in step and idle (every request
+    /// answered, or answered within <see cref="DrainTimeout"/> and <see cref="MaxDrainBytes"/>), otherwise closed. Cancels
+    /// this session forwarded are finished first, and a connection that had one is checked with a round trip, so a late
+    /// cancel can never reach the connection's next owner.
     /// </summary>
     private async Task ReleaseBackendsAsync(SessionEnd end)
     {
+        var cancelled = await _cancelGate.CloseAsync(DrainTimeout);
         var links = _links.Values.ToList();
         _links.Clear();
+        PublishBackends();
         if (links.Count == 0 && Interlocked.Exchange(ref _backend, null) is { } lone)
         {
             links.Add(new NodeLink(lone));
@@ -473,25 +611,36 @@ internal sealed partial class ClientSession
         Volatile.Write(ref _backend, null);
         foreach (var link in links)
         {
-            await ReleaseAsync(link, end);
+            await ReleaseAsync(link, end, cancelled);
         }
     }
 
-    private async Task ReleaseAsync(NodeLink link, SessionEnd end)
+    private async Task ReleaseAsync(NodeLink link, SessionEnd end, bool cancelled)
     {
         var backend = link.Connection;
         var pool = _services.Pool;
-        var keep = end != SessionEnd.Failed && ConnectionPool.IsCacheable(backend.Key.Database) && _services.Settings.Get(Params.ConnectionCache);
+        var keep = end != SessionEnd.Failed && !link.Dead && !backend.IsBroken && ConnectionPool.IsCacheable(backend.Key.Database)
+                   && _services.Settings.Get(Params.ConnectionCache);
         if (keep)
         {
             try
             {
                 using var cts = new CancellationTokenSource(DrainTimeout);
-                await DrainAsync(link, cts.Token);
-                keep = await backend.ResetAsync(_services.Settings.Get(Params.ResetQueryList), cts.Token);
+                if (Volatile.Read(ref link.Pending) > 0)
+                {
+                    // The client left with requests unanswered: stop the server working on them rather than read a
+                    // large result to its end.
+                    cancelled = true;
+                    await BackendConnection.SendCancelAsync(backend.Node, backend.ProcessId, backend.SecretKey,
+                        _services.Settings.Get(Params.ConnectTimeout, backend.NodeId), cts.Token);
+                }
+
+                keep = await DrainAsync(link, cts.Token)
+                       && (!cancelled || await backend.ProbeAsync("", cts.Token))
+                       && await backend.ResetAsync(_services.Settings.Get(Params.ResetQueryList), cts.Token);
             }
             catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException
-                                          or PgProtocolException or BackendException or ObjectDisposedException)
+                                          or PgProtocolException or BackendException or ObjectDisposedException or InvalidOperationException)
             {
                 keep = false;
             }
@@ -502,15 +651,25 @@ internal sealed partial class ClientSession
             return;
         }
 
+        backend.Break();
         pool.Forget(backend.NodeId);
         await backend.DisposeAsync();
     }
 
-    /// <summary>Reads and discards the answers to requests the client left behind on one connection.</summary>
-    private static async Task DrainAsync(NodeLink link, CancellationToken cancellationToken)
+    /// <summary>A leaving client's unanswered replies are read and dropped up to this many bytes; past it the connection is closed.</summary>
+    private const long MaxDrainBytes = 1 << 20;
+
+    /// <summary>
+    /// Reads and discards the answers to requests the client left behind on one connection, from exactly where the
+    /// reply pump stopped (inside a frame, when it did). False when there is more than <see cref="MaxDrainBytes"/> or
+    /// the server closed the connection: the connection is then closed.
+    /// </summary>
+    private static async Task<bool> DrainAsync(NodeLink link, CancellationToken cancellationToken)
     {
         var reader = link.Connection.Reader;
-        while (Volatile.Read(ref link.Pending) > 0)
+        var skip = link.FrameRemaining;
+        long drained = 0;
+        while (link.Pending > 0)
         {
             var result = await reader.ReadAsync(cancellationToken);
             if (result.IsCanceled)
@@ -519,21 +678,50 @@ internal sealed partial class ClientSession
             }
 
             var buffer = result.Buffer;
-            while (FrameReader.TryReadFrame(ref buffer, int.MaxValue, out var code, out _, out var body))
+            while (link.Pending > 0)
             {
-                if (code == (byte)BackendCode.ReadyForQuery && body.Length == 1)
+                if (skip > 0)
                 {
-                    link.Connection.TransactionStatus = (TransactionStatus)body.FirstSpan[0];
-                    link.Pending--;
+                    var take = Math.Min(skip, buffer.Length);
+                    buffer = buffer.Slice(take);
+                    skip -= take;
+                    drained += take;
+                    if (skip > 0)
+                    {
+                        break;
+                    }
                 }
+
+                if (!FrameReader.TryReadHeader(buffer, int.MaxValue, out var code, out var length))
+                {
+                    break;
+                }
+
+                if (code == (byte)BackendCode.ReadyForQuery && length == 5)
+                {
+                    if (buffer.Length < 6)
+                    {
+                        break;
+                    }
+
+                    link.Connection.TransactionStatus = (TransactionStatus)buffer.Slice(5, 1).FirstSpan[0];
+                    link.Pending--;
+                    buffer = buffer.Slice(6);
+                    continue;
+                }
+
+                skip = 1 + (long)length;
             }
 
             reader.AdvanceTo(buffer.Start, buffer.End);
-            if (result.IsCompleted)
+            link.FrameRemaining = skip;
+            if (drained > MaxDrainBytes || result.IsCompleted)
             {
-                throw new IOException("backend closed the connection while draining");
+                return false;
             }
         }
+
+        return true;
     }
 
     /// <summary>Reads one 32-bit big-endian integer at <paramref name="offset"/> of a sequence.</summary>

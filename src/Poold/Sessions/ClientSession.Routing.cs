@@ -20,9 +20,6 @@ namespace Poold.Sessions;
 /// </summary>
 internal sealed partial class ClientSession
 {
-    /// <summary>PostgreSQL's own limit on a client message.</summary>
-    private const int MaxClientMessage = 1 << 30;
-
     /// <summary>
     /// A standby connection idle for longer than this is checked (one poll) before it is used again; within a burst of
     /// pipelined statements the check is skipped.
@@ -34,7 +31,7 @@ internal sealed partial class ClientSession
 
     private readonly Dictionary<int, NodeLink> _links = [];
     private readonly object _routingLock = new();
-    private readonly ArrayBufferWriter<byte> _batch = new(4096);
+    private ArrayBufferWriter<byte> _batch = new(4096);
     private readonly List<BatchMessage> _batchMessages = [];
     private readonly List<Classification> _batchStatements = [];
 
@@ -56,6 +53,35 @@ internal sealed partial class ClientSession
     private string _beginText = "BEGIN";
     private TransactionStatus _clientStatus = TransactionStatus.Idle;
 
+    /// <summary>The node snapshot the session logged in with, and its primary's generation (see <see cref="EnsurePrimaryUnchanged"/>).</summary>
+    private NodeSnapshot? _loginSnapshot;
+
+    private long _primaryGeneration;
+
+    /// <summary>The batch sent before its Sync (Flush, or a large batch) whose replies are still being read: its node gets the rest.</summary>
+    private BatchControl? _lockedBatch;
+
+    /// <summary>The last batch sent was extended-protocol (its Sync is swallowed by the server when it starts COPY FROM STDIN).</summary>
+    private bool _lastBatchExtended;
+
+    /// <summary>
+    /// Before every batch: when the primary changed since this session logged in (failover, promotion, detach), the
+    /// node the session writes to is no longer the primary. The session ends with FATAL 57P01, as a server shutting
+    /// down would end it, and the client reconnects to the new primary; nothing is written to the old one.
+    /// </summary>
+    private void EnsurePrimaryUnchanged()
+    {
+        var nodes = _services.Nodes.Current;
+        if (nodes.PrimaryGeneration != _primaryGeneration)
+        {
+            throw new ClientFatalException(SqlState.AdminShutdown,
+                nodes.PrimaryNodeId >= 0
+                    ? $"terminating connection because the primary node changed (node {_primary?.Connection.NodeId} is no longer the primary; node {nodes.PrimaryNodeId} is)"
+                    : $"terminating connection because the primary node changed (node {_primary?.Connection.NodeId} is no longer the primary)",
+                "Reconnect: new sessions go to the current primary.");
+        }
+    }
+
     /// <summary>The backend connections this session holds (node, backend pid), readable from other threads.</summary>
     public IReadOnlyList<(int NodeId, int ProcessId)> Backends => Volatile.Read(ref _backendList);
 
@@ -67,8 +93,16 @@ internal sealed partial class ClientSession
     public string StatusText => _clientStatus != TransactionStatus.Idle ? "Idle in transaction"
         : Volatile.Read(ref _outstanding) > 0 ? "Execute command" : "Idle";
 
-    private void PublishBackends() =>
+    /// <summary>Where a CancelRequest for this session goes: published as an immutable array for the thread that handles the cancel.</summary>
+    private readonly record struct CancelTarget(Config.BackendSettings Node, int ProcessId, int SecretKey);
+
+    private CancelTarget[] _cancelTargets = [];
+
+    private void PublishBackends()
+    {
         Volatile.Write(ref _backendList, [.. _links.Values.Select(l => (l.Connection.NodeId, l.Connection.ProcessId)).OrderBy(b => b.NodeId)]);
+        Volatile.Write(ref _cancelTargets, [.. _links.Values.Select(l => new CancelTarget(l.Connection.Node, l.Connection.ProcessId, l.Connection.SecretKey))]);
+    }
 
     /// <summary>A backend connection as this session uses it.</summary>
     private sealed class NodeLink(BackendConnection connection)
@@ -84,7 +118,24 @@ internal sealed partial class ClientSession
         /// <summary>When a request was last sent on it (see <see cref="ProbeAfterIdle"/>).</summary>
         public long LastUsed;
 
-        public bool TransactionOpen { get; set; }
+        /// <summary>
+        /// Bytes of a frame the reply pump has consumed only in part, as of its last <c>AdvanceTo</c>: where a drain must
+        /// resume so it never parses from the middle of a frame. Written by the reply pump only.
+        /// </summary>
+        public long FrameRemaining;
+
+        private volatile bool _transactionOpen;
+
+        /// <summary>
+        /// Whether a transaction is open on this connection: predicted when Poold sends a statement that opens or ends
+        /// one (so pipelined batches route right), and overwritten by the server's own ReadyForQuery status whenever
+        /// that answers the last request sent here (<see cref="OnReadyForQuery(ReplyEntry, TransactionStatus, bool)"/>).
+        /// </summary>
+        public bool TransactionOpen
+        {
+            get => _transactionOpen;
+            set => _transactionOpen = value;
+        }
 
         public int AppliedHistory { get; set; }
 
@@ -106,6 +157,7 @@ internal sealed partial class ClientSession
     private async Task PrepareRoutingAsync(CancellationToken cancellationToken)
     {
         var connection = _backend!;
+        _primaryGeneration = _loginSnapshot!.PrimaryGeneration;
         _primary = new NodeLink(connection);
         _links[connection.NodeId] = _primary;
         PublishBackends();
@@ -138,10 +190,15 @@ internal sealed partial class ClientSession
         {
             case (byte)FrontendCode.Query:
                 await FlushBatchAsync(ct);
+                await EndLockedBatchAsync(ct);
+                EnsurePrimaryUnchanged();
                 await DispatchQueryAsync(frame, body, ct);
                 return;
             case (byte)FrontendCode.FunctionCall:
                 await FlushBatchAsync(ct);
+                await EndLockedBatchAsync(ct);
+                EnsurePrimaryUnchanged();
+                _lastBatchExtended = false;
                 await SendAsync(_primary!, frame, relay: true, "function call", ct);
                 return;
             case (byte)FrontendCode.CopyData or (byte)FrontendCode.CopyDone or (byte)FrontendCode.CopyFail:
@@ -151,9 +208,37 @@ internal sealed partial class ClientSession
                 if (code != (byte)FrontendCode.CopyData)
                 {
                     await copy.Connection.FlushAsync(ct);
+                    if (_lastBatchExtended && _lockedLink is null)
+                    {
+                        // COPY FROM STDIN started by an extended-protocol Execute: the server ignored that batch's Sync
+                        // during the copy, so the batch's ReadyForQuery answers the client's next Sync. What comes up to
+                        // it belongs to that batch, on that node, with no reply entry of its own.
+                        _lockedLink = copy;
+                        _lockedBatch = null;
+                    }
                 }
 
                 return;
+        }
+
+        if (_discardUntilSync)
+        {
+            // The first part of this batch failed on a standby before its rest needed the primary: as the server would,
+            // skip everything up to the Sync, which gets the ReadyForQuery the first part ended with.
+            if (code == (byte)FrontendCode.Sync)
+            {
+                _discardUntilSync = false;
+                var answer = new MessageBuffer(8);
+                answer.ReadyForQuery(_discardedStatus);
+                EnqueueSynthetic(answer.Written.ToArray());
+            }
+
+            return;
+        }
+
+        if (_batch.WrittenCount == 0 && _lockedLink is null)
+        {
+            EnsurePrimaryUnchanged();
         }
 
         AppendToBatch(code, frame, body);
@@ -181,6 +266,7 @@ internal sealed partial class ClientSession
                     var c = QueryClassifier.Classify(query, _services.Routing);
                     var text = c.Target is RouteTarget.Transaction or RouteTarget.SessionState || c.Transaction != TransactionEffect.None
                                                                                                || PoolCommands.MightBePoolCommand(query)
+                                                                                               || IsDatabaseDdlVerb(c)
                         ? Encoding.UTF8.GetString(query)
                         : null;
                     _batchMessages.Add(new BatchMessage(code, name, name, c, text));
@@ -227,6 +313,7 @@ internal sealed partial class ClientSession
 
     private async Task DispatchQueryAsync(ReadOnlySequence<byte> frame, ReadOnlySequence<byte> body, CancellationToken ct)
     {
+        _lastBatchExtended = false;
         var span = body.IsSingleSegment ? body.FirstSpan : body.ToArray();
         var text = QueryBytes(span, 0);
         if (PoolCommands.MightBePoolCommand(text) && Encoding.UTF8.GetString(text) is var poolSql && PoolCommands.IsPoolCommand(poolSql))
@@ -238,9 +325,10 @@ internal sealed partial class ClientSession
         var c = QueryClassifier.Classify(text, _services.Routing);
 
         // The text as a string only for the statements that need it (transaction control, session state).
-        var sql = c.Target is RouteTarget.Transaction or RouteTarget.SessionState || c.Transaction != TransactionEffect.None
+        var sql = c.Target is RouteTarget.Transaction or RouteTarget.SessionState || c.Transaction != TransactionEffect.None || IsDatabaseDdlVerb(c)
             ? Encoding.UTF8.GetString(text)
             : "";
+        await FreeDatabasesAsync(sql, c);
         int nodeId;
         string reason;
         lock (_routingLock)
@@ -275,6 +363,27 @@ internal sealed partial class ClientSession
         if (RecordSessionState(c, sql))
         {
             link.AppliedHistory = _historyVersion;
+        }
+    }
+
+    private static bool IsDatabaseDdlVerb(Classification c) => c.Verb is "DROP" or "ALTER" or "CREATE";
+
+    /// <summary>
+    /// DROP DATABASE, ALTER DATABASE … RENAME, CREATE DATABASE … TEMPLATE: Poold's idle cached connections to that
+    /// database, on every node, are closed first (pgpool-II does it for DROP DATABASE), so they do not make the
+    /// statement fail with 55006. A database in use by another client still gets PostgreSQL's own error.
+    /// </summary>
+    private async Task FreeDatabasesAsync(string sql, Classification c)
+    {
+        if (!IsDatabaseDdlVerb(c))
+        {
+            return;
+        }
+
+        foreach (var database in DatabaseDdl.DatabasesToFree(sql))
+        {
+            var closed = await _services.Pool.PurgeDatabaseAsync(database);
+            LogDatabaseFreed(database, closed);
         }
     }
 
@@ -334,13 +443,30 @@ internal sealed partial class ClientSession
         var bytes = _batch.WrittenMemory;
         try
         {
-            if (_lockedLink is { } locked)
+            _lastBatchExtended = true;
+            if (_lockedLink is { } locked && !await RedirectFromLockedAsync(locked, messages, ct))
             {
+                ApplyTransactionEffects(locked, messages);
                 await WriteAndFlushAsync(locked.Connection, bytes, ct);
                 AfterBatch(locked, messages);
                 if (sync)
                 {
                     _lockedLink = null;
+                    _lockedBatch = null;
+                }
+
+                return;
+            }
+
+            if (_discardUntilSync)
+            {
+                // The part sent before failed: this one is skipped, as the server skips what follows an error.
+                if (sync)
+                {
+                    _discardUntilSync = false;
+                    var answer = new MessageBuffer(8);
+                    answer.ReadyForQuery(_discardedStatus);
+                    EnqueueSynthetic(answer.Written.ToArray());
                 }
 
                 return;
@@ -350,6 +476,14 @@ internal sealed partial class ClientSession
             {
                 AnswerPoolBatch(messages, sync);
                 return;
+            }
+
+            foreach (var m in messages)
+            {
+                if (m.Code == (byte)FrontendCode.Parse && m.Query is { } query)
+                {
+                    await FreeDatabasesAsync(query, m.Classification!);
+                }
             }
 
             var statements = _batchStatements;
@@ -410,13 +544,20 @@ internal sealed partial class ClientSession
                 Volatile.Write(ref _watchPrimary, true);
             }
 
+            // The transaction effects are applied before the batch is queued: the server's ReadyForQuery, which may
+            // come at once, then has the last word.
+            ApplyTransactionEffects(link, messages);
+
             // Queued before the batch is written, so its replies can never be taken for asynchronous messages.
-            Enqueue(link, relay: true, skip);
+            var control = sync ? null : new BatchControl();
+            Enqueue(link, relay: true, skip, control);
             await WriteAndFlushAsync(link.Connection, bytes, ct);
             if (!sync)
             {
-                // Sent before its Sync (Flush, or a large batch): the rest goes to the same node.
+                // Sent before its Sync (Flush, or a large batch): the rest goes to the same node unless it must go to
+                // the primary (see RedirectFromLockedAsync).
                 _lockedLink = link;
+                _lockedBatch = control;
             }
 
             _copyLink = link;
@@ -430,7 +571,16 @@ internal sealed partial class ClientSession
         }
         finally
         {
-            _batch.Clear();
+            if (_batch.Capacity > 4 * MaxBufferedBatch)
+            {
+                // A large message passed through: give its memory back instead of keeping the peak for the session's life.
+                _batch = new ArrayBufferWriter<byte>(4096);
+            }
+            else
+            {
+                _batch.Clear();
+            }
+
             _batchMessages.Clear();
             _batchStatements.Clear();
         }
@@ -546,16 +696,6 @@ internal sealed partial class ClientSession
                     break;
                 case (byte)FrontendCode.Bind:
                     _portals[m.Name] = link;
-                    if (_statements.TryGetValue(m.StatementName, out var bound))
-                    {
-                        lock (_routingLock)
-                        {
-                            _router!.Dispatched(bound.Classification);
-                        }
-
-                        TrackTransaction(link, bound.Classification);
-                    }
-
                     break;
                 case (byte)FrontendCode.Close when m.StatementName == "S":
                     _statements.Remove(m.Name);
@@ -576,6 +716,104 @@ internal sealed partial class ClientSession
             offset += 1 + length;
         }
     }
+
+    /// <summary>What the statements a batch binds do to the transaction, applied to the router and the node's prediction.</summary>
+    private void ApplyTransactionEffects(NodeLink link, List<BatchMessage> messages)
+    {
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var m = messages[i];
+            if (m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName, i) is { } bound)
+            {
+                lock (_routingLock)
+                {
+                    _router!.Dispatched(bound);
+                }
+
+                TrackTransaction(link, bound);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The rest of a batch whose first part went to a standby before its Sync (a Flush) now needs the primary (a write):
+    /// the standby's part is closed with a Sync of Poold's whose ReadyForQuery the client does not see, and once its
+    /// replies are in, the rest is routed on its own. When that first part failed, the server would have skipped the
+    /// rest up to the Sync: so does Poold. Returns false when the rest stays where it is.
+    /// </summary>
+    private async Task<bool> RedirectFromLockedAsync(NodeLink locked, List<BatchMessage> messages, CancellationToken ct)
+    {
+        if (_lockedBatch is null || locked == _primary || locked.TransactionOpen)
+        {
+            return false;
+        }
+
+        var statements = _batchStatements;
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var m = messages[i];
+            if (m.Code is (byte)FrontendCode.Parse or (byte)FrontendCode.Bind
+                && (m.Code == (byte)FrontendCode.Parse ? m.Classification : FindStatement(messages, m.StatementName, i)) is { } c)
+            {
+                statements.Add(c);
+            }
+        }
+
+        bool needsPrimary;
+        lock (_routingLock)
+        {
+            needsPrimary = ChooseForStatements(CollectionsMarshal.AsSpan(statements), forced: null).NodeId == _primary!.Connection.NodeId;
+        }
+
+        statements.Clear();
+        if (!needsPrimary)
+        {
+            return false;
+        }
+
+        var control = await EndLockedBatchAsync(ct);
+        if (control is { Failed: true })
+        {
+            _discardUntilSync = true;
+            _discardedStatus = control.Status;
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Closes a batch that was sent before its Sync, before something that cannot join it (a simple Query, a
+    /// FunctionCall, a part that needs another node): a Sync of Poold's ends it on its node, the ReadyForQuery that
+    /// answers it is kept from the client, and this returns once the batch's replies have all been read.
+    /// </summary>
+    private async Task<BatchControl?> EndLockedBatchAsync(CancellationToken ct)
+    {
+        if (_lockedLink is not { } locked)
+        {
+            return null;
+        }
+
+        var control = _lockedBatch;
+        _lockedLink = null;
+        _lockedBatch = null;
+        if (control is null)
+        {
+            // A COPY continuation: the client's own Sync ends it.
+            return null;
+        }
+
+        control.SwallowReadyForQuery = true;
+        await WriteAndFlushAsync(locked.Connection, SyncFrame, ct);
+        await control.Completion.WaitAsync(ct);
+        return control;
+    }
+
+    private static readonly byte[] SyncFrame = [(byte)FrontendCode.Sync, 0, 0, 0, 4];
+
+    /// <summary>Set after a redirected batch's first part failed: client messages are skipped up to the Sync.</summary>
+    private bool _discardUntilSync;
+
+    private TransactionStatus _discardedStatus = TransactionStatus.Idle;
 
     // ---- choosing the node ----
 
@@ -683,18 +921,23 @@ internal sealed partial class ClientSession
         }
 
         var skip = await CatchUpAsync(link, NoMessages, ct);
-        Enqueue(link, relay, skip);
-        await WriteSequenceAsync(link.Connection, frame, ct);
-        await link.Connection.FlushAsync(ct);
-        _copyLink = link;
         if (classification is not null)
         {
+            // Before the request is queued: the server's ReadyForQuery, which may come at once, has the last word.
             lock (_routingLock)
             {
                 _router!.Dispatched(classification);
             }
 
             TrackTransaction(link, classification);
+        }
+
+        Enqueue(link, relay, skip);
+        await WriteSequenceAsync(link.Connection, frame, ct);
+        await link.Connection.FlushAsync(ct);
+        _copyLink = link;
+        if (classification is not null)
+        {
             _services.Counters.Count(link.Connection.NodeId, classification.Verb);
         }
 
@@ -749,7 +992,7 @@ internal sealed partial class ClientSession
         try
         {
             BackendConnection connection;
-            if (pool.TryTake(key) is { } cached)
+            if (await pool.TakeAsync(key, ct) is { } cached)
             {
                 connection = cached;
             }
@@ -995,7 +1238,7 @@ internal sealed partial class ClientSession
         return true;
     }
 
-    private void Enqueue(NodeLink link, bool relay, int skip)
+    private void Enqueue(NodeLink link, bool relay, int skip, BatchControl? control = null)
     {
         Interlocked.Increment(ref link.Pending);
         link.LastUsed = _services.Time.GetTimestamp();
@@ -1010,7 +1253,7 @@ internal sealed partial class ClientSession
             Interlocked.Increment(ref _outstanding);
         }
 
-        _replies.Writer.TryWrite(new ReplyEntry(link, relay, skip, sequence));
+        _replies.Writer.TryWrite(new ReplyEntry(link, relay, skip, sequence, Control: control));
         if (Volatile.Read(ref _watchPrimary))
         {
             _primary!.Connection.Reader.CancelPendingRead();

@@ -147,7 +147,7 @@ internal sealed partial class ClientSession
             _out.ParameterStatus(name, value);
         }
 
-        _out.BackendKeyData(Id, _secretKey);
+        _out.BackendKeyData(_cancelProcessId, _secretKey);
         _out.ReadyForQuery(backend.TransactionStatus);
         await _client.WriteAsync(_out.Written, cancellationToken);
         await _client.FlushAsync(cancellationToken);

@@ -35,6 +35,10 @@ internal sealed partial class ClientSession
     private StartupPacket? _startup;
     private BackendConnection? _backend;
     private int _secretKey;
+    private int _cancelProcessId;
+    private readonly CancelGate _cancelGate = new();
+    private readonly string _clientHost;
+    private readonly string _clientPort;
 
     public ClientSession(SessionServices services, Socket socket, int id, bool rejectAsTooMany)
     {
@@ -46,20 +50,28 @@ internal sealed partial class ClientSession
         _log = services.Log.ForContext<ClientSession>().ForContext("SessionId", id);
         _client = new NetworkStream(socket, ownsSocket: true);
         StartedAt = services.Time.GetUtcNow();
+
+        // Read once: SHOW POOL_POOLS and pcp_proc_info may ask after the socket is closed.
+        var remote = socket.RemoteEndPoint as System.Net.IPEndPoint;
+        _clientHost = remote?.Address.ToString() ?? "[local]";
+        _clientPort = remote?.Port.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-1";
     }
 
-    /// <summary>Poold's own process id for this client: sent in BackendKeyData, used by cancel requests.</summary>
+    /// <summary>Poold's own number for this session (logs, SHOW POOL_PROCESSES); the client's BackendKeyData carries the backend's pid.</summary>
     public int Id { get; }
 
     public DateTimeOffset StartedAt { get; }
+
+    /// <summary>The pid in the client's BackendKeyData: its backend on the primary (0 before the startup completes).</summary>
+    public int BackendProcessId => Volatile.Read(ref _cancelProcessId);
 
     public string? User => _startup?["user"];
 
     public string? Database => _startup is { } s ? s["database"] ?? s["user"] : null;
 
-    public string ClientHost => _socket.RemoteEndPoint is System.Net.IPEndPoint ip ? ip.Address.ToString() : "[local]";
+    public string ClientHost => _clientHost;
 
-    public string ClientPort => _socket.RemoteEndPoint is System.Net.IPEndPoint ip ? ip.Port.ToString(System.Globalization.CultureInfo.InvariantCulture) : "-1";
+    public string ClientPort => _clientPort;
 
     /// <summary>Runs the session to its end. Never throws: whatever happens stays inside this session.</summary>
     public async Task RunAsync(CancellationToken shutdown)
@@ -80,7 +92,11 @@ internal sealed partial class ClientSession
         }
         finally
         {
-            _services.Cancels.Unregister(Id);
+            if (_cancelProcessId != 0)
+            {
+                _services.Cancels.Unregister(_cancelProcessId, _secretKey);
+            }
+
             await ReleaseBackendsAsync(end);
             await CloseClientAsync();
             LogEnded(end);
@@ -118,8 +134,16 @@ internal sealed partial class ClientSession
                 $"canceling authentication due to timeout (authentication_timeout = {limit.TotalSeconds:0}s)");
         }
 
-        _secretKey = RandomNumberGenerator.GetInt32(int.MinValue, int.MaxValue);
-        _services.Cancels.Register(Id, _secretKey, this);
+        // The client sees the pid of its backend on the primary (pgpool-II's choice): pg_backend_pid(), pg_stat_activity
+        // and pg_terminate_backend agree with its driver. The secret is Poold's, so the cancel comes back here.
+        var processId = _backend!.ProcessId;
+        do
+        {
+            _secretKey = RandomNumberGenerator.GetInt32(int.MinValue, int.MaxValue);
+        }
+        while (!_services.Cancels.TryRegister(processId, _secretKey, this));
+
+        _cancelProcessId = processId;
         await SendStartupResponseAsync(shutdown);
         return true;
     }
@@ -132,6 +156,11 @@ internal sealed partial class ClientSession
             case BackendRejectedException rejected:
                 LogBackendRejected(rejected);
                 await TrySendAsync(rejected.Frame);
+                break;
+            case BackendException backend when _serverFatalRelayed:
+                // The server said why it closed the connection (FATAL 57P01 after pg_terminate_backend, a shutdown):
+                // the client has the server's words, as on a direct connection.
+                LogBackendFailure(backend);
                 break;
             case BackendException backend:
                 LogBackendFailure(backend);
@@ -153,7 +182,8 @@ internal sealed partial class ClientSession
             case OperationCanceledException when shutdown.IsCancellationRequested:
                 await TrySendErrorAsync(SqlState.AdminShutdown, "terminating connection due to administrator command");
                 break;
-            case IOException or SocketException or ObjectDisposedException or AuthenticationException or OperationCanceledException:
+            case IOException or SocketException or ObjectDisposedException or AuthenticationException or OperationCanceledException
+                or ClientGoneException:
                 LogClientGone(e);
                 break;
             default:
@@ -172,6 +202,12 @@ internal sealed partial class ClientSession
 
     private async Task TrySendAsync(ReadOnlyMemory<byte> data)
     {
+        if (_clientMidFrame)
+        {
+            // Part of a backend frame already went out: an error now would be read as the rest of it.
+            return;
+        }
+
         try
         {
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
@@ -201,19 +237,42 @@ internal sealed partial class ClientSession
         }
     }
 
-    /// <summary>Forwards a client's CancelRequest to every backend this session is using, then returns.</summary>
+    /// <summary>
+    /// Forwards a client's CancelRequest to every backend this session is using, all at once, and returns when the
+    /// servers have taken them. Reads only the session's published (immutable) list of backends; once the session is
+    /// releasing its connections, the cancel finds nothing to do.
+    /// </summary>
     public async Task ForwardCancelAsync(CancellationToken cancellationToken)
     {
-        var targets = _links.Values.Select(l => l.Connection).ToList();
-        if (targets.Count == 0 && Volatile.Read(ref _backend) is { } lone)
+        if (!_cancelGate.TryEnter())
         {
-            targets.Add(lone);
+            return;
         }
 
-        foreach (var backend in targets)
+        try
         {
-            var timeout = _services.Settings.Get(Config.Params.ConnectTimeout, backend.NodeId);
-            await BackendConnection.SendCancelAsync(backend.Node, backend.ProcessId, backend.SecretKey, timeout, cancellationToken);
+            var targets = Volatile.Read(ref _cancelTargets);
+            if (targets.Length == 0 && Volatile.Read(ref _backend) is { } lone)
+            {
+                targets = [new CancelTarget(lone.Node, lone.ProcessId, lone.SecretKey)];
+            }
+
+            await Task.WhenAll(targets.Select(async target =>
+            {
+                try
+                {
+                    var timeout = _services.Settings.Get(Config.Params.ConnectTimeout, target.Node.Id);
+                    await BackendConnection.SendCancelAsync(target.Node, target.ProcessId, target.SecretKey, timeout, cancellationToken);
+                }
+                catch (Exception e) when (e is BackendException or IOException or SocketException or OperationCanceledException)
+                {
+                    LogCancelFailed(target.Node.Id, e.Message);
+                }
+            }));
+        }
+        finally
+        {
+            _cancelGate.Exit();
         }
     }
 }

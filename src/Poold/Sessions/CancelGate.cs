@@ -1,0 +1,73 @@
+namespace Poold.Sessions;
+
+/// <summary>
+/// Counts the cancel requests a session is forwarding, so its backend connections are released only after every
+/// cancel sent for them has been delivered. Once closed, it admits no more: a cancel that comes later finds nothing
+/// to cancel, as if the session had already ended. Cancels are rare; one small lock keeps the count exact.
+/// </summary>
+internal sealed class CancelGate
+{
+    private readonly object _lock = new();
+    private TaskCompletionSource? _idle;
+    private int _inFlight;
+    private bool _closed;
+    private bool _used;
+
+    /// <summary>Admits one cancel, or returns false once the session is releasing its connections.</summary>
+    public bool TryEnter()
+    {
+        lock (_lock)
+        {
+            if (_closed)
+            {
+                return false;
+            }
+
+            _inFlight++;
+            _used = true;
+            return true;
+        }
+    }
+
+    public void Exit()
+    {
+        lock (_lock)
+        {
+            if (--_inFlight == 0)
+            {
+                _idle?.TrySetResult();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Admits no more cancels and waits (at most <paramref name="timeout"/>) for those in flight. Returns whether any
+    /// cancel was ever forwarded for this session.
+    /// </summary>
+    public async Task<bool> CloseAsync(TimeSpan timeout)
+    {
+        Task wait;
+        lock (_lock)
+        {
+            _closed = true;
+            if (_inFlight == 0)
+            {
+                return _used;
+            }
+
+            _idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            wait = _idle.Task;
+        }
+
+        try
+        {
+            await wait.WaitAsync(timeout);
+        }
+        catch (TimeoutException)
+        {
+            // A cancel still undelivered: the connections it targets are checked with a round trip before reuse.
+        }
+
+        return true;
+    }
+}

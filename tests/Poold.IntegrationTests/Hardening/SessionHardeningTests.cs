@@ -1,0 +1,326 @@
+using System.Globalization;
+using System.Text;
+using Npgsql;
+using Poold.Backends;
+using Poold.IntegrationTests.Cluster;
+using Poold.IntegrationTests.Support;
+
+namespace Poold.IntegrationTests.Hardening;
+
+/// <summary>
+/// Regression tests for defects a review found in the session relay: dead cached connections, a stream drained from
+/// the middle of a frame, COPY in the extended protocol, Flush-split pipelines, a departing client taken for a failing
+/// standby, sessions left on a demoted primary, transaction state guessed from SQL text, oversized messages. Each
+/// failed before its fix. Poold runs in front of the shared cluster and changes only its own view of it.
+/// </summary>
+public class SessionHardeningTests
+{
+    private const string Table = "hardening_rows";
+
+    [OneTimeSetUp]
+    public async Task CreateTable()
+    {
+        await ClusterFixture.Cluster.ScalarAsync(0, $"CREATE TABLE IF NOT EXISTS {Table} (id int, note text); GRANT ALL ON {Table} TO PUBLIC");
+        await ClusterFixture.Cluster.ScalarAsync(0, """
+            CREATE OR REPLACE PROCEDURE hardening_proc(n int) LANGUAGE sql AS 'SELECT 1';
+            GRANT EXECUTE ON PROCEDURE hardening_proc(int) TO PUBLIC
+            """);
+        await ClusterFixture.Cluster.WaitForReplayAsync();
+    }
+
+    /// <summary>Backend lines with the given weights (primary first).</summary>
+    private static string Backends(params int[] weights)
+    {
+        var lines = new StringBuilder();
+        var nodes = ClusterFixture.Cluster.Nodes;
+        for (var i = 0; i < weights.Length; i++)
+        {
+            lines.Append(CultureInfo.InvariantCulture, $"backend_hostname{i} = '127.0.0.1'\nbackend_port{i} = {nodes[i].Port}\nbackend_weight{i} = {weights[i]}\n");
+        }
+
+        return lines.ToString();
+    }
+
+    private static Task<PooldInstance> StartAsync(string backends, string extra = "") =>
+        PooldInstance.StartAsync(backends + "health_check_period = 0\nsr_check_period = 0\n" + extra, ssl: false);
+
+    private static NpgsqlConnection Connection(PooldInstance poold, string applicationName)
+    {
+        var builder = poold.ConnectionString(TestRoles.TrustUser, "", sslMode: SslMode.Disable);
+        builder.ApplicationName = applicationName;
+        return new NpgsqlConnection(builder.ConnectionString);
+    }
+
+    private static async Task<long> CountAsync(int node, string applicationName) =>
+        Convert.ToInt64(await ClusterFixture.Cluster.ScalarAsync(node,
+            $"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{applicationName}'"), CultureInfo.InvariantCulture);
+
+    private static async Task TerminateAsync(string applicationName)
+    {
+        for (var node = 0; node < ClusterFixture.Cluster.Nodes.Count; node++)
+        {
+            await ClusterFixture.Cluster.ScalarAsync(node,
+                $"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{applicationName}'");
+            var n = node;
+            await Poll.UntilAsync(async () => await CountAsync(n, applicationName) == 0, TimeSpan.FromSeconds(10),
+                $"the terminated backends on node {n} to be gone");
+        }
+    }
+
+    [Test]
+    public async Task CachedConnections_TerminatedWhileIdle_NeverReachANewSession()
+    {
+        await using var poold = await StartAsync(Backends(1, 1, 1));
+        const string app = "hardening-dead-cache";
+
+        // Fill the cache with connections to every node: sessions that read (balanced) and write (primary).
+        for (var i = 0; i < 6; i++)
+        {
+            await using var c = Connection(poold, app);
+            await c.OpenAsync();
+            await new NpgsqlCommand("SELECT 1", c).ExecuteScalarAsync();
+        }
+
+        await Poll.UntilAsync(() => Task.FromResult(poold.Host.Pool.IdleCount >= 2), TimeSpan.FromSeconds(10), "connections to be cached");
+
+        // Every cached connection now holds a FATAL 57P01 and an EOF, as after a node restart.
+        await TerminateAsync(app);
+
+        for (var i = 0; i < 6; i++)
+        {
+            await using var c = Connection(poold, app);
+            await c.OpenAsync();
+            Assert.That(await new NpgsqlCommand($"SELECT {i}", c).ExecuteScalarAsync(), Is.EqualTo(i), "a read on the balance node");
+            Assert.That(await new NpgsqlCommand($"SELECT {i} FROM {Table} LIMIT 0 FOR UPDATE", c).ExecuteScalarAsync(), Is.Null,
+                "a statement on the primary");
+        }
+    }
+
+    [Test]
+    public async Task ServerCheckQuery_FindsAConnectionThatDiedSilently()
+    {
+        // server_check_delay = 0: every reuse is checked with a round trip; the check must keep working connections.
+        await using var poold = await StartAsync(Backends(1), "server_check_delay = 0\n");
+        const string app = "hardening-check";
+        int firstPid;
+        await using (var c = Connection(poold, app))
+        {
+            await c.OpenAsync();
+            firstPid = Convert.ToInt32(await new NpgsqlCommand("SELECT pg_backend_pid()", c).ExecuteScalarAsync(), CultureInfo.InvariantCulture);
+        }
+
+        await Poll.UntilAsync(() => Task.FromResult(poold.Host.Pool.IdleCount == 1), TimeSpan.FromSeconds(10), "the connection to be cached");
+        await using (var c = Connection(poold, app))
+        {
+            await c.OpenAsync();
+            var pid = Convert.ToInt32(await new NpgsqlCommand("SELECT pg_backend_pid()", c).ExecuteScalarAsync(), CultureInfo.InvariantCulture);
+            Assert.That(pid, Is.EqualTo(firstPid), "a healthy cached connection passes the check and is reused");
+        }
+    }
+
+    [Test]
+    public async Task NodeDetached_PurgesItsCachedConnections()
+    {
+        await using var poold = await StartAsync(Backends(1, 1, 1));
+        const string app = "hardening-purge";
+        for (var i = 0; i < 6; i++)
+        {
+            await using var c = Connection(poold, app);
+            await c.OpenAsync();
+            await new NpgsqlCommand("SELECT 1", c).ExecuteScalarAsync();
+        }
+
+        await Poll.UntilAsync(async () => await CountAsync(1, app) + await CountAsync(2, app) > 0, TimeSpan.FromSeconds(10),
+            "a cached connection to a standby");
+        var standby = await CountAsync(1, app) > 0 ? 1 : 2;
+        Assert.That(poold.Host.DetachNode(standby), Is.Null);
+        await Poll.UntilAsync(async () => await CountAsync(standby, app) == 0, TimeSpan.FromSeconds(10),
+            $"the cached connections to detached node {standby} to be closed");
+    }
+
+    [Test]
+    public async Task ClientLeavingMidFrame_TheConnectionIsNeverPooledOutOfStep()
+    {
+        await using var poold = await StartAsync(Backends(1), "load_balance_mode = off\n");
+        const string app = "hardening-midframe";
+
+        // Rows whose bytes look like ReadyForQuery frames ('Z', length 5, 'I'), 1.2 MB each, in binary. Where the relay
+        // stops inside a row is up to the sockets, so a drain that parses from there lands on a fake frame in one stop
+        // out of six (the pattern's period): twelve rounds make a miss unlikely (one run in nine).
+        var sql = "SELECT decode(repeat('5a0000000549', 200000), 'hex') FROM generate_series(1, 20)";
+        for (var round = 0; round < 12; round++)
+        {
+            var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, app);
+            await raw.SendAsync(RawClient.Parse("", sql), RawClient.Bind("", "", binaryResults: true), RawClient.Execute(""), RawClient.Sync());
+            await raw.ReadBytesAsync(3_000_000);
+
+            // The client says goodbye (EOF) and stops reading: Poold stops relaying inside a 1.2 MB frame.
+            raw.Socket.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+            await Poll.UntilAsync(() => Task.FromResult(poold.Host.ActiveSessions == 0), TimeSpan.FromSeconds(20), "the session to end");
+            await raw.DisposeAsync();
+
+            await using var c = Connection(poold, app);
+            await c.OpenAsync();
+            for (var i = 0; i < 3; i++)
+            {
+                Assert.That(await new NpgsqlCommand($"SELECT {round * 10 + i}", c).ExecuteScalarAsync(), Is.EqualTo(round * 10 + i),
+                    "the next session's statements get their own answers");
+            }
+        }
+    }
+
+    [Test]
+    public async Task CopyFromStdin_InTheExtendedProtocol_WithLibpqsSecondSync_KeepsRepliesInStep()
+    {
+        await using var poold = await StartAsync(Backends(1, 1, 1));
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-copy");
+        await raw.SendAsync(RawClient.Query("CREATE TEMP TABLE copied (x int)"));
+        Assert.That((await raw.ReadUntilReadyAsync()).Select(m => m.Code), Does.Not.Contain('E'));
+
+        // libpq's PQexecParams("COPY ... FROM STDIN") then PQputCopyEnd: a Sync after the Execute (ignored by the server
+        // during COPY) and another after CopyDone.
+        await raw.SendAsync(RawClient.Parse("", "COPY copied FROM STDIN"), RawClient.Bind("", ""), RawClient.DescribePortal(""),
+            RawClient.Execute(""), RawClient.Sync());
+        await raw.ReadUntilAsync("G");
+        await raw.SendAsync(RawClient.CopyData("1\n"), RawClient.CopyData("2\n"), RawClient.CopyDone(), RawClient.Sync());
+        var copy = await raw.ReadUntilReadyAsync();
+        Assert.That(copy.Where(m => m.Code == 'C').Select(m => m.Text), Is.EqualTo(new[] { "COPY 2|" }));
+
+        await raw.SendAsync(RawClient.Query("SELECT count(*) FROM copied"));
+        var count = await raw.ReadUntilReadyAsync();
+        Assert.That(count.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("2"));
+
+        for (var i = 0; i < 4; i++)
+        {
+            // Reads balanced over the standbys, after the COPY: each gets its own answer, none hangs.
+            await raw.SendAsync(RawClient.Query($"SELECT {i + 40}"));
+            var read = await raw.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+            Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo((i + 40).ToString(CultureInfo.InvariantCulture)));
+        }
+
+        Assert.That(poold.Host.Sessions.Single().StatusText, Is.EqualTo("Idle"), "nothing outstanding");
+    }
+
+    [Test]
+    public async Task Pipeline_ReadFlushThenWrite_TheWriteRunsOnThePrimary()
+    {
+        // Reads go to the standbys only (weight 0 on the primary).
+        await using var poold = await StartAsync(Backends(0, 1, 1));
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-flush");
+        var id = Random.Shared.Next(1_000_000, 2_000_000);
+        await raw.SendAsync(RawClient.Parse("", "SELECT 7"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Flush());
+        var first = await raw.ReadUntilAsync("C");
+        Assert.That(first.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("7"));
+
+        await raw.SendAsync(RawClient.Parse("", $"INSERT INTO {Table} VALUES ({id}, 'flush')"), RawClient.Bind("", ""), RawClient.Execute(""),
+            RawClient.Sync());
+        var rest = await raw.ReadUntilReadyAsync();
+        Assert.That(rest.Where(m => m.Code == 'E').Select(m => m.Text), Is.Empty, "no 25006 from a standby");
+        Assert.That(rest.Where(m => m.Code == 'C').Select(m => m.Text), Is.EqualTo(new[] { "INSERT 0 1|" }));
+        Assert.That(rest.Count(m => m.Code == 'Z'), Is.EqualTo(1), "one ReadyForQuery for the one Sync");
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(1L));
+
+        // A simple Query after an unsynced batch: answered, not hung.
+        await raw.SendAsync(RawClient.Parse("", "SELECT 8"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Flush());
+        await raw.ReadUntilAsync("C");
+        await raw.SendAsync(RawClient.Query("SELECT 9"));
+        var query = await raw.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+        Assert.That(query.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("9"));
+        Assert.That(query.Count(m => m.Code == 'Z'), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task Pipeline_FailedReadBeforeTheFlush_TheWriteAfterItIsSkipped()
+    {
+        await using var poold = await StartAsync(Backends(0, 1, 1));
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-flush-error");
+        var id = Random.Shared.Next(2_000_000, 3_000_000);
+        await raw.SendAsync(RawClient.Parse("", "SELECT 1/0"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Flush());
+        var first = await raw.ReadUntilAsync("E");
+        Assert.That(first.Last().SqlState, Is.EqualTo("22012"));
+        await raw.SendAsync(RawClient.Parse("", $"INSERT INTO {Table} VALUES ({id}, 'skipped')"), RawClient.Bind("", ""), RawClient.Execute(""),
+            RawClient.Sync());
+        var rest = await raw.ReadUntilReadyAsync();
+        Assert.That(rest.Select(m => m.Code), Is.EqualTo(new[] { 'Z' }), "skipped up to the Sync, as the server does after an error");
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(0L));
+    }
+
+    [Test]
+    public async Task ClientLeavingDuringAStandbyRead_DoesNotFailTheStandby()
+    {
+        await using var poold = await StartAsync(Backends(0, 1, 1), "failover_on_backend_error = on\n");
+        var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-leave");
+        await raw.SendAsync(RawClient.Query("SELECT repeat('x', 1000) FROM generate_series(1, 200000)"));
+        await raw.ReadBytesAsync(1_000_000);
+
+        // Data that keeps coming to a socket closed for reading is answered with a reset: Poold's next write fails.
+        raw.Socket.Shutdown(System.Net.Sockets.SocketShutdown.Receive);
+        raw.Abort();
+        await Poll.UntilAsync(() => Task.FromResult(poold.Host.ActiveSessions == 0), TimeSpan.FromSeconds(20), "the session to end");
+        Assert.That(poold.Host.Nodes.Current.Nodes.Take(3).Select(n => n.Status), Is.All.EqualTo(NodeStatus.Up));
+        Assert.That(poold.Log, Does.Not.Contain("is unavailable for this session"), "the client's departure is not the standby's failure");
+    }
+
+    [Test]
+    public async Task PrimaryChanged_TheSessionEndsWith57P01_AndWritesNothingToTheOldPrimary()
+    {
+        await using var poold = await StartAsync(Backends(1, 1, 1));
+        await using var c = Connection(poold, "hardening-promote");
+        await c.OpenAsync();
+        await new NpgsqlCommand("SELECT 1", c).ExecuteScalarAsync();
+
+        // pcp_promote_node in Poold's view only: the shared cluster is untouched.
+        Assert.That(poold.Host.Nodes.Promote(1), Is.Null);
+        var id = Random.Shared.Next(3_000_000, 4_000_000);
+        var e = Assert.ThrowsAsync<PostgresException>(async () =>
+            await new NpgsqlCommand($"INSERT INTO {Table} VALUES ({id}, 'old primary')", c).ExecuteNonQueryAsync());
+        Assert.That(e!.SqlState, Is.EqualTo("57P01"), e.Message);
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(0L));
+    }
+
+    [Test]
+    public async Task DetachingThePrimary_LeavesNoDownNodeAsPrimary()
+    {
+        await using var poold = await StartAsync(Backends(1, 1, 1));
+        Assert.That(poold.Host.Nodes.Current.PrimaryNodeId, Is.EqualTo(0));
+        Assert.That(poold.Host.DetachNode(0), Is.Null);
+        var nodes = poold.Host.Nodes.Current;
+        Assert.That(nodes.Nodes[0].Status, Is.EqualTo(NodeStatus.Down));
+        Assert.That(nodes.PrimaryNodeId, Is.Not.EqualTo(0), "a detached node is no longer the primary");
+    }
+
+    [Test]
+    public async Task FailedCallAndCommitUnderOneSync_ThenRollback_PooldFollowsTheServersTransactionState()
+    {
+        await using var poold = await StartAsync(Backends(1), "load_balance_mode = off\n");
+        await using var c = Connection(poold, "hardening-txn");
+        await c.OpenAsync();
+        await new NpgsqlCommand("BEGIN ISOLATION LEVEL SERIALIZABLE", c).ExecuteNonQueryAsync();
+        await using (var batch = new NpgsqlBatch(c))
+        {
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("CALL hardening_proc('not a number')"));
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
+            Assert.ThrowsAsync<PostgresException>(async () => await batch.ExecuteNonQueryAsync());
+        }
+
+        // The server skipped the COMMIT: the transaction is open and failed until the client's ROLLBACK.
+        await new NpgsqlCommand("ROLLBACK", c).ExecuteNonQueryAsync();
+        Assert.That(await new NpgsqlCommand("SELECT 5", c).ExecuteScalarAsync(), Is.EqualTo(5));
+        Assert.That(poold.Log, Does.Not.Contain("replayed"));
+    }
+
+    [Test]
+    public async Task MessageOverMaxPacketSize_Gets54000_AndOtherSessionsGoOn()
+    {
+        await using var poold = await StartAsync(Backends(1), "max_packet_size = 65536\n");
+        await using var bystander = Connection(poold, "hardening-big-bystander");
+        await bystander.OpenAsync();
+        await using var c = Connection(poold, "hardening-big");
+        await c.OpenAsync();
+        var e = Assert.ThrowsAsync<PostgresException>(async () =>
+            await new NpgsqlCommand($"SELECT '{new string('x', 100_000)}'", c).ExecuteScalarAsync());
+        Assert.That(e!.SqlState, Is.EqualTo("54000"), e.Message);
+        Assert.That(e.MessageText, Does.Contain("max_packet_size"));
+        Assert.That(await new NpgsqlCommand("SELECT 3", bystander).ExecuteScalarAsync(), Is.EqualTo(3));
+    }
+}
