@@ -71,6 +71,42 @@ internal sealed class ConnectionPool : IAsyncDisposable
     }
 
     /// <summary>
+    /// Takes the most recently used idle connection for <paramref name="key"/> that <paramref name="accept"/> allows, or
+    /// null; the others stay idle. <paramref name="accept"/> runs under the pool's lock: it must be quick.
+    /// </summary>
+    public BackendConnection? TryTake(PoolKey key, Func<BackendConnection, bool> accept)
+    {
+        lock (_lock)
+        {
+            if (!_idle.TryGetValue(key, out var list))
+            {
+                return null;
+            }
+
+            for (var n = list.Last; n is not null; n = n.Previous)
+            {
+                if (accept(n.Value))
+                {
+                    var connection = n.Value;
+                    Unlink(connection);
+                    return connection;
+                }
+            }
+
+            return null;
+        }
+    }
+
+    /// <summary>How the most recently used idle connection for <paramref name="key"/> logged in, without taking it; null when none is idle.</summary>
+    public BackendAuthMethod? PeekAuthMethod(PoolKey key)
+    {
+        lock (_lock)
+        {
+            return _idle.TryGetValue(key, out var list) && list.Last is { } last ? last.Value.AuthMethod : null;
+        }
+    }
+
+    /// <summary>
     /// Accounts for a connection about to be opened to <paramref name="nodeId"/>; returns an idle connection that must be
     /// closed to stay within the cap, if any.
     /// </summary>

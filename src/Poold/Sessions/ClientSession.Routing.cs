@@ -749,7 +749,7 @@ internal sealed partial class ClientSession
         try
         {
             BackendConnection connection;
-            if (pool.TryTake(key) is { } cached)
+            if (TakeCached(key) is { } cached)
             {
                 connection = cached;
             }
