@@ -15,6 +15,12 @@ internal sealed class ScramClientExchange
     private static readonly ConcurrentDictionary<string, byte[]> SaltedPasswords = new();
     private const int MaxCachedPasswords = 1024;
 
+    /// <summary>
+    /// The most PBKDF2 iterations a server may ask for (PostgreSQL's default is 4096). Each costs two HMACs on a socket
+    /// thread before the server has proven anything, so an impostor asking for 2^31 would stall Poold for minutes.
+    /// </summary>
+    public const int MaxIterations = 1_000_000;
+
     private readonly string _password;
     private readonly byte[]? _channelBinding;
     private readonly string _clientNonce;
@@ -100,6 +106,12 @@ internal sealed class ScramClientExchange
         if (!int.TryParse(iterations, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var i) || i < 1)
         {
             throw new ScramException($"invalid SCRAM iteration count \"{iterations}\"");
+        }
+
+        if (i > MaxIterations)
+        {
+            throw new ScramException(
+                $"the server asks for {i} SCRAM iterations, more than the {MaxIterations} Poold computes (lower scram_iterations on the server and reset the password)");
         }
 
         byte[] saltBytes;

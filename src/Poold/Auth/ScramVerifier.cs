@@ -17,16 +17,18 @@ internal sealed class ScramVerifier
     private static readonly ConcurrentDictionary<string, ScramVerifier> Derived = new(StringComparer.Ordinal);
     private const int MaxDerived = 4096;
 
-    /// <summary>How long a verifier derived from a password keeps its salt before a fresh one is drawn.</summary>
-    private static readonly TimeSpan SaltLifetime = TimeSpan.FromMinutes(1);
+    /// <summary>
+    /// This process's secret for salts (PostgreSQL's <c>mock_auth_nonce</c>): drawn once, never shown. A salt derived from
+    /// it and the user name is the same on every attempt, for users with a stored password and for unknown users alike.
+    /// </summary>
+    private static readonly byte[] SaltSecret = RandomNumberGenerator.GetBytes(32);
 
-    private ScramVerifier(int iterations, byte[] salt, byte[] storedKey, byte[] serverKey, long createdTicks)
+    private ScramVerifier(int iterations, byte[] salt, byte[] storedKey, byte[] serverKey)
     {
         Iterations = iterations;
         Salt = salt;
         StoredKey = storedKey;
         ServerKey = serverKey;
-        CreatedTicks = createdTicks;
     }
 
     public int Iterations { get; }
@@ -36,8 +38,6 @@ internal sealed class ScramVerifier
     public byte[] StoredKey { get; }
 
     public byte[] ServerKey { get; }
-
-    private long CreatedTicks { get; }
 
     public static bool TryParse(string text, out ScramVerifier verifier)
     {
@@ -66,7 +66,7 @@ internal sealed class ScramVerifier
                 return false;
             }
 
-            verifier = new ScramVerifier(iterations, salt, stored, server, 0);
+            verifier = new ScramVerifier(iterations, salt, stored, server);
             return true;
         }
         catch (FormatException)
@@ -81,8 +81,7 @@ internal sealed class ScramVerifier
         var salted = ScramSha256.SaltedPassword(SaslPrep.Prepare(password), salt, iterations);
         try
         {
-            return new ScramVerifier(iterations, salt, ScramSha256.StoredKey(ScramSha256.ClientKey(salted)), ScramSha256.ServerKey(salted),
-                Environment.TickCount64);
+            return new ScramVerifier(iterations, salt, ScramSha256.StoredKey(ScramSha256.ClientKey(salted)), ScramSha256.ServerKey(salted));
         }
         finally
         {
@@ -91,19 +90,20 @@ internal sealed class ScramVerifier
     }
 
     /// <summary>
-    /// A verifier for a stored password, with a random salt. The derived keys are cached per user and password for a
-    /// minute, then a fresh salt is drawn: logins get fresh salts over time while a storm of them costs one PBKDF2.
+    /// A verifier for a stored password, salted with <see cref="SaltFor"/>: the same salt on every login, as for a
+    /// verifier PostgreSQL stores, and the same as <see cref="Mock"/> gives a user without one. Cached per user and
+    /// password, so a storm of logins costs one PBKDF2.
     /// </summary>
     public static ScramVerifier ForPassword(string user, Secret password, int iterations = DefaultIterations)
     {
         var cacheKey = user + "\0" + Convert.ToBase64String(SHA256.HashData(ScramSha256.Utf8(password.Reveal()))) + "\0"
                        + iterations.ToString(CultureInfo.InvariantCulture);
-        if (Derived.TryGetValue(cacheKey, out var cached) && Environment.TickCount64 - cached.CreatedTicks < SaltLifetime.TotalMilliseconds)
+        if (Derived.TryGetValue(cacheKey, out var cached))
         {
             return cached;
         }
 
-        var verifier = Create(password.Reveal(), RandomNumberGenerator.GetBytes(16), iterations);
+        var verifier = Create(password.Reveal(), SaltFor(user), iterations);
         if (Derived.Count >= MaxDerived)
         {
             Derived.Clear();
@@ -112,6 +112,18 @@ internal sealed class ScramVerifier
         Derived[cacheKey] = verifier;
         return verifier;
     }
+
+    /// <summary>
+    /// PostgreSQL's mock verifier: what a user without a usable stored password is challenged with, so that the exchange
+    /// looks like a real one (same salt on each attempt, default iterations) and fails only at the proof. Its keys are
+    /// random: no proof matches them.
+    /// </summary>
+    public static ScramVerifier Mock(string user) =>
+        new(DefaultIterations, SaltFor(user), RandomNumberGenerator.GetBytes(32), RandomNumberGenerator.GetBytes(32));
+
+    /// <summary>A 16-byte salt for <paramref name="user"/>: HMAC-SHA-256 of the name under this process's secret.</summary>
+    public static byte[] SaltFor(string user) =>
+        HMACSHA256.HashData(SaltSecret, ScramSha256.Utf8("SCRAM salt\0" + user)).AsSpan(0, 16).ToArray();
 
     /// <summary>Checks a cleartext password against the verifier.</summary>
     public bool Matches(string password)

@@ -70,17 +70,19 @@ internal static class ConfLexer
             value = Next(line, ref pos);
         }
 
+        var name = line.Slice(key.Start, key.Length).ToString();
+        var secret = HoldsSecret(name);
         if (value.Kind is not (TokenKind.Key or TokenKind.UnquotedString or TokenKind.String or TokenKind.Integer or TokenKind.Real))
         {
-            var name = line.Slice(key.Start, key.Length).ToString();
-            diagnostics.Add(SyntaxError(file, lineNo, line, value, $"expected a value for \"{name}\""));
+            diagnostics.Add(SyntaxError(file, lineNo, line, value, $"expected a value for \"{name}\"", secret));
             return;
         }
 
         var rest = Next(line, ref pos);
         if (rest.Kind != TokenKind.EndOfLine)
         {
-            diagnostics.Add(SyntaxError(file, lineNo, line, rest, "expected the end of the line after the value (quote values that contain '.' after a digit, spaces or other symbols)"));
+            diagnostics.Add(SyntaxError(file, lineNo, line, rest,
+                "expected the end of the line after the value (quote values that contain '.' after a digit, spaces or other symbols)", secret));
             return;
         }
 
@@ -89,11 +91,22 @@ internal static class ConfLexer
         entries.Add(new ConfEntry(line.Slice(key.Start, key.Length).ToString(), text.ToString(), quoted, file, lineNo));
     }
 
-    private static ConfigDiagnostic SyntaxError(string file, int lineNo, ReadOnlySpan<char> line, Token at, string expectation)
+    /// <summary>
+    /// A syntax error names the token it stopped at, except in the value of a parameter that holds a secret, which
+    /// must not reach a log or a terminal: there it says where, not what.
+    /// </summary>
+    private static ConfigDiagnostic SyntaxError(string file, int lineNo, ReadOnlySpan<char> line, Token at, string expectation, bool secret = false)
     {
-        var near = at.Kind == TokenKind.EndOfLine ? "end of line" : $"\"{line.Slice(at.Start, at.Length)}\"";
+        var near = at.Kind == TokenKind.EndOfLine ? "end of line"
+            : secret ? $"column {at.Start + 1} (the value of a secret parameter is not shown)"
+            : $"\"{line.Slice(at.Start, at.Length)}\"";
         return ConfigDiagnostic.Error(file, lineNo, $"syntax error near {near}: {expectation}");
     }
+
+    /// <summary>Parameters whose value may be a password or key: any name containing password, passwd, secret or key.</summary>
+    internal static bool HoldsSecret(string name) =>
+        name.Contains("password", StringComparison.OrdinalIgnoreCase) || name.Contains("passwd", StringComparison.OrdinalIgnoreCase)
+        || name.Contains("secret", StringComparison.OrdinalIgnoreCase) || name.Contains("key", StringComparison.OrdinalIgnoreCase);
 
     private static Token Next(ReadOnlySpan<char> s, ref int pos)
     {

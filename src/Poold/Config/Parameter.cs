@@ -148,7 +148,7 @@ internal static class ParameterKinds
 
     /// <summary>One of a fixed set of words (any case); synonyms map to the same value.</summary>
     public static Parameter<TEnum> Enum<TEnum>(string name, TEnum @default, (string Word, TEnum Value)[] words, ParameterContext context,
-        string description, string[]? aliases = null)
+        string description, string[]? aliases = null, NodeScope scope = NodeScope.Global)
         where TEnum : struct, Enum =>
         new(name, @default, (string text, out TEnum value) =>
         {
@@ -163,5 +163,5 @@ internal static class ParameterKinds
 
             value = @default;
             return $"invalid value \"{text}\"; expected one of: {string.Join(", ", words.Select(w => w.Word))}";
-        }, v => words.First(w => EqualityComparer<TEnum>.Default.Equals(w.Value, v)).Word, context, description, NodeScope.Global, aliases);
+        }, v => words.First(w => EqualityComparer<TEnum>.Default.Equals(w.Value, v)).Word, context, description, scope, aliases);
 }

@@ -295,6 +295,20 @@ internal static class Params
     public static readonly Parameter<string> BackendApplicationName =
         String("backend_application_name", "", Reload, "application_name for backend #N", NodeScope.PerNode);
 
+    public static readonly Parameter<BackendTlsMode> BackendSslMode = Enum("backend_sslmode", BackendTlsMode.Default,
+        [("", BackendTlsMode.Default), ("disable", BackendTlsMode.Disable), ("prefer", BackendTlsMode.Prefer), ("require", BackendTlsMode.Require),
+         ("verify-ca", BackendTlsMode.VerifyCa), ("verify-full", BackendTlsMode.VerifyFull)], Reload,
+        "TLS to backend #N: disable, prefer, require, verify-ca, verify-full; '' = prefer when ssl = on, else disable [Poold]",
+        scope: NodeScope.PerNode);
+
+    public static readonly Parameter<string> BackendSslCaCert = String("backend_ssl_ca_cert", "", Reload,
+        "PEM file of the CA(s) backend #N's certificate must chain to (verify-ca, verify-full), or 'system' [Poold]", NodeScope.PerNode);
+
+    public static readonly Parameter<BackendAuthSet> BackendRequireAuth = new("backend_require_auth", BackendAuthSet.Any,
+        BackendAuthSets.Parse, BackendAuthSets.Show, Reload,
+        "authentication methods backend #N may ask for: none, password, md5, scram-sha-256, or !method; '' = any [Poold]",
+        NodeScope.PerNode);
+
     /// <summary>The highest node number pgpool-II accepts (MAX_NUM_BACKENDS - 1).</summary>
     public const int MaxNodeId = 127;
 
@@ -355,7 +369,7 @@ internal static class Params
             FailoverCommand, FailbackCommand, FailoverOnBackendError, FailoverOnBackendShutdown, DetachFalsePrimary, AutoFailback,
             AutoFailbackInterval, SearchPrimaryNodeTimeout, RelcacheExpire, RelcacheSize, CheckTempTableMode, CheckUnloggedTable,
             RelcacheQueryTargetNode, UseWatchdog, MemoryCacheEnabled, BackendHostname, BackendPort, BackendWeight,
-            BackendDataDirectory, BackendFlag, BackendApplicationName,
+            BackendDataDirectory, BackendFlag, BackendApplicationName, BackendSslMode, BackendSslCaCert, BackendRequireAuth,
             ServerCheckDelay, ServerCheckQuery, MaxPacketSize,
         ];
         var byName = new Dictionary<string, Parameter>(StringComparer.OrdinalIgnoreCase);

@@ -88,3 +88,37 @@ internal enum BackendFlags
     DisallowToFailover = 1,
     AlwaysPrimary = 2,
 }
+
+/// <summary>
+/// <c>backend_sslmodeN</c>, as libpq's <c>sslmode</c>. <see cref="Default"/> keeps pgpool-II's behaviour: prefer when
+/// <c>ssl = on</c>, disable when it is off. Unix-socket backends never use TLS.
+/// </summary>
+internal enum BackendTlsMode
+{
+    Default,
+    Disable,
+
+    /// <summary>Ask; go on in plaintext if the server says no; the certificate is not checked.</summary>
+    Prefer,
+
+    /// <summary>TLS or no connection; the certificate is not checked.</summary>
+    Require,
+
+    /// <summary>TLS, and the certificate must chain to <c>backend_ssl_ca_certN</c>.</summary>
+    VerifyCa,
+
+    /// <summary>As <see cref="VerifyCa"/>, and the certificate must name the backend's host.</summary>
+    VerifyFull,
+}
+
+/// <summary><c>backend_require_authN</c>, as libpq's <c>require_auth</c>: the methods a backend may ask Poold for.</summary>
+[Flags]
+internal enum BackendAuthSet
+{
+    /// <summary>The backend lets Poold in without asking (trust).</summary>
+    None = 1,
+    Password = 2,
+    Md5 = 4,
+    ScramSha256 = 8,
+    Any = None | Password | Md5 | ScramSha256,
+}

@@ -150,7 +150,12 @@ internal static class SettingsBuilder
         {
             slots[id] = new BackendSettings(id, configured.Contains(id), Value(Params.BackendHostname, id), Value(Params.BackendPort, id),
                 Value(Params.BackendWeight, id), Value(Params.BackendDataDirectory, id), Value(Params.BackendFlag, id),
-                Value(Params.BackendApplicationName, id));
+                Value(Params.BackendApplicationName, id))
+            {
+                TlsMode = Value(Params.BackendSslMode, id),
+                SslCaCert = Value(Params.BackendSslCaCert, id),
+                RequireAuth = Value(Params.BackendRequireAuth, id),
+            };
         }
 
         var total = slots.Where(b => b.IsConfigured).Sum(b => b.Weight);
@@ -222,6 +227,16 @@ internal static class SettingsBuilder
         if (s.Get(Params.Ssl) && (s.Get(Params.SslCert).Length == 0 || s.Get(Params.SslKey).Length == 0))
         {
             Report(DiagnosticSeverity.Error, Params.Ssl, "ssl = on needs ssl_cert and ssl_key (PEM files)");
+        }
+
+        foreach (var b in s.Backends)
+        {
+            if (b.IsConfigured && b.TlsMode is BackendTlsMode.VerifyCa or BackendTlsMode.VerifyFull && b.SslCaCert.Length == 0)
+            {
+                var at = sources.TryGetValue((Params.BackendSslMode.Index, b.Id), out var e) ? e : new ConfEntry("", "", false, file, 0);
+                diagnostics.Add(ConfigDiagnostic.Error(at.File, at.Line,
+                    $"backend_sslmode{b.Id} = '{Params.BackendSslMode.Show(b.TlsMode)}' needs backend_ssl_ca_cert{b.Id}: a PEM file of the CA(s) to trust, or 'system'"));
+            }
         }
 
         if (s.Backends.Length > 0 && s.Backends.Where(b => b.IsConfigured).All(b => b.Weight == 0))

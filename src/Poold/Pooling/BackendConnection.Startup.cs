@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using Poold.Auth;
+using Poold.Config;
 using Poold.Protocol;
 
 namespace Poold.Pooling;
@@ -46,6 +47,7 @@ internal sealed partial class BackendConnection
     private async Task AuthenticateAsync(PasswordSource passwords, CancellationToken cancellationToken)
     {
         ScramClientSteps? scram = null;
+        var asked = false;
         while (true)
         {
             var (code, body) = await ReadFrameAsync(cancellationToken);
@@ -75,15 +77,24 @@ internal sealed partial class BackendConnection
                             $"backend node {NodeId} ended SCRAM authentication without proving it knows the password");
                     }
 
+                    if (!asked)
+                    {
+                        Require(BackendAuthSet.None, "let Poold in without authentication");
+                    }
+
                     AuthMethod = scram is not null ? BackendAuthMethod.ScramSha256 : AuthMethod;
                     return;
                 case AuthRequest.CleartextPassword:
+                    Require(BackendAuthSet.Password, "asks for the password in cleartext");
+                    asked = true;
                     AuthMethod = BackendAuthMethod.Cleartext;
                     var clear = await RequirePasswordAsync(passwords, BackendAuthMethod.Cleartext, cancellationToken);
                     _out.Password(PlainPassword(clear, "password").Reveal());
                     await SendAsync(cancellationToken);
                     break;
                 case AuthRequest.Md5Password when data.Length == 4:
+                    Require(BackendAuthSet.Md5, "asks for md5 authentication");
+                    asked = true;
                     AuthMethod = BackendAuthMethod.Md5;
                     var md5 = await RequirePasswordAsync(passwords, BackendAuthMethod.Md5, cancellationToken);
                     var hash = md5.Md5For(Key.User) ?? throw NoUsablePassword("md5");
@@ -91,19 +102,25 @@ internal sealed partial class BackendConnection
                     await SendAsync(cancellationToken);
                     break;
                 case AuthRequest.Sasl:
+                    Require(BackendAuthSet.ScramSha256, "asks for SASL (SCRAM-SHA-256) authentication");
+                    asked = true;
                     AuthMethod = BackendAuthMethod.ScramSha256;
                     var secret = PlainPassword(await RequirePasswordAsync(passwords, BackendAuthMethod.ScramSha256, cancellationToken), "SCRAM-SHA-256");
                     scram = new ScramClientSteps(secret, IsTls ? Tls.TlsSetup.ChannelBindingHash(((System.Net.Security.SslStream)_stream).RemoteCertificate) : null);
-                    var (mechanism, first) = scram.Start(ParseMechanisms(data.Span));
+                    var (mechanism, first) = Scram(scram, s => s.Start(ParseMechanisms(data.Span)));
                     _out.SaslInitialResponse(mechanism, first);
                     await SendAsync(cancellationToken);
                     break;
                 case AuthRequest.SaslContinue when scram is not null:
-                    _out.SaslResponse(scram.Continue(data.Span));
+                    _out.SaslResponse(Scram(scram, s => s.Continue(data.Span)));
                     await SendAsync(cancellationToken);
                     break;
                 case AuthRequest.SaslFinal when scram is not null:
-                    scram.Finish(data.Span);
+                    Scram(scram, s =>
+                    {
+                        s.Finish(data.Span);
+                        return true;
+                    });
                     break;
                 default:
                     throw new BackendException(NodeId, SqlState.FeatureNotSupported,
@@ -112,17 +129,59 @@ internal sealed partial class BackendConnection
         }
     }
 
+    /// <summary>
+    /// backend_require_authN, checked before anything is sent: a server (or an impostor on the path) that asks for a
+    /// weaker method than the node's setting allows gets no password, no hash and no proof.
+    /// </summary>
+    private void Require(BackendAuthSet method, string what)
+    {
+        if (!Node.RequireAuth.HasFlag(method))
+        {
+            throw new BackendException(NodeId, SqlState.InvalidAuthorizationSpecification,
+                $"backend node {NodeId} ({Describe(Node)}) {what}, but backend_require_auth{NodeId} = '{Params.BackendRequireAuth.Show(Node.RequireAuth)}' does not allow it: Poold refused to log in there");
+        }
+    }
+
+    /// <summary>A SCRAM step; a malformed, hostile or failed exchange becomes an error naming the node.</summary>
+    private T Scram<T>(ScramClientSteps steps, Func<ScramClientSteps, T> step)
+    {
+        try
+        {
+            return step(steps);
+        }
+        catch (ScramException e)
+        {
+            throw new BackendException(NodeId, SqlState.InvalidAuthorizationSpecification,
+                $"backend node {NodeId} ({Describe(Node)}): SCRAM authentication failed: {e.Message}");
+        }
+    }
+
     private async ValueTask<StoredCredential> RequirePasswordAsync(PasswordSource passwords, BackendAuthMethod method, CancellationToken cancellationToken)
     {
         var credential = await passwords(method, cancellationToken) ?? throw new BackendException(NodeId, SqlState.InvalidPassword,
             $"backend node {NodeId} asks user \"{Key.User}\" for a password ({method}) and Poold has none to give (no pool_passwd entry, or one Poold cannot log in with)");
-        if (credential.Password is { } password)
+        if (Fingerprint(credential) is { } fingerprint)
         {
-            RememberPassword(password);
+            RememberPassword(fingerprint);
         }
 
         return credential;
     }
+
+    /// <summary>
+    /// Whether a client whose backend login would use <paramref name="credential"/> may have this connection: it was
+    /// opened without a password (trust), or with that very password or stored hash. A cached connection never lets a
+    /// client in on someone else's login, and gives no one more than a fresh login would.
+    /// </summary>
+    public bool WasOpenedWith(StoredCredential? credential) => AcceptsPassword(Fingerprint(credential));
+
+    /// <summary>What identifies a credential for <see cref="WasOpenedWith"/>: the password, or else the md5 hash, each in its own domain.</summary>
+    private static Secret? Fingerprint(StoredCredential? credential) => credential switch
+    {
+        { Password: { } password } => new Secret("password\0" + password.Reveal()),
+        { Md5Hash: { } hash } => new Secret("md5 hash\0" + hash.Reveal()),
+        _ => null,
+    };
 
     private Secret PlainPassword(StoredCredential credential, string method) => credential.Password ?? throw NoUsablePassword(method);
 

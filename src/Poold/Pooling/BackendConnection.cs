@@ -87,7 +87,7 @@ internal sealed partial class BackendConnection : IAsyncDisposable
         var isTls = false;
         try
         {
-            if (tls.Enabled && !node.IsUnixSocket)
+            if (tls.ModeFor(node) != BackendTlsMode.Disable)
             {
                 (stream, isTls) = await NegotiateTlsAsync(node, stream, tls, cancellationToken);
             }
@@ -174,6 +174,8 @@ internal sealed partial class BackendConnection : IAsyncDisposable
             else
             {
                 socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                // A backend host that vanishes (power loss, network partition) is noticed on an idle connection too.
+                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
                 await ConnectOrDisposeAsync(socket, new System.Net.DnsEndPoint(node.Hostname, node.Port), cts.Token);
             }
         }
@@ -204,19 +206,46 @@ internal sealed partial class BackendConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>SSLRequest: 'S' → TLS handshake; 'N' → the backend does not do TLS, go on in plaintext (as pgpool-II).</summary>
+    /// <summary>
+    /// SSLRequest: 'S' → TLS handshake, the certificate checked as backend_sslmodeN says; 'N' → plaintext for prefer (as
+    /// pgpool-II), an error for require and the verify modes.
+    /// </summary>
     private static async Task<(Stream, bool)> NegotiateTlsAsync(BackendSettings node, Stream stream, TlsSetup tls, CancellationToken cancellationToken)
     {
+        var mode = tls.ModeFor(node);
         await stream.WriteAsync(new MessageBuffer(8).SslRequest().Written, cancellationToken);
         var answer = new byte[1];
         await stream.ReadExactlyAsync(answer, cancellationToken);
         switch (answer[0])
         {
-            case (byte)'N':
+            case (byte)'N' when mode == BackendTlsMode.Prefer:
                 return (stream, false);
+            case (byte)'N':
+                throw new BackendException(node.Id, SqlState.ConnectionFailure,
+                    $"backend node {node.Id} ({Describe(node)}) does not accept TLS, and backend_sslmode{node.Id} = {Params.BackendSslMode.Show(mode)} requires it");
             case (byte)'S':
                 var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
-                await ssl.AuthenticateAsClientAsync(tls.BackendOptions(node.Hostname), cancellationToken);
+                SslClientAuthenticationOptions options;
+                BackendCertificateCheck check;
+                try
+                {
+                    options = tls.BackendOptions(node, out check);
+                }
+                catch (BackendTlsException e)
+                {
+                    throw new BackendException(node.Id, SqlState.ConnectionFailure, $"backend node {node.Id}: backend_ssl_ca_cert{node.Id}: {e.Message}");
+                }
+
+                try
+                {
+                    await ssl.AuthenticateAsClientAsync(options, cancellationToken);
+                }
+                catch (System.Security.Authentication.AuthenticationException e) when (check.Failure is { } failure)
+                {
+                    throw new BackendException(node.Id, SqlState.ConnectionFailure,
+                        $"backend node {node.Id} ({Describe(node)}) failed TLS certificate verification: {failure}", e);
+                }
+
                 return (ssl, true);
             default:
                 throw new BackendException(node.Id, SqlState.ProtocolViolation,

@@ -55,50 +55,52 @@ internal sealed class ConnectionPool : IAsyncDisposable
         }
     }
 
-    /// <summary>Takes the most recently used idle connection for <paramref name="key"/>, or null, without checking it.</summary>
-    private BackendConnection? TryTakeUnchecked(PoolKey key)
+    /// <summary>
+    /// Takes the most recently used idle connection for <paramref name="key"/> that <paramref name="accept"/> allows, or
+    /// null, unchecked; the others stay idle. <paramref name="accept"/> runs under the pool's lock: it must be quick.
+    /// </summary>
+    private BackendConnection? TryTakeUnchecked(PoolKey key, Func<BackendConnection, bool> accept)
     {
         lock (_lock)
         {
-            if (!_idle.TryGetValue(key, out var list) || list.Last is not { } last)
+            if (!_idle.TryGetValue(key, out var list))
             {
                 return null;
             }
 
-            Unlink(last.Value);
-            return last.Value;
-        }
-    }
-
-    /// <summary>
-    /// Takes an idle connection for <paramref name="key"/> that the server has not closed, or null, without a round trip
-    /// (see <see cref="TakeAsync"/> for the full check).
-    /// </summary>
-    public BackendConnection? TryTake(PoolKey key)
-    {
-        while (TryTakeUnchecked(key) is { } connection)
-        {
-            if (!connection.IsBroken && !connection.IsClosedByPeer())
+            for (var n = list.Last; n is not null; n = n.Previous)
             {
-                return connection;
+                if (accept(n.Value))
+                {
+                    var connection = n.Value;
+                    Unlink(connection);
+                    return connection;
+                }
             }
 
-            Forget(connection.NodeId);
-            _ = connection.DisposeAsync().AsTask();
+            return null;
         }
+    }
 
-        return null;
+    /// <summary>How the most recently used idle connection for <paramref name="key"/> logged in, without taking it; null when none is idle.</summary>
+    public BackendAuthMethod? PeekAuthMethod(PoolKey key)
+    {
+        lock (_lock)
+        {
+            return _idle.TryGetValue(key, out var list) && list.Last is { } last ? last.Value.AuthMethod : null;
+        }
     }
 
     /// <summary>
-    /// Takes an idle connection for <paramref name="key"/> that is still good, or null. A connection the server closed or
+    /// Takes an idle connection for <paramref name="key"/> that <paramref name="accept"/> allows and that is still good,
+    /// or null. A connection the server closed or
     /// wrote to while it sat idle (a restart, <c>pg_terminate_backend</c>, <c>idle_session_timeout</c>) is closed and the
     /// next one tried; one idle for longer than <c>server_check_delay</c> first answers <c>server_check_query</c> (a round
     /// trip, as PgBouncer does), which catches a peer that vanished without a FIN (a NAT that dropped the flow).
     /// </summary>
-    public async ValueTask<BackendConnection?> TakeAsync(PoolKey key, CancellationToken cancellationToken)
+    public async ValueTask<BackendConnection?> TakeAsync(PoolKey key, Func<BackendConnection, bool> accept, CancellationToken cancellationToken)
     {
-        while (TryTakeUnchecked(key) is { } connection)
+        while (TryTakeUnchecked(key, accept) is { } connection)
         {
             if (await IsGoodAsync(connection, cancellationToken))
             {

@@ -22,6 +22,8 @@ internal static class SqlState
     public const string AdminShutdown = "57P01";
 
     public const string ProgramLimitExceeded = "54000";
+
+    public const string InvalidParameterValue = "22023";
     public const string CannotConnectNow = "57P03";
     public const string IdleSessionTimeout = "57P05";
 

@@ -9,6 +9,7 @@ using Poold.Auth.Hba;
 using Poold.Config;
 using Poold.Pooling;
 using Poold.Protocol;
+using Poold.Tls;
 
 namespace Poold.Sessions;
 
@@ -17,7 +18,9 @@ namespace Poold.Sessions;
 /// <c>enable_pool_hba = on</c> the first matching pool_hba.conf record chooses the method and the client is proven
 /// before any backend is touched. With it off, the backend's own method drives: Poold challenges the client with the
 /// same method against its pool_passwd entry, or, without an entry, asks for the cleartext password (pass-through).
-/// Either way every client is authenticated, whether its backend connection is fresh or cached.
+/// Either way every client is authenticated before it gets a backend connection, fresh or cached, and a cached one
+/// only when it was opened with the credential this client's own login would use. To a client that has not proven
+/// anything, every failure looks alike: the challenge a real entry would get, then <c>28P01</c>; why is in the log.
 /// </summary>
 internal sealed partial class ClientSession
 {
@@ -32,6 +35,10 @@ internal sealed partial class ClientSession
 
     /// <summary>What backends are logged in with, once known.</summary>
     private StoredCredential? _backendCredential;
+
+    /// <summary>What a fresh backend login of this client uses: the stored credential, else the client's own password.</summary>
+    private StoredCredential? SessionCredential =>
+        _backendCredential ?? (_clientPassword is { } password ? StoredCredential.FromPassword(password) : null);
 
     private async Task AuthenticateAsync(CancellationToken cancellationToken)
     {
@@ -49,14 +56,16 @@ internal sealed partial class ClientSession
         var key = PoolKey.Create(primary.Id, parameters);
         var pool = _services.Pool;
 
-        if (pool.TryTake(key) is { } cached)
+        if (!_clientVerified && _clientPassword is null && pool.PeekAuthMethod(key) is { } method and not BackendAuthMethod.Trust)
+        {
+            // enable_pool_hba = off, and a connection is cached: the client proves itself as the backend asked when that
+            // connection was opened, while the connection stays in the pool, so a failed or abandoned login costs nothing.
+            await CredentialForBackendAsync(method, cancellationToken);
+        }
+
+        if (await TakeCachedAsync(key, cancellationToken) is { } cached)
         {
             Volatile.Write(ref _backend, cached);
-            if (!_clientVerified && cached.AuthMethod != BackendAuthMethod.Trust)
-            {
-                await VerifyClientForCachedAsync(cached, cancellationToken);
-            }
-
             LogReused(cached);
             return;
         }
@@ -80,12 +89,22 @@ internal sealed partial class ClientSession
         }
     }
 
+    /// <summary>
+    /// An idle connection for <paramref name="key"/> that this client may have: one the backend let in without a
+    /// password, or one opened with the credential a fresh login of this client would use. Others stay in the pool.
+    /// </summary>
+    private ValueTask<BackendConnection?> TakeCachedAsync(PoolKey key, CancellationToken cancellationToken)
+    {
+        var credential = SessionCredential;
+        return _services.Pool.TakeAsync(key, c => c.WasOpenedWith(credential), cancellationToken);
+    }
+
     // ---- enable_pool_hba = on ----
 
     private async Task AuthenticateByHbaAsync(AuthFiles auth, CancellationToken cancellationToken)
     {
         var address = (_socket.RemoteEndPoint as IPEndPoint)?.Address;
-        var request = new HbaRequest(_isUnixSocket, _clientIsTls, address, User!, Database!);
+        var request = new HbaRequest(_isUnixSocket, _clientIsTls, address, User!, Database!, _replication == ReplicationMode.Physical);
         var hba = auth.Hba;
         var sslEnabled = _services.Tls.Enabled;
         var record = hba is { UsesHostNames: true }
@@ -106,37 +125,42 @@ internal sealed partial class ClientSession
                 throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification,
                     $"pool_hba.conf rejects connection for host \"{host}\", user \"{User}\", database \"{Database}\", SSL {ssl}");
             case HbaMethod.Trust:
-                _backendCredential = TryStoredCredential();
+                _backendCredential = TrustedStoredCredential();
                 break;
             case HbaMethod.Cert:
                 CheckClientCertificate();
-                _backendCredential = TryStoredCredential();
+                _backendCredential = TrustedStoredCredential();
                 break;
             case HbaMethod.Password:
-                var stored = TryStoredCredential();
+                var stored = TryStoredCredential(out var problem);
+                if (problem is not null)
+                {
+                    throw await FailAfterMockAsync(BackendAuthMethod.Cleartext, problem, cancellationToken);
+                }
+
                 await ChallengeCleartextAsync(stored, cancellationToken);
                 _backendCredential = StoredCredential.FromPassword(_clientPassword!);
                 if (stored is null)
                 {
-                    // Pass-through: nothing vouched for the password, so a cached connection still compares it.
+                    // Pass-through: nothing vouched for the password; the backend, or a cached connection opened with it, will.
                     return;
                 }
 
                 break;
             case HbaMethod.Md5:
-                _backendCredential = RequireStoredCredential("md5");
-                await ChallengeMd5Async(_backendCredential, cancellationToken);
+                _backendCredential = await RequireStoredCredentialAsync(BackendAuthMethod.Md5, cancellationToken);
+                await ChallengeLikeBackendAsync(BackendAuthMethod.Md5, _backendCredential, cancellationToken);
                 break;
             case HbaMethod.ScramSha256:
-                _backendCredential = RequireStoredCredential("SCRAM");
-                await ChallengeScramAsync(_backendCredential, cancellationToken);
+                _backendCredential = await RequireStoredCredentialAsync(BackendAuthMethod.ScramSha256, cancellationToken);
+                await ChallengeLikeBackendAsync(BackendAuthMethod.ScramSha256, _backendCredential, cancellationToken);
                 break;
         }
 
         _clientVerified = true;
     }
 
-    /// <summary>pool_hba's <c>cert</c>: a certificate that chained to ssl_ca_cert during the handshake, whose CN is the user.</summary>
+    /// <summary>pool_hba's <c>cert</c>: a certificate that chained to ssl_ca_cert during the handshake, whose CN attribute is exactly the user.</summary>
     private void CheckClientCertificate()
     {
         var certificate = (_client as SslStream)?.RemoteCertificate;
@@ -149,10 +173,10 @@ internal sealed partial class ClientSession
         }
 
         using var cert = new X509Certificate2(certificate);
-        var commonName = cert.GetNameInfo(X509NameType.SimpleName, forIssuer: false);
-        if (commonName != User)
+        var commonName = CertificateNames.CommonName(cert);
+        if (commonName is null || !string.Equals(commonName, User, StringComparison.Ordinal))
         {
-            LogCertificateMismatch(commonName);
+            LogCertificateMismatch(commonName ?? "(none)");
             throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification, $"certificate authentication failed for user \"{User}\"");
         }
     }
@@ -182,7 +206,13 @@ internal sealed partial class ClientSession
             return null;
         }
 
-        if (TryStoredCredential() is { } stored)
+        var stored = TryStoredCredential(out var problem);
+        if (problem is not null)
+        {
+            throw await FailAfterMockAsync(method, problem, cancellationToken);
+        }
+
+        if (stored is not null)
         {
             await ChallengeLikeBackendAsync(method, stored, cancellationToken);
             _backendCredential = method == BackendAuthMethod.Cleartext && _clientPassword is not null
@@ -196,45 +226,43 @@ internal sealed partial class ClientSession
         return StoredCredential.FromPassword(_clientPassword!);
     }
 
-    /// <summary>A cached connection is handed over only after the client proves itself as a fresh login would.</summary>
-    private async Task VerifyClientForCachedAsync(BackendConnection cached, CancellationToken cancellationToken)
+    /// <summary>Challenges the client against <paramref name="stored"/> with <paramref name="method"/>; an entry that cannot check it fails like a wrong password.</summary>
+    private async Task ChallengeLikeBackendAsync(BackendAuthMethod method, StoredCredential stored, CancellationToken cancellationToken)
     {
-        if (TryStoredCredential() is { } stored)
+        switch (method)
         {
-            await ChallengeLikeBackendAsync(cached.AuthMethod, stored, cancellationToken);
-            _clientVerified = true;
-            _backendCredential = stored;
-            return;
-        }
+            case BackendAuthMethod.Md5:
+                if (stored.Md5For(User!) is not { } hash)
+                {
+                    throw await FailAfterMockAsync(method,
+                        "the pool_passwd entry is a SCRAM verifier, which cannot check an md5 login (store the password with pg_enc)", cancellationToken);
+                }
 
-        if (_clientPassword is null)
-        {
-            await AskPassThroughPasswordAsync(cached.AuthMethod, cancellationToken);
-        }
+                await ChallengeMd5Async(hash, cancellationToken);
+                break;
+            case BackendAuthMethod.ScramSha256:
+                var verifier = stored.Verifier ?? (stored.Password is { } password ? ScramVerifier.ForPassword(User!, password) : null);
+                if (verifier is null)
+                {
+                    throw await FailAfterMockAsync(method,
+                        "the pool_passwd entry is an md5 hash, which cannot check SCRAM (store the password with pg_enc)", cancellationToken);
+                }
 
-        if (!cached.AcceptsPassword(_clientPassword))
-        {
-            throw PasswordFailed("the password differs from the one the cached backend connection was opened with");
+                await ChallengeScramAsync(verifier, "the SCRAM proof does not match the pool_passwd entry", cancellationToken);
+                break;
+            default:
+                await ChallengeCleartextAsync(stored, cancellationToken);
+                break;
         }
     }
-
-    private Task ChallengeLikeBackendAsync(BackendAuthMethod method, StoredCredential stored, CancellationToken cancellationToken) => method switch
-    {
-        BackendAuthMethod.Md5 => ChallengeMd5Async(stored, cancellationToken),
-        BackendAuthMethod.ScramSha256 => ChallengeScramAsync(stored, cancellationToken),
-        _ => ChallengeCleartextAsync(stored, cancellationToken),
-    };
 
     private async Task AskPassThroughPasswordAsync(BackendAuthMethod method, CancellationToken cancellationToken)
     {
         if (method != BackendAuthMethod.Cleartext && !_services.Settings.Get(Params.AllowClearTextFrontendAuth))
         {
-            var file = _services.Auth.Passwords.Path;
-            throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification,
-                file is null
-                    ? $"password authentication is not possible for user \"{User}\": pool_passwd is disabled and allow_clear_text_frontend_auth is off"
-                    : $"user \"{User}\" has no entry in pool_passwd file \"{file}\", and allow_clear_text_frontend_auth is off",
-                $"The backend asks for {method} authentication; Poold can log in for this user only with a pool_passwd entry (pg_enc -m) or with allow_clear_text_frontend_auth = on (pass-through).");
+            throw await FailAfterMockAsync(method, _services.Auth.Passwords.Path is { } file
+                ? $"no entry in pool_passwd file \"{file}\", and allow_clear_text_frontend_auth is off (the backend asks for {method}: add an entry with pg_enc, or allow pass-through)"
+                : $"pool_passwd is disabled and allow_clear_text_frontend_auth is off (the backend asks for {method})", cancellationToken);
         }
 
         await ChallengeCleartextAsync(null, cancellationToken);
@@ -242,9 +270,13 @@ internal sealed partial class ClientSession
 
     // ---- pool_passwd ----
 
-    /// <summary>The user's pool_passwd entry, resolved; null when there is none.</summary>
-    private StoredCredential? TryStoredCredential()
+    /// <summary>
+    /// The user's pool_passwd entry, resolved; null when there is none, or when it cannot be used (then
+    /// <paramref name="problem"/> says why, for the log: a file, a line, a key problem — never for the client).
+    /// </summary>
+    private StoredCredential? TryStoredCredential(out string? problem)
     {
+        problem = null;
         var entry = _services.Auth.Passwords.Find(User!);
         if (entry is null)
         {
@@ -258,15 +290,59 @@ internal sealed partial class ClientSession
         catch (PoolPasswdException e)
         {
             LogStoredCredentialUnusable(e.Message);
-            throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification, e.Message);
+            problem = e.Message;
+            return null;
         }
     }
 
-    private StoredCredential RequireStoredCredential(string method) => TryStoredCredential() ?? throw new ClientFatalException(
-        SqlState.InvalidAuthorizationSpecification,
-        _services.Auth.Passwords.Path is { } file
-            ? $"{method} authentication failed: user \"{User}\" has no entry in pool_passwd file \"{file}\""
-            : $"{method} authentication failed: pool_passwd is disabled (pool_passwd = '') so user \"{User}\" has no stored password");
+    /// <summary>trust and cert: the entry, if any, for the backend login; an unusable one refuses the login without saying more.</summary>
+    private StoredCredential? TrustedStoredCredential()
+    {
+        var stored = TryStoredCredential(out var problem);
+        return problem is null ? stored : throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification,
+            $"authentication failed for user \"{User}\": Poold cannot use its stored credential (see the Poold log)");
+    }
+
+    /// <summary>md5 and scram-sha-256 in pool_hba need an entry; without a usable one the client still gets the challenge, then 28P01.</summary>
+    private async Task<StoredCredential> RequireStoredCredentialAsync(BackendAuthMethod method, CancellationToken cancellationToken)
+    {
+        var stored = TryStoredCredential(out var problem);
+        if (stored is not null)
+        {
+            return stored;
+        }
+
+        throw await FailAfterMockAsync(method, problem ?? (_services.Auth.Passwords.Path is { } file
+            ? $"{method} authentication: user has no entry in pool_passwd file \"{file}\""
+            : $"{method} authentication: pool_passwd is disabled (pool_passwd = ''), so no user has a stored password"), cancellationToken);
+    }
+
+    /// <summary>
+    /// PostgreSQL's answer to a user it cannot check (its "mock authentication"): the exchange a usable entry would get
+    /// — md5 with a fresh salt, SCRAM with the salt and iteration count a stored password would have, or a cleartext
+    /// request — then the same 28P01 as a wrong password. An unauthenticated client cannot tell an unknown user from
+    /// a wrong password; <paramref name="why"/> goes to the log only.
+    /// </summary>
+    private async Task<ClientFatalException> FailAfterMockAsync(BackendAuthMethod method, string why, CancellationToken cancellationToken)
+    {
+        switch (method)
+        {
+            case BackendAuthMethod.Md5:
+                await ChallengeMd5Async(null, cancellationToken);
+                break;
+            case BackendAuthMethod.ScramSha256:
+                await ChallengeScramAsync(ScramVerifier.Mock(User!), why, cancellationToken);
+                break;
+            default:
+                _out.Clear();
+                _out.Authentication(AuthRequest.CleartextPassword);
+                await FlushOutAsync(cancellationToken);
+                await ReadPasswordMessageAsync(cancellationToken);
+                break;
+        }
+
+        return PasswordFailed(why);
+    }
 
     // ---- the three challenges ----
 
@@ -285,30 +361,26 @@ internal sealed partial class ClientSession
         _clientPassword = new Secret(password);
     }
 
-    /// <summary>AuthenticationMD5Password with a fresh 4-byte salt, checked against the entry's md5 hash.</summary>
-    private async Task ChallengeMd5Async(StoredCredential stored, CancellationToken cancellationToken)
+    /// <summary>
+    /// AuthenticationMD5Password with a fresh 4-byte salt, checked against the entry's md5 hash; with no hash (a mock
+    /// exchange) the response is read and the caller fails the login.
+    /// </summary>
+    private async Task ChallengeMd5Async(string? hash, CancellationToken cancellationToken)
     {
-        var hash = stored.Md5For(User!) ?? throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification,
-            $"md5 authentication failed: the pool_passwd entry of user \"{User}\" is a SCRAM verifier, which cannot check an md5 login (store the password with pg_enc)");
         var salt = RandomNumberGenerator.GetBytes(4);
         _out.Clear();
         _out.AuthenticationMd5(salt);
         await FlushOutAsync(cancellationToken);
         var response = await ReadPasswordMessageAsync(cancellationToken);
-        if (!Md5Password.Verify(hash, salt, Encoding.UTF8.GetBytes(response)))
+        if (hash is not null && !Md5Password.Verify(hash, salt, Encoding.UTF8.GetBytes(response)))
         {
             throw PasswordFailed("the md5 response does not match the pool_passwd entry");
         }
     }
 
-    /// <summary>SCRAM-SHA-256, with SCRAM-SHA-256-PLUS offered first to a client on TLS.</summary>
-    private async Task ChallengeScramAsync(StoredCredential stored, CancellationToken cancellationToken)
+    /// <summary>SCRAM-SHA-256, with SCRAM-SHA-256-PLUS offered first to a client on TLS; a wrong proof fails with <paramref name="failure"/> in the log.</summary>
+    private async Task ChallengeScramAsync(ScramVerifier verifier, string failure, CancellationToken cancellationToken)
     {
-        var verifier = stored.Verifier
-                       ?? (stored.Password is { } password
-                           ? ScramVerifier.ForPassword(User!, password)
-                           : throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification,
-                               $"SCRAM authentication failed: pool_passwd file does not contain a valid SCRAM entry for user \"{User}\" (an md5 hash cannot check SCRAM; store the password with pg_enc)"));
         var binding = _clientIsTls ? _services.Tls.ServerCertificateHash : null;
         var exchange = new ScramServerExchange(verifier, binding);
         _out.Clear();
@@ -325,7 +397,7 @@ internal sealed partial class ClientSession
         byte[] serverFinal = [];
         if (!Scram(() => exchange.HandleClientFinal(clientFinal, out serverFinal)))
         {
-            throw PasswordFailed("the SCRAM proof does not match the pool_passwd entry");
+            throw PasswordFailed(failure);
         }
 
         _out.Clear();

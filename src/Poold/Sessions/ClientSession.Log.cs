@@ -79,6 +79,9 @@ internal sealed partial class ClientSession
     private void LogCancelUnknown(int processId) =>
         _log.Information("cancel request for unknown session {TargetId} or wrong key: ignored", processId);
 
+    private void LogReplicationRelay(ReplicationMode mode, int nodeId, int processId) =>
+        _log.Information("{Mode} replication connection relayed to primary node {NodeId} (backend pid {Pid}), uncached", mode, nodeId, processId);
+
     private void LogDatabaseFreed(string database, int closed) =>
         _log.Information("closed {Count} idle cached connections to database {Database} before a statement that needs it free", closed, database);
 

@@ -619,7 +619,7 @@ internal sealed partial class ClientSession
     {
         var backend = link.Connection;
         var pool = _services.Pool;
-        var keep = end != SessionEnd.Failed && !link.Dead && !backend.IsBroken && ConnectionPool.IsCacheable(backend.Key.Database)
+        var keep = end != SessionEnd.Failed && !link.Dead && !backend.IsBroken && _replication == ReplicationMode.None && ConnectionPool.IsCacheable(backend.Key.Database)
                    && _services.Settings.Get(Params.ConnectionCache);
         if (keep)
         {

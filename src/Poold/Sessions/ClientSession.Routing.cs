@@ -992,7 +992,7 @@ internal sealed partial class ClientSession
         try
         {
             BackendConnection connection;
-            if (await pool.TakeAsync(key, ct) is { } cached)
+            if (await TakeCachedAsync(key, ct) is { } cached)
             {
                 connection = cached;
             }

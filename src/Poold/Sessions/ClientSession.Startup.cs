@@ -74,12 +74,7 @@ internal sealed partial class ClientSession
             throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification, "no PostgreSQL user name specified in startup packet");
         }
 
-        if (packet["replication"] is { } replication && !replication.Equals("false", StringComparison.OrdinalIgnoreCase)
-            && replication != "0" && !replication.Equals("off", StringComparison.OrdinalIgnoreCase))
-        {
-            throw new ClientFatalException(SqlState.FeatureNotSupported,
-                "Poold does not relay replication connections: connect to the PostgreSQL server directly");
-        }
+        _replication = packet["replication"] is { } replication ? ParseReplication(replication) : ReplicationMode.None;
 
         LogStartup(packet["user"]!, Database!, _clientIsTls);
     }

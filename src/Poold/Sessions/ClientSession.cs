@@ -84,7 +84,7 @@ internal sealed partial class ClientSession
                 return;
             }
 
-            end = await RelayAsync(shutdown);
+            end = _replication == ReplicationMode.None ? await RelayAsync(shutdown) : await RelayReplicationAsync(shutdown);
         }
         catch (Exception e)
         {
@@ -126,7 +126,10 @@ internal sealed partial class ClientSession
             }
 
             await AuthenticateAsync(timeout.Token);
-            await PrepareRoutingAsync(timeout.Token);
+            if (_replication == ReplicationMode.None)
+            {
+                await PrepareRoutingAsync(timeout.Token);
+            }
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !shutdown.IsCancellationRequested)
         {
@@ -198,7 +201,16 @@ internal sealed partial class ClientSession
         _out.Clear();
         _out.Error("FATAL", sqlState, message, detail);
         await TrySendAsync(_out.Written);
+        _sentFatal = true;
     }
+
+    /// <summary>A FATAL went to the client: the connection is closed gently so the client can read it (see <see cref="CloseClientAsync"/>).</summary>
+    private bool _sentFatal;
+
+    /// <summary>After a FATAL, what the client still sends is read and dropped for at most this long (and this much) before the close.</summary>
+    private static readonly TimeSpan LingerAfterFatal = TimeSpan.FromSeconds(2);
+
+    private const int MaxLingerBytes = 64 << 20;
 
     private async Task TrySendAsync(ReadOnlyMemory<byte> data)
     {
@@ -223,6 +235,11 @@ internal sealed partial class ClientSession
 
     private async Task CloseClientAsync()
     {
+        if (_sentFatal && !_clientMidFrame)
+        {
+            await LingerAsync();
+        }
+
         try
         {
             await _client.DisposeAsync();
@@ -234,6 +251,32 @@ internal sealed partial class ClientSession
         finally
         {
             _socket.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Closing a socket with unread input sends a reset, which can destroy the FATAL just sent before the client reads
+    /// it (a client still writing a message over max_packet_size would see only "broken pipe"). So: no more writes,
+    /// then the client's input is read and dropped until it closes, within a short deadline.
+    /// </summary>
+    private async Task LingerAsync()
+    {
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Send);
+            using var deadline = new CancellationTokenSource(LingerAfterFatal);
+            var sink = new byte[16 * 1024];
+            var total = 0;
+            int n;
+            while (total < MaxLingerBytes && (n = await _client.ReadAsync(sink, deadline.Token)) > 0)
+            {
+                total += n;
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException
+                                      or InvalidOperationException or NotSupportedException)
+        {
+            // The client is gone or slow: close now.
         }
     }
 

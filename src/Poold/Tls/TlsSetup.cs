@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net.Security;
 using System.Security.Authentication;
 using System.Security.Cryptography;
@@ -7,24 +8,30 @@ using Poold.Config;
 namespace Poold.Tls;
 
 /// <summary>
-/// TLS for both sides, built once per settings generation: the server context from <c>ssl_cert</c>/<c>ssl_key</c>
-/// (PEM) for clients, and client options for backends. Backends' certificates are not verified (as libpq's
-/// <c>sslmode=require</c> and pgpool-II); SCRAM-SHA-256-PLUS channel binding still detects interception.
+/// TLS for both sides, built once at start: the server context from <c>ssl_cert</c>/<c>ssl_key</c> (PEM) for clients,
+/// the chain policy client certificates are checked with, and client options for backends. A backend's certificate is
+/// checked as <c>backend_sslmodeN</c> says (<see cref="ModeFor"/>); by default it is not (as pgpool-II), and
+/// SCRAM-SHA-256-PLUS channel binding still detects interception.
 /// </summary>
-internal sealed class TlsSetup
+internal sealed partial class TlsSetup
 {
     private readonly SslStreamCertificateContext? _serverContext;
     private readonly SslProtocols _protocols;
     private readonly CipherSuitesPolicy? _cipherPolicy;
-    private readonly X509Certificate2Collection? _clientCas;
+    private readonly X509ChainPolicy? _clientChainPolicy;
+    private readonly string _configDirectory;
+
+    /// <summary>backend_ssl_ca_certN files, loaded once each (at start, or at the first connection after a reload names a new one).</summary>
+    private readonly ConcurrentDictionary<string, X509Certificate2Collection> _backendCas = new(StringComparer.Ordinal);
 
     private TlsSetup(SslStreamCertificateContext? serverContext, SslProtocols protocols, CipherSuitesPolicy? cipherPolicy, bool enabled,
-        X509Certificate2Collection? clientCas = null)
+        string configDirectory, X509Certificate2Collection? clientCas = null)
     {
         _serverContext = serverContext;
         _protocols = protocols;
         _cipherPolicy = cipherPolicy;
-        _clientCas = clientCas;
+        _configDirectory = configDirectory;
+        _clientChainPolicy = clientCas is null ? null : ClientChainPolicy(clientCas);
         Enabled = enabled;
         ServerCertificateHash = serverContext is null ? null : ChannelBindingHash(serverContext.TargetCertificate);
     }
@@ -33,7 +40,7 @@ internal sealed class TlsSetup
     public byte[]? ServerCertificateHash { get; }
 
     /// <summary>With <c>ssl_ca_cert</c> or <c>ssl_ca_cert_dir</c>, clients are asked for a certificate, checked against those CAs.</summary>
-    public bool RequestsClientCertificates => _clientCas is not null;
+    public bool RequestsClientCertificates => _clientChainPolicy is not null;
 
     /// <summary><c>ssl = on</c>: clients may ask for TLS, and Poold asks backends for it.</summary>
     public bool Enabled { get; }
@@ -43,14 +50,14 @@ internal sealed class TlsSetup
     {
         var protocols = Protocols(settings.Get(Params.SslMinProtocolVersion), settings.Get(Params.SslMaxProtocolVersion));
         var ciphers = CipherPolicy(settings.Get(Params.SslCiphers));
+        var where = settings.ConfigFile ?? "configuration";
         if (!settings.Get(Params.Ssl))
         {
-            return new TlsSetup(null, protocols, ciphers, enabled: false);
+            return new TlsSetup(null, protocols, ciphers, enabled: false, settings.ConfigDirectory).WithBackendCas(settings, where);
         }
 
         var certPath = settings.ResolvePath(settings.Get(Params.SslCert));
         var keyPath = settings.ResolvePath(settings.Get(Params.SslKey));
-        var where = settings.ConfigFile ?? "configuration";
         X509Certificate2 certificate;
         X509Certificate2Collection chain = [];
         try
@@ -79,7 +86,8 @@ internal sealed class TlsSetup
         }
 
         var context = SslStreamCertificateContext.Create(certificate, intermediates, offline: true);
-        return new TlsSetup(context, protocols, ciphers, enabled: true, LoadClientCas(settings, where));
+        return new TlsSetup(context, protocols, ciphers, enabled: true, settings.ConfigDirectory, LoadClientCas(settings, where))
+            .WithBackendCas(settings, where);
     }
 
     /// <summary>The CA certificates client certificates must chain to (pool_hba's <c>cert</c> method).</summary>
@@ -121,50 +129,41 @@ internal sealed class TlsSetup
             $"ssl_ca_cert / ssl_ca_cert_dir name no CA certificate ({string.Join(", ", files)})")]);
     }
 
+    /// <summary>
+    /// How client certificates are checked, built once: they must chain to ssl_ca_cert / ssl_ca_cert_dir, nothing is
+    /// fetched from the network (no AIA downloads, no revocation lookups: the handshake runs on a socket thread, and a
+    /// certificate naming a slow URL would stall every session), and the system's roots are not trusted.
+    /// </summary>
+    internal static X509ChainPolicy ClientChainPolicy(X509Certificate2Collection cas)
+    {
+        var policy = new X509ChainPolicy
+        {
+            TrustMode = X509ChainTrustMode.CustomRootTrust,
+            RevocationMode = X509RevocationMode.NoCheck,
+            DisableCertificateDownloads = true,
+            VerificationTimeIgnored = false,
+        };
+        policy.CustomTrustStore.AddRange(cas);
+        return policy;
+    }
+
     public SslServerAuthenticationOptions ServerOptions() => new()
     {
         ServerCertificateContext = _serverContext ?? throw new InvalidOperationException("TLS is off"),
         EnabledSslProtocols = _protocols,
         CipherSuitesPolicy = _cipherPolicy,
-        ClientCertificateRequired = _clientCas is not null,
+        ClientCertificateRequired = _clientChainPolicy is not null,
         CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-        RemoteCertificateValidationCallback = _clientCas is null ? null : ValidateClientCertificate,
+        CertificateChainPolicy = _clientChainPolicy?.Clone(),
+        RemoteCertificateValidationCallback = _clientChainPolicy is null ? null : ValidateClientCertificate,
     };
 
-    /// <summary>A client without a certificate gets in (pool_hba decides); one with a certificate must chain to our CAs.</summary>
-    private bool ValidateClientCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
-    {
-        if (certificate is null)
-        {
-            return true;
-        }
-
-        using var custom = new X509Chain();
-        custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        custom.ChainPolicy.CustomTrustStore.AddRange(_clientCas!);
-        custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        if (chain is not null)
-        {
-            foreach (var element in chain.ChainElements)
-            {
-                custom.ChainPolicy.ExtraStore.Add(element.Certificate);
-            }
-        }
-
-        using var cert = new X509Certificate2(certificate);
-        return custom.Build(cert);
-    }
-
-    public SslClientAuthenticationOptions BackendOptions(string host) => new()
-    {
-        TargetHost = host,
-        EnabledSslProtocols = _protocols,
-        CipherSuitesPolicy = _cipherPolicy,
-        CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-#pragma warning disable CA5359 // As libpq's sslmode=require: encryption without verification; SCRAM-PLUS binding detects interception.
-        RemoteCertificateValidationCallback = static (_, _, _, _) => true,
-#pragma warning restore CA5359
-    };
+    /// <summary>
+    /// A client without a certificate gets in (pool_hba decides); one with a certificate must chain to our CAs, which
+    /// the handshake has checked with <see cref="ClientChainPolicy"/> already.
+    /// </summary>
+    private static bool ValidateClientCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors) =>
+        certificate is null || errors == SslPolicyErrors.None;
 
     /// <summary>The server certificate's hash for <c>tls-server-end-point</c> channel binding (RFC 5929 §4.1).</summary>
     public static byte[]? ChannelBindingHash(X509Certificate? certificate)

@@ -83,13 +83,14 @@ public class DualAuthTests
     }
 
     [Test]
-    public async Task UserMissingFromPoolPasswd_GetsAFatalNamingTheFile()
+    public async Task UserMissingFromPoolPasswd_GetsThePlain28P01_AndTheLogNamesTheFile()
     {
         await using var poold = await PooldInstance.StartWithAuthAsync(Cluster, ScramEverywhere, Aes(TestRoles.Md5User) + "\n");
         var e = Assert.ThrowsAsync<PostgresException>(async () =>
             await poold.OpenAsync(TestRoles.ScramUser, TestRoles.Password(TestRoles.ScramUser)));
-        Assert.That(e!.Severity, Is.EqualTo("FATAL"));
-        Assert.That(e.MessageText, Does.Contain($"user \"{TestRoles.ScramUser}\" has no entry in pool_passwd file \"{Path.Combine(poold.Directory, "pool_passwd")}\""));
+        Assert.That((e!.Severity, e.SqlState, e.MessageText, e.Detail),
+            Is.EqualTo(("FATAL", "28P01", $"password authentication failed for user \"{TestRoles.ScramUser}\"", (string?)null)));
+        await poold.WaitForLogAsync($"has no entry in pool_passwd file \"{Path.Combine(poold.Directory, "pool_passwd")}\"");
     }
 
     [Test]
@@ -133,7 +134,8 @@ public class DualAuthTests
         var passwd = $"{TestRoles.Md5User}:{Md5Password.Hash(TestRoles.Password(TestRoles.Md5User), TestRoles.Md5User)}\n";
         await using var poold = await PooldInstance.StartWithAuthAsync(Cluster, ScramEverywhere, passwd);
         var e = Assert.ThrowsAsync<PostgresException>(async () => await poold.OpenAsync(TestRoles.Md5User, TestRoles.Password(TestRoles.Md5User)));
-        Assert.That(e!.MessageText, Does.Contain("does not contain a valid SCRAM entry"));
+        Assert.That((e!.SqlState, e.MessageText), Is.EqualTo(("28P01", $"password authentication failed for user \"{TestRoles.Md5User}\"")));
+        await poold.WaitForLogAsync("is an md5 hash, which cannot check SCRAM");
     }
 
     [Test]
@@ -209,7 +211,8 @@ public class DualAuthTests
         }
 
         var gone = Assert.ThrowsAsync<PostgresException>(async () => await poold.OpenAsync(TestRoles.ScramUser, TestRoles.Password(TestRoles.ScramUser)));
-        Assert.That(gone!.MessageText, Does.Contain("has no entry in pool_passwd"), "the reloaded pool_passwd no longer has scram_user");
+        Assert.That(gone!.SqlState, Is.EqualTo("28P01"), "the reloaded pool_passwd no longer has scram_user");
+        await poold.WaitForLogAsync("has no entry in pool_passwd");
 
         await File.WriteAllTextAsync(Path.Combine(poold.Directory, "pool_hba.conf"), "host all all 1.2.3.4/33 trust\n");
         poold.Host.Reload();
@@ -243,12 +246,14 @@ public class DualAuthTests
     }
 
     [Test]
-    public async Task WrongKey_GivesAClearErrorAtLogin()
+    public async Task WrongKey_Gives28P01_AndAClearErrorInTheLog()
     {
         await using var poold = await PooldInstance.StartWithAuthAsync(Cluster, ScramEverywhere, StandardPoolPasswd, key: "another key\n");
         var e = Assert.ThrowsAsync<PostgresException>(async () => await poold.OpenAsync(TestRoles.ScramUser, TestRoles.Password(TestRoles.ScramUser)));
-        Assert.That(e!.MessageText, Does.Contain("pool_passwd:1").And.Contain("wrong key file"));
+        Assert.That((e!.SqlState, e.MessageText), Is.EqualTo(("28P01", $"password authentication failed for user \"{TestRoles.ScramUser}\"")),
+            "the client learns nothing about pool_passwd or the key");
         await poold.WaitForLogAsync("wrong key file");
+        Assert.That(poold.Log, Does.Contain("pool_passwd:1"));
         Assert.That(poold.Log, Does.Not.Contain("another key"));
     }
 
@@ -272,11 +277,12 @@ public class DualAuthTests
         var wrong = Assert.ThrowsAsync<PostgresException>(async () => await poold.OpenAsync(TestRoles.Md5User, "wrong"));
         Assert.That(wrong!.SqlState, Is.EqualTo("28P01"));
         var unknown = Assert.ThrowsAsync<PostgresException>(async () => await poold.OpenAsync(TestRoles.Admin, TestRoles.Password(TestRoles.Admin)));
-        Assert.That(unknown!.MessageText, Does.Contain("has no entry in pool_passwd file").And.Contain("allow_clear_text_frontend_auth is off"));
+        Assert.That((unknown!.SqlState, unknown.MessageText), Is.EqualTo(("28P01", $"password authentication failed for user \"{TestRoles.Admin}\"")));
+        await poold.WaitForLogAsync("allow_clear_text_frontend_auth is off");
     }
 
     [Test]
-    public async Task CertMethod_AcceptsOnlyACertificateWhoseCommonNameIsTheUser()
+    public async Task CertMethod_AcceptsOnlyACertificateWhoseCommonNameIsTheUser_NotAnEmailFallback()
     {
         using var caKey = RSA.Create(2048);
         var caRequest = new CertificateRequest("CN=Poold Test CA", caKey, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
@@ -290,10 +296,18 @@ public class DualAuthTests
             ["pgpoolkey"] = TestKey + "\n",
             ["ca.crt"] = ca.ExportCertificatePem(),
         };
-        foreach (var (name, cn) in new[] { ("good", TestRoles.SslUser), ("other", "someone_else") })
+        foreach (var (name, subject) in new[] { ("good", $"CN={TestRoles.SslUser}"), ("other", "CN=someone_else"), ("email", "O=Poold Test") })
         {
             using var key = RSA.Create(2048);
-            var request = new CertificateRequest($"CN={cn}", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+            var request = new CertificateRequest(subject, key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+            if (name == "email")
+            {
+                // No CN, and an e-mail equal to the user name: .NET's "simple name" would fall back to it.
+                var san = new SubjectAlternativeNameBuilder();
+                san.AddEmailAddress(TestRoles.SslUser);
+                request.CertificateExtensions.Add(san.Build());
+            }
+
             using var cert = request.Create(ca, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), RandomNumberGenerator.GetBytes(8));
             files[$"{name}.crt"] = cert.ExportCertificatePem();
             files[$"{name}.key"] = key.ExportPkcs8PrivateKeyPem();
@@ -322,6 +336,10 @@ public class DualAuthTests
         await using var other = Connect("other");
         var mismatch = Assert.ThrowsAsync<PostgresException>(async () => await other.OpenAsync());
         Assert.That((mismatch!.SqlState, mismatch.MessageText), Is.EqualTo(("28000", $"certificate authentication failed for user \"{TestRoles.SslUser}\"")));
+        await using var email = Connect("email");
+        var noCn = Assert.ThrowsAsync<PostgresException>(async () => await email.OpenAsync());
+        Assert.That((noCn!.SqlState, noCn.MessageText), Is.EqualTo(("28000", $"certificate authentication failed for user \"{TestRoles.SslUser}\"")),
+            "the CN attribute and only it is the user");
         await using var none = Connect(null);
         var missing = Assert.ThrowsAsync<PostgresException>(async () => await none.OpenAsync());
         Assert.That(missing!.MessageText, Is.EqualTo("connection requires a valid client certificate"));

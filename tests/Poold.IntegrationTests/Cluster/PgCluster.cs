@@ -79,7 +79,7 @@ internal sealed partial class PgCluster : IAsyncDisposable
             fsync = off
             synchronous_commit = off
             full_page_writes = off
-            wal_level = replica
+            wal_level = logical
             max_wal_senders = 10
             hot_standby = on
             ssl = on

@@ -163,8 +163,9 @@ public class SessionHardeningTests
             await c.OpenAsync();
             for (var i = 0; i < 3; i++)
             {
-                Assert.That(await new NpgsqlCommand($"SELECT {round * 10 + i}", c).ExecuteScalarAsync(), Is.EqualTo(round * 10 + i),
-                    "the next session's statements get their own answers");
+                // A connection pooled out of step answers with someone else's bytes, or never: fail fast either way.
+                await using var select = new NpgsqlCommand($"SELECT {round * 10 + i}", c) { CommandTimeout = 10 };
+                Assert.That(await select.ExecuteScalarAsync(), Is.EqualTo(round * 10 + i), "the next session's statements get their own answers");
             }
         }
     }

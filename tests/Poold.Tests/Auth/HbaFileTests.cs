@@ -33,6 +33,22 @@ public class HbaFileTests
     }
 
     [Test]
+    public void PhysicalReplication_IsMatchedOnlyByTheReplicationKeyword()
+    {
+        var file = HbaFile.Parse("""
+            host    replication  repl   127.0.0.1/32   md5
+            host    all          all    127.0.0.1/32   trust
+            host    "replication" all   127.0.0.2/32   password
+            """, "pool_hba.conf");
+        var physical = Tcp("127.0.0.1", user: "repl") with { IsPhysicalReplication = true };
+        Assert.That(MethodFor(file, physical), Is.EqualTo(HbaMethod.Md5));
+        Assert.That(MethodFor(file, physical with { User = "other" }), Is.Null, "'all' does not match a physical replication connection");
+        Assert.That(MethodFor(file, Tcp("127.0.0.1", user: "repl") with { Database = "replication" }), Is.EqualTo(HbaMethod.Trust),
+            "the keyword does not match a database called replication");
+        Assert.That(MethodFor(file, Tcp("127.0.0.2") with { Database = "replication" }), Is.EqualTo(HbaMethod.Password), "quoted, it is a name");
+    }
+
+    [Test]
     public void SslTypesMatchOnlyTheirKindOfConnection()
     {
         var file = HbaFile.Parse("hostssl all all all cert\nhostnossl all all all password\n", "f");

@@ -84,4 +84,26 @@ public class ScramClientExchangeTests
     [Test]
     public void ChooseMechanism_NothingKnown_Throws() =>
         Assert.That(() => Rfc().ChooseMechanism(["OAUTHBEARER"]), Throws.InstanceOf<ScramException>());
+
+    [TestCase(1_000_001, TestName = "HandleServerFirst_OneAboveTheCap_Throws")]
+    [TestCase(4_000_000, TestName = "HandleServerFirst_FourTimesTheCap_Throws")]
+    public void HandleServerFirst_IterationsAboveCap_ThrowsBeforeDerivingAnything(int iterations)
+    {
+        var client = Rfc();
+        client.ChooseMechanism(["SCRAM-SHA-256"]);
+        client.ClientFirstMessage();
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var e = Assert.Throws<ScramException>(() => client.HandleServerFirst(Encoding.UTF8.GetBytes(ServerFirst.Replace("i=4096", $"i={iterations}"))));
+        Assert.That(e!.Message, Does.Contain($"asks for {iterations} SCRAM iterations").And.Contain("1000000"));
+        Assert.That(started.Elapsed, Is.LessThan(TimeSpan.FromSeconds(1)), "no PBKDF2 was run");
+    }
+
+    [Test]
+    public void HandleServerFirst_AtTheCap_IsAccepted()
+    {
+        var client = Rfc();
+        client.ChooseMechanism(["SCRAM-SHA-256"]);
+        client.ClientFirstMessage();
+        Assert.DoesNotThrow(() => client.HandleServerFirst(Encoding.UTF8.GetBytes(ServerFirst.Replace("i=4096", $"i={ScramClientExchange.MaxIterations}"))));
+    }
 }

@@ -91,4 +91,24 @@ public class ScramServerExchangeTests
         Assert.That(v.Matches("pencil"), Is.True);
         Assert.That(ScramVerifier.TryParse("SCRAM-SHA-256$4096:salt", out _), Is.False);
     }
+
+    [Test]
+    public void Mock_HasTheSaltAStoredPasswordOfTheSameUserWouldHave_AndTheSameOnEveryAttempt()
+    {
+        var known = ScramVerifier.ForPassword("mock-user", new Secret("pw"));
+        var unknown = ScramVerifier.Mock("mock-user");
+        Assert.That((unknown.Salt, unknown.Iterations), Is.EqualTo((known.Salt, known.Iterations)));
+        Assert.That(ScramVerifier.Mock("mock-user").Salt, Is.EqualTo(unknown.Salt), "repeated attempts look identical");
+        Assert.That(ScramVerifier.Mock("other-user").Salt, Is.Not.EqualTo(unknown.Salt));
+        Assert.That(unknown.Salt, Has.Length.EqualTo(16));
+    }
+
+    [Test]
+    public void Mock_NoProofMatches_TheRightPasswordIncluded()
+    {
+        var server = new ScramServerExchange(ScramVerifier.Mock("u"), channelBindingHash: null);
+        var client = new ScramClientExchange("pw", channelBindingHash: null);
+        var first = server.HandleClientFirst(client.ChooseMechanism(["SCRAM-SHA-256"]), client.ClientFirstMessage());
+        Assert.That(server.HandleClientFinal(client.HandleServerFirst(first), out _), Is.False);
+    }
 }

@@ -99,4 +99,24 @@ public class ConfLexerTests
         var (entries, _) = Lex("a = 1\nb = 2");
         Assert.That(entries.Select(e => e.Value), Is.EqualTo(new[] { "1", "2" }));
     }
+
+    [TestCase("health_check_password = hunter2 secret2", TestName = "SyntaxError_ExtraTokenInAPasswordValue_IsNotEchoed")]
+    [TestCase("sr_check_password = 12.3.4secret2", TestName = "SyntaxError_BadNumberInAPasswordValue_IsNotEchoed")]
+    [TestCase("wd_authkey = abc secret2", TestName = "SyntaxError_KeyValue_IsNotEchoed")]
+    [TestCase("pool_passwd = a b secret2", TestName = "SyntaxError_PasswdValue_IsNotEchoed")]
+    [TestCase("my_secret = x secret2", TestName = "SyntaxError_SecretValue_IsNotEchoed")]
+    public void SyntaxError_InTheValueOfASecretParameter_SaysWhereButNotWhat(string line)
+    {
+        var (entries, errors) = Lex(line);
+        Assert.That(entries, Is.Empty);
+        Assert.That(errors, Has.Count.EqualTo(1));
+        Assert.That(errors[0].Message, Does.Not.Contain("secret2").And.Contain("is not shown").And.Contain("column"));
+    }
+
+    [Test]
+    public void SyntaxError_InAnOrdinaryValue_StillNamesTheToken()
+    {
+        var (_, errors) = Lex("sr_check_user = pgpool other");
+        Assert.That(errors.Single().Message, Does.Contain("near \"other\""));
+    }
 }

@@ -357,4 +357,32 @@ public class SettingsBuilderTests
         Assert.That(s.ResolvePath(s.Get(Params.PoolPasswd)), Is.EqualTo("/etc/pgpool2/pool_passwd"));
         Assert.That(s.ResolvePath("/abs/file"), Is.EqualTo("/abs/file"));
     }
+
+    [TestCase("", (int)BackendAuthSet.Any, TestName = "RequireAuth_Empty_IsAny")]
+    [TestCase("scram-sha-256", (int)BackendAuthSet.ScramSha256, TestName = "RequireAuth_ScramOnly")]
+    [TestCase("md5, SCRAM-SHA-256", (int)(BackendAuthSet.Md5 | BackendAuthSet.ScramSha256), TestName = "RequireAuth_ListWithSpacesAnyCase")]
+    [TestCase("!password,!none", (int)(BackendAuthSet.Md5 | BackendAuthSet.ScramSha256), TestName = "RequireAuth_NegatedList")]
+    public void RequireAuth_PerNode_IsRead(string text, int expectedValue)
+    {
+        var expected = (BackendAuthSet)expectedValue;
+        var s = Settings($"backend_port0 = 5432\nbackend_port1 = 5433\nbackend_require_auth1 = '{text}'\n");
+        Assert.That((s.Backends[0].RequireAuth, s.Backends[1].RequireAuth), Is.EqualTo((BackendAuthSet.Any, expected)));
+        Assert.That(s.Show(Params.BackendRequireAuth, 1), Is.EqualTo(BackendAuthSets.Show(expected)));
+    }
+
+    [TestCase("md5,!password", "cannot be mixed", TestName = "RequireAuth_MixedNegation_IsAnError")]
+    [TestCase("gss", "invalid method \"gss\"", TestName = "RequireAuth_UnknownMethod_IsAnError")]
+    [TestCase("!none,!password,!md5,!scram-sha-256", "no method would be left", TestName = "RequireAuth_NothingLeft_IsAnError")]
+    public void RequireAuth_Invalid_IsAnErrorNamingTheNode(string text, string expected) =>
+        Assert.That(Error($"backend_port0 = 5432\nbackend_require_auth0 = '{text}'\n"), Does.Contain("backend_require_auth0").And.Contain(expected));
+
+    [Test]
+    public void BackendSslMode_PerNode_DefaultKeepsTodaysBehaviour_AndVerifyNeedsACa()
+    {
+        var s = Settings("backend_port0 = 5432\nbackend_port1 = 5433\nbackend_sslmode1 = 'verify-full'\nbackend_ssl_ca_cert1 = 'ca.pem'\n");
+        Assert.That((s.Backends[0].TlsMode, s.Backends[1].TlsMode, s.Backends[1].SslCaCert),
+            Is.EqualTo((BackendTlsMode.Default, BackendTlsMode.VerifyFull, "ca.pem")));
+        Assert.That(Error("backend_port0 = 5432\nbackend_sslmode0 = 'verify-ca'\n"), Does.Contain("backend_sslmode0 = 'verify-ca' needs backend_ssl_ca_cert0"));
+        Assert.That(Error("backend_port0 = 5432\nbackend_sslmode0 = 'allow'\n"), Does.Contain("backend_sslmode0"));
+    }
 }

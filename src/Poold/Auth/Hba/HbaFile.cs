@@ -271,7 +271,7 @@ internal sealed class HbaFile
         switch (token.Text)
         {
             case "all":
-            case "sameuser" when what == "database":
+            case "sameuser" or "replication" when what == "database":
                 names.Add(new HbaName(token.Text, IsKeyword: true));
                 break;
             case "samegroup" or "samerole" when what == "database":

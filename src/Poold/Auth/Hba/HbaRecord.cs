@@ -24,7 +24,9 @@ internal enum HbaMethod
 }
 
 /// <summary>The client facts a record is matched against.</summary>
-internal readonly record struct HbaRequest(bool IsLocal, bool IsSsl, IPAddress? Address, string User, string Database);
+/// <param name="IsPhysicalReplication">A physical replication connection (<c>replication=true</c>): as in pg_hba.conf, only the
+/// <c>replication</c> keyword matches it, not <c>all</c> nor a database name.</param>
+internal readonly record struct HbaRequest(bool IsLocal, bool IsSsl, IPAddress? Address, string User, string Database, bool IsPhysicalReplication = false);
 
 /// <summary>One line of pool_hba.conf.</summary>
 internal sealed class HbaRecord
@@ -66,11 +68,17 @@ internal sealed class HbaRecord
         }
 
         var (user, database) = (request.User, request.Database);
-        return Databases.Any(d => d.Matches(database, user, isDatabase: true)) && Users.Any(u => u.Matches(user, user, isDatabase: false));
+        var databaseMatches = request.IsPhysicalReplication
+            ? Databases.Any(d => d is { IsKeyword: true, Name: "replication" })
+            : Databases.Any(d => d.Matches(database, user, isDatabase: true));
+        return databaseMatches && Users.Any(u => u.Matches(user, user, isDatabase: false));
     }
 }
 
-/// <summary>An entry of a database or user list: a keyword (<c>all</c>, <c>sameuser</c>) or a literal name.</summary>
+/// <summary>
+/// An entry of a database or user list: a keyword (<c>all</c>, <c>sameuser</c>, <c>replication</c>) or a literal name.
+/// <c>replication</c> matches physical replication connections only (see <see cref="HbaRecord.Matches"/>).
+/// </summary>
 internal readonly record struct HbaName(string Name, bool IsKeyword)
 {
     public bool Matches(string value, string user, bool isDatabase) => IsKeyword

@@ -1,0 +1,122 @@
+using System.Diagnostics;
+using System.Globalization;
+using Poold.IntegrationTests.Cluster;
+using Poold.IntegrationTests.Support;
+
+namespace Poold.IntegrationTests.Hardening;
+
+/// <summary>
+/// Replication connections through Poold, with PostgreSQL's own tools: physical (pg_basebackup, pg_receivewal) and
+/// logical (pg_recvlogical with test_decoding, a subscription on another server). Each gets its own server connection
+/// to the primary, which is never cached.
+/// </summary>
+[NonParallelizable]
+public class ReplicationRelayTests
+{
+    private PooldInstance _poold = null!;
+    private string _work = null!;
+
+    [OneTimeSetUp]
+    public async Task StartPoold()
+    {
+        _poold = await PooldInstance.StartAsync(PooldInstance.BackendLines(ClusterFixture.Cluster, onlyNode: 0) + "health_check_period = 0\n", ssl: false);
+        _work = Directory.CreateTempSubdirectory("poold-repl-").FullName;
+    }
+
+    [OneTimeTearDown]
+    public async Task StopPoold()
+    {
+        await _poold.DisposeAsync();
+        Directory.Delete(_work, recursive: true);
+    }
+
+    private async Task<(int ExitCode, string Output)> ToolAsync(string tool, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(Path.Combine(PgCluster.BinDirectory, tool)) { WorkingDirectory = _work };
+        foreach (var a in new[] { "-h", "127.0.0.1", "-p", _poold.Port.ToString(CultureInfo.InvariantCulture) }.Concat(arguments))
+        {
+            start.ArgumentList.Add(a);
+        }
+
+        start.Environment["PGPASSWORD"] = TestRoles.Password(TestRoles.Admin);
+        start.Environment["PGCONNECT_TIMEOUT"] = "10";
+        var (code, stdout, stderr) = await ProcessRunner.RunAsync(start, TimeSpan.FromSeconds(120));
+        return (code, stdout + stderr);
+    }
+
+    private static async Task<string> PrimaryLsnAsync() => (string)(await ClusterFixture.Cluster.ScalarAsync(0, "SELECT pg_current_wal_lsn()::text"))!;
+
+    private async Task AssertNothingCachedAsync() =>
+        await Poll.UntilAsync(() => Task.FromResult(_poold.Host.Pool.IdleCount == 0 && _poold.Host.ActiveSessions == 0), TimeSpan.FromSeconds(10),
+            "no replication connection to be cached or left open");
+
+    [Test]
+    public async Task PgBasebackup_ThroughPoold_CopiesThePrimary()
+    {
+        var target = Path.Combine(_work, "base");
+        var (code, output) = await ToolAsync("pg_basebackup", "-U", "postgres", "-D", target, "-X", "stream", "-c", "fast", "--no-sync");
+        Assert.That(code, Is.EqualTo(0), output);
+        Assert.That(File.ReadAllText(Path.Combine(target, "PG_VERSION")).Trim(), Is.EqualTo("15"));
+        await AssertNothingCachedAsync();
+    }
+
+    [Test]
+    public async Task PgReceivewal_ThroughPoold_StreamsWalUpToAPosition()
+    {
+        var target = Directory.CreateDirectory(Path.Combine(_work, "wal")).FullName;
+        await ClusterFixture.Cluster.ScalarAsync(0, "CREATE TABLE IF NOT EXISTS repl_wal (x int); INSERT INTO repl_wal SELECT generate_series(1, 1000)");
+        var end = await PrimaryLsnAsync();
+        var (code, output) = await ToolAsync("pg_receivewal", "-U", "postgres", "-D", target, "--endpos", end, "--no-loop", "--no-sync");
+        Assert.That(code, Is.EqualTo(0), output);
+        Assert.That(Directory.GetFiles(target), Is.Not.Empty, "WAL segments written");
+        await AssertNothingCachedAsync();
+    }
+
+    [Test]
+    public async Task PgRecvlogical_WithTestDecoding_ReceivesTheChanges()
+    {
+        var slot = $"poold_slot_{Guid.NewGuid():N}"[..24];
+        var common = new[] { "-U", TestRoles.Admin, "-d", PgCluster.TestDatabase, "-S", slot };
+        var (created, createOutput) = await ToolAsync("pg_recvlogical", [.. common, "--create-slot", "-P", "test_decoding"]);
+        Assert.That(created, Is.EqualTo(0), createOutput);
+        try
+        {
+            await ClusterFixture.Cluster.ScalarAsync(0, "CREATE TABLE IF NOT EXISTS repl_logical (id int, note text)");
+            await ClusterFixture.Cluster.ScalarAsync(0, $"INSERT INTO repl_logical VALUES (42, '{slot}')");
+            var end = await PrimaryLsnAsync();
+            var file = Path.Combine(_work, slot + ".txt");
+            var (code, output) = await ToolAsync("pg_recvlogical", [.. common, "--start", "--endpos", end, "-f", file, "--no-loop"]);
+            Assert.That(code, Is.EqualTo(0), output);
+            Assert.That(File.ReadAllText(file), Does.Contain("table public.repl_logical: INSERT: id[integer]:42"));
+        }
+        finally
+        {
+            var (dropped, dropOutput) = await ToolAsync("pg_recvlogical", [.. common, "--drop-slot"]);
+            Assert.That(dropped, Is.EqualTo(0), dropOutput);
+        }
+
+        await AssertNothingCachedAsync();
+    }
+
+    [Test]
+    public async Task Subscription_OnAnotherServer_ThroughPoold_ReceivesChanges()
+    {
+        await using var subscriber = await PgCluster.StartAsync(replicas: 0);
+        var name = $"repl_sub_{Guid.NewGuid():N}"[..20];
+        await ClusterFixture.Cluster.ScalarAsync(0, $"CREATE TABLE {name} (id int PRIMARY KEY); CREATE PUBLICATION {name} FOR TABLE {name}");
+        await subscriber.ScalarAsync(0, $"CREATE TABLE {name} (id int PRIMARY KEY)");
+        var conninfo = $"host=127.0.0.1 port={_poold.Port} user={TestRoles.Admin} password={TestRoles.Password(TestRoles.Admin)} dbname={PgCluster.TestDatabase}";
+        await subscriber.ScalarAsync(0, $"CREATE SUBSCRIPTION {name} CONNECTION '{conninfo}' PUBLICATION {name}");
+        try
+        {
+            await ClusterFixture.Cluster.ScalarAsync(0, $"INSERT INTO {name} SELECT generate_series(1, 50)");
+            await Poll.UntilAsync(async () => Convert.ToInt64(await subscriber.ScalarAsync(0, $"SELECT count(*) FROM {name}"), CultureInfo.InvariantCulture) == 50,
+                TimeSpan.FromSeconds(30), "the subscriber to receive the rows");
+        }
+        finally
+        {
+            await subscriber.ScalarAsync(0, $"DROP SUBSCRIPTION {name}");
+            await ClusterFixture.Cluster.ScalarAsync(0, $"DROP PUBLICATION {name}; DROP TABLE {name}");
+        }
+    }
+}
