@@ -99,6 +99,53 @@ public class ReplicationRelayTests
     }
 
     [Test]
+    public async Task ReplicationConnection_AfterAFailover_ReachesTheNewPrimaryAtTheSameAddress()
+    {
+        await using var cluster = await PgCluster.StartAsync(replicas: 1);
+        await using var poold = await PooldInstance.StartAsync(PooldInstance.BackendLines(cluster) + """
+            health_check_period = 1
+            health_check_timeout = 5
+            health_check_max_retries = 0
+            health_check_user = 'trust_user'
+            health_check_database = 'poold_test'
+            sr_check_period = 1
+            sr_check_user = 'poold_admin'
+            sr_check_password = 'poold_admin_pw!'
+            sr_check_database = 'poold_test'
+            search_primary_node_timeout = 60
+            connect_timeout = 2000
+
+            """, ssl: false);
+
+        // psql on a logical replication connection runs replication commands: IDENTIFY_SYSTEM gives the timeline.
+        async Task<string> TimelineAsync()
+        {
+            var start = new ProcessStartInfo("psql");
+            foreach (var a in new[]
+                     {
+                         $"host=127.0.0.1 port={poold.Port} user={TestRoles.Admin} dbname={PgCluster.TestDatabase} replication=database",
+                         "-At", "-F", ",", "-c", "IDENTIFY_SYSTEM",
+                     })
+            {
+                start.ArgumentList.Add(a);
+            }
+
+            start.Environment["PGPASSWORD"] = TestRoles.Password(TestRoles.Admin);
+            var (code, stdout, stderr) = await ProcessRunner.RunAsync(start, TimeSpan.FromSeconds(30));
+            Assert.That(code, Is.EqualTo(0), stderr);
+            return stdout.Trim().Split(',')[1];
+        }
+
+        Assert.That(await TimelineAsync(), Is.EqualTo("1"));
+        await cluster.KillNodeAsync(0);
+        await Poll.UntilAsync(() => Task.FromResult(poold.Host.Nodes.Current.Nodes[0].Status == Backends.NodeStatus.Down), TimeSpan.FromSeconds(30),
+            "node 0 to be down");
+        await cluster.PromoteAsync(1);
+        await Poll.UntilAsync(() => Task.FromResult(poold.Host.Nodes.Current.PrimaryNodeId == 1), TimeSpan.FromSeconds(60), "Poold to follow the promotion");
+        Assert.That(await TimelineAsync(), Is.EqualTo("2"), "the same address now reaches the promoted server, on its new timeline");
+    }
+
+    [Test]
     public async Task Subscription_OnAnotherServer_ThroughPoold_ReceivesChanges()
     {
         await using var subscriber = await PgCluster.StartAsync(replicas: 0);
