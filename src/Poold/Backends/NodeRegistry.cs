@@ -76,6 +76,7 @@ internal sealed class NodeRegistry
     private readonly object _write = new();
     private readonly TimeProvider _time;
     private NodeSnapshot _current;
+    private readonly CancellationTokenSource[] _down = Enumerable.Range(0, Params.MaxNodeId + 1).Select(_ => new CancellationTokenSource()).ToArray();
 
     public NodeRegistry(PooldSettings settings, TimeProvider time)
     {
@@ -230,6 +231,7 @@ internal sealed class NodeRegistry
 
     private string? Change(int id, Func<NodeState, NodeState?> change)
     {
+        bool wentDown;
         lock (_write)
         {
             var current = _current;
@@ -247,9 +249,24 @@ internal sealed class NodeRegistry
             Volatile.Write(ref _current, changed.Status == NodeStatus.Down && id == current.PrimaryNodeId
                 ? current.WithPrimary(nodes.SetItem(id, nodes[id] with { Role = NodeRole.Standby }), -1) // a primary that is down is no primary
                 : current with { Nodes = nodes });
+            wentDown = changed.Status == NodeStatus.Down && current.Nodes[id].Status != NodeStatus.Down;
+        }
+
+        if (wentDown)
+        {
+            // Statements in flight on the node (a hung server answers nothing) are cut off now, not when it wakes up.
+            var gone = Interlocked.Exchange(ref _down[id], new CancellationTokenSource());
+            gone.Cancel();
         }
 
         Changed?.Invoke(Current);
         return null;
     }
+
+    /// <summary>
+    /// Cancelled when node <paramref name="id"/> goes down (detached by a health check, a failover or pcp_detach_node):
+    /// a session registers its connection to the node on it, so a statement waiting on a hung server ends at once.
+    /// A node that comes back gets a new token.
+    /// </summary>
+    public CancellationToken DownToken(int id) => Volatile.Read(ref _down[id]).Token;
 }

@@ -248,11 +248,11 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
         else if (_buffer.Length - _end < _minimumReadSize)
         {
             var length = _end - _start;
-            var target = length + _minimumReadSize <= _buffer.Length ? _buffer : ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, length + _minimumReadSize));
+            var target = length + _minimumReadSize <= _buffer.Length ? _buffer : Rent(Math.Max(_buffer.Length * 2, length + _minimumReadSize));
             Buffer.BlockCopy(_buffer, _start, target, 0, length);
             if (!ReferenceEquals(target, _buffer))
             {
-                ArrayPool<byte>.Shared.Return(_buffer);
+                Return(_buffer);
                 _buffer = target;
             }
 
@@ -264,11 +264,28 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
         return _buffer.AsMemory(_end);
     }
 
+    /// <summary>
+    /// Buffers past this size (one large message) come from the heap and go back to the garbage collector, not to the
+    /// shared pool, which would keep a few hundred megabytes for the process's life after one large message.
+    /// </summary>
+    private const int MaxPooledBuffer = 1 << 20;
+
+    private static byte[] Rent(int size) =>
+        size <= MaxPooledBuffer ? ArrayPool<byte>.Shared.Rent(size) : GC.AllocateUninitializedArray<byte>(size);
+
+    private static void Return(byte[] buffer)
+    {
+        if (buffer.Length <= MaxPooledBuffer)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
     private void ReleaseBuffer()
     {
         if (_buffer is not null)
         {
-            ArrayPool<byte>.Shared.Return(_buffer);
+            Return(_buffer);
             _buffer = null;
         }
 

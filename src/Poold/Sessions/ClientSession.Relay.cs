@@ -242,6 +242,12 @@ internal sealed partial class ClientSession
                         if (result.IsCanceled)
                         {
                             stop.ThrowIfCancellationRequested();
+                            if (link.NodeDown)
+                            {
+                                throw new BackendException(link.Connection.NodeId, SqlState.ConnectionFailure,
+                                    $"backend node {link.Connection.NodeId} was detached while running this statement");
+                            }
+
                             continue;
                         }
 
@@ -611,6 +617,7 @@ internal sealed partial class ClientSession
         Volatile.Write(ref _backend, null);
         foreach (var link in links)
         {
+            link.StopWatching();
             await ReleaseAsync(link, end, cancelled);
         }
     }
@@ -619,7 +626,7 @@ internal sealed partial class ClientSession
     {
         var backend = link.Connection;
         var pool = _services.Pool;
-        var keep = end != SessionEnd.Failed && !link.Dead && !backend.IsBroken && _replication == ReplicationMode.None && ConnectionPool.IsCacheable(backend.Key.Database)
+        var keep = end != SessionEnd.Failed && !link.Dead && !link.NodeDown && !backend.IsBroken && _replication == ReplicationMode.None && ConnectionPool.IsCacheable(backend.Key.Database)
                    && _services.Settings.Get(Params.ConnectionCache);
         if (keep)
         {

@@ -145,6 +145,25 @@ internal sealed partial class ClientSession
         /// <summary>Statements the client closed elsewhere that still exist here: closed before this connection's next batch.</summary>
         public HashSet<string> StaleStatements { get; } = new(StringComparer.Ordinal);
 
+        /// <summary>The node was detached (a hung or dead server): a statement waiting on it ends with an error at once.</summary>
+        public bool NodeDown => _nodeDown;
+
+        private volatile bool _nodeDown;
+
+        private CancellationTokenRegistration _downRegistration;
+
+        /// <summary>Watches the node's status: when it goes down, the reply pump's read on this connection is woken.</summary>
+        public void WatchNode(CancellationToken nodeDown) =>
+            _downRegistration = nodeDown.UnsafeRegister(static state => ((NodeLink)state!).OnNodeDown(), this);
+
+        public void StopWatching() => _downRegistration.Dispose();
+
+        private void OnNodeDown()
+        {
+            _nodeDown = true;
+            Connection.Reader.CancelPendingRead();
+        }
+
         public override string ToString() => $"node {Connection.NodeId}";
     }
 
@@ -159,6 +178,7 @@ internal sealed partial class ClientSession
         var connection = _backend!;
         _primaryGeneration = _loginSnapshot!.PrimaryGeneration;
         _primary = new NodeLink(connection);
+        _primary.WatchNode(_services.Nodes.DownToken(connection.NodeId));
         _links[connection.NodeId] = _primary;
         PublishBackends();
         var settings = _services.Settings;
@@ -966,6 +986,7 @@ internal sealed partial class ClientSession
             // A standby that went away while this session was idle on it: drop the connection, report the node, and
             // run the statement elsewhere instead of failing it.
             _links.Remove(id);
+            existing.StopWatching();
             PublishBackends();
             if (!existing.Dead)
             {
@@ -1016,6 +1037,7 @@ internal sealed partial class ClientSession
             }
 
             var opened = new NodeLink(connection);
+            opened.WatchNode(_services.Nodes.DownToken(id));
             _links[id] = opened;
             PublishBackends();
             LogConnected(connection);
