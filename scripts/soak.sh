@@ -39,7 +39,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-build_release
+build_release >&2
 PG_MAX_CONNECTIONS=200 cluster_start "$work/pg" "$PG_PORT" 2
 log "pgbench -i (scale 5) on the primary"
 as_pg pgbench -i -q -s 5 -h "$work/pg" -p "$PG_PORT" -U postgres postgres >"$work/init.log" 2>&1 || die "pgbench -i failed: $(tail -n 5 "$work/init.log")"
@@ -144,7 +144,7 @@ done
 echo
 for f in churn steady; do
     printf '%s: %s; %s\n' "$f" "$(grep -E '^tps' "$work/$f.log" | head -n 1)" \
-        "$(grep -E 'number of (failed|transactions actually processed)' "$work/$f.log" | tr '\n' ' ')"
+        "$(grep -m 2 -E 'number of (failed|transactions actually processed)' "$work/$f.log" | tr '\n' ' ')"
 done
 
 # Verdict: a metric grows when the mean of the last third of the samples exceeds the first third's by more than 10 %
