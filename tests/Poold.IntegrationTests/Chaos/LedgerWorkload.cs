@@ -8,8 +8,8 @@ namespace Poold.IntegrationTests.Chaos;
 /// <summary>
 /// A TPC-B-like write load through Poold: each client loops BEGIN; UPDATE accounts; INSERT a unique id into the
 /// ledger; COMMIT, plus one load-balanced read, and remembers the id of every commit the server acknowledged.
-/// Clients reconnect on any error and keep going. Every round trip is timed and charged to the phase that was current
-/// when it started.
+/// Clients reconnect on any error and keep going. Every round trip is timed and charged, like commits and errors, to the
+/// phase current when it ended (a round trip stuck through a fault ends in that fault's phase).
 /// </summary>
 internal sealed class LedgerWorkload : IAsyncDisposable
 {
@@ -86,37 +86,36 @@ internal sealed class LedgerWorkload : IAsyncDisposable
                 continue;
             }
 
-            var phase = _phase;
             try
             {
                 if (connection is null)
                 {
                     connection = new NpgsqlConnection(_connectionString);
-                    await TimedAsync(phase, "open", () => connection.OpenAsync());
+                    await TimedAsync("open", () => connection.OpenAsync());
                 }
 
                 var id = (client + 1) * 1_000_000_000L + ++sequence;
                 var aid = random.Next(1, Accounts + 1);
                 var delta = random.Next(-5000, 5001);
-                await TimedAsync(phase, "BEGIN", () => ExecuteAsync(connection, "BEGIN"));
-                var updated = await TimedAsync(phase, "UPDATE", () => ExecuteAsync(connection,
+                await TimedAsync("BEGIN", () => ExecuteAsync(connection, "BEGIN"));
+                var updated = await TimedAsync("UPDATE", () => ExecuteAsync(connection,
                     "UPDATE accounts SET balance = balance + $1 WHERE aid = $2", delta, aid));
-                var inserted = await TimedAsync(phase, "INSERT", () => ExecuteAsync(connection,
+                var inserted = await TimedAsync("INSERT", () => ExecuteAsync(connection,
                     "INSERT INTO ledger (id, client, aid, delta) VALUES ($1, $2, $3, $4)", id, client, aid, delta));
                 if (updated != 1 || inserted != 1)
                 {
                     throw new InvalidOperationException($"UPDATE touched {updated} rows and INSERT {inserted}");
                 }
 
-                await TimedAsync(phase, "COMMIT", () => ExecuteAsync(connection, "COMMIT"));
+                await TimedAsync("COMMIT", () => ExecuteAsync(connection, "COMMIT"));
                 acknowledged.Add(id);
-                phase.Commit();
-                await TimedAsync(phase, "SELECT", () => ExecuteAsync(connection, "SELECT balance FROM accounts WHERE aid = $1", aid));
-                phase.Read();
+                _phase.Commit();
+                await TimedAsync("SELECT", () => ExecuteAsync(connection, "SELECT balance FROM accounts WHERE aid = $1", aid));
+                _phase.Read();
             }
             catch (Exception e) when (e is NpgsqlException or InvalidOperationException or IOException or TimeoutException)
             {
-                phase.Error(e);
+                _phase.Error(e);
                 await CloseAsync(connection);
                 connection = null;
                 try
@@ -145,14 +144,14 @@ internal sealed class LedgerWorkload : IAsyncDisposable
         return await command.ExecuteNonQueryAsync();
     }
 
-    private static async Task TimedAsync(PhaseStats phase, string label, Func<Task> operation) =>
-        await TimedAsync(phase, label, async () =>
+    private async Task TimedAsync(string label, Func<Task> operation) =>
+        await TimedAsync(label, async () =>
         {
             await operation();
             return 0;
         });
 
-    private static async Task<T> TimedAsync<T>(PhaseStats phase, string label, Func<Task<T>> operation)
+    private async Task<T> TimedAsync<T>(string label, Func<Task<T>> operation)
     {
         var watch = Stopwatch.StartNew();
         var outcome = "failed";
@@ -164,7 +163,7 @@ internal sealed class LedgerWorkload : IAsyncDisposable
         }
         finally
         {
-            phase.Operation(watch.Elapsed, $"{label} {outcome}");
+            _phase.Operation(watch.Elapsed, $"{label} {outcome}");
         }
     }
 
