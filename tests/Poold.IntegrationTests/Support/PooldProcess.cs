@@ -14,6 +14,7 @@ internal sealed class PooldProcess : IAsyncDisposable
 {
     private readonly Process _process;
     private readonly StringBuilder _output = new();
+    private bool _keepDirectory;
 
     private PooldProcess(Process process, string directory, int port, string configFile)
     {
@@ -48,6 +49,26 @@ internal sealed class PooldProcess : IAsyncDisposable
     public static async Task<PooldProcess> StartAsync(string backendsAndExtra, bool ssl = false)
     {
         var (dir, port, conf) = await PooldInstance.WriteConfigAsync(backendsAndExtra, ssl);
+        return await LaunchAsync(dir, port, conf);
+    }
+
+    /// <summary>
+    /// Starts a new process on this instance's config, directory and port (pgpool_status included), once this one has
+    /// exited; the new instance owns the directory from then on.
+    /// </summary>
+    public Task<PooldProcess> RestartAsync()
+    {
+        if (!_process.HasExited)
+        {
+            throw new InvalidOperationException("poold is still running: stop it first");
+        }
+
+        _keepDirectory = true;
+        return LaunchAsync(Directory, Port, ConfigFile);
+    }
+
+    private static async Task<PooldProcess> LaunchAsync(string dir, int port, string conf)
+    {
         var process = Start(["-n", "-f", conf]);
         var poold = new PooldProcess(process, dir, port, conf);
         process.OutputDataReceived += (_, e) => poold.Append(e.Data);
@@ -151,6 +172,11 @@ internal sealed class PooldProcess : IAsyncDisposable
         }
 
         _process.Dispose();
+        if (_keepDirectory)
+        {
+            return;
+        }
+
         try
         {
             System.IO.Directory.Delete(Directory, recursive: true);
