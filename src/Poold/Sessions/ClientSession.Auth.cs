@@ -51,7 +51,9 @@ internal sealed partial class ClientSession
         var snapshot = _services.Nodes.Current;
         _loginSnapshot = snapshot;
         var primary = snapshot.Primary ?? throw new ClientFatalException(SqlState.CannotConnectNow,
-            "no backend node is available: the configuration defines no backend_port0 … or every node is down");
+            snapshot.Nodes.Any(n => n.Status == Backends.NodeStatus.Up)
+                ? "no primary node is available: the primary is down and Poold is looking for the new one (failover)"
+                : "no backend node is available: the configuration defines no backend_port0 … or every node is down");
         var parameters = _startup!.Parameters;
         var key = PoolKey.Create(primary.Id, parameters);
         var pool = _services.Pool;
