@@ -51,7 +51,7 @@ internal sealed partial class ClientSession
         var snapshot = _services.Nodes.Current;
         _loginSnapshot = snapshot;
         var primary = snapshot.Primary ?? throw new ClientFatalException(SqlState.CannotConnectNow,
-            snapshot.Nodes.Any(n => n.Status == Backends.NodeStatus.Up)
+            snapshot.Nodes.Any(n => n.Status == Poold.Backends.NodeStatus.Up)
                 ? "no primary node is available: the primary is down and Poold is looking for the new one (failover)"
                 : "no backend node is available: the configuration defines no backend_port0 … or every node is down");
         var parameters = _startup!.Parameters;
