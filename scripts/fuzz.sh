@@ -35,7 +35,9 @@ build_instrumented() {
     [ -n "${built:-}" ] && return 0
     log "building tests/Poold.Fuzz (Release) into $work/out"
     rm -rf "$work/out"
-    dotnet build tests/Poold.Fuzz -c Release -o "$work/out" --nologo --verbosity quiet -clp:ErrorsOnly || die "build failed"
+    mkdir -p "$work"
+    dotnet build tests/Poold.Fuzz -c Release -o "$work/out" --nologo --verbosity quiet -clp:ErrorsOnly >"$work/build.log" 2>&1 \
+        || { cat "$work/build.log" >&2; die "build failed"; }
     log "instrumenting poold.dll"
     sharpfuzz "$work/out/poold.dll" >/dev/null || die "sharpfuzz failed to instrument poold.dll"
     built=1
