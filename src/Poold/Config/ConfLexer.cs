@@ -51,6 +51,14 @@ internal static class ConfLexer
 
     private static void ParseLine(ReadOnlySpan<char> line, string file, int lineNo, List<ConfEntry> entries, List<ConfigDiagnostic> diagnostics)
     {
+        // No name, value or path can hold a NUL (a file name with one makes .NET's file API throw ArgumentException).
+        var nul = line.IndexOf('\0');
+        if (nul >= 0)
+        {
+            diagnostics.Add(ConfigDiagnostic.Error(file, lineNo, $"syntax error: NUL byte at column {nul + 1}"));
+            return;
+        }
+
         var pos = 0;
         var key = Next(line, ref pos);
         if (key.Kind == TokenKind.EndOfLine)

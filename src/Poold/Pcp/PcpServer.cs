@@ -122,6 +122,13 @@ internal sealed class PcpServer : IAsyncDisposable
         }
     }
 
+    /// <summary>Serves one PCP connection over <paramref name="stream"/>, without listeners (the fuzzing harness).</summary>
+    internal static async Task ServeStreamAsync(IPcpHost host, ILogger log, Stream stream, CancellationToken cancellationToken)
+    {
+        await using var server = new PcpServer(host, log, []);
+        await new PcpConnection(server, stream).RunAsync(cancellationToken);
+    }
+
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
@@ -135,7 +142,7 @@ internal sealed class PcpServer : IAsyncDisposable
     }
 
     /// <summary>One PCP client connection: authentication, then requests until 'X' or end of stream.</summary>
-    private sealed class PcpConnection(PcpServer server, NetworkStream stream)
+    private sealed class PcpConnection(PcpServer server, Stream stream)
     {
         private byte[]? _salt;
         private bool _authenticated;

@@ -130,6 +130,14 @@ public class HbaFileTests
     }
 
     [Test]
+    public void IncludeNameWithNulByte_IsALineError()
+    {
+        // Found by fuzzing (corpus/hba/crash-*): the file system's ArgumentException escaped Parse, which a reload does not catch.
+        var e = Assert.Throws<ConfigException>(() => HbaFile.Parse("host all @users\0.list all md5\n", "/etc/pool_hba.conf"));
+        Assert.That(e!.Diagnostics.Single().ToString(), Does.StartWith("/etc/pool_hba.conf:1: could not open secondary authentication file"));
+    }
+
+    [Test]
     public void BadLines_AreAllReportedWithFileAndLine()
     {
         var e = Assert.Throws<ConfigException>(() => HbaFile.Parse("""

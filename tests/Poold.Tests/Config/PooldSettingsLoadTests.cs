@@ -97,6 +97,17 @@ public class PooldSettingsLoadTests
     }
 
     [Test]
+    public void Load_NulByteInALine_IsASyntaxError()
+    {
+        // Found while fixing the same fuzzing find in pool_hba.conf: an include (or any path) with a NUL made the file
+        // API throw ArgumentException out of Load, which a reload does not catch.
+        var path = Write("main.conf", "include 'a\0b.conf'\npid_file_name = '/tmp/x\0y'\n");
+        var e = Assert.Throws<ConfigException>(() => PooldSettings.Load(path))!;
+        Assert.That(e.Diagnostics.Select(d => d.ToString()),
+            Is.EqualTo(new[] { $"{path}:1: syntax error: NUL byte at column 11", $"{path}:2: syntax error: NUL byte at column 24" }));
+    }
+
+    [Test]
     public void Load_SelfInclude_StopsAtTheDepthLimit()
     {
         var path = Write("loop.conf", "include 'loop.conf'\n");

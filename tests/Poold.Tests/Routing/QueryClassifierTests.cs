@@ -460,6 +460,17 @@ public class QueryClassifierTests
         Assert.That(checkedShapes, Is.GreaterThan(50));
     }
 
+    [TestCase("WITH x AS (SELECT 1) 'first'", "WITH x AS (SELECT 1) 'second'")]
+    [TestCase("WITH x AS (SELECT 1) 17", "WITH x AS (SELECT 1) 42")]
+    public void Cache_WithFollowedByALiteral_KeepsTheLiteralOutOfTheSharedVerdict(string first, string second)
+    {
+        // Found by fuzzing (corpus/sql/crash-*): the reason quoted the literal, so a statement of the same shape got
+        // another statement's text in its verdict.
+        _ = Classify(first);
+        AssertSameVerdict(Classify(second), QueryClassifier.ClassifyUncached(Encoding.UTF8.GetBytes(second), RoutingOptions.Default), second);
+        Assert.That(Classify(second).Reason, Is.EqualTo("WITH … followed by a literal"));
+    }
+
     [Test]
     public void Classify_AStatementSeenBeforeWithOtherValues_AllocatesNothing()
     {

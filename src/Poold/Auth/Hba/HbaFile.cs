@@ -302,8 +302,9 @@ internal sealed class HbaFile
         {
             lines = File.ReadAllLines(path);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
         {
+            // ArgumentException: a name the file system cannot take (a NUL byte in it).
             throw new FormatException($"could not open secondary authentication file \"@{file}\" as \"{path}\": {e.Message}");
         }
 
