@@ -41,6 +41,8 @@ internal sealed partial class ClientSession
             await AuthenticateByHbaAsync(auth, cancellationToken);
         }
 
+        await AdmitAsync(cancellationToken);
+
         var snapshot = _services.Nodes.Current;
         var primary = snapshot.Primary ?? throw new ClientFatalException(SqlState.CannotConnectNow,
             "no backend node is available: the configuration defines no backend_port0 … or every node is down");
