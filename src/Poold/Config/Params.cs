@@ -54,6 +54,21 @@ internal static class Params
 
     public static readonly Parameter<int> ReservedConnections = Int("reserved_connections", 0, 0, 100_000, Start, "number of reserved connections");
 
+    public static readonly Parameter<int> ListenBacklog = Int("listen_backlog", 4096, 1, 1_000_000, Start,
+        "listen queue of the client sockets (at least num_init_children * listen_backlog_multiplier, at most net.core.somaxconn) [Poold]");
+
+    public static readonly Parameter<int> MaxUnauthenticatedConnections = Int("max_unauthenticated_connections", 1000, 1, 1_000_000, Reload,
+        "client connections that may be negotiating or authenticating at once; more are refused with 53300 [Poold]");
+
+    public static readonly Parameter<TimeSpan> UnauthenticatedTimeout = Time("unauthenticated_timeout", TimeSpan.FromSeconds(60), UnitKind.Seconds,
+        Reload, "longest time a client may take to authenticate, even with authentication_timeout = 0 [Poold]");
+
+    public static readonly Parameter<int> PcpMaxConnections = Int("pcp_max_connections", 32, 1, 100_000, Reload,
+        "PCP connections open at once; more are closed at once [Poold]");
+
+    public static readonly Parameter<TimeSpan> PcpAuthenticationTimeout = Time("pcp_authentication_timeout", TimeSpan.FromSeconds(5),
+        UnitKind.Seconds, Reload, "time a PCP connection may stay idle before it has authenticated [Poold]");
+
     public static readonly Parameter<int> MaxPool = Int("max_pool", 4, 1, 100_000, Start, "max # of connection pool per child");
 
     public static readonly Parameter<TimeSpan> ConnectionLifeTime =
@@ -357,7 +372,8 @@ internal static class Params
             PcpListenAddresses, PcpPort, PcpSocketDir, PcpProtocol, EnablePoolHba, PoolPasswd, AuthenticationTimeout,
             AllowClearTextFrontendAuth, Ssl, SslKey, SslCert, SslCaCert, SslCaCertDir, SslCrlFile, SslCiphers, SslPreferServerCiphers,
             SslEcdhCurve, SslDhParamsFile, SslPassphraseCommand, SslMinProtocolVersion, SslMaxProtocolVersion, NumInitChildren,
-            ListenBacklogMultiplier, ReservedConnections, MaxPool, ConnectionLifeTime, ClientIdleLimit, LogDestination, LogLinePrefix,
+            ListenBacklogMultiplier, ReservedConnections, ListenBacklog, MaxUnauthenticatedConnections, UnauthenticatedTimeout,
+            PcpMaxConnections, PcpAuthenticationTimeout, MaxPool, ConnectionLifeTime, ClientIdleLimit, LogDestination, LogLinePrefix,
             LogErrorVerbosity, ClientMinMessages, LogMinMessages, LogConnections, LogDisconnections, LogHostname, LogStatement,
             LogPerNodeStatement, LogClientMessages, LogStandbyDelayMode, LoggingCollector, LogDirectory, LogFilename, PidFileName,
             Logdir, ConnectionCache, ResetQueryList, LoadBalanceMode, IgnoreLeadingWhiteSpace, ReadOnlyFunctionList,

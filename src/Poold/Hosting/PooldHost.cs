@@ -15,7 +15,7 @@ namespace Poold.Hosting;
 /// The running daemon: listeners, the session tasks, the pool, the node registry, and the settings in force.
 /// Wired by hand here; nothing else knows how the parts are put together.
 /// </summary>
-internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
+internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmission
 {
     private readonly HostOptions _options;
     private readonly ILogger _log;
@@ -29,6 +29,7 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
     private SessionServices _services;
     private int _nextSessionId;
     private int _activeSessions;
+    private int _unadmitted;
     private int _stopRequested;
 
     private PooldHost(HostOptions options, SessionServices services, List<Listener> listeners, ILogger log)
@@ -45,7 +46,11 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
 
     public ConnectionPool Pool => _services.Pool;
 
+    /// <summary>Sessions holding one of num_init_children's slots (authenticated, or past their startup packet without pool_hba).</summary>
     public int ActiveSessions => Volatile.Read(ref _activeSessions);
+
+    /// <summary>Accepted client connections that hold no slot yet: negotiating, authenticating, waiting for a slot, or being refused.</summary>
+    public int UnadmittedConnections => Volatile.Read(ref _unadmitted);
 
     public Backends.NodeRegistry Nodes => _services.Nodes;
 
@@ -152,7 +157,12 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
         var auth = AuthFiles.Load(settings, options.HbaFile, options.KeyFile, log);
         var services = new SessionServices(settings, tls, auth, new ConnectionPool(PoolLimits.From(settings), time), new NodeRegistry(settings, time),
             new CancelRegistry(), RoutingOptions.From(settings), new FunctionCatalog(), new Pcp.NodeCounters(), time, log);
-        var backlog = settings.Get(Params.ListenBacklogMultiplier) * settings.Get(Params.NumInitChildren);
+        var (backlog, cappedBy) = ListenBacklog.Choose(settings, ListenBacklog.ReadSomaxconn());
+        if (cappedBy is not null)
+        {
+            log.Warning("listen backlog capped at {Backlog} by net.core.somaxconn (listen_backlog = {Wanted}): raise the sysctl for larger bursts",
+                backlog, settings.Get(Params.ListenBacklog));
+        }
         var listeners = Listener.BindAll(settings.Get(Params.ListenAddresses), settings.Get(Params.UnixSocketDirectories),
             settings.Get(Params.Port), backlog, settings.Get(Params.UnixSocketPermissions), log);
         if (listeners.Count == 0)
@@ -161,6 +171,7 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
         }
 
         var host = new PooldHost(options, services, listeners, log);
+        services.Admission = host;
         host.WarnAboutCleartext();
         host.StartNodeTracking(settings, options, time);
         foreach (var listener in listeners)
@@ -203,59 +214,118 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
     private static bool IsLoopback(string host) =>
         host is "localhost" || (System.Net.IPAddress.TryParse(host, out var ip) && System.Net.IPAddress.IsLoopback(ip));
 
+    /// <summary>
+    /// Accepts as fast as clients arrive. A connection takes no session slot here: it negotiates and authenticates
+    /// first (<see cref="TryEnterAsync"/>), under max_unauthenticated_connections and unauthenticated_timeout, so silent
+    /// sockets cannot lock logins out and cancel requests need no slot. Beyond the cap, or with reserved_connections
+    /// &gt; 0 and the slots that remain all taken, the client is refused (53300) before any TLS handshake; far beyond
+    /// it (twice the cap) the socket is closed at once, so a flood costs no more than that.
+    /// </summary>
     private async Task AcceptLoopAsync(Listener listener)
     {
         await Task.Yield();
         var stop = _acceptStop.Token;
+        var backoff = new AcceptBackoff();
         while (!stop.IsCancellationRequested)
         {
-            var settings = Settings;
-            var reserved = settings.Get(Params.ReservedConnections);
-            var limit = settings.Get(Params.NumInitChildren);
+            Socket socket;
             try
             {
-                var socket = await listener.AcceptAsync(stop);
-                if (reserved == 0)
-                {
-                    // Beyond num_init_children, a client waits (connected, unanswered) until a session ends, as with
-                    // pgpool-II's children; the next accept on this listener waits too, so the rest queue in the
-                    // kernel. Accepting first keeps one idle listener from holding the last slot for itself.
-                    try
-                    {
-                        await _slots.WaitAsync(stop);
-                    }
-                    catch
-                    {
-                        socket.Dispose();
-                        throw;
-                    }
-                }
-
-                if (!listener.IsUnix)
-                {
-                    socket.NoDelay = true;
-                }
-
-                var active = Interlocked.Increment(ref _activeSessions);
-                var reject = reserved > 0 && active > limit - reserved;
-                StartSession(socket, reject, holdsSlot: reserved == 0);
+                socket = await listener.AcceptAsync(stop);
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
                 return;
             }
-            catch (SocketException e)
-            {
-                _log.Warning("accept failed on {Endpoint}: {Reason}", listener.Description, e.Message);
-            }
             catch (ObjectDisposedException)
             {
                 return;
             }
+            catch (SocketException e)
+            {
+                var (delay, log) = backoff.Failed();
+                if (log)
+                {
+                    _log.Warning("accept failed on {Endpoint} ({Failures} in a row): {Reason}; retrying in {Delay} ms", listener.Description,
+                        backoff.Failures, e.Message, delay.TotalMilliseconds);
+                }
+
+                try
+                {
+                    await Task.Delay(delay, _services.Time, stop);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            if (backoff.Succeeded() is var failed and > 0)
+            {
+                _log.Information("accept works again on {Endpoint} after {Failures} failures", listener.Description, failed);
+            }
+
+            var settings = Settings;
+            var cap = settings.Get(Params.MaxUnauthenticatedConnections);
+            var reserved = settings.Get(Params.ReservedConnections);
+            var pending = Interlocked.Increment(ref _unadmitted);
+            if (pending > 2L * cap)
+            {
+                Interlocked.Decrement(ref _unadmitted);
+                socket.Dispose();
+                continue;
+            }
+
+            if (!listener.IsUnix)
+            {
+                socket.NoDelay = true;
+            }
+
+            var reject = pending > cap || (reserved > 0 && ActiveSessions >= settings.Get(Params.NumInitChildren) - reserved);
+            StartSession(socket, reject);
         }
     }
 
-    private void StartSession(Socket socket, bool reject, bool holdsSlot)
+    /// <summary>
+    /// <see cref="ISessionAdmission"/>: a slot for an authenticated session. With reserved_connections = 0 the client
+    /// waits for one (as pgpool-II's clients wait for a free child) until its start deadline, then gets 53300; with
+    /// reserved_connections &gt; 0 it is refused at once when none is free.
+    /// </summary>
+    public async ValueTask<bool> TryEnterAsync(ClientSession session, CancellationToken cancellationToken)
+    {
+        var settings = Settings;
+        var reserved = settings.Get(Params.ReservedConnections);
+        var limit = settings.Get(Params.NumInitChildren);
+        bool admitted;
+        if (reserved > 0)
+        {
+            admitted = ActiveSessions < limit - reserved && _slots.Wait(0, CancellationToken.None);
+        }
+        else
+        {
+            try
+            {
+                await _slots.WaitAsync(cancellationToken);
+                admitted = true;
+            }
+            catch (OperationCanceledException)
+            {
+                admitted = false;
+            }
+        }
+
+        if (admitted)
+        {
+            Interlocked.Increment(ref _activeSessions);
+            Interlocked.Decrement(ref _unadmitted);
+        }
+
+        return admitted;
+    }
+
+    private void StartSession(Socket socket, bool reject)
     {
         var id = Interlocked.Increment(ref _nextSessionId);
         var session = new ClientSession(Volatile.Read(ref _services), socket, id, reject);
@@ -263,7 +333,7 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
         // Started here, on the accepting thread, up to its first wait (the client's next packet): handing it to the
         // thread pool cost a thread wake-up per connection and the pool's spinning afterwards. Its table entry is
         // removed by a continuation attached after the entry is added, so even a session that ends at once leaves none.
-        var task = RunSessionAsync(session, holdsSlot);
+        var task = RunSessionAsync(session);
         _sessions[id] = task;
         task.ContinueWith(static (finished, state) =>
         {
@@ -274,7 +344,7 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
         }, (this, id), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
-    private async Task RunSessionAsync(ClientSession session, bool holdsSlot)
+    private async Task RunSessionAsync(ClientSession session)
     {
         try
         {
@@ -286,10 +356,14 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost
         }
         finally
         {
-            Interlocked.Decrement(ref _activeSessions);
-            if (holdsSlot)
+            if (session.Admitted)
             {
+                Interlocked.Decrement(ref _activeSessions);
                 _slots.Release();
+            }
+            else
+            {
+                Interlocked.Decrement(ref _unadmitted);
             }
         }
     }

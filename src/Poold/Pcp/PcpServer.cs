@@ -37,16 +37,23 @@ internal interface IPcpHost
 /// The PCP admin port (compat §4), wire-compatible with pgpool-II 4.x: pgpool's own pcp_* tools and Poold's work
 /// against it. One task per connection; a connection authenticates with pgpool's salted md5 against pcp.conf, then
 /// carries any number of requests. A malformed request gets a PCP error; nothing a client sends stops the server.
+/// At most pcp_max_connections are open at once (more are closed on accept), and one that has not authenticated is
+/// closed after pcp_authentication_timeout of silence, so idle sockets cannot fill the port.
 /// </summary>
 internal sealed class PcpServer : IAsyncDisposable
 {
     private static readonly TimeSpan IdleTimeout = TimeSpan.FromMinutes(5);
+
+    /// <summary>pcp_authentication_timeout, 5 s when set to 0 (a PCP client authenticates in one round trip).</summary>
+    private static TimeSpan PreAuthIdle(PooldSettings settings) =>
+        settings.Get(Params.PcpAuthenticationTimeout) is var t && t > TimeSpan.Zero ? t : TimeSpan.FromSeconds(5);
 
     private readonly IPcpHost _host;
     private readonly ILogger _log;
     private readonly List<Listener> _listeners;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _loops = [];
+    private int _open;
 
     private PcpServer(IPcpHost host, ILogger log, List<Listener> listeners)
     {
@@ -56,6 +63,9 @@ internal sealed class PcpServer : IAsyncDisposable
     }
 
     public IReadOnlyList<Listener> Listeners => _listeners;
+
+    /// <summary>PCP connections open now.</summary>
+    public int OpenConnections => Volatile.Read(ref _open);
 
     /// <summary>Binds pcp_listen_addresses:pcp_port and the socket in each pcp_socket_dir, and starts accepting.</summary>
     public static PcpServer Start(IPcpHost host, ILogger log)
@@ -77,12 +87,22 @@ internal sealed class PcpServer : IAsyncDisposable
     {
         await Task.Yield();
         var connections = new List<Task>();
+        var backoff = new AcceptBackoff();
         while (!_stop.IsCancellationRequested)
         {
             try
             {
                 var socket = await listener.AcceptAsync(_stop.Token);
+                backoff.Succeeded();
                 connections.RemoveAll(t => t.IsCompleted);
+                if (Interlocked.Increment(ref _open) > _host.Settings.Get(Params.PcpMaxConnections))
+                {
+                    Interlocked.Decrement(ref _open);
+                    _log.Debug("PCP connection refused: pcp_max_connections ({Max}) are open", _host.Settings.Get(Params.PcpMaxConnections));
+                    socket.Dispose();
+                    continue;
+                }
+
                 connections.Add(ServeAsync(socket));
             }
             catch (OperationCanceledException)
@@ -95,7 +115,20 @@ internal sealed class PcpServer : IAsyncDisposable
             }
             catch (SocketException e)
             {
-                _log.Warning("PCP accept failed on {Endpoint}: {Reason}", listener.Description, e.Message);
+                var (delay, log) = backoff.Failed();
+                if (log)
+                {
+                    _log.Warning("PCP accept failed on {Endpoint} ({Failures} in a row): {Reason}", listener.Description, backoff.Failures, e.Message);
+                }
+
+                try
+                {
+                    await Task.Delay(delay, _stop.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
             }
         }
 
@@ -119,6 +152,10 @@ internal sealed class PcpServer : IAsyncDisposable
         catch (Exception e)
         {
             _log.Error(e, "PCP connection failed unexpectedly");
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _open);
         }
     }
 
@@ -157,7 +194,7 @@ internal sealed class PcpServer : IAsyncDisposable
                 (byte Tag, byte[] Body)? packet;
                 using (var idle = CancellationTokenSource.CreateLinkedTokenSource(stop))
                 {
-                    idle.CancelAfter(IdleTimeout);
+                    idle.CancelAfter(_authenticated ? IdleTimeout : PreAuthIdle(Host.Settings));
                     try
                     {
                         packet = await PcpPacket.ReadAsync(stream, PcpPacket.MaxRequestLength, idle.Token);

@@ -79,11 +79,15 @@ internal sealed partial class BackendConnection : IAsyncDisposable
 
     public long LastUsedAt { get; set; }
 
-    /// <summary>Opens, optionally encrypts, starts up and authenticates a connection to <paramref name="node"/>.</summary>
+    /// <summary>
+    /// Opens, optionally encrypts, starts up and authenticates a connection to <paramref name="node"/>. <paramref name="dial"/>
+    /// replaces the socket engine's connect (the health check uses blocking sockets that client traffic cannot starve).
+    /// </summary>
     public static async Task<BackendConnection> OpenAsync(BackendSettings node, PoolKey key, IReadOnlyList<KeyValuePair<string, string>> startup,
-        PasswordSource passwords, TlsSetup tls, TimeSpan connectTimeout, TimeProvider time, CancellationToken cancellationToken)
+        PasswordSource passwords, TlsSetup tls, TimeSpan connectTimeout, TimeProvider time, CancellationToken cancellationToken,
+        BackendDialer? dial = null)
     {
-        var (socket, stream) = await ConnectAsync(node, connectTimeout, cancellationToken);
+        var (socket, stream) = dial is null ? await ConnectAsync(node, connectTimeout, cancellationToken) : await dial(node, connectTimeout, cancellationToken);
         var isTls = false;
         try
         {
@@ -143,7 +147,7 @@ internal sealed partial class BackendConnection : IAsyncDisposable
     private static string Describe(BackendSettings node) =>
         node.IsUnixSocket ? SocketPath(node) : $"{node.Hostname}:{node.Port}";
 
-    private static string SocketPath(BackendSettings node)
+    internal static string SocketPath(BackendSettings node)
     {
         var dir = node.Hostname;
         if (dir.Length == 0)
@@ -435,3 +439,6 @@ internal sealed partial class BackendConnection : IAsyncDisposable
         }
     }
 }
+
+/// <summary>Connects a socket to a node and gives the stream to speak on (see <see cref="BackendConnection.OpenAsync"/>).</summary>
+internal delegate Task<(Socket Socket, Stream Stream)> BackendDialer(BackendSettings node, TimeSpan connectTimeout, CancellationToken cancellationToken);

@@ -48,6 +48,8 @@ internal sealed partial class ClientSession
             await AuthenticateByHbaAsync(auth, cancellationToken);
         }
 
+        await AdmitAsync(cancellationToken);
+
         var snapshot = _services.Nodes.Current;
         _loginSnapshot = snapshot;
         var primary = snapshot.Primary ?? throw new ClientFatalException(SqlState.CannotConnectNow,

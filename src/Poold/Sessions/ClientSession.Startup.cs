@@ -29,7 +29,7 @@ internal sealed partial class ClientSession
             {
                 case StartupKind.SslRequest when _clientIsTls:
                     throw new PgProtocolException(SqlState.ProtocolViolation, "SSL request received on an encrypted connection");
-                case StartupKind.SslRequest when _services.Tls.Enabled && !_isUnixSocket:
+                case StartupKind.SslRequest when _services.Tls.Enabled && !_isUnixSocket && !_rejectAsTooMany:
                     if (_socket.Available > 0)
                     {
                         // A client waits for the answer before its handshake: bytes already here were not sent by one.

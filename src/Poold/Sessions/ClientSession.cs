@@ -107,11 +107,8 @@ internal sealed partial class ClientSession
     private async Task<bool> StartAsync(CancellationToken shutdown)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
-        var limit = _services.Settings.Get(Config.Params.AuthenticationTimeout);
-        if (limit > TimeSpan.Zero)
-        {
-            timeout.CancelAfter(limit);
-        }
+        var (limit, limitName) = StartDeadline(_services.Settings, _rejectAsTooMany);
+        timeout.CancelAfter(limit);
 
         try
         {
@@ -134,7 +131,7 @@ internal sealed partial class ClientSession
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !shutdown.IsCancellationRequested)
         {
             throw new ClientFatalException(SqlState.ConnectionFailure,
-                $"canceling authentication due to timeout (authentication_timeout = {limit.TotalSeconds:0}s)");
+                $"canceling authentication due to timeout ({limitName} = {limit.TotalSeconds:0}s)");
         }
 
         // The client sees the pid of its backend on the primary (pgpool-II's choice): pg_backend_pid(), pg_stat_activity
@@ -149,6 +146,38 @@ internal sealed partial class ClientSession
         _cancelProcessId = processId;
         await SendStartupResponseAsync(shutdown);
         return true;
+    }
+
+    /// <summary>True once the session holds one of num_init_children's slots (the host gives it back at the end).</summary>
+    public bool Admitted { get; private set; }
+
+    /// <summary>
+    /// How long the start may take: authentication_timeout, but never more than unauthenticated_timeout (which also
+    /// bounds authentication_timeout = 0), and a few seconds for a connection that is only to be refused.
+    /// </summary>
+    internal static (TimeSpan Limit, string Name) StartDeadline(Config.PooldSettings settings, bool refusing)
+    {
+        var auth = settings.Get(Config.Params.AuthenticationTimeout);
+        var cap = settings.Get(Config.Params.UnauthenticatedTimeout);
+        cap = cap > TimeSpan.Zero ? cap : TimeSpan.FromSeconds(60);
+        var (limit, name) = auth > TimeSpan.Zero && auth <= cap ? (auth, "authentication_timeout") : (cap, "unauthenticated_timeout");
+        return refusing && limit > RefuseDeadline ? (RefuseDeadline, "refusal deadline") : (limit, name);
+    }
+
+    /// <summary>The most a connection that will be refused (53300) may take to send its startup packet.</summary>
+    private static readonly TimeSpan RefuseDeadline = TimeSpan.FromSeconds(5);
+
+    /// <summary>Takes a session slot before any backend is touched; 53300 when there is none.</summary>
+    private async Task AdmitAsync(CancellationToken cancellationToken)
+    {
+        if (_services.Admission is { } admission)
+        {
+            Admitted = await admission.TryEnterAsync(this, cancellationToken);
+            if (!Admitted)
+            {
+                throw new ClientFatalException(SqlState.TooManyConnections, "sorry, too many clients already");
+            }
+        }
     }
 
     /// <summary>The catch ladder: map what went wrong to what the client is told, and log it once.</summary>
