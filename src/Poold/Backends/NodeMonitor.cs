@@ -27,7 +27,9 @@ internal sealed class NodeMonitor : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Dictionary<int, long> _nextHealthCheck = [];
     private readonly Dictionary<int, long> _lastFailback = [];
+    private readonly Dictionary<int, Task> _healthChecks = [];
     private long _nextReplicationCheck;
+    private Task _replicationCheck = Task.CompletedTask;
     private Task _loop = Task.CompletedTask;
 
     public NodeMonitor(Func<PooldSettings> settings, Func<AuthFiles> auth, NodeRegistry registry, TlsSetup tls, TimeProvider time, ILogger log)
@@ -50,7 +52,7 @@ internal sealed class NodeMonitor : IAsyncDisposable
         {
             try
             {
-                await TickAsync(stop);
+                Tick(stop);
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
@@ -76,7 +78,7 @@ internal sealed class NodeMonitor : IAsyncDisposable
         }
     }
 
-    private async Task TickAsync(CancellationToken stop)
+    private void Tick(CancellationToken stop)
     {
         var settings = _settings();
         var now = _time.GetTimestamp();
@@ -93,19 +95,42 @@ internal sealed class NodeMonitor : IAsyncDisposable
             due.Add(node);
         }
 
-        await Task.WhenAll(due.Select(n => HealthCheckAsync(n, settings, stop)));
+        // Each node's check runs on its own, and the replication check beside them: a frozen node (SIGSTOP, a cut
+        // network) delays only its own check, never another node's detection. A check still running is not started twice.
+        foreach (var node in due)
+        {
+            if (!_healthChecks.TryGetValue(node.Id, out var running) || running.IsCompleted)
+            {
+                _healthChecks[node.Id] = HealthCheckAsync(node, settings, stop);
+            }
+        }
 
         var srPeriod = settings.Get(Params.SrCheckPeriod);
-        if (srPeriod > TimeSpan.Zero && now >= _nextReplicationCheck)
+        if (srPeriod > TimeSpan.Zero && now >= _nextReplicationCheck && _replicationCheck.IsCompleted)
         {
             _nextReplicationCheck = now + (long)(srPeriod.TotalSeconds * _time.TimestampFrequency);
-            await ReplicationCheckAsync(settings, stop);
+            _replicationCheck = ReplicationCheckAsync(settings, stop);
         }
     }
 
     // ---- health check ----
 
     private async Task HealthCheckAsync(NodeState node, PooldSettings settings, CancellationToken stop)
+    {
+        try
+        {
+            await CheckHealthAsync(node, settings, stop);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            _log.Error(e, "health check of node {NodeId} failed unexpectedly", node.Id);
+        }
+    }
+
+    private async Task CheckHealthAsync(NodeState node, PooldSettings settings, CancellationToken stop)
     {
         var stats = _registry.Health[node.Id];
         if (node.Status == NodeStatus.Down && !settings.Get(Params.AutoFailback))
@@ -127,8 +152,9 @@ internal sealed class NodeMonitor : IAsyncDisposable
             }
 
             var watch = Stopwatch.StartNew();
-            failure = await TryLoginAsync(node, settings.Get(Params.HealthCheckUser, node.Id), settings.Get(Params.HealthCheckPassword, node.Id),
-                settings.Get(Params.HealthCheckDatabase, node.Id), settings.Get(Params.HealthCheckTimeout, node.Id), settings, stop);
+            failure = await OnOwnThread(() => TryLoginAsync(node, settings.Get(Params.HealthCheckUser, node.Id),
+                settings.Get(Params.HealthCheckPassword, node.Id), settings.Get(Params.HealthCheckDatabase, node.Id),
+                settings.Get(Params.HealthCheckTimeout, node.Id), settings, stop));
             var ms = watch.Elapsed.TotalMilliseconds;
             lock (stats)
             {
@@ -171,6 +197,13 @@ internal sealed class NodeMonitor : IAsyncDisposable
         await FailoverAsync(node.Id, $"health check failed: {failure}", stop);
     }
 
+    /// <summary>
+    /// Runs a check on a thread of its own over a blocking socket (<see cref="BlockingDialer"/>): the login then never waits
+    /// behind session work on the socket engine's event threads, so a busy Poold does not see a healthy node time out.
+    /// </summary>
+    private static Task<T> OnOwnThread<T>(Func<Task<T>> check) =>
+        Task.Factory.StartNew(check, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+
     /// <summary>A full login (startup and authentication) to the node, then a clean close; null when it worked, else why not.</summary>
     private async Task<string?> TryLoginAsync(NodeState node, string user, string configuredPassword, string database, TimeSpan timeout,
         PooldSettings settings, CancellationToken stop)
@@ -183,7 +216,7 @@ internal sealed class NodeMonitor : IAsyncDisposable
 
         try
         {
-            await using var connection = await ConnectAsync(node, user, configuredPassword, database, settings, deadline.Token);
+            await using var connection = await ConnectAsync(node, user, configuredPassword, database, settings, deadline.Token, BlockingDialer.Dial);
             return null;
         }
         catch (OperationCanceledException) when (!stop.IsCancellationRequested)
@@ -198,7 +231,7 @@ internal sealed class NodeMonitor : IAsyncDisposable
     }
 
     private async Task<BackendConnection> ConnectAsync(NodeState node, string user, string configuredPassword, string database,
-        PooldSettings settings, CancellationToken cancellationToken)
+        PooldSettings settings, CancellationToken cancellationToken, BackendDialer? dial = null)
     {
         var credential = CheckCredentials.Resolve(configuredPassword, user, _auth());
         var startup = new List<KeyValuePair<string, string>>
@@ -208,7 +241,7 @@ internal sealed class NodeMonitor : IAsyncDisposable
             new("application_name", "poold check"),
         };
         return await BackendConnection.OpenAsync(node.Settings, PoolKey.Create(node.Id, startup), startup,
-            (_, _) => ValueTask.FromResult(credential), _tls, settings.Get(Params.ConnectTimeout, node.Id), _time, cancellationToken);
+            (_, _) => ValueTask.FromResult(credential), _tls, settings.Get(Params.ConnectTimeout, node.Id), _time, cancellationToken, dial);
     }
 
     // ---- failover ----
@@ -269,8 +302,9 @@ internal sealed class NodeMonitor : IAsyncDisposable
             try
             {
                 // Unlike pgpool-II, one session's broken connection detaches a node only if a fresh login fails too.
-                var failure = await TryLoginAsync(node, settings.Get(Params.HealthCheckUser, nodeId), settings.Get(Params.HealthCheckPassword, nodeId),
-                    settings.Get(Params.HealthCheckDatabase, nodeId), TimeSpan.FromSeconds(10), settings, _stop.Token);
+                var failure = await OnOwnThread(() => TryLoginAsync(node, settings.Get(Params.HealthCheckUser, nodeId),
+                    settings.Get(Params.HealthCheckPassword, nodeId), settings.Get(Params.HealthCheckDatabase, nodeId), TimeSpan.FromSeconds(10),
+                    settings, _stop.Token));
                 if (failure is null)
                 {
                     _log.Information("node {NodeId}: a session lost its connection ({Reason}) but the node accepts logins: not failed over", nodeId, reason);
@@ -399,40 +433,41 @@ internal sealed class NodeMonitor : IAsyncDisposable
 
     private async Task ReplicationCheckAsync(PooldSettings settings, CancellationToken stop)
     {
-        var snapshot = _registry.Current;
+        try
+        {
+            await CheckReplicationAsync(settings, stop);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            _log.Error(e, "replication check failed unexpectedly");
+        }
+    }
+
+    private async Task CheckReplicationAsync(PooldSettings settings, CancellationToken stop)
+    {
+        // Every node is asked at once, each within its own deadline, so one that does not answer delays no other.
+        var probes = await Task.WhenAll(_registry.Current.Nodes.Where(n => n.Status != NodeStatus.Unused)
+            .Select(n => ProbeReplicationAsync(n, settings, stop)));
+        if (stop.IsCancellationRequested)
+        {
+            return;
+        }
+
         var findings = new Dictionary<int, (bool InRecovery, ulong Lsn)>();
         List<string?[]> replication = [];
-        foreach (var node in snapshot.Nodes.Where(n => n.Status != NodeStatus.Unused))
+        foreach (var probe in probes)
         {
-            try
+            if (probe.Finding is { } finding)
             {
-                using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stop);
-                deadline.CancelAfter(TimeSpan.FromSeconds(10));
-                await using var connection = await ConnectAsync(node, settings.Get(Params.SrCheckUser), settings.Get(Params.SrCheckPassword),
-                    settings.Get(Params.SrCheckDatabase), settings, deadline.Token);
-                var rows = await connection.QueryRowsAsync(
-                    "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END",
-                    deadline.Token);
-                if (rows is not [[var recovery, var lsn, ..], ..])
-                {
-                    continue;
-                }
-
-                findings[node.Id] = (recovery == "t", ParseLsn(lsn));
-                if (recovery == "f")
-                {
-                    replication = await connection.QueryRowsAsync("SELECT application_name, state, sync_state, COALESCE(EXTRACT(epoch FROM replay_lag) * 1000, 0)::bigint FROM pg_stat_replication", deadline.Token);
-                }
+                findings[probe.NodeId] = finding;
+                replication = probe.Replication ?? replication;
             }
-            catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException or OperationCanceledException
-                                          or TimeoutException or PgProtocolException or ScramException)
+            else
             {
-                if (stop.IsCancellationRequested)
-                {
-                    return;
-                }
-
-                _registry.UpdateReplication(node.Id, NodeReplication.Unknown);
+                _registry.UpdateReplication(probe.NodeId, NodeReplication.Unknown);
             }
         }
 
@@ -489,6 +524,36 @@ internal sealed class NodeMonitor : IAsyncDisposable
         }
     }
 
+    /// <summary>One node's recovery state and WAL position (and, on a primary, pg_stat_replication); no finding when it does not answer.</summary>
+    private async Task<(int NodeId, (bool InRecovery, ulong Lsn)? Finding, List<string?[]>? Replication)> ProbeReplicationAsync(NodeState node,
+        PooldSettings settings, CancellationToken stop)
+    {
+        try
+        {
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stop);
+            deadline.CancelAfter(TimeSpan.FromSeconds(10));
+            await using var connection = await ConnectAsync(node, settings.Get(Params.SrCheckUser), settings.Get(Params.SrCheckPassword),
+                settings.Get(Params.SrCheckDatabase), settings, deadline.Token);
+            var rows = await connection.QueryRowsAsync(
+                "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END",
+                deadline.Token);
+            if (rows is not [[var recovery, var lsn, ..], ..])
+            {
+                return (node.Id, null, null);
+            }
+
+            var replication = recovery == "f"
+                ? await connection.QueryRowsAsync("SELECT application_name, state, sync_state, COALESCE(EXTRACT(epoch FROM replay_lag) * 1000, 0)::bigint FROM pg_stat_replication", deadline.Token)
+                : null;
+            return (node.Id, (recovery == "t", ParseLsn(lsn)), replication);
+        }
+        catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException or OperationCanceledException
+                                      or TimeoutException or PgProtocolException or ScramException)
+        {
+            return (node.Id, null, null);
+        }
+    }
+
     /// <summary>"X/Y" as a 64-bit WAL position (exact, unlike pgpool's approximation).</summary>
     internal static ulong ParseLsn(string? lsn)
     {
@@ -507,6 +572,7 @@ internal sealed class NodeMonitor : IAsyncDisposable
     {
         await _stop.CancelAsync();
         await _loop;
+        await Task.WhenAll([.. _healthChecks.Values, _replicationCheck]);
         _stop.Dispose();
     }
 }

@@ -127,6 +127,9 @@ internal sealed partial class ClientSession
         return end;
     }
 
+    /// <summary>How many client messages one read's buffer may handle before the session yields its thread.</summary>
+    private const int MessagesPerTurn = 256;
+
     private async Task<SessionEnd> PumpClientAsync(PipeReader reader, CancellationToken shutdown)
     {
         var idleLimit = _services.Settings.Get(Params.ClientIdleLimit);
@@ -153,8 +156,16 @@ internal sealed partial class ClientSession
 
             Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
             var buffer = result.Buffer;
+            var handled = 0;
             while (TryReadClientFrame(ref buffer, maxMessage, out var code, out var frame, out var body))
             {
+                if (++handled % MessagesPerTurn == 0)
+                {
+                    // A client pipelining thousands of messages in one read must not hold the socket engine's event thread
+                    // (continuations run inline there): hand the rest to the thread pool so other sockets get their turn.
+                    await Task.Yield();
+                }
+
                 if (code == (byte)FrontendCode.Terminate)
                 {
                     await FlushBatchAsync(shutdown);

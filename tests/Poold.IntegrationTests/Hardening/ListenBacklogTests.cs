@@ -41,11 +41,11 @@ public class ListenBacklogTests
         try
         {
             await socket.ConnectAsync("127.0.0.1", port, deadline.Token);
-            await socket.SendAsync(RawClient.Startup(TestRoles.TrustUser, PgCluster.TestDatabase), deadline.Token);
-            var outcome = await RawClient.ReadOutcomeAsync(socket, deadline.Token);
+            await socket.SendAsync(RawPackets.Startup(TestRoles.TrustUser, PgCluster.TestDatabase), deadline.Token);
+            var outcome = await RawPackets.ReadOutcomeAsync(socket, deadline.Token);
             if (outcome == "Z")
             {
-                await socket.SendAsync(RawClient.Terminate, deadline.Token);
+                await socket.SendAsync(RawPackets.Terminate, deadline.Token);
             }
 
             return outcome;

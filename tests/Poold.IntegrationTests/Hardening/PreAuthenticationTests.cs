@@ -123,12 +123,12 @@ public class PreAuthenticationTests
         using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
         using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         await socket.ConnectAsync("127.0.0.1", port, deadline.Token);
-        await socket.SendAsync(RawClient.SslRequest(), deadline.Token);
+        await socket.SendAsync(RawPackets.SslRequest(), deadline.Token);
         var answer = new byte[1];
-        Assert.That(await RawClient.ReadExactlyAsync(socket, answer, deadline.Token), Is.True, "an answer to SSLRequest");
+        Assert.That(await RawPackets.ReadExactlyAsync(socket, answer, deadline.Token), Is.True, "an answer to SSLRequest");
         Assert.That((char)answer[0], Is.EqualTo('N'), "no TLS handshake for a client that is refused");
-        await socket.SendAsync(RawClient.Startup(TestRoles.ScramUser, PgCluster.TestDatabase), deadline.Token);
-        return await RawClient.ReadOutcomeAsync(socket, deadline.Token);
+        await socket.SendAsync(RawPackets.Startup(TestRoles.ScramUser, PgCluster.TestDatabase), deadline.Token);
+        return await RawPackets.ReadOutcomeAsync(socket, deadline.Token);
     }
 
     [Test]
@@ -138,7 +138,7 @@ public class PreAuthenticationTests
             onlyNode: 0);
         using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
         await socket.ConnectAsync("127.0.0.1", poold.Port);
-        Assert.That(await RawClient.IsClosedByServerAsync(socket, TimeSpan.FromSeconds(15)), Is.True, "closed after unauthenticated_timeout");
+        Assert.That(await RawPackets.IsClosedByServerAsync(socket, TimeSpan.FromSeconds(15)), Is.True, "closed after unauthenticated_timeout");
         await poold.WaitForLogAsync("unauthenticated_timeout = 1s");
     }
 
@@ -160,13 +160,13 @@ public class PreAuthenticationTests
             extra = await ConnectSilentAsync(pcpPort, 20);
             foreach (var socket in extra)
             {
-                Assert.That(await RawClient.IsClosedByServerAsync(socket, TimeSpan.FromSeconds(2)), Is.True, "a connection beyond the cap is closed at once");
+                Assert.That(await RawPackets.IsClosedByServerAsync(socket, TimeSpan.FromSeconds(2)), Is.True, "a connection beyond the cap is closed at once");
             }
 
             Assert.That(poold.Host.Pcp!.OpenConnections, Is.EqualTo(4));
             foreach (var socket in silent)
             {
-                Assert.That(await RawClient.IsClosedByServerAsync(socket, TimeSpan.FromSeconds(10)), Is.True,
+                Assert.That(await RawPackets.IsClosedByServerAsync(socket, TimeSpan.FromSeconds(10)), Is.True,
                     "an unauthenticated connection is closed after pcp_authentication_timeout");
             }
         }

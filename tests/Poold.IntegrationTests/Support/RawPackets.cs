@@ -2,10 +2,10 @@ using System.Buffers.Binary;
 using System.Net.Sockets;
 using System.Text;
 
-namespace Poold.IntegrationTests.Hardening;
+namespace Poold.IntegrationTests.Support;
 
 /// <summary>Bytes of the PostgreSQL protocol for raw-socket clients, and reading what comes back.</summary>
-internal static class RawClient
+internal static class RawPackets
 {
     public const int ProtocolVersion3 = 196608;
     public const int SslRequestCode = 80877103;
