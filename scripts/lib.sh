@@ -64,3 +64,21 @@ build_release() {
         dotnet build "$project" -c Release --nologo --verbosity quiet -clp:ErrorsOnly || die "build of $project failed"
     done
 }
+
+# Patroni and etcd from Debian, for the tests that follow a Patroni cluster (backend_discovery = patroni). Debian may
+# start etcd on install; the tests run their own on free ports.
+ensure_patroni() {
+    if [ "$(id -u)" -ne 0 ] && { [ ! -e /usr/bin/patroni ] || [ ! -e /usr/bin/etcd ]; }; then
+        log "patroni/etcd are not installed (apt-get install -y patroni etcd-server): the Patroni tests are skipped"
+        return 0
+    fi
+    local had_etcd=1
+    [ -e /usr/bin/etcd ] || had_etcd=0
+    if ! (ensure_packages /usr/bin/patroni patroni /usr/bin/etcd etcd-server); then
+        log "patroni/etcd could not be installed: the Patroni tests are skipped"
+        return 0
+    fi
+    if [ "$(id -u)" -eq 0 ] && [ $had_etcd -eq 0 ]; then
+        service etcd stop >/dev/null 2>&1 || true
+    fi
+}

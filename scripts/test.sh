@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 ensure_dotnet
 ensure_postgres
 ensure_peers
+ensure_patroni
 
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT

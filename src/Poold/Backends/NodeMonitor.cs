@@ -44,6 +44,12 @@ internal sealed class NodeMonitor : IAsyncDisposable
 
     public void Start() => _loop = RunAsync(_stop.Token);
 
+    /// <summary>
+    /// backend_discovery = patroni: asks the follower to read Patroni's view now. Set, the monitor never promotes,
+    /// searches for a primary or runs failover/follow commands: it only keeps dead nodes out of rotation.
+    /// </summary>
+    public Action? RequestDiscovery { get; set; }
+
     private async Task RunAsync(CancellationToken stop)
     {
         await Task.Yield();
@@ -257,6 +263,13 @@ internal sealed class NodeMonitor : IAsyncDisposable
         }
 
         _log.Warning("failover: detaching node {NodeId} ({Reason})", nodeId, reason);
+        if (RequestDiscovery is { } discover)
+        {
+            // Patroni decides what happens next; its view is read now rather than at the next period.
+            discover();
+            return;
+        }
+
         var wasPrimary = before.PrimaryNodeId == nodeId;
         if (wasPrimary)
         {
@@ -297,6 +310,7 @@ internal sealed class NodeMonitor : IAsyncDisposable
             return;
         }
 
+        RequestDiscovery?.Invoke();
         _ = Task.Run(async () =>
         {
             try
@@ -471,15 +485,17 @@ internal sealed class NodeMonitor : IAsyncDisposable
             }
         }
 
-        // A primary promoted outside Poold (pg_ctl promote, Patroni): follow it.
-        var primaries = findings.Where(f => !f.Value.InRecovery).Select(f => f.Key).ToList();
+        // A primary promoted outside Poold (pg_ctl promote): follow it — unless Patroni's view is followed and readable
+        // (while it is not, this check is what finds the primary).
+        var ownView = RequestDiscovery is null || _registry.DiscoveryWarning is not null;
+        List<int> primaries = ownView ? [.. findings.Where(f => !f.Value.InRecovery).Select(f => f.Key)] : [];
         var current = _registry.Current;
         if (primaries.Count == 1 && primaries[0] != current.PrimaryNodeId && current.Nodes[primaries[0]].Status != NodeStatus.Down)
         {
             _log.Warning("node {NodeId} reports itself primary: following it (was node {Old})", primaries[0], current.PrimaryNodeId);
             _registry.SetPrimary(primaries[0]);
         }
-        else if (primaries.Count > 1 && settings.Get(Params.DetachFalsePrimary))
+        else if (primaries.Count > 1 && settings.Get(Params.DetachFalsePrimary) && RequestDiscovery is null)
         {
             foreach (var extra in primaries.Where(p => p != current.PrimaryNodeId))
             {

@@ -30,6 +30,9 @@ internal sealed record NodeState(BackendSettings Settings, NodeStatus Status, No
     public int Id => Settings.Id;
 
     public NodeReplication Replication { get; init; } = NodeReplication.Unknown;
+
+    /// <summary>Patroni's <c>noloadbalance</c> tag (backend_discovery = patroni): the node gets no load-balanced reads.</summary>
+    public bool NoLoadBalance { get; init; }
 }
 
 /// <summary>Health-check counters of one node (pcp_health_check_stats, SHOW POOL_HEALTH_CHECK_STATS).</summary>
@@ -137,6 +140,31 @@ internal sealed class NodeRegistry
             }
         }
     }
+
+    /// <summary>Records Patroni's <c>noloadbalance</c> tag for a node (no status change, no event).</summary>
+    public void SetNoLoadBalance(int id, bool value)
+    {
+        lock (_write)
+        {
+            var current = _current;
+            if (id >= 0 && id < current.Nodes.Length && current.Nodes[id].NoLoadBalance != value)
+            {
+                Volatile.Write(ref _current, current with { Nodes = current.Nodes.SetItem(id, current.Nodes[id] with { NoLoadBalance = value }) });
+            }
+        }
+    }
+
+    /// <summary>
+    /// Set while the external source of truth (Patroni) cannot be read: the view shown is the last one it gave, kept
+    /// up to date only by Poold's own checks. Null when there is nothing to say.
+    /// </summary>
+    public string? DiscoveryWarning
+    {
+        get => Volatile.Read(ref _discoveryWarning);
+        set => Volatile.Write(ref _discoveryWarning, value);
+    }
+
+    private string? _discoveryWarning;
 
     /// <summary>Makes a node the primary after a failover or an external promotion (no checks beyond the node being up).</summary>
     public void SetPrimary(int id)

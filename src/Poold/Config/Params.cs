@@ -280,6 +280,19 @@ internal static class Params
 
     public static readonly Parameter<bool> DetachFalsePrimary = Bool("detach_false_primary", false, Reload, "detach false primary");
     public static readonly Parameter<bool> AutoFailback = Bool("auto_failback", false, Reload, "auto_failback");
+
+    public static readonly Parameter<BackendDiscovery> BackendDiscoveryMode = Enum("backend_discovery", BackendDiscovery.Poold,
+        [("poold", BackendDiscovery.Poold), ("patroni", BackendDiscovery.Patroni)], Start,
+        "who decides which node is primary: 'poold' (health checks and failover_command, as pgpool-II) or 'patroni' (follow Patroni's REST API) [Poold]");
+
+    public static readonly Parameter<IReadOnlyList<string>> PatroniUrls = List("patroni_urls", "", ',', Reload,
+        "Patroni REST API base URLs (http://host:8008,...), asked in turn for /cluster [Poold]");
+
+    public static readonly Parameter<TimeSpan> PatroniCheckPeriod = Time("patroni_check_period", TimeSpan.FromSeconds(1), UnitKind.Milliseconds,
+        Reload, "how often Patroni's view of the cluster is read (milliseconds) [Poold]");
+
+    public static readonly Parameter<TimeSpan> PatroniTimeout = Time("patroni_timeout", TimeSpan.FromSeconds(2), UnitKind.Milliseconds, Reload,
+        "how long one Patroni endpoint may take to answer (milliseconds) [Poold]");
     public static readonly Parameter<TimeSpan> AutoFailbackInterval =
         Time("auto_failback_interval", TimeSpan.FromSeconds(60), UnitKind.Seconds, Reload, "auto_failback_interval");
 
@@ -386,7 +399,7 @@ internal static class Params
             AutoFailbackInterval, SearchPrimaryNodeTimeout, RelcacheExpire, RelcacheSize, CheckTempTableMode, CheckUnloggedTable,
             RelcacheQueryTargetNode, UseWatchdog, MemoryCacheEnabled, BackendHostname, BackendPort, BackendWeight,
             BackendDataDirectory, BackendFlag, BackendApplicationName, BackendSslMode, BackendSslCaCert, BackendRequireAuth,
-            ServerCheckDelay, ServerCheckQuery, MaxPacketSize,
+            ServerCheckDelay, ServerCheckQuery, MaxPacketSize, BackendDiscoveryMode, PatroniUrls, PatroniCheckPeriod, PatroniTimeout,
         ];
         var byName = new Dictionary<string, Parameter>(StringComparer.OrdinalIgnoreCase);
         for (var i = 0; i < All.Count; i++)

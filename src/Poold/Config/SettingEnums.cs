@@ -122,3 +122,13 @@ internal enum BackendAuthSet
     ScramSha256 = 8,
     Any = None | Password | Md5 | ScramSha256,
 }
+
+/// <summary>backend_discovery: who decides which node is the primary.</summary>
+internal enum BackendDiscovery
+{
+    /// <summary>Poold's own health checks, failover_command and primary search, as pgpool-II.</summary>
+    Poold,
+
+    /// <summary>Patroni decides; Poold reads its REST API and follows, and never promotes or runs failover commands.</summary>
+    Patroni,
+}

@@ -224,6 +224,22 @@ internal static class SettingsBuilder
                 $"ssl_max_protocol_version ({Params.SslMaxProtocolVersion.Show(max)}) is lower than ssl_min_protocol_version ({Params.SslMinProtocolVersion.Show(min)})");
         }
 
+        if (s.Get(Params.BackendDiscoveryMode) == BackendDiscovery.Patroni)
+        {
+            if (s.Get(Params.PatroniUrls).Count == 0)
+            {
+                Report(DiagnosticSeverity.Error, Params.BackendDiscoveryMode, "backend_discovery = 'patroni' needs patroni_urls (http://host:8008,...)");
+            }
+
+            foreach (var url in s.Get(Params.PatroniUrls))
+            {
+                if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+                {
+                    Report(DiagnosticSeverity.Error, Params.PatroniUrls, $"patroni_urls: \"{url}\" is not an http:// or https:// URL");
+                }
+            }
+        }
+
         if (s.Get(Params.Ssl) && (s.Get(Params.SslCert).Length == 0 || s.Get(Params.SslKey).Length == 0))
         {
             Report(DiagnosticSeverity.Error, Params.Ssl, "ssl = on needs ssl_cert and ssl_key (PEM files)");

@@ -124,8 +124,18 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmiss
         };
         Monitor = new NodeMonitor(() => Settings, () => Volatile.Read(ref _services).Auth, registry, _services.Tls, time, _log);
         _services.BackendFailed = Monitor.ReportBackendError;
+        if (settings.Get(Params.BackendDiscoveryMode) == BackendDiscovery.Patroni)
+        {
+            Patroni = new PatroniFollower(() => Settings, registry, _log);
+            Monitor.RequestDiscovery = Patroni.PollNow;
+            Patroni.Start();
+        }
+
         Monitor.Start();
     }
+
+    /// <summary>backend_discovery = patroni: what follows Patroni's view of the cluster (null otherwise).</summary>
+    public PatroniFollower? Patroni { get; private set; }
 
     public IReadOnlyList<Listener> Listeners => _listeners;
 
@@ -136,14 +146,24 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmiss
     public string? DetachNode(int id)
     {
         var nodes = Nodes.Current;
+        string? error = null;
         if (Monitor is { } monitor && id == nodes.PrimaryNodeId && nodes.Nodes[id].Status != NodeStatus.Down)
         {
             // Detaches synchronously before its first await; the commands and the search go on in the background.
             _ = monitor.FailoverAsync(id, "detached by pcp_detach_node", CancellationToken.None);
-            return null;
+        }
+        else
+        {
+            error = Nodes.Detach(id);
         }
 
-        return Nodes.Detach(id);
+        if (error is null)
+        {
+            // Following Patroni: an operator's detach holds until pcp_attach_node, whatever Patroni reports.
+            Patroni?.HoldDown(id);
+        }
+
+        return error;
     }
 
     /// <summary>Completes when the host has stopped.</summary>
@@ -427,6 +447,11 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmiss
         if (Monitor is { } monitor)
         {
             await monitor.DisposeAsync();
+        }
+
+        if (Patroni is { } patroni)
+        {
+            await patroni.DisposeAsync();
         }
 
         if (mode != StopMode.Smart)

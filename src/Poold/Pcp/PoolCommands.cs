@@ -7,7 +7,11 @@ using Poold.Sessions;
 namespace Poold.Pcp;
 
 /// <summary>A result Poold computes itself: text columns and rows, or an error.</summary>
-internal sealed record PoolResult(IReadOnlyList<string> Columns, IReadOnlyList<string[]> Rows, string Tag, string? Error = null, string SqlState = "XX000");
+internal sealed record PoolResult(IReadOnlyList<string> Columns, IReadOnlyList<string[]> Rows, string Tag, string? Error = null, string SqlState = "XX000")
+{
+    /// <summary>A WARNING sent before the result (the node view is not current, …).</summary>
+    public string? Warning { get; init; }
+}
 
 /// <summary>What the SHOW POOL_* commands need to know about the caller's session.</summary>
 internal interface IPoolCommandSession
@@ -55,14 +59,14 @@ internal static partial class PoolCommands
         text.Length >= prefix.Length && System.Text.Ascii.EqualsIgnoreCase(text[..prefix.Length], prefix);
 
     public static PoolResult Execute(string sql, PooldSettings settings, NodeSnapshot nodes, IReadOnlyList<ClientSession> sessions,
-        NodeCounters counters, IPoolCommandSession session, HealthStats[]? health = null)
+        NodeCounters counters, IPoolCommandSession session, HealthStats[]? health = null, string? nodesWarning = null)
     {
         var match = CommandPattern().Match(sql);
         if (match.Groups[1].Success)
         {
             return match.Groups[1].Value.ToUpperInvariant() switch
             {
-                "POOL_NODES" => Nodes(nodes, counters, session),
+                "POOL_NODES" => Nodes(nodes, counters, session) with { Warning = nodesWarning },
                 "POOL_PROCESSES" => Processes(sessions),
                 "POOL_POOLS" => Pools(sessions),
                 "POOL_VERSION" => new(["pool_version"], [[Version]], "SELECT 1"),

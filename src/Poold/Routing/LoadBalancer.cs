@@ -95,7 +95,8 @@ internal sealed class LoadBalancer
     }
 
     private static bool Eligible(NodeState node, NodeSnapshot nodes, int? exclude, bool standbysOnly) =>
-        node.Status is NodeStatus.Up or NodeStatus.Waiting && node.Settings.Weight > 0 && node.Id != exclude && !node.Replication.Lagging
+        node.Status is NodeStatus.Up or NodeStatus.Waiting && node.Settings.Weight > 0 && !node.NoLoadBalance && node.Id != exclude
+        && !node.Replication.Lagging
         && !(standbysOnly && node.Id == nodes.PrimaryNodeId);
 
     /// <summary>One <c>regex:target[(ratio)]</c> entry.</summary>

@@ -10,7 +10,7 @@ internal sealed partial class ClientSession : IPoolCommandSession
 
     private PoolResult RunPoolCommand(string sql) =>
         PoolCommands.Execute(sql, _services.Settings, _services.Nodes.Current, _services.Cancels.Sessions, _services.Counters, this,
-            _services.Nodes.Health);
+            _services.Nodes.Health, _services.Nodes.DiscoveryWarning);
 
     private TransactionStatus VisibleStatus()
     {
@@ -102,6 +102,11 @@ internal sealed partial class ClientSession : IPoolCommandSession
         {
             buffer.Error("ERROR", result.SqlState, result.Error);
             return;
+        }
+
+        if (result.Warning is not null)
+        {
+            buffer.Error("WARNING", "01000", result.Warning, code: BackendCode.NoticeResponse);
         }
 
         if (describe && result.Columns.Count > 0)

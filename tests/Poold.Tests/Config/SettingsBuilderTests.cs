@@ -55,6 +55,10 @@ public class SettingsBuilderTests
     [TestCase("unauthenticated_timeout", "60")]
     [TestCase("pcp_max_connections", "32")]
     [TestCase("pcp_authentication_timeout", "5")]
+    [TestCase("backend_discovery", "poold")]
+    [TestCase("patroni_urls", "")]
+    [TestCase("patroni_check_period", "1000")]
+    [TestCase("patroni_timeout", "2000")]
     [TestCase("enable_pool_hba", "off")]
     [TestCase("pool_passwd", "pool_passwd")]
     [TestCase("allow_clear_text_frontend_auth", "off")]
@@ -327,7 +331,14 @@ public class SettingsBuilderTests
     [TestCase("write_function_list = 'nextval,(unclosed'",
         "pgpool.conf:1: invalid regular expression \"(unclosed\" in write_function_list: Invalid pattern '(unclosed' at offset 9. Not enough )'s.")]
     [TestCase("ssl = on", "pgpool.conf:1: ssl = on needs ssl_cert and ssl_key (PEM files)")]
+    [TestCase("backend_discovery = patroni", "pgpool.conf:1: backend_discovery = 'patroni' needs patroni_urls (http://host:8008,...)")]
+    [TestCase("backend_discovery = etcd", "pgpool.conf:1: invalid value for parameter \"backend_discovery\": invalid value \"etcd\"; expected one of: poold, patroni")]
     public void Build_InvalidValue_ReportsFileLineAndReason(string line, string expected) => Assert.That(Error(line), Is.EqualTo(expected));
+
+    [Test]
+    public void Build_PatroniUrlThatIsNotHttp_IsAnError() =>
+        Assert.That(Error("backend_discovery = patroni\npatroni_urls = 'http://a:8008,ftp://b:8008'"),
+            Is.EqualTo("pgpool.conf:2: patroni_urls: \"ftp://b:8008\" is not an http:// or https:// URL"));
 
     [Test]
     public void Build_BothFunctionLists_IsAnError() =>
