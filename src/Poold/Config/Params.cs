@@ -291,6 +291,12 @@ internal static class Params
     public static readonly Parameter<TimeSpan> PatroniCheckPeriod = Time("patroni_check_period", TimeSpan.FromSeconds(1), UnitKind.Milliseconds,
         Reload, "how often Patroni's view of the cluster is read (milliseconds) [Poold]");
 
+    public static readonly Parameter<int> PeerId = Int("peer_id", 0, 0, 255, Start,
+        "this instance's id among Poolds behind one load balancer (1-255, 0 = no peering); carried in the cancel keys it hands out [Poold]");
+
+    public static readonly Parameter<IReadOnlyList<string>> Peers = List("peers", "", ',', Reload,
+        "the other instances as id:host:port; a CancelRequest for one of them is forwarded to it once [Poold]");
+
     public static readonly Parameter<TimeSpan> PatroniTimeout = Time("patroni_timeout", TimeSpan.FromSeconds(2), UnitKind.Milliseconds, Reload,
         "how long one Patroni endpoint may take to answer (milliseconds) [Poold]");
     public static readonly Parameter<TimeSpan> AutoFailbackInterval =
@@ -400,6 +406,7 @@ internal static class Params
             RelcacheQueryTargetNode, UseWatchdog, MemoryCacheEnabled, BackendHostname, BackendPort, BackendWeight,
             BackendDataDirectory, BackendFlag, BackendApplicationName, BackendSslMode, BackendSslCaCert, BackendRequireAuth,
             ServerCheckDelay, ServerCheckQuery, MaxPacketSize, BackendDiscoveryMode, PatroniUrls, PatroniCheckPeriod, PatroniTimeout,
+            PeerId, Peers,
         ];
         var byName = new Dictionary<string, Parameter>(StringComparer.OrdinalIgnoreCase);
         for (var i = 0; i < All.Count; i++)

@@ -240,6 +240,23 @@ internal static class SettingsBuilder
             }
         }
 
+        foreach (var peer in s.Get(Params.Peers))
+        {
+            if (CancelPeer.TryParse(peer) is not { } parsed)
+            {
+                Report(DiagnosticSeverity.Error, Params.Peers, $"peers: \"{peer}\" is not id:host:port (id 1 to 255)");
+            }
+            else if (parsed.Id == s.Get(Params.PeerId))
+            {
+                Report(DiagnosticSeverity.Error, Params.Peers, $"peers: \"{peer}\" has this instance's own peer_id ({parsed.Id})");
+            }
+        }
+
+        if (s.Get(Params.Peers).Count > 0 && s.Get(Params.PeerId) == 0)
+        {
+            Report(DiagnosticSeverity.Error, Params.Peers, "peers needs peer_id (1 to 255) for this instance");
+        }
+
         if (s.Get(Params.Ssl) && (s.Get(Params.SslCert).Length == 0 || s.Get(Params.SslKey).Length == 0))
         {
             Report(DiagnosticSeverity.Error, Params.Ssl, "ssl = on needs ssl_cert and ssl_key (PEM files)");

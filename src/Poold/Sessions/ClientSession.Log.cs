@@ -76,6 +76,12 @@ internal sealed partial class ClientSession
 
     private void LogUnexpected(Exception e) => _log.Error(e, "unexpected error; the session is closed");
 
+    private void LogCancelToPeer(int peerId, string host, int port) =>
+        _log.Information("cancel request for a session of peer {PeerId}: forwarded to {Host}:{Port}", peerId, host, port);
+
+    private void LogCancelToPeerFailed(int peerId, string reason) =>
+        _log.Warning("cancel request could not be forwarded to peer {PeerId}: {Reason}", peerId, reason);
+
     private void LogCancelUnknown(int processId) =>
         _log.Information("cancel request for unknown session {TargetId} or wrong key: ignored", processId);
 

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Net.Security;
+using System.Net.Sockets;
 using System.Text;
 using Poold.Protocol;
 
@@ -82,6 +83,21 @@ internal sealed partial class ClientSession
     private async Task HandleCancelRequestAsync(StartupPacket packet, CancellationToken cancellationToken)
     {
         var target = _services.Cancels.Find(packet.CancelProcessId, packet.CancelSecretKey);
+        if (target is null && _services.PeerCancels.ForwardTarget(_services.Settings, packet.CancelProcessId, packet.CancelSecretKey) is { } peer)
+        {
+            LogCancelToPeer(peer.Id, peer.Host, peer.Port);
+            try
+            {
+                await PeerCancels.SendAsync(peer, packet.CancelProcessId, packet.CancelSecretKey, TimeSpan.FromSeconds(10), cancellationToken);
+            }
+            catch (Exception e) when (e is SocketException or IOException or OperationCanceledException)
+            {
+                LogCancelToPeerFailed(peer.Id, e.Message);
+            }
+
+            return;
+        }
+
         if (target is null)
         {
             LogCancelUnknown(packet.CancelProcessId);

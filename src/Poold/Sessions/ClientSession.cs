@@ -1,6 +1,5 @@
 using System.Net.Sockets;
 using System.Security.Authentication;
-using System.Security.Cryptography;
 using Poold.Pooling;
 using Poold.Protocol;
 using Serilog;
@@ -139,7 +138,7 @@ internal sealed partial class ClientSession
         var processId = _backend!.ProcessId;
         do
         {
-            _secretKey = RandomNumberGenerator.GetInt32(int.MinValue, int.MaxValue);
+            _secretKey = PeerCancels.NewSecret(_services.Settings.Get(Config.Params.PeerId));
         }
         while (!_services.Cancels.TryRegister(processId, _secretKey, this));
 

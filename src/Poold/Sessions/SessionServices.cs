@@ -25,6 +25,9 @@ internal sealed record SessionServices(
     /// <summary>Set once the node monitor runs: a session reports a backend connection it lost.</summary>
     public Action<int, string, bool>? BackendFailed { get; set; }
 
+    /// <summary>Cancel requests for the other Poolds of <c>peers</c>.</summary>
+    public PeerCancels PeerCancels { get; } = new(Time);
+
     /// <summary>The session slots (num_init_children); null admits everyone (tests that build a session alone).</summary>
     public ISessionAdmission? Admission { get; set; }
 }

@@ -45,10 +45,35 @@ internal sealed class RawClient : IAsyncDisposable
             throw new InvalidOperationException("login failed: " + login.First(m => m.Code == 'E').Text);
         }
 
+        if (login.FirstOrDefault(m => m.Code == 'K') is { Body.Length: 8 } key)
+        {
+            client.BackendKey = (BinaryPrimitives.ReadInt32BigEndian(key.Body), BinaryPrimitives.ReadInt32BigEndian(key.Body.AsSpan(4)));
+        }
+
         return client;
     }
 
     public Socket Socket => _socket;
+
+    /// <summary>The BackendKeyData of the login: the process id and secret a CancelRequest for this session carries.</summary>
+    public (int ProcessId, int Secret) BackendKey { get; private set; }
+
+    /// <summary>Sends a CancelRequest for this session to <paramref name="port"/> (any Poold) and waits until that one closes.</summary>
+    public async Task CancelThroughAsync(int port)
+    {
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync("127.0.0.1", port);
+        var packet = new byte[16];
+        BinaryPrimitives.WriteInt32BigEndian(packet, 16);
+        BinaryPrimitives.WriteInt32BigEndian(packet.AsSpan(4), 80877102);
+        BinaryPrimitives.WriteInt32BigEndian(packet.AsSpan(8), BackendKey.ProcessId);
+        BinaryPrimitives.WriteInt32BigEndian(packet.AsSpan(12), BackendKey.Secret);
+        await socket.SendAsync(packet);
+        var sink = new byte[16];
+        while (await socket.ReceiveAsync(sink) > 0)
+        {
+        }
+    }
 
     public async Task SendAsync(params byte[][] messages)
     {

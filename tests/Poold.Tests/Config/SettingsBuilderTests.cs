@@ -59,6 +59,8 @@ public class SettingsBuilderTests
     [TestCase("patroni_urls", "")]
     [TestCase("patroni_check_period", "1000")]
     [TestCase("patroni_timeout", "2000")]
+    [TestCase("peer_id", "0")]
+    [TestCase("peers", "")]
     [TestCase("enable_pool_hba", "off")]
     [TestCase("pool_passwd", "pool_passwd")]
     [TestCase("allow_clear_text_frontend_auth", "off")]
@@ -332,6 +334,9 @@ public class SettingsBuilderTests
         "pgpool.conf:1: invalid regular expression \"(unclosed\" in write_function_list: Invalid pattern '(unclosed' at offset 9. Not enough )'s.")]
     [TestCase("ssl = on", "pgpool.conf:1: ssl = on needs ssl_cert and ssl_key (PEM files)")]
     [TestCase("backend_discovery = patroni", "pgpool.conf:1: backend_discovery = 'patroni' needs patroni_urls (http://host:8008,...)")]
+    [TestCase("peers = '2:h:9999'", "pgpool.conf:1: peers needs peer_id (1 to 255) for this instance")]
+    [TestCase("peer_id = 2\npeers = '2:h:9999'", "pgpool.conf:2: peers: \"2:h:9999\" has this instance's own peer_id (2)")]
+    [TestCase("peer_id = 1\npeers = 'h:9999'", "pgpool.conf:2: peers: \"h:9999\" is not id:host:port (id 1 to 255)")]
     [TestCase("backend_discovery = etcd", "pgpool.conf:1: invalid value for parameter \"backend_discovery\": invalid value \"etcd\"; expected one of: poold, patroni")]
     public void Build_InvalidValue_ReportsFileLineAndReason(string line, string expected) => Assert.That(Error(line), Is.EqualTo(expected));
 
