@@ -22,6 +22,11 @@ internal sealed class PatroniFollower : IAsyncDisposable
     private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly HashSet<int> _heldDown = [];
     private DateTimeOffset? _unreachableSince;
+
+    /// <summary>A promotion is under way: look again after <see cref="SoonAfter"/> rather than a whole period.</summary>
+    private bool _soon;
+
+    private static readonly TimeSpan SoonAfter = TimeSpan.FromMilliseconds(100);
     private Task _loop = Task.CompletedTask;
 
     public PatroniFollower(Func<PooldSettings> settings, NodeRegistry registry, ILogger log)
@@ -70,7 +75,9 @@ internal sealed class PatroniFollower : IAsyncDisposable
             }
 
             using var period = CancellationTokenSource.CreateLinkedTokenSource(stop);
-            period.CancelAfter(_settings().Get(Params.PatroniCheckPeriod));
+            var wait = _settings().Get(Params.PatroniCheckPeriod);
+            period.CancelAfter(_soon && wait > SoonAfter ? SoonAfter : wait);
+            _soon = false;
             try
             {
                 await _wake.Reader.ReadAsync(period.Token);
@@ -99,7 +106,7 @@ internal sealed class PatroniFollower : IAsyncDisposable
                 var json = await _http.GetStringAsync(url.TrimEnd('/') + "/cluster", deadline.Token);
                 var members = PatroniMember.ParseCluster(json);
                 Reachable(url);
-                Apply(members);
+                await ApplyAsync(members, settings, stop);
                 return;
             }
             catch (OperationCanceledException) when (!stop.IsCancellationRequested)
@@ -138,10 +145,11 @@ internal sealed class PatroniFollower : IAsyncDisposable
     }
 
     /// <summary>Makes the registry match Patroni's members (only for configured nodes that match a member).</summary>
-    private void Apply(IReadOnlyList<PatroniMember> members)
+    private async Task ApplyAsync(IReadOnlyList<PatroniMember> members, PooldSettings settings, CancellationToken stop)
     {
         var snapshot = _registry.Current;
         int? leader = null;
+        PatroniMember? leaderMember = null;
         var matched = 0;
         foreach (var node in snapshot.Nodes.Where(n => n.Status != NodeStatus.Unused))
         {
@@ -178,6 +186,7 @@ internal sealed class PatroniFollower : IAsyncDisposable
             if (member.IsLeader && !heldDown)
             {
                 leader = node.Id;
+                leaderMember = member;
             }
         }
 
@@ -188,6 +197,15 @@ internal sealed class PatroniFollower : IAsyncDisposable
         }
 
         var primary = _registry.Current.PrimaryNodeId;
+        if (leader is { } candidate && candidate != primary && !await IsPrimaryAsync(leaderMember!, settings, stop))
+        {
+            // Patroni holds the leader lock for the member before its promotion has finished: until the member says
+            // it runs as a primary (its GET /primary answers 200), writes sent to it would fail as read-only.
+            _log.Information("Patroni's new leader {Member} (node {NodeId}) is not yet running as a primary", leaderMember!.Name, candidate);
+            leader = null;
+            _soon = true;
+        }
+
         if (leader is { } id && id != primary)
         {
             _log.Warning("following Patroni: node {NodeId} is the leader (the primary was node {Old})", id, primary);
@@ -198,6 +216,27 @@ internal sealed class PatroniFollower : IAsyncDisposable
             // Between the old leader's end and the new one's promotion: no writes anywhere rather than to a demoted node.
             _log.Warning("Patroni has no running leader: node {NodeId} is no longer taken as the primary", primary);
             _registry.SetPrimary(-1);
+        }
+    }
+
+    /// <summary>The member's own GET /primary: 200 only while it runs as the primary with the leader lock.</summary>
+    private async Task<bool> IsPrimaryAsync(PatroniMember member, PooldSettings settings, CancellationToken stop)
+    {
+        if (member.ApiBase is null)
+        {
+            return true; // Nothing to ask: take Patroni's word.
+        }
+
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        deadline.CancelAfter(settings.Get(Params.PatroniTimeout));
+        try
+        {
+            using var response = await _http.GetAsync(member.ApiBase + "/primary", HttpCompletionOption.ResponseHeadersRead, deadline.Token);
+            return response.IsSuccessStatusCode;
+        }
+        catch (Exception e) when (e is HttpRequestException || (e is OperationCanceledException && !stop.IsCancellationRequested))
+        {
+            return false;
         }
     }
 

@@ -7,6 +7,9 @@ namespace Poold.Backends;
 /// <summary>One member of a Patroni cluster as its REST API's <c>/cluster</c> reports it.</summary>
 internal sealed record PatroniMember(string Name, string Role, string State, string Host, int Port, bool NoLoadBalance, bool NoFailover)
 {
+    /// <summary>The member's own REST API (<c>api_url</c> without its <c>/patroni</c> path), when Patroni gives it.</summary>
+    public string? ApiBase { get; init; }
+
     /// <summary>The member holding the leader lock and running as a writable primary.</summary>
     public bool IsLeader => Role is "leader" or "master" or "primary" && IsRunning;
 
@@ -47,8 +50,11 @@ internal sealed record PatroniMember(string Name, string Role, string State, str
                 var port = m.TryGetProperty("port", out var p) && p.ValueKind == JsonValueKind.Number && p.TryGetInt32(out var n) ? n
                     : throw new FormatException($"member \"{name}\" has no port");
                 var tags = m.TryGetProperty("tags", out var t) && t.ValueKind == JsonValueKind.Object ? t : default;
+                var api = Text(m, "api_url") is { } url && Uri.TryCreate(url, UriKind.Absolute, out var uri)
+                    ? uri.GetLeftPart(UriPartial.Authority)
+                    : null;
                 result.Add(new PatroniMember(name, Text(m, "role") ?? "", Text(m, "state") ?? "", host, port, Tag(tags, "noloadbalance"),
-                    Tag(tags, "nofailover")));
+                    Tag(tags, "nofailover")) { ApiBase = api });
             }
 
             return result;

@@ -113,11 +113,11 @@ internal sealed class PooldInstance : IAsyncDisposable
     }
 
     /// <summary>A fresh directory with a certificate and a poold.conf listening on a free port; returns where it all is.</summary>
-    public static async Task<(string Directory, int Port, string ConfigFile)> WriteConfigAsync(string backendsAndExtra, bool ssl)
+    public static async Task<(string Directory, int Port, string ConfigFile)> WriteConfigAsync(string backendsAndExtra, bool ssl, int? port = null)
     {
         var dir = System.IO.Directory.CreateTempSubdirectory("poold-it-").FullName;
         WriteCertificate(dir);
-        var port = FreePort.Get();
+        port ??= FreePort.Get();
         var pcpPort = FreePort.Get();
         var conf = Path.Combine(dir, "poold.conf");
         await File.WriteAllTextAsync(conf, $"""
@@ -137,7 +137,7 @@ internal sealed class PooldInstance : IAsyncDisposable
             log_min_messages = debug1
             {backendsAndExtra}
             """);
-        return (dir, port, conf);
+        return (dir, port.Value, conf);
     }
 
     /// <summary>A self-signed certificate for CN=localhost, as PEM files next to the config.</summary>

@@ -46,10 +46,10 @@ internal sealed class PooldProcess : IAsyncDisposable
     }
 
     /// <summary>Starts Poold with the given config lines and waits until it accepts connections.</summary>
-    public static async Task<PooldProcess> StartAsync(string backendsAndExtra, bool ssl = false)
+    public static async Task<PooldProcess> StartAsync(string backendsAndExtra, bool ssl = false, int? port = null)
     {
-        var (dir, port, conf) = await PooldInstance.WriteConfigAsync(backendsAndExtra, ssl);
-        return await LaunchAsync(dir, port, conf);
+        var (dir, listening, conf) = await PooldInstance.WriteConfigAsync(backendsAndExtra, ssl, port);
+        return await LaunchAsync(dir, listening, conf);
     }
 
     /// <summary>
