@@ -54,7 +54,8 @@ internal sealed record PatroniMember(string Name, string Role, string State, str
                     ? uri.GetLeftPart(UriPartial.Authority)
                     : null;
                 result.Add(new PatroniMember(name, Text(m, "role") ?? "", Text(m, "state") ?? "", host, port, Tag(tags, "noloadbalance"),
-                    Tag(tags, "nofailover")) { ApiBase = api });
+                    Tag(tags, "nofailover"))
+                { ApiBase = api });
             }
 
             return result;
