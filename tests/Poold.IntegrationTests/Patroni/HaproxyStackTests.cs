@@ -108,7 +108,18 @@ public class HaproxyStackTests
             var holder = (uint)sleeper.BackendKey.Secret >> 24;
             cancelWatch.Restart();
             await sleeper.CancelThroughAsync(attempt == 0 ? front : holder == 1 ? portB : portA);
-            var replies = await sleeper.ReadUntilReadyAsync(TimeSpan.FromSeconds(20));
+            List<BackendMessage> replies;
+            try
+            {
+                replies = await sleeper.ReadUntilReadyAsync(TimeSpan.FromSeconds(20));
+            }
+            catch (TimeoutException)
+            {
+                var cancels = (a.Output + b.Output).Split('\n').Where(l => l.Contains("cancel", StringComparison.OrdinalIgnoreCase));
+                throw new AssertionException($"attempt {attempt}: the statement was not cancelled (key of peer {holder}); cancel log lines:\n"
+                    + string.Join('\n', cancels));
+            }
+
             Assert.That(replies.Single(m => m.Code == 'E').SqlState, Is.EqualTo("57014"), attempt == 0 ? "canceled through HAProxy" : "canceled through the other Poold");
         }
 
