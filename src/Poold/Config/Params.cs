@@ -106,17 +106,19 @@ internal static class Params
         "allow to use clear text password auth when pool_passwd does not contain password");
 
     public static readonly Parameter<bool> Ssl = Bool("ssl", false, Start, "SSL support");
-    public static readonly Parameter<string> SslKey = String("ssl_key", "", Start, "SSL private key file");
-    public static readonly Parameter<string> SslCert = String("ssl_cert", "", Start, "SSL public certificate file");
-    public static readonly Parameter<string> SslCaCert = String("ssl_ca_cert", "", Start, "single PEM format file containing CA root certificate(s)");
-    public static readonly Parameter<string> SslCaCertDir = String("ssl_ca_cert_dir", "", Start, "directory containing CA root certificate(s)");
-    public static readonly Parameter<string> SslCrlFile = String("ssl_crl_file", "", Start, "SSL certificate revocation list file");
+    public static readonly Parameter<string> SslKey = String("ssl_key", "", Reload, "SSL private key file");
+    public static readonly Parameter<string> SslCert = String("ssl_cert", "", Reload, "SSL public certificate file");
+    public static readonly Parameter<string> SslCaCert = String("ssl_ca_cert", "", Reload, "single PEM format file containing CA root certificate(s)");
+    public static readonly Parameter<string> SslCaCertDir = String("ssl_ca_cert_dir", "", Reload, "directory containing CA root certificate(s)");
+    public static readonly Parameter<string> SslCrlFile = String("ssl_crl_file", "", Reload, "SSL certificate revocation list file");
+    public static readonly Parameter<string> SslCrlDir = String("ssl_crl_dir", "", Reload,
+        "directory of certificate revocation lists (*.pem, *.crl, c_rehash's *.rN) for client certificates [Poold]");
     public static readonly Parameter<string> SslCiphers = String("ssl_ciphers", "HIGH:MEDIUM:+3DES:!aNULL", Start, "allowed SSL ciphers");
     public static readonly Parameter<bool> SslPreferServerCiphers = Bool("ssl_prefer_server_ciphers", false, Start, "Use server's SSL cipher preferences");
     public static readonly Parameter<string> SslEcdhCurve = String("ssl_ecdh_curve", "prime256v1", Start, "the curve to use in ECDH key exchange");
     public static readonly Parameter<string> SslDhParamsFile =
         String("ssl_dh_params_file", "", Start, "path to the Diffie-Hellman parameters contained file");
-    public static readonly Parameter<string> SslPassphraseCommand = String("ssl_passphrase_command", "", Start,
+    public static readonly Parameter<string> SslPassphraseCommand = String("ssl_passphrase_command", "", Reload,
         "external command to be invoked when a passphrase for decrypting an SSL file such as a private key needs to be obtained");
 
     private static readonly (string, TlsVersion)[] TlsWords = [("TLSv1.2", TlsVersion.Tls12), ("TLSv1.3", TlsVersion.Tls13), ("", TlsVersion.Any)];
@@ -370,7 +372,7 @@ internal static class Params
         [
             BackendClusteringMode, ListenAddresses, Port, UnixSocketDirectories, UnixSocketGroup, UnixSocketPermissions,
             PcpListenAddresses, PcpPort, PcpSocketDir, PcpProtocol, EnablePoolHba, PoolPasswd, AuthenticationTimeout,
-            AllowClearTextFrontendAuth, Ssl, SslKey, SslCert, SslCaCert, SslCaCertDir, SslCrlFile, SslCiphers, SslPreferServerCiphers,
+            AllowClearTextFrontendAuth, Ssl, SslKey, SslCert, SslCaCert, SslCaCertDir, SslCrlFile, SslCrlDir, SslCiphers, SslPreferServerCiphers,
             SslEcdhCurve, SslDhParamsFile, SslPassphraseCommand, SslMinProtocolVersion, SslMaxProtocolVersion, NumInitChildren,
             ListenBacklogMultiplier, ReservedConnections, ListenBacklog, MaxUnauthenticatedConnections, UnauthenticatedTimeout,
             PcpMaxConnections, PcpAuthenticationTimeout, MaxPool, ConnectionLifeTime, ClientIdleLimit, LogDestination, LogLinePrefix,

@@ -25,6 +25,9 @@ internal sealed partial class ClientSession
     private void LogCertificateMismatch(string commonName) =>
         _log.Information("client certificate CN {CommonName} is not user {User}", commonName, User);
 
+    private void LogCertificateRevoked(string serial) =>
+        _log.Information("client certificate serial {Serial} of user {User} is revoked by ssl_crl_file / ssl_crl_dir", serial, User);
+
     private void LogStoredCredentialUnusable(string reason) => _log.Error("pool_passwd: {Reason}", reason);
 
     private void LogScram(string mechanism) => _log.Debug("client authenticated with {Mechanism}", mechanism);
