@@ -60,17 +60,17 @@ internal sealed partial class TlsSetup
             switch (certificate.GetKeyAlgorithm())
             {
                 case "1.2.840.113549.1.1.1":
-                {
-                    using var rsa = RSA.Create();
-                    rsa.ImportPkcs8PrivateKey(pkcs8, out _);
-                    return certificate.CopyWithPrivateKey(rsa);
-                }
+                    {
+                        using var rsa = RSA.Create();
+                        rsa.ImportPkcs8PrivateKey(pkcs8, out _);
+                        return certificate.CopyWithPrivateKey(rsa);
+                    }
                 case "1.2.840.10045.2.1":
-                {
-                    using var ec = ECDsa.Create();
-                    ec.ImportPkcs8PrivateKey(pkcs8, out _);
-                    return certificate.CopyWithPrivateKey(ec);
-                }
+                    {
+                        using var ec = ECDsa.Create();
+                        ec.ImportPkcs8PrivateKey(pkcs8, out _);
+                        return certificate.CopyWithPrivateKey(ec);
+                    }
                 default:
                     throw new CryptographicException($"unsupported key algorithm {certificate.GetKeyAlgorithm()}");
             }
