@@ -51,7 +51,7 @@ public class SystemdNotifyTests
     public void Watchdog_IsWatchdogUsec_OnlyForThisProcess()
     {
         Assert.That(SystemdNotify.Watchdog(Env(("WATCHDOG_USEC", "3000000"))), Is.EqualTo(TimeSpan.FromSeconds(3)));
-        Assert.That(SystemdNotify.Watchdog(Env(("WATCHDOG_USEC", "3000000"), ("WATCHDOG_PID", Environment.ProcessId.ToString()))),
+        Assert.That(SystemdNotify.Watchdog(Env(("WATCHDOG_USEC", "3000000"), ("WATCHDOG_PID", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture)))),
             Is.EqualTo(TimeSpan.FromSeconds(3)));
         Assert.That(SystemdNotify.Watchdog(Env(("WATCHDOG_USEC", "3000000"), ("WATCHDOG_PID", "1"))), Is.Null);
         Assert.That(SystemdNotify.Watchdog(Env(("WATCHDOG_USEC", "x"))), Is.Null);
