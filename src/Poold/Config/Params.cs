@@ -131,10 +131,23 @@ internal static class Params
 
     // ---- Logging and files --------------------------------------------------------------------------------------
     public static readonly Parameter<IReadOnlyList<string>> LogDestination =
-        List("log_destination", "stderr", ',', Reload, "logging destination");
+        List("log_destination", "stderr", ',', Start, "logging destination");
+
+    public static readonly Parameter<LogFormat> LogFormatting = Enum("log_format", LogFormat.Text, [("text", LogFormat.Text), ("json", LogFormat.Json)],
+        Start, "text: log_line_prefix lines; json: one compact JSON object per event (Serilog CLEF) [Poold]");
+
+    public static readonly Parameter<SyslogFacility> SyslogFacilityParam = Enum("syslog_facility", SyslogFacility.Local0,
+        [("LOCAL0", SyslogFacility.Local0), ("LOCAL1", SyslogFacility.Local1), ("LOCAL2", SyslogFacility.Local2), ("LOCAL3", SyslogFacility.Local3),
+            ("LOCAL4", SyslogFacility.Local4), ("LOCAL5", SyslogFacility.Local5), ("LOCAL6", SyslogFacility.Local6), ("LOCAL7", SyslogFacility.Local7)],
+        Start, "syslog local facility");
+
+    public static readonly Parameter<string> SyslogIdent = String("syslog_ident", "pgpool", Start, "syslog program ident string");
+
+    public static readonly Parameter<string> SyslogSocket = String("syslog_socket", "/dev/log", Start,
+        "the local syslog datagram socket log_destination = 'syslog' writes to [Poold]");
 
     public static readonly Parameter<string> LogLinePrefix =
-        String("log_line_prefix", "%m: %a pid %p: ", Reload, "printf-style string to output at beginning of each log line");
+        String("log_line_prefix", "%m: %a pid %p: ", Start, "printf-style string to output at beginning of each log line");
 
     public static readonly Parameter<ErrorVerbosity> LogErrorVerbosity = Enum("log_error_verbosity", ErrorVerbosity.Default,
         [("terse", ErrorVerbosity.Terse), ("default", ErrorVerbosity.Default), ("verbose", ErrorVerbosity.Verbose)], Session,
@@ -341,7 +354,7 @@ internal static class Params
     public static FrozenSet<string> Ignored { get; } = new[]
     {
         "serialize_accept", "child_life_time", "child_max_connections", "process_management_mode", "process_management_strategy",
-        "min_spare_children", "max_spare_children", "syslog_facility", "syslog_ident", "log_file_mode", "log_truncate_on_rotation",
+        "min_spare_children", "max_spare_children", "log_file_mode", "log_truncate_on_rotation",
         "log_rotation_age", "log_rotation_size", "log_backend_messages", "notice_per_node_statement", "replicate_select", "insert_lock",
         "lobj_lock_table", "replication_stop_on_mismatch", "failover_if_affected_tuples_mismatch", "replication_mode",
         "master_slave_mode", "master_slave_sub_mode", "recovery_user", "recovery_password", "recovery_1st_stage_command",
@@ -375,7 +388,7 @@ internal static class Params
             AllowClearTextFrontendAuth, Ssl, SslKey, SslCert, SslCaCert, SslCaCertDir, SslCrlFile, SslCrlDir, SslCiphers, SslPreferServerCiphers,
             SslEcdhCurve, SslDhParamsFile, SslPassphraseCommand, SslMinProtocolVersion, SslMaxProtocolVersion, NumInitChildren,
             ListenBacklogMultiplier, ReservedConnections, ListenBacklog, MaxUnauthenticatedConnections, UnauthenticatedTimeout,
-            PcpMaxConnections, PcpAuthenticationTimeout, MaxPool, ConnectionLifeTime, ClientIdleLimit, LogDestination, LogLinePrefix,
+            PcpMaxConnections, PcpAuthenticationTimeout, MaxPool, ConnectionLifeTime, ClientIdleLimit, LogDestination, LogFormatting, SyslogFacilityParam, SyslogIdent, SyslogSocket, LogLinePrefix,
             LogErrorVerbosity, ClientMinMessages, LogMinMessages, LogConnections, LogDisconnections, LogHostname, LogStatement,
             LogPerNodeStatement, LogClientMessages, LogStandbyDelayMode, LoggingCollector, LogDirectory, LogFilename, PidFileName,
             Logdir, ConnectionCache, ResetQueryList, LoadBalanceMode, IgnoreLeadingWhiteSpace, ReadOnlyFunctionList,
