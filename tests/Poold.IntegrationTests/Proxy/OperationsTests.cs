@@ -265,4 +265,28 @@ public class OperationsTests
         await good.OpenAsync();
         Assert.That(await new NpgsqlCommand("SELECT current_user", good).ExecuteScalarAsync(), Is.EqualTo(TestRoles.SslUser));
     }
+
+    [Test]
+    public async Task ConnectionLogLines_CarryThePrefixEscapes_TheSessionTime_AndNoPassword()
+    {
+        await using var poold = await PooldInstance.StartAsync(Cluster,
+            "log_connections = on\nlog_disconnections = on\nlog_line_prefix = '<%a|%u|%d|%h> '\n", ssl: false, onlyNode: 0);
+        var builder = poold.ConnectionString(TestRoles.ScramUser, TestRoles.Password(TestRoles.ScramUser), sslMode: SslMode.Disable);
+        builder.ApplicationName = "opsx-app";
+        builder.Pooling = false;
+        await using (var connection = new NpgsqlConnection(builder.ConnectionString))
+        {
+            await connection.OpenAsync();
+            Assert.That(await new NpgsqlCommand("SELECT 1", connection).ExecuteScalarAsync(), Is.EqualTo(1));
+        }
+
+        await poold.WaitForLogAsync("disconnection: session time: ");
+        var prefix = $"<opsx-app|{TestRoles.ScramUser}|{PgCluster.TestDatabase}|127.0.0.1> ";
+        Assert.That(poold.Log, Does.Match(
+            $"(?m)^{System.Text.RegularExpressions.Regex.Escape(prefix)}INFORMATION: session [0-9]+: connection received: host=127.0.0.1 port=[0-9]+ user="));
+        Assert.That(poold.Log, Does.Match(
+            $"(?m)^{System.Text.RegularExpressions.Regex.Escape(prefix)}INFORMATION: session [0-9]+: disconnection: session time: 0:00:[0-9]{{2}}\\.[0-9]{{3}} user="));
+        Assert.That(poold.Log, Does.Match("(?m)^<poold\\|\\|\\|> INFORMATION: listening on"), "lines outside sessions");
+        Assert.That(poold.Log, Does.Not.Contain(TestRoles.Password(TestRoles.ScramUser)));
+    }
 }
