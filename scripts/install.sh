@@ -2,13 +2,22 @@
 # Publishes poold, pg_enc and the pcp_* commands into PREFIX (default ./dist):
 #   PREFIX/lib/poold/   the published .NET application (one folder, shared by all commands)
 #   PREFIX/bin/         poold, pg_enc and every pcp_* name, as small launchers
-#   PREFIX/etc/         sample configuration (not overwritten if present)
+#   PREFIX/etc/         sample configuration (not overwritten if present) and poold.service for this prefix
+# With --systemd (as root), poold.service is also installed into /etc/systemd/system and systemd reloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_dotnet
 
-prefix=${1:-./dist}
+systemd=
+args=()
+for a in "$@"; do
+    case $a in
+        --systemd) systemd=1 ;;
+        *) args+=("$a") ;;
+    esac
+done
+prefix=${args[0]:-./dist}
 mkdir -p "$prefix"
 prefix=$(cd "$prefix" && pwd)
 lib="$prefix/lib/poold"
@@ -38,6 +47,16 @@ for verb in node-count node-info health-check-stats pool-status proc-count proc-
 done
 
 for f in etc/*; do
+    [ "$(basename "$f")" = poold.service ] && continue
     [ -e "$prefix/etc/$(basename "$f")" ] || cp "$f" "$prefix/etc/"
 done
+sed "s|@PREFIX@|$prefix|g" etc/poold.service > "$prefix/etc/poold.service"
+if [ -n "$systemd" ]; then
+    [ "$(id -u)" = 0 ] || die "--systemd needs root (it writes /etc/systemd/system/poold.service)"
+    install -m 644 "$prefix/etc/poold.service" /etc/systemd/system/poold.service
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        systemctl daemon-reload
+    fi
+    log "installed /etc/systemd/system/poold.service: systemctl enable --now poold"
+fi
 log "installed into $prefix (add $bin to PATH)"

@@ -106,17 +106,19 @@ internal static class Params
         "allow to use clear text password auth when pool_passwd does not contain password");
 
     public static readonly Parameter<bool> Ssl = Bool("ssl", false, Start, "SSL support");
-    public static readonly Parameter<string> SslKey = String("ssl_key", "", Start, "SSL private key file");
-    public static readonly Parameter<string> SslCert = String("ssl_cert", "", Start, "SSL public certificate file");
-    public static readonly Parameter<string> SslCaCert = String("ssl_ca_cert", "", Start, "single PEM format file containing CA root certificate(s)");
-    public static readonly Parameter<string> SslCaCertDir = String("ssl_ca_cert_dir", "", Start, "directory containing CA root certificate(s)");
-    public static readonly Parameter<string> SslCrlFile = String("ssl_crl_file", "", Start, "SSL certificate revocation list file");
+    public static readonly Parameter<string> SslKey = String("ssl_key", "", Reload, "SSL private key file");
+    public static readonly Parameter<string> SslCert = String("ssl_cert", "", Reload, "SSL public certificate file");
+    public static readonly Parameter<string> SslCaCert = String("ssl_ca_cert", "", Reload, "single PEM format file containing CA root certificate(s)");
+    public static readonly Parameter<string> SslCaCertDir = String("ssl_ca_cert_dir", "", Reload, "directory containing CA root certificate(s)");
+    public static readonly Parameter<string> SslCrlFile = String("ssl_crl_file", "", Reload, "SSL certificate revocation list file");
+    public static readonly Parameter<string> SslCrlDir = String("ssl_crl_dir", "", Reload,
+        "directory of certificate revocation lists (*.pem, *.crl, c_rehash's *.rN) for client certificates [Poold]");
     public static readonly Parameter<string> SslCiphers = String("ssl_ciphers", "HIGH:MEDIUM:+3DES:!aNULL", Start, "allowed SSL ciphers");
     public static readonly Parameter<bool> SslPreferServerCiphers = Bool("ssl_prefer_server_ciphers", false, Start, "Use server's SSL cipher preferences");
     public static readonly Parameter<string> SslEcdhCurve = String("ssl_ecdh_curve", "prime256v1", Start, "the curve to use in ECDH key exchange");
     public static readonly Parameter<string> SslDhParamsFile =
         String("ssl_dh_params_file", "", Start, "path to the Diffie-Hellman parameters contained file");
-    public static readonly Parameter<string> SslPassphraseCommand = String("ssl_passphrase_command", "", Start,
+    public static readonly Parameter<string> SslPassphraseCommand = String("ssl_passphrase_command", "", Reload,
         "external command to be invoked when a passphrase for decrypting an SSL file such as a private key needs to be obtained");
 
     private static readonly (string, TlsVersion)[] TlsWords = [("TLSv1.2", TlsVersion.Tls12), ("TLSv1.3", TlsVersion.Tls13), ("", TlsVersion.Any)];
@@ -129,10 +131,23 @@ internal static class Params
 
     // ---- Logging and files --------------------------------------------------------------------------------------
     public static readonly Parameter<IReadOnlyList<string>> LogDestination =
-        List("log_destination", "stderr", ',', Reload, "logging destination");
+        List("log_destination", "stderr", ',', Start, "logging destination");
+
+    public static readonly Parameter<LogFormat> LogFormatting = Enum("log_format", LogFormat.Text, [("text", LogFormat.Text), ("json", LogFormat.Json)],
+        Start, "text: log_line_prefix lines; json: one compact JSON object per event (Serilog CLEF) [Poold]");
+
+    public static readonly Parameter<SyslogFacility> SyslogFacilityParam = Enum("syslog_facility", SyslogFacility.Local0,
+        [("LOCAL0", SyslogFacility.Local0), ("LOCAL1", SyslogFacility.Local1), ("LOCAL2", SyslogFacility.Local2), ("LOCAL3", SyslogFacility.Local3),
+            ("LOCAL4", SyslogFacility.Local4), ("LOCAL5", SyslogFacility.Local5), ("LOCAL6", SyslogFacility.Local6), ("LOCAL7", SyslogFacility.Local7)],
+        Start, "syslog local facility");
+
+    public static readonly Parameter<string> SyslogIdent = String("syslog_ident", "pgpool", Start, "syslog program ident string");
+
+    public static readonly Parameter<string> SyslogSocket = String("syslog_socket", "/dev/log", Start,
+        "the local syslog datagram socket log_destination = 'syslog' writes to [Poold]");
 
     public static readonly Parameter<string> LogLinePrefix =
-        String("log_line_prefix", "%m: %a pid %p: ", Reload, "printf-style string to output at beginning of each log line");
+        String("log_line_prefix", "%m: %a pid %p: ", Start, "printf-style string to output at beginning of each log line");
 
     public static readonly Parameter<ErrorVerbosity> LogErrorVerbosity = Enum("log_error_verbosity", ErrorVerbosity.Default,
         [("terse", ErrorVerbosity.Terse), ("default", ErrorVerbosity.Default), ("verbose", ErrorVerbosity.Verbose)], Session,
@@ -358,7 +373,7 @@ internal static class Params
     public static FrozenSet<string> Ignored { get; } = new[]
     {
         "serialize_accept", "child_life_time", "child_max_connections", "process_management_mode", "process_management_strategy",
-        "min_spare_children", "max_spare_children", "syslog_facility", "syslog_ident", "log_file_mode", "log_truncate_on_rotation",
+        "min_spare_children", "max_spare_children", "log_file_mode", "log_truncate_on_rotation",
         "log_rotation_age", "log_rotation_size", "log_backend_messages", "notice_per_node_statement", "replicate_select", "insert_lock",
         "lobj_lock_table", "replication_stop_on_mismatch", "failover_if_affected_tuples_mismatch", "replication_mode",
         "master_slave_mode", "master_slave_sub_mode", "recovery_user", "recovery_password", "recovery_1st_stage_command",
@@ -389,10 +404,10 @@ internal static class Params
         [
             BackendClusteringMode, ListenAddresses, Port, UnixSocketDirectories, UnixSocketGroup, UnixSocketPermissions,
             PcpListenAddresses, PcpPort, PcpSocketDir, PcpProtocol, EnablePoolHba, PoolPasswd, AuthenticationTimeout,
-            AllowClearTextFrontendAuth, Ssl, SslKey, SslCert, SslCaCert, SslCaCertDir, SslCrlFile, SslCiphers, SslPreferServerCiphers,
+            AllowClearTextFrontendAuth, Ssl, SslKey, SslCert, SslCaCert, SslCaCertDir, SslCrlFile, SslCrlDir, SslCiphers, SslPreferServerCiphers,
             SslEcdhCurve, SslDhParamsFile, SslPassphraseCommand, SslMinProtocolVersion, SslMaxProtocolVersion, NumInitChildren,
             ListenBacklogMultiplier, ReservedConnections, ListenBacklog, MaxUnauthenticatedConnections, UnauthenticatedTimeout,
-            PcpMaxConnections, PcpAuthenticationTimeout, MaxPool, ConnectionLifeTime, ClientIdleLimit, LogDestination, LogLinePrefix,
+            PcpMaxConnections, PcpAuthenticationTimeout, MaxPool, ConnectionLifeTime, ClientIdleLimit, LogDestination, LogFormatting, SyslogFacilityParam, SyslogIdent, SyslogSocket, LogLinePrefix,
             LogErrorVerbosity, ClientMinMessages, LogMinMessages, LogConnections, LogDisconnections, LogHostname, LogStatement,
             LogPerNodeStatement, LogClientMessages, LogStandbyDelayMode, LoggingCollector, LogDirectory, LogFilename, PidFileName,
             Logdir, ConnectionCache, ResetQueryList, LoadBalanceMode, IgnoreLeadingWhiteSpace, ReadOnlyFunctionList,

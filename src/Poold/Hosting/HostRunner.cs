@@ -70,6 +70,8 @@ internal static class HostRunner
             return 1;
         }
 
+        using var notify = SystemdNotify.FromEnvironment(host.StatusText);
+        host.Notify = notify;
         using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
         {
             c.Cancel = true;
@@ -81,6 +83,7 @@ internal static class HostRunner
         await using (cancellationToken.Register(() => _ = host.StopAsync(StopMode.Fast)))
         {
             log.Information("poold started (pid {Pid}), configuration {ConfigFile}", Environment.ProcessId, options.ConfigFile);
+            notify?.Ready();
             await host.Completion;
         }
 

@@ -65,6 +65,19 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmiss
 
     public void RequestStop(StopMode mode) => _ = Task.Run(() => StopAsync(mode));
 
+    /// <summary>systemd's notify socket (READY/RELOADING/STOPPING), when Poold runs under systemd; set by the runner.</summary>
+    public SystemdNotify? Notify { get; set; }
+
+    /// <summary>The STATUS= text for systemd: clients and nodes.</summary>
+    public string StatusText()
+    {
+        var nodes = Nodes.Current;
+        var up = nodes.Nodes.Count(n => n.Status == NodeStatus.Up);
+        var configured = nodes.Nodes.Count(n => n.Status != NodeStatus.Unused);
+        return $"{ActiveSessions} clients, {UnadmittedConnections} connecting; {up} of {configured} nodes up, primary node "
+               + (nodes.Primary is { } p ? p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture) : "none");
+    }
+
     /// <summary>Health and replication checks, failover.</summary>
     public NodeMonitor? Monitor { get; private set; }
 
@@ -395,6 +408,7 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmiss
     public void Reload()
     {
         var current = Settings;
+        Notify?.Reloading();
         try
         {
             var (loaded, warnings) = PooldSettings.Load(_options.ConfigFile);
@@ -410,7 +424,8 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmiss
             }
 
             var auth = AuthFiles.Load(merged, _options.HbaFile, _options.KeyFile, _log);
-            Volatile.Write(ref _services, _services with { Settings = merged, Auth = auth, Routing = RoutingOptions.From(merged) });
+            var tls = TlsSetup.Reload(merged, _services.Tls, _log);
+            Volatile.Write(ref _services, _services with { Settings = merged, Auth = auth, Routing = RoutingOptions.From(merged), Tls = tls });
             _log.Information("configuration reloaded from {File}", _options.ConfigFile);
         }
         catch (ConfigException e)
@@ -419,6 +434,10 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmiss
             {
                 _log.Error("reload failed, configuration unchanged: {Diagnostic}", d.ToString());
             }
+        }
+        finally
+        {
+            Notify?.Ready();
         }
     }
 
@@ -431,6 +450,7 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmiss
             return;
         }
 
+        Notify?.Stopping();
         _log.Information("{Mode} shutdown requested", mode);
         await _acceptStop.CancelAsync();
         foreach (var listener in _listeners)

@@ -177,6 +177,12 @@ internal sealed partial class ClientSession
         }
 
         using var cert = new X509Certificate2(certificate);
+        if (_services.Tls.IsRevoked(cert))
+        {
+            LogCertificateRevoked(cert.SerialNumber);
+            throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification, $"certificate authentication failed for user \"{User}\": the certificate has been revoked");
+        }
+
         var commonName = CertificateNames.CommonName(cert);
         if (commonName is null || !string.Equals(commonName, User, StringComparison.Ordinal))
         {

@@ -1,6 +1,7 @@
 using System.Net.Security;
 using Poold.Pooling;
 using Poold.Protocol;
+using Serilog.Core.Enrichers;
 using Serilog.Events;
 
 namespace Poold.Sessions;
@@ -11,11 +12,39 @@ internal sealed partial class ClientSession
     private void LogTls(SslStream ssl) =>
         _log.Debug("TLS established: {Protocol} {Cipher}", ssl.SslProtocol, ssl.NegotiatedCipherSuite);
 
+    /// <summary>
+    /// Once the startup packet is read, the session's logger carries the user, database, application name and client
+    /// host for log_line_prefix (%u %d %a %h %r); with log_hostname the host is the client's name (a reverse lookup
+    /// bounded to one second). log_connections logs the connection.
+    /// </summary>
     private void LogStartup(string user, string database, bool tls)
     {
-        if (_services.Settings.Get(Config.Params.LogConnections))
+        var settings = _services.Settings;
+        var (host, port) = _socket.RemoteEndPoint is System.Net.IPEndPoint ip
+            ? (settings.Get(Config.Params.LogHostname) ? ResolveHost(ip.Address) : ip.Address.ToString(),
+                ip.Port.ToString(System.Globalization.CultureInfo.InvariantCulture))
+            : ("[local]", "");
+        _log = _log.ForContext([
+            new PropertyEnricher(Hosting.LinePrefix.UserProperty, user), new PropertyEnricher(Hosting.LinePrefix.DatabaseProperty, database),
+            new PropertyEnricher(Hosting.LinePrefix.ApplicationProperty, _startup?["application_name"] ?? ""),
+            new PropertyEnricher(Hosting.LinePrefix.HostProperty, host), new PropertyEnricher(Hosting.LinePrefix.PortProperty, port),
+        ]);
+        if (settings.Get(Config.Params.LogConnections))
         {
-            _log.Information("connection received: user={User} database={Database} tls={Tls}", user, database, tls);
+            _log.Information("connection received: host={Host} port={Port} user={User} database={Database} tls={Tls}", host, port, user, database, tls);
+        }
+    }
+
+    private static string ResolveHost(System.Net.IPAddress address)
+    {
+        try
+        {
+            var lookup = System.Net.Dns.GetHostEntryAsync(address);
+            return lookup.Wait(TimeSpan.FromSeconds(1)) ? lookup.Result.HostName : address.ToString();
+        }
+        catch (Exception e) when (e is AggregateException or System.Net.Sockets.SocketException or ArgumentException)
+        {
+            return address.ToString();
         }
     }
 
@@ -24,6 +53,9 @@ internal sealed partial class ClientSession
 
     private void LogCertificateMismatch(string commonName) =>
         _log.Information("client certificate CN {CommonName} is not user {User}", commonName, User);
+
+    private void LogCertificateRevoked(string serial) =>
+        _log.Information("client certificate serial {Serial} of user {User} is revoked by ssl_crl_file / ssl_crl_dir", serial, User);
 
     private void LogStoredCredentialUnusable(string reason) => _log.Error("pool_passwd: {Reason}", reason);
 
@@ -100,8 +132,11 @@ internal sealed partial class ClientSession
     {
         if (_startup is not null && _services.Settings.Get(Config.Params.LogDisconnections))
         {
+            // PostgreSQL's form: "session time: 0:01:02.345".
             var duration = _services.Time.GetUtcNow() - StartedAt;
-            _log.Information("disconnection: session time {Duration} user={User} database={Database} end={End}", duration, User, Database, end);
+            var time = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"{(int)duration.TotalHours}:{duration.Minutes:00}:{duration.Seconds:00}.{duration.Milliseconds:000}");
+            _log.Information("disconnection: session time: {SessionTime} user={User} database={Database} end={End}", time, User, Database, end);
         }
     }
 }

@@ -27,7 +27,7 @@ internal sealed partial class ClientSession
     private readonly Socket _socket;
     private readonly bool _isUnixSocket;
     private readonly bool _rejectAsTooMany;
-    private readonly ILogger _log;
+    private ILogger _log;
     private readonly MessageBuffer _out = new();
     private Stream _client;
     private bool _clientIsTls;

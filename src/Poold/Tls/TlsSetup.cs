@@ -62,10 +62,11 @@ internal sealed partial class TlsSetup
         X509Certificate2Collection chain = [];
         try
         {
-            certificate = X509Certificate2.CreateFromPemFile(certPath, keyPath);
+            certificate = LoadServerCertificate(certPath, keyPath, settings.Get(Params.SslPassphraseCommand));
             chain.ImportFromPemFile(certPath);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException
+                                      or System.ComponentModel.Win32Exception)
         {
             throw new ConfigException([ConfigDiagnostic.Error(where, 0,
                 $"cannot load the TLS certificate \"{certPath}\" with key \"{keyPath}\": {e.Message}")]);
@@ -86,8 +87,39 @@ internal sealed partial class TlsSetup
         }
 
         var context = SslStreamCertificateContext.Create(certificate, intermediates, offline: true);
-        return new TlsSetup(context, protocols, ciphers, enabled: true, settings.ConfigDirectory, LoadClientCas(settings, where))
+        var clientCas = LoadClientCas(settings, where);
+        var crls = LoadCrls(settings, clientCas, where);
+        return new TlsSetup(context, protocols, ciphers, enabled: true, settings.ConfigDirectory, clientCas) { _crls = crls }
             .WithBackendCas(settings, where);
+    }
+
+    /// <summary>
+    /// On reload (SIGHUP, <c>poold reload</c>, pcp_reload_config): the certificate, key, CA and CRL files read again.
+    /// New handshakes use the result; sessions already open keep the setup they started with. When a file does not
+    /// load, the current setup stays in force and the reason is logged.
+    /// </summary>
+    public static TlsSetup Reload(PooldSettings settings, TlsSetup current, Serilog.ILogger log)
+    {
+        try
+        {
+            var fresh = Create(settings);
+            if (fresh.Enabled)
+            {
+                log.Information("reload: TLS certificate, key, CA and revocation files loaded again ({Crls} revocation lists)",
+                    fresh.RevocationListCount);
+            }
+
+            return fresh;
+        }
+        catch (ConfigException e)
+        {
+            foreach (var d in e.Diagnostics)
+            {
+                log.Error("reload: keeping the TLS files loaded before: {Diagnostic}", d.ToString());
+            }
+
+            return current;
+        }
     }
 
     /// <summary>The CA certificates client certificates must chain to (pool_hba's <c>cert</c> method).</summary>
@@ -158,12 +190,6 @@ internal sealed partial class TlsSetup
         RemoteCertificateValidationCallback = _clientChainPolicy is null ? null : ValidateClientCertificate,
     };
 
-    /// <summary>
-    /// A client without a certificate gets in (pool_hba decides); one with a certificate must chain to our CAs, which
-    /// the handshake has checked with <see cref="ClientChainPolicy"/> already.
-    /// </summary>
-    private static bool ValidateClientCertificate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors) =>
-        certificate is null || errors == SslPolicyErrors.None;
 
     /// <summary>The server certificate's hash for <c>tls-server-end-point</c> channel binding (RFC 5929 §4.1).</summary>
     public static byte[]? ChannelBindingHash(X509Certificate? certificate)

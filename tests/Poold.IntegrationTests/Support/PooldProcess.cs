@@ -46,10 +46,11 @@ internal sealed class PooldProcess : IAsyncDisposable
     }
 
     /// <summary>Starts Poold with the given config lines and waits until it accepts connections.</summary>
-    public static async Task<PooldProcess> StartAsync(string backendsAndExtra, bool ssl = false, int? port = null)
+    public static async Task<PooldProcess> StartAsync(string backendsAndExtra, bool ssl = false,
+        IReadOnlyDictionary<string, string>? environment = null, int? port = null)
     {
         var (dir, listening, conf) = await PooldInstance.WriteConfigAsync(backendsAndExtra, ssl, port);
-        return await LaunchAsync(dir, listening, conf);
+        return await LaunchAsync(dir, listening, conf, environment);
     }
 
     /// <summary>
@@ -67,9 +68,15 @@ internal sealed class PooldProcess : IAsyncDisposable
         return LaunchAsync(Directory, Port, ConfigFile);
     }
 
-    private static async Task<PooldProcess> LaunchAsync(string dir, int port, string conf)
+    private static async Task<PooldProcess> LaunchAsync(string dir, int port, string conf, IReadOnlyDictionary<string, string>? environment = null)
     {
-        var process = Start(["-n", "-f", conf]);
+        var info = StartInfo(["-n", "-f", conf]);
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[name] = value;
+        }
+
+        var process = Process.Start(info) ?? throw new InvalidOperationException("could not start poold");
         var poold = new PooldProcess(process, dir, port, conf);
         process.OutputDataReceived += (_, e) => poold.Append(e.Data);
         process.ErrorDataReceived += (_, e) => poold.Append(e.Data);
@@ -126,9 +133,6 @@ internal sealed class PooldProcess : IAsyncDisposable
         using var deadline = new CancellationTokenSource(timeout);
         await _process.WaitForExitAsync(deadline.Token);
     }
-
-    private static Process Start(IEnumerable<string> arguments) =>
-        Process.Start(StartInfo(arguments)) ?? throw new InvalidOperationException("could not start poold");
 
     private static ProcessStartInfo StartInfo(IEnumerable<string> arguments)
     {

@@ -114,6 +114,10 @@ public class SettingsBuilderTests
     [TestCase("pid_file_name", "/var/run/pgpool/pgpool.pid")]
     [TestCase("log_destination", "stderr")]
     [TestCase("log_line_prefix", "%m: %a pid %p: ")]
+    [TestCase("log_format", "text")]
+    [TestCase("syslog_facility", "LOCAL0")]
+    [TestCase("syslog_ident", "pgpool")]
+    [TestCase("syslog_socket", "/dev/log")]
     [TestCase("log_min_messages", "warning")]
     [TestCase("client_min_messages", "notice")]
     [TestCase("log_error_verbosity", "default")]
@@ -142,7 +146,7 @@ public class SettingsBuilderTests
             .Select(a => (string)a.Arguments[0]!).ToHashSet();
         var missing = Params.All.Where(p => p.Scope != NodeScope.PerNode && !covered.Contains(p.Name)
             && p.Name is not ("unix_socket_group" or "unix_socket_permissions" or "ssl_key" or "ssl_cert" or "ssl_ca_cert"
-                or "ssl_ca_cert_dir" or "ssl_crl_file" or "ssl_dh_params_file" or "ssl_passphrase_command" or "log_directory" or "log_filename"
+                or "ssl_ca_cert_dir" or "ssl_crl_file" or "ssl_crl_dir" or "ssl_dh_params_file" or "ssl_passphrase_command" or "log_directory" or "log_filename"
                 or "user_redirect_preference_list" or "dml_adaptive_object_relationship_list"));
         Assert.That(missing.Select(p => p.Name), Is.Empty);
     }
