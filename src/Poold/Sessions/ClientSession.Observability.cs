@@ -85,6 +85,8 @@ internal sealed partial class ClientSession
         ClientFatalException { SqlState: SqlState.TooManyConnections } => "too many clients",
         ClientFatalException { SqlState: SqlState.ConnectionFailure } f when f.Message.StartsWith("canceling authentication due to timeout", StringComparison.Ordinal)
             => "timeout",
+        BackendRejectedException { SqlState: SqlState.InvalidPassword } => "password",
+        BackendRejectedException { SqlState: SqlState.InvalidAuthorizationSpecification } => "rejected",
         BackendRejectedException => "backend refused",
         BackendException => "backend unavailable",
         PgProtocolException => "protocol violation",
