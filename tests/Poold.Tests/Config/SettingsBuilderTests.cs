@@ -50,6 +50,8 @@ public class SettingsBuilderTests
     [TestCase("server_check_delay", "30")]
     [TestCase("server_check_query", "select 1")]
     [TestCase("max_packet_size", "268435456")]
+    [TestCase("metrics_listen_addresses", "localhost")]
+    [TestCase("metrics_port", "0")]
     [TestCase("enable_pool_hba", "off")]
     [TestCase("pool_passwd", "pool_passwd")]
     [TestCase("allow_clear_text_frontend_auth", "off")]
