@@ -30,7 +30,7 @@ internal sealed class PooldMetrics
     /// <summary>Login failure reasons, the values of <c>poold_login_failures_total{reason}</c> (never a user name).</summary>
     public static readonly string[] LoginFailureReasons =
     [
-        "password", "rejected", "too many clients", "timeout", "backend refused", "backend unavailable", "protocol violation", "tls",
+        "password", "rejected", "too many clients", "timeout", "backend refused", "backend unavailable", "protocol violation",
         "client disconnected", "other",
     ];
 

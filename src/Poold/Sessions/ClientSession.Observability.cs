@@ -69,9 +69,9 @@ internal sealed partial class ClientSession
             metrics.TlsHandshake(succeeded: false);
         }
 
-        if (_startup is null && e is not AuthenticationException)
+        if (_startup is null)
         {
-            // Closed before a startup packet (a port check, a cancel request): no login was tried.
+            // Closed before a startup packet (a port check, a failed TLS handshake, a cancel request): no login was tried.
             return;
         }
 
@@ -90,7 +90,6 @@ internal sealed partial class ClientSession
         BackendRejectedException => "backend refused",
         BackendException => "backend unavailable",
         PgProtocolException => "protocol violation",
-        AuthenticationException => "tls",
         IOException or System.Net.Sockets.SocketException or ObjectDisposedException or OperationCanceledException or ClientGoneException
             => "client disconnected",
         _ => "other",

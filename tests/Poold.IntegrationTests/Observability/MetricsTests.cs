@@ -145,6 +145,29 @@ public class MetricsTests
     }
 
     [Test]
+    public async Task ABrokenTlsHandshake_IsCountedAsATlsFailure_NotAsALogin()
+    {
+        var (poold, port) = await StartAsync([1, 0, 0], ssl: true);
+        await using var _ = poold;
+        var before = await ScrapeAsync(port);
+        using (var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp))
+        {
+            await socket.ConnectAsync("127.0.0.1", poold.Port);
+            await socket.SendAsync(new byte[] { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f });
+            var answer = new byte[1];
+            Assert.That(await socket.ReceiveAsync(answer), Is.EqualTo(1));
+            Assert.That((char)answer[0], Is.EqualTo('S'));
+            await socket.SendAsync("this is not a TLS ClientHello\r\n\r\n"u8.ToArray());
+        }
+
+        var after = await UntilAsync(port, s => s.Value("poold_tls_handshakes_total", L("result", "failure")) > 0, "the failed handshake to be counted");
+        Assert.That(after.Value("poold_tls_handshakes_total", L("result", "failure")),
+            Is.EqualTo(before.Value("poold_tls_handshakes_total", L("result", "failure")) + 1));
+        Assert.That(PooldMetricsReasons.Sum(r => after.Value("poold_login_failures_total", L("reason", r))),
+            Is.EqualTo(PooldMetricsReasons.Sum(r => before.Value("poold_login_failures_total", L("reason", r)))), "no login was tried");
+    }
+
+    [Test]
     public async Task Failover_AndNodeStatus_AreScrapedFromTheRegistry()
     {
         var (poold, port) = await StartAsync([1, 1, 1], ssl: false);

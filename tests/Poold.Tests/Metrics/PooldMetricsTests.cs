@@ -67,7 +67,7 @@ public class PooldMetricsTests
                 "canceling authentication due to timeout (authentication_timeout = 1s)")), Is.EqualTo("timeout"));
             Assert.That(ClientSession.LoginFailureReason(new BackendException(0, SqlState.ConnectionFailure, "refused")), Is.EqualTo("backend unavailable"));
             Assert.That(ClientSession.LoginFailureReason(new PgProtocolException(SqlState.ProtocolViolation, "bad")), Is.EqualTo("protocol violation"));
-            Assert.That(ClientSession.LoginFailureReason(new AuthenticationException("handshake")), Is.EqualTo("tls"));
+            Assert.That(ClientSession.LoginFailureReason(new AuthenticationException("client certificate")), Is.EqualTo("other"));
             Assert.That(ClientSession.LoginFailureReason(new IOException("reset")), Is.EqualTo("client disconnected"));
             Assert.That(PooldMetrics.LoginFailureReasons, Does.Contain("other"));
         });
