@@ -163,6 +163,64 @@ public class ExplainRouteTests
         Assert.That(error.Single(m => m.Code == 'E').SqlState, Is.EqualTo("42601"), "a missing statement is a syntax error");
     }
 
+    /// <summary>The statements of the classifier's case table (QueryClassifierTests), read from its source.</summary>
+    private static List<string> ClassifierCaseTable()
+    {
+        var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Poold.sln")))
+        {
+            dir = dir.Parent;
+        }
+
+        Assert.That(dir, Is.Not.Null, "the repository root");
+        var source = File.ReadAllText(Path.Combine(dir!.FullName, "tests", "Poold.Tests", "Routing", "QueryClassifierTests.cs"));
+        return
+        [
+            .. System.Text.RegularExpressions.Regex.Matches(source, """\[TestCase\("((?:[^"\\]|\\.)*)"[,)]""")
+                .Select(m => System.Text.RegularExpressions.Regex.Unescape(m.Groups[1].Value))
+                .Where(sql => sql.Trim().Trim(';').Trim().Length > 0 && !sql.Contains('\0'))
+                .Distinct(),
+        ];
+    }
+
+    [Test]
+    public async Task ExplainRoute_AgreesWithTheClassifier_OnItsWholeCaseTable()
+    {
+        await using var poold = await StartAsync([0, 1, 1]);
+        await using var client = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "explain-table");
+        var options = Poold.Routing.RoutingOptions.From(poold.Host.Settings);
+        var cases = ClassifierCaseTable();
+        Assert.That(cases, Has.Count.GreaterThan(150), "the case table was read");
+        int balanced = 0, primary = 0;
+        foreach (var sql in cases)
+        {
+            var c = Poold.Routing.QueryClassifier.Classify(sql, options);
+            var (node, rule, reason) = await ExplainSimpleAsync(client, sql);
+            Assert.That(Poold.Routing.RouteRules.All, Does.Contain(rule), sql);
+            switch (c.Target)
+            {
+                case Poold.Routing.RouteTarget.Primary:
+                    Assert.That((node, rule, reason), Is.EqualTo((0, Poold.Routing.RouteRules.Of(c.Reason), c.Reason)), sql);
+                    primary++;
+                    break;
+                case Poold.Routing.RouteTarget.LoadBalance when node != 0:
+                    Assert.That(rule, Is.EqualTo("weight draw"), sql);
+                    balanced++;
+                    break;
+                case Poold.Routing.RouteTarget.LoadBalance:
+                    Assert.That(Poold.Routing.RouteRules.IsBalanceRule(rule), Is.False, $"{sql}: on the primary by {rule} ({reason})");
+                    break;
+                default:
+                    Assert.That(rule, Is.AnyOf("session state", "BEGIN"), sql);
+                    break;
+            }
+        }
+
+        await TestContext.Out.WriteLineAsync($"{cases.Count} statements: {primary} to the primary by the classifier, {balanced} balanced");
+        Assert.That(primary, Is.GreaterThan(0));
+        Assert.That(balanced, Is.GreaterThan(0));
+    }
+
     [Test]
     public async Task ExplainRoute_ConfiguredRules_FunctionLists_Patterns_Redirects_AndWriteModes()
     {
