@@ -58,6 +58,9 @@ internal static class RouteRules
 
     private const int MaxKnown = 4096;
 
+    /// <summary>Entries in <see cref="Known"/> (its own Count takes every lock of the dictionary).</summary>
+    private static int _knownCount;
+
     /// <summary>The index in <see cref="All"/> of the rule behind <paramref name="reason"/>; no allocation once the text is known.</summary>
     public static int IndexOf(string reason)
     {
@@ -77,9 +80,10 @@ internal static class RouteRules
             }
         }
 
-        if (Known.Count < MaxKnown)
+        // Reasons that name a function or a table vary; past the bound they are mapped each time (no allocation either).
+        if (Volatile.Read(ref _knownCount) < MaxKnown && Known.TryAdd(reason, index))
         {
-            Known.TryAdd(reason, index);
+            Interlocked.Increment(ref _knownCount);
         }
 
         return index;
