@@ -129,8 +129,32 @@ internal sealed class PooldMetrics
     {
         if ((uint)nodeId < (uint)_routed.Length)
         {
-            _routed[nodeId][RouteRules.IndexOf(reason)].Inc();
+            _routed[nodeId][RuleIndex(reason)].Inc();
         }
+    }
+
+    /// <summary>Reason texts seen so far and their rule's index: most reasons are constants or cached verdicts.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _rules = new(StringComparer.Ordinal);
+
+    private int _rulesCount;
+
+    private const int MaxRules = 4096;
+
+    private int RuleIndex(string reason)
+    {
+        if (_rules.TryGetValue(reason, out var index))
+        {
+            return index;
+        }
+
+        // Reasons that name a function or a table vary; past the bound they are mapped each time (no allocation either).
+        index = RouteRules.IndexOf(reason);
+        if (Volatile.Read(ref _rulesCount) < MaxRules && _rules.TryAdd(reason, index))
+        {
+            Interlocked.Increment(ref _rulesCount);
+        }
+
+        return index;
     }
 
     /// <summary>A batch on <paramref name="nodeId"/> got its ReadyForQuery <paramref name="elapsed"/> after it was sent.</summary>

@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-
 namespace Poold.Routing;
 
 /// <summary>
@@ -53,40 +51,19 @@ internal static class RouteRules
     /// <summary>The rules under which a statement reads on the session's load-balance node (a draw, not a constraint).</summary>
     public static bool IsBalanceRule(string rule) => rule is WeightDraw or RedirectList or DelayThreshold or NodeUnavailable;
 
-    /// <summary>Reason texts seen so far and their rule's index (most reasons are constants or cached verdicts).</summary>
-    private static readonly ConcurrentDictionary<string, int> Known = new(StringComparer.Ordinal);
-
-    private const int MaxKnown = 4096;
-
-    /// <summary>Entries in <see cref="Known"/> (its own Count takes every lock of the dictionary).</summary>
-    private static int _knownCount;
-
-    /// <summary>The index in <see cref="All"/> of the rule behind <paramref name="reason"/>; no allocation once the text is known.</summary>
+    /// <summary>The index in <see cref="All"/> of the rule behind <paramref name="reason"/>.</summary>
     public static int IndexOf(string reason)
     {
-        if (Known.TryGetValue(reason, out var index))
-        {
-            return index;
-        }
-
         var rule = Of(reason);
-        index = 0;
         for (var i = 0; i < All.Count; i++)
         {
             if (ReferenceEquals(All[i], rule))
             {
-                index = i;
-                break;
+                return i;
             }
         }
 
-        // Reasons that name a function or a table vary; past the bound they are mapped each time (no allocation either).
-        if (Volatile.Read(ref _knownCount) < MaxKnown && Known.TryAdd(reason, index))
-        {
-            Interlocked.Increment(ref _knownCount);
-        }
-
-        return index;
+        return 0;
     }
 
     /// <summary>The rule behind a reason text (see the class summary); anything the classifier sends to the primary is a write.</summary>
