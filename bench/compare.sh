@@ -2,8 +2,9 @@
 # Peer benchmark: Poold vs pgpool-II vs PgBouncer vs PostgreSQL directly, in front of the same local primary and two
 # streaming replicas, with equivalent settings (SCRAM-SHA-256 from pool_passwd/userlist, no TLS anywhere, same pool
 # sizes; Poold and pgpool-II load-balance reads over the three nodes with equal weights, PgBouncer in session mode to
-# the primary; poold-primary is Poold with load_balance_mode = off). After a warm-up, targets are interleaved round by
-# round; each figure is the median of the rounds, with the proxy's CPU time per transaction (all its processes).
+# the primary; poold-primary is Poold with load_balance_mode = off; poold-metrics is poold with metrics_port on, scraped
+# every second, to measure what the metrics cost). After a warm-up, targets are interleaved round by round; each figure is
+# the median of the rounds, with the proxy's CPU time per transaction (all its processes).
 #
 #   DURATION (10) seconds per pgbench run, ROUNDS (3), SCALE (10) pgbench scale, IDLE (1000) idle connections,
 #   BASE_PORT (25432) first PostgreSQL port; the proxies use the ports after it.
@@ -24,6 +25,8 @@ POOLD_PORT=$((BASE_PORT + 10))
 PGPOOL_PORT=$((BASE_PORT + 11))
 PGBOUNCER_PORT=$((BASE_PORT + 12))
 POOLD_PRIMARY_PORT=$((BASE_PORT + 13))
+POOLD_METRICS_PORT=$((BASE_PORT + 14))
+METRICS_HTTP_PORT=$((BASE_PORT + 35))
 USER_NAME=bench
 USER_PASSWORD=bench
 
@@ -97,8 +100,8 @@ wait_ready() { # NAME PORT PID
     die "$1 did not start on port $2"
 }
 
-start_poold() { # CHILDREN [NAME PORT LOAD_BALANCE]
-    local name=${2:-poold} port=${3:-$POOLD_PORT} balance=${4:-on}
+start_poold() { # CHILDREN [NAME PORT LOAD_BALANCE METRICS_PORT]
+    local name=${2:-poold} port=${3:-$POOLD_PORT} balance=${4:-on} metrics=${5:-0}
     mkdir -p "$work/$name"
     cat >"$work/$name/poold.conf" <<CONF
 listen_addresses = '127.0.0.1'
@@ -108,6 +111,8 @@ pcp_listen_addresses = ''
 pcp_socket_dir = '$work/$name'
 pcp_port = $((port + 10))
 load_balance_mode = $balance
+metrics_listen_addresses = '127.0.0.1'
+metrics_port = $metrics
 $(backends)
 num_init_children = $1
 max_pool = 4
@@ -198,16 +203,25 @@ stop_pid() { # PID
 }
 
 declare -A port_of=([direct]=$DIRECT_PORT [poold]=$POOLD_PORT [poold-primary]=$POOLD_PRIMARY_PORT [pgpool]=$PGPOOL_PORT
-                    [pgbouncer]=$PGBOUNCER_PORT)
+                    [pgbouncer]=$PGBOUNCER_PORT [poold-metrics]=$POOLD_METRICS_PORT)
 # poold-primary: Poold with load_balance_mode = off, every statement to the primary as PgBouncer sends them; on one
 # machine, spreading reads over three PostgreSQL instances costs CPU (three sets of caches) that a real replica adds.
-targets=(direct poold poold-primary pgpool pgbouncer)
+# poold-metrics: poold with the metrics endpoint on and a scrape every second (issue 18: at most 2% fewer TPS than poold).
+targets=(direct poold poold-metrics poold-primary pgpool pgbouncer)
 workloads=("select-simple:-S -M simple -c 16 -j 2" "select-extended:-S -M extended -c 16 -j 2" "select-connect:-S -C -c 8 -j 2"
            "read-write:-c 8 -j 2")
 
 log "starting the proxies"
 start_poold 64
 start_poold 64 poold-primary "$POOLD_PRIMARY_PORT" off
+start_poold 64 poold-metrics "$POOLD_METRICS_PORT" on "$METRICS_HTTP_PORT"
+# A Prometheus stand-in: one scrape a second for the whole run (a real server scrapes every 15 to 60 s).
+( while kill -0 "$poold_metrics_pid" 2>/dev/null; do
+      python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=5).read()" \
+          "http://127.0.0.1:$METRICS_HTTP_PORT/metrics" >/dev/null 2>&1 || true
+      sleep 1
+  done ) &
+pids+=("$!")
 start_pgpool 32
 start_pgbouncer
 
@@ -229,7 +243,8 @@ cpu_ticks_of_tree() { # PID
     done
     echo "$total"
 }
-declare -A pid_of=([direct]="" [poold]=$poold_pid [poold-primary]=$poold_primary_pid [pgpool]=$pgpool_pid [pgbouncer]=$pgbouncer_pid)
+declare -A pid_of=([direct]="" [poold]=$poold_pid [poold-primary]=$poold_primary_pid [pgpool]=$pgpool_pid [pgbouncer]=$pgbouncer_pid
+                   [poold-metrics]=$poold_metrics_pid)
 clock_ticks=$(getconf CLK_TCK)
 
 # Not measured: every target serves both select workloads for a few seconds first, so Poold's JIT has produced its
@@ -323,6 +338,7 @@ idle_test() { # TARGET PID
 : >"$work/idle.tsv"
 log "idle scale: $IDLE connections (pgpool-II restarted with num_init_children = $IDLE, Poold with $IDLE)"
 stop_pid "$poold_primary_pid"
+stop_pid "$poold_metrics_pid"
 stop_pid "$poold_pid"; start_poold "$((IDLE + 10))"
 stop_pid "$pgpool_pid"; start_pgpool "$((IDLE + 10))"
 idle_test direct ""
@@ -345,7 +361,7 @@ for _, w, t, x, l, f, c in rows:
     tps[(w, t)].append(float(x)); lat[(w, t)].append(float(l))
     failed[(w, t)] += int(f) if f.isdigit() else 0
     if c.isdigit(): cpu[(w, t)].append(int(c))
-workloads = list(dict.fromkeys(r[1] for r in rows)); targets = ["direct", "poold", "poold-primary", "pgpool", "pgbouncer"]
+workloads = list(dict.fromkeys(r[1] for r in rows)); targets = ["direct", "poold", "poold-metrics", "poold-primary", "pgpool", "pgbouncer"]
 print(f"# Peer benchmark, {datetime.date.today()}, {cores} cores\n")
 print(f"Median of {rounds} interleaved rounds, {duration} s per pgbench run after a warm-up; local PostgreSQL 15 primary + 2 streaming replicas; "
       "no TLS; SCRAM-SHA-256 everywhere; Poold and pgpool-II balance reads over the three nodes with equal weights, "
@@ -360,6 +376,11 @@ for w in workloads:
         ratio = lambda o: f"{med[t] / med[o]:.2f}x" if med.get(o) else "-"
         c = f"{statistics.median(cpu[(w, t)]):.0f}" if cpu[(w, t)] else "-"
         print(f"| {w} | {t} | {med[t]:.0f} | {statistics.median(lat[(w, t)]):.2f} | {failed[(w, t)]} | {c} | {ratio('pgpool')} | {ratio('pgbouncer')} | {ratio('direct')} |")
+print("\nMetrics cost (poold-metrics: metrics_port on, scraped every second, vs poold; issue 18 allows at most 2% fewer TPS):\n")
+for w in workloads:
+    a, b = tps[(w, "poold-metrics")], tps[(w, "poold")]
+    if a and b:
+        print(f"- {w}: {statistics.median(a) / statistics.median(b):.3f}x TPS")
 print(f"\n## {idle_n} idle client connections\n")
 if idle_n != idle_requested:
     print(f"({idle_requested} requested; reduced to fit this machine's memory with pgpool-II's process per client.)\n")

@@ -252,6 +252,11 @@ internal sealed class NodeMonitor : IAsyncDisposable
 
     // ---- failover ----
 
+    private long _failovers;
+
+    /// <summary>Failovers run so far (nodes this monitor detached), for the metrics.</summary>
+    public long Failovers => Interlocked.Read(ref _failovers);
+
     /// <summary>Detaches a node, runs failover_command, and when it was the primary, searches for the new one.</summary>
     public async Task FailoverAsync(int nodeId, string reason, CancellationToken stop)
     {
@@ -261,6 +266,8 @@ internal sealed class NodeMonitor : IAsyncDisposable
             // Already down: whoever detached it runs the failover.
             return;
         }
+
+        Interlocked.Increment(ref _failovers);
 
         _log.Warning("failover: detaching node {NodeId} ({Reason})", nodeId, reason);
         if (RequestDiscovery is { } discover)

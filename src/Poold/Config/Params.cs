@@ -97,6 +97,13 @@ internal static class Params
     public static readonly Parameter<int> MaxPacketSize = Int("max_packet_size", 256 << 20, 1024, 1 << 30, Reload,
         "largest message, in bytes, a client may send");
 
+    /// <summary>Poold's own: where the Prometheus endpoint (<c>/metrics</c>, <c>/health</c>) listens.</summary>
+    public static readonly Parameter<IReadOnlyList<string>> MetricsListenAddresses =
+        List("metrics_listen_addresses", "localhost", ',', Start, "host name(s) or IP address(es) the metrics endpoint listens on");
+
+    /// <summary>Poold's own: the HTTP port of <c>/metrics</c> and <c>/health</c>; 0 turns the endpoint off.</summary>
+    public static readonly Parameter<int> MetricsPort = Int("metrics_port", 0, 0, 65535, Start, "metrics and health HTTP port (0 = off)");
+
     // ---- Authentication and TLS ---------------------------------------------------------------------------------
     public static readonly Parameter<bool> EnablePoolHba = Bool("enable_pool_hba", false, Reload, "if true, use pool_hba.conf for client authentication");
 
@@ -422,6 +429,7 @@ internal static class Params
             BackendDataDirectory, BackendFlag, BackendApplicationName, BackendSslMode, BackendSslCaCert, BackendRequireAuth,
             ServerCheckDelay, ServerCheckQuery, MaxPacketSize, BackendDiscoveryMode, PatroniUrls, PatroniCheckPeriod, PatroniTimeout,
             PeerId, Peers,
+            MetricsListenAddresses, MetricsPort,
         ];
         var byName = new Dictionary<string, Parameter>(StringComparer.OrdinalIgnoreCase);
         for (var i = 0; i < All.Count; i++)

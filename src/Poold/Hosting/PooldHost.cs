@@ -15,7 +15,7 @@ namespace Poold.Hosting;
 /// The running daemon: listeners, the session tasks, the pool, the node registry, and the settings in force.
 /// Wired by hand here; nothing else knows how the parts are put together.
 /// </summary>
-internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmission
+internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmission
 {
     private readonly HostOptions _options;
     private readonly ILogger _log;
@@ -31,6 +31,7 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmiss
     private int _activeSessions;
     private int _unadmitted;
     private int _stopRequested;
+    private int _waitingForSlot;
 
     private PooldHost(HostOptions options, SessionServices services, List<Listener> listeners, ILogger log)
     {
@@ -207,6 +208,7 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmiss
         services.Admission = host;
         host.WarnAboutCleartext();
         host.StartNodeTracking(settings, options, time);
+        host.StartMetrics(settings, log);
         foreach (var listener in listeners)
         {
             log.Information("listening on {Endpoint}{Tls}", listener.Description, tls.Enabled && !listener.IsUnix ? " (TLS available)" : "");
@@ -338,6 +340,7 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmiss
         }
         else
         {
+            Interlocked.Increment(ref _waitingForSlot);
             try
             {
                 await _slots.WaitAsync(cancellationToken);
@@ -346,6 +349,10 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmiss
             catch (OperationCanceledException)
             {
                 admitted = false;
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _waitingForSlot);
             }
         }
 
@@ -481,6 +488,12 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmiss
 
         await Task.WhenAll(_sessions.Values);
         await _services.Pool.DisposeAsync();
+        if (MetricsEndpoint is { } metrics)
+        {
+            // Last: a load balancer's health check sees 503 for as long as the smart stop drains.
+            await metrics.DisposeAsync();
+        }
+
         _log.Information("poold stopped");
         _stopped.TrySetResult();
     }

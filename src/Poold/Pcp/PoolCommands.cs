@@ -20,18 +20,22 @@ internal interface IPoolCommandSession
 
     /// <summary>PGPOOL SET values of this session, by parameter name.</summary>
     public Dictionary<string, string> PoolOverrides { get; }
+
+    /// <summary>PGPOOL EXPLAIN ROUTE: where the statement would go now in this session, and why (nothing runs).</summary>
+    public (int NodeId, string Rule, string Reason) ExplainRoute(string statement);
 }
 
 /// <summary>
 /// pgpool-II's SQL commands, answered by Poold inside a client session (compat §7): <c>SHOW POOL_NODES</c>,
 /// <c>POOL_PROCESSES</c>, <c>POOL_POOLS</c>, <c>POOL_VERSION</c>, <c>POOL_STATUS</c>, <c>POOL_HEALTH_CHECK_STATS</c>,
-/// <c>POOL_BACKEND_STATS</c>, <c>POOL_CACHE</c>, and <c>PGPOOL SHOW / SET / RESET</c>. Every column is text.
+/// <c>POOL_BACKEND_STATS</c>, <c>POOL_CACHE</c>, <c>PGPOOL SHOW / SET / RESET</c> and <c>PGPOOL EXPLAIN ROUTE</c>. Every
+/// column is text.
 /// </summary>
 internal static partial class PoolCommands
 {
     public const string Version = "4.3.5 (poold)";
 
-    [GeneratedRegex(@"^\s*(?:SHOW\s+(POOL_\w+)|PGPOOL\s+(SHOW|SET|RESET)\b\s*(.*?))\s*;?\s*$", RegexOptions.IgnoreCase | RegexOptions.Singleline)]
+    [GeneratedRegex(@"^\s*(?:SHOW\s+(POOL_\w+)|PGPOOL\s+(SHOW|SET|RESET|EXPLAIN)\b\s*(.*?))\s*;?\s*$", RegexOptions.IgnoreCase | RegexOptions.Singleline)]
     private static partial Regex CommandPattern();
 
     [GeneratedRegex(@"^(\w+)\s*(?:=|\s+TO\s+|\s+)\s*(.+)$", RegexOptions.IgnoreCase | RegexOptions.Singleline)]
@@ -85,10 +89,26 @@ internal static partial class PoolCommands
         var rest = match.Groups[3].Value.Trim();
         return verb switch
         {
+            "EXPLAIN" => ExplainRoute(rest, session),
             "SHOW" => PgpoolShow(rest, settings, session),
             "SET" => PgpoolSet(rest, session),
             _ => PgpoolReset(rest, session),
         };
+    }
+
+    [GeneratedRegex(@"^ROUTE\s+(\S.*)$", RegexOptions.IgnoreCase | RegexOptions.Singleline)]
+    private static partial Regex ExplainRoutePattern();
+
+    /// <summary><c>PGPOOL EXPLAIN ROUTE statement</c>: one row, node_id, rule, reason.</summary>
+    private static PoolResult ExplainRoute(string rest, IPoolCommandSession session)
+    {
+        if (ExplainRoutePattern().Match(rest) is not { Success: true } match)
+        {
+            return new([], [], "", "syntax error: PGPOOL EXPLAIN ROUTE needs a statement, as in PGPOOL EXPLAIN ROUTE SELECT 1", "42601");
+        }
+
+        var (node, rule, reason) = session.ExplainRoute(match.Groups[1].Value);
+        return new(["node_id", "rule", "reason"], [[I(node), rule, reason]], "SELECT 1");
     }
 
     private static readonly string[] HealthColumns =

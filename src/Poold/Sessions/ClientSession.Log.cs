@@ -65,11 +65,13 @@ internal sealed partial class ClientSession
 
     private void LogBalanceNode(int nodeId, string why) => _log.Debug("load-balance node {NodeId} ({Why})", nodeId, why);
 
+    /// <summary>Every routed batch: the metric by rule, and with log_per_node_statement (or debug) the line that says why.</summary>
     private void LogRoute(int nodeId, string reason)
     {
+        _services.Metrics?.Routed(nodeId, reason);
         if (_services.Settings.Get(Config.Params.LogPerNodeStatement) || _log.IsEnabled(LogEventLevel.Debug))
         {
-            _log.Information("statement to node {NodeId}: {Reason}", nodeId, reason);
+            _log.Information("statement to node {NodeId} ({Rule}): {Reason}", nodeId, Routing.RouteRules.Of(reason), reason);
         }
     }
 

@@ -42,7 +42,7 @@ internal sealed partial class ClientSession
     /// messages answer statements Poold injected at the head of the batch, and are not the client's.
     /// </summary>
     private readonly record struct ReplyEntry(NodeLink Link, bool Relay, int SkipLeading, long Sequence, byte[]? Synthetic = null,
-        BatchControl? Control = null);
+        BatchControl? Control = null, long SentAt = 0);
 
     /// <summary>
     /// A batch sent before its Sync: the client side may later end it with a Sync of Poold's (<see cref="SwallowReadyForQuery"/>,
@@ -159,6 +159,7 @@ internal sealed partial class ClientSession
             var handled = 0;
             while (TryReadClientFrame(ref buffer, maxMessage, out var code, out var frame, out var body))
             {
+                _bytesIn += frame.Length;
                 if (++handled % MessagesPerTurn == 0)
                 {
                     // A client pipelining thousands of messages in one read must not hold the socket engine's event thread
@@ -356,6 +357,7 @@ internal sealed partial class ClientSession
                                 }
 
                                 var status = (TransactionStatus)body.FirstSpan[0];
+                                ObserveLatency(entry);
                                 OnReadyForQuery(entry, status);
                                 entry.Control?.Complete(status);
                                 done = true;
@@ -477,6 +479,7 @@ internal sealed partial class ClientSession
         try
         {
             await _client.WriteAsync(data, stop);
+            _bytesOut += data.Length;
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
         {

@@ -186,8 +186,8 @@ internal sealed partial class ClientSession
         _router = new SessionRouter(options, _services.Functions, Database!);
         _balancer = new LoadBalancer(settings);
         var nodes = _services.Nodes.Current;
-        (_balanceNodeId, var why) = _balancer.Choose(nodes, Database!, _startup!["application_name"], _random);
-        LogBalanceNode(_balanceNodeId, why);
+        (_balanceNodeId, _balanceWhy) = _balancer.Choose(nodes, Database!, _startup!["application_name"], _random);
+        LogBalanceNode(_balanceNodeId, _balanceWhy);
         if (options.LoadBalanceMode && options.WriteFunctions.Count == 0 && options.ReadOnlyFunctions.Count == 0
             && nodes.Nodes.Any(n => n.Status == NodeStatus.Up && n.Settings.Weight > 0) && _services.Functions.NeedsLoad(Database!))
         {
@@ -879,7 +879,7 @@ internal sealed partial class ClientSession
 
         if (choice == NodeChoice.Balance)
         {
-            return (BalanceNode(), reason);
+            return (BalanceNode(out var how), how);
         }
 
         // Only session state or transaction control: where the transaction already runs, else the primary.
@@ -894,7 +894,7 @@ internal sealed partial class ClientSession
 
             return router.LastTransactionWrote
                 ? (primary, "BEGIN: the session's last transaction wrote")
-                : (BalanceNode(), "BEGIN: opened where the session reads");
+                : (BalanceNode(out _), "BEGIN: opened where the session reads");
         }
 
         var open = _links.Values.FirstOrDefault(l => l.TransactionOpen && l == _primary) ?? _links.Values.FirstOrDefault(l => l.TransactionOpen);
@@ -903,9 +903,10 @@ internal sealed partial class ClientSession
 
     private static readonly Classification PlainRead = new(RouteTarget.LoadBalance, "read");
 
-    /// <summary>The session's load-balance node (re-drawn per statement with statement_level_load_balance).</summary>
-    private int BalanceNode()
+    /// <summary>The session's load-balance node (re-drawn per statement with statement_level_load_balance), and why.</summary>
+    private int BalanceNode(out string why)
     {
+        why = _balanceWhy;
         var nodes = _services.Nodes.Current;
         var gone = _balanceNodeId < 0 || _balanceNodeId >= nodes.Nodes.Length
                                       || nodes.Nodes[_balanceNodeId].Status is not (NodeStatus.Up or NodeStatus.Waiting);
@@ -914,16 +915,19 @@ internal sealed partial class ClientSession
             // Over delay_threshold: with prefer_lower_delay_standby another standby, else the primary (compat §6.1).
             if (!_services.Settings.Get(Params.PreferLowerDelayStandby))
             {
+                why = DelayedToPrimary;
                 return nodes.PrimaryNodeId;
             }
 
             gone = true;
+            why = DelayedRedrawn;
         }
 
         if (gone || (_services.Routing.StatementLevel && !_router!.InTransaction))
         {
             // A detached node gets no more reads: the session draws again among the nodes that are up.
-            _balanceNodeId = _balancer!.Choose(nodes, Database!, _startup!["application_name"], _random).NodeId;
+            (_balanceNodeId, _balanceWhy) = _balancer!.Choose(nodes, Database!, _startup!["application_name"], _random);
+            why = ReferenceEquals(why, DelayedRedrawn) ? why : _balanceWhy;
         }
 
         return _balanceNodeId;
@@ -998,6 +1002,7 @@ internal sealed partial class ClientSession
             await existing.Connection.DisposeAsync();
             _balanceNodeId = _balancer!.Choose(_services.Nodes.Current, Database!, _startup!["application_name"], _random) is var (next, _)
                              && next != id ? next : _primary!.Connection.NodeId;
+            _balanceWhy = UnavailableRedrawn;
             return _balanceNodeId == id ? _primary! : await LinkAsync(_balanceNodeId, ct);
         }
 
@@ -1047,6 +1052,7 @@ internal sealed partial class ClientSession
         {
             LogBalanceNodeUnavailable(id, e.Message);
             _balanceNodeId = _primary!.Connection.NodeId;
+            _balanceWhy = UnavailableToPrimary;
             return _primary;
         }
     }
@@ -1263,7 +1269,7 @@ internal sealed partial class ClientSession
     private void Enqueue(NodeLink link, bool relay, int skip, BatchControl? control = null)
     {
         Interlocked.Increment(ref link.Pending);
-        link.LastUsed = _services.Time.GetTimestamp();
+        var now = link.LastUsed = _services.Time.GetTimestamp();
         long sequence;
         lock (_routingLock)
         {
@@ -1275,7 +1281,7 @@ internal sealed partial class ClientSession
             Interlocked.Increment(ref _outstanding);
         }
 
-        _replies.Writer.TryWrite(new ReplyEntry(link, relay, skip, sequence, Control: control));
+        _replies.Writer.TryWrite(new ReplyEntry(link, relay, skip, sequence, Control: control, SentAt: now));
         if (Volatile.Read(ref _watchPrimary))
         {
             _primary!.Connection.Reader.CancelPendingRead();

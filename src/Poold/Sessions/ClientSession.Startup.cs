@@ -42,6 +42,7 @@ internal sealed partial class ClientSession
                     _client = ssl;
                     await ssl.AuthenticateAsServerAsync(_services.Tls.ServerOptions(), cancellationToken);
                     _clientIsTls = true;
+                    _services.Metrics?.TlsHandshake(succeeded: true);
                     LogTls(ssl);
                     break;
                 case StartupKind.SslRequest or StartupKind.GssEncRequest:

@@ -99,6 +99,7 @@ internal sealed partial class ClientSession
             await ReleaseBackendsAsync(end);
             await CloseClientAsync();
             LogEnded(end);
+            _services.Metrics?.SessionEnded(_bytesIn, _bytesOut);
         }
     }
 
@@ -143,6 +144,7 @@ internal sealed partial class ClientSession
         while (!_services.Cancels.TryRegister(processId, _secretKey, this));
 
         _cancelProcessId = processId;
+        _services.Metrics?.LoginSucceeded();
         await SendStartupResponseAsync(shutdown);
         return true;
     }
@@ -171,7 +173,9 @@ internal sealed partial class ClientSession
     {
         if (_services.Admission is { } admission)
         {
+            var waitStart = _services.Time.GetTimestamp();
             Admitted = await admission.TryEnterAsync(this, cancellationToken);
+            _services.Metrics?.PoolWaited(_services.Time.GetElapsedTime(waitStart));
             if (!Admitted)
             {
                 throw new ClientFatalException(SqlState.TooManyConnections, "sorry, too many clients already");
@@ -182,6 +186,7 @@ internal sealed partial class ClientSession
     /// <summary>The catch ladder: map what went wrong to what the client is told, and log it once.</summary>
     private async Task ReportAsync(Exception e, CancellationToken shutdown)
     {
+        CountFailure(e);
         switch (e)
         {
             case BackendRejectedException rejected:

@@ -30,4 +30,7 @@ internal sealed record SessionServices(
 
     /// <summary>The session slots (num_init_children); null admits everyone (tests that build a session alone).</summary>
     public ISessionAdmission? Admission { get; set; }
+
+    /// <summary>The Prometheus metrics; null when metrics_port = 0 (and in tests that build a session alone).</summary>
+    public Metrics.PooldMetrics? Metrics { get; set; }
 }

@@ -61,6 +61,8 @@ public class SettingsBuilderTests
     [TestCase("patroni_timeout", "2000")]
     [TestCase("peer_id", "0")]
     [TestCase("peers", "")]
+    [TestCase("metrics_listen_addresses", "localhost")]
+    [TestCase("metrics_port", "0")]
     [TestCase("enable_pool_hba", "off")]
     [TestCase("pool_passwd", "pool_passwd")]
     [TestCase("allow_clear_text_frontend_auth", "off")]
