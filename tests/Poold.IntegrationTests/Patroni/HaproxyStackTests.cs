@@ -32,14 +32,16 @@ public class HaproxyStackTests
 
         await using var patroni = await PatroniCluster.StartAsync();
         var (portA, portB, front) = (FreePort.Get(), FreePort.Get(), FreePort.Get());
-        string Config(int peer, int other, int otherPort) =>
+        var (metricsA, metricsB) = (FreePort.Get(), FreePort.Get());
+        string Config(int peer, int other, int otherPort, int metrics) =>
             string.Concat(patroni.Members.Select((m, i) => $"backend_hostname{i} = '127.0.0.1'\nbackend_port{i} = {m.PgPort}\nbackend_weight{i} = 1\n"))
             + $"backend_discovery = 'patroni'\npatroni_urls = '{patroni.Urls}'\npatroni_check_period = 200\n"
             + "health_check_period = 1\nhealth_check_timeout = 5\nhealth_check_user = 'postgres'\nsr_check_period = 1\nsr_check_user = 'postgres'\n"
-            + $"peer_id = {peer}\npeers = '{other}:127.0.0.1:{otherPort}'\nlog_min_messages = info\n";
-        await using var a = await PooldProcess.StartAsync(Config(1, 2, portB), port: portA);
-        await using var b = await PooldProcess.StartAsync(Config(2, 1, portA), port: portB);
-        await using var haproxy = await HaproxyAsync(front, portA, portB);
+            + $"peer_id = {peer}\npeers = '{other}:127.0.0.1:{otherPort}'\nlog_min_messages = info\n"
+            + $"metrics_listen_addresses = '127.0.0.1'\nmetrics_port = {metrics}\n";
+        await using var a = await PooldProcess.StartAsync(Config(1, 2, portB, metricsA), port: portA);
+        await using var b = await PooldProcess.StartAsync(Config(2, 1, portA, metricsB), port: portB);
+        await using var haproxy = await HaproxyAsync(front, (portA, metricsA), (portB, metricsB));
 
         var client = new NpgsqlConnectionStringBuilder
         {
@@ -188,15 +190,15 @@ public class HaproxyStackTests
         return 0;
     }
 
-    private static async Task<HaproxyProcess> HaproxyAsync(int front, int portA, int portB)
+    /// <summary>HAProxy with deploy/haproxy.cfg, its addresses replaced by the test's: GET /health on each Poold's metrics port.</summary>
+    private static async Task<HaproxyProcess> HaproxyAsync(int front, (int Sql, int Metrics) a, (int Sql, int Metrics) b)
     {
         var dir = Directory.CreateTempSubdirectory("poold-haproxy-").FullName;
         var config = Path.Combine(dir, "haproxy.cfg");
         var text = File.ReadAllText(Path.Combine(RepositoryRoot(), "deploy", "haproxy.cfg"))
             .Replace("bind *:5432", $"bind 127.0.0.1:{front}", StringComparison.Ordinal)
-            .Replace("10.0.0.11:9999", $"127.0.0.1:{portA}", StringComparison.Ordinal)
-            .Replace("10.0.0.12:9999", $"127.0.0.1:{portB}", StringComparison.Ordinal);
-        text = RemoveHttpCheck(text);
+            .Replace("10.0.0.11:9999 check port 9930", $"127.0.0.1:{a.Sql} check port {a.Metrics}", StringComparison.Ordinal)
+            .Replace("10.0.0.12:9999 check port 9930", $"127.0.0.1:{b.Sql} check port {b.Metrics}", StringComparison.Ordinal);
         await File.WriteAllTextAsync(config, text);
         var start = new ProcessStartInfo(HaproxyBinary, ["-db", "-f", config])
         {
@@ -230,15 +232,6 @@ public class HaproxyStackTests
         }, TimeSpan.FromSeconds(15), "haproxy to listen");
         return new HaproxyProcess(process, dir);
     }
-
-    /// <summary>
-    /// The reference configuration checks each Poold's GET /health on its metrics port; this test's Poolds run without
-    /// metrics, so HAProxy checks the SQL port with a TCP connect (a smartly stopping Poold closes it at once).
-    /// </summary>
-    private static string RemoveHttpCheck(string config) =>
-        string.Join('\n', config.Split('\n').Where(l => !l.TrimStart().StartsWith("option httpchk", StringComparison.Ordinal)
-                                                         && !l.TrimStart().StartsWith("http-check", StringComparison.Ordinal))
-            .Select(l => l.Contains(" check port ", StringComparison.Ordinal) ? l[..l.IndexOf(" port ", StringComparison.Ordinal)] : l));
 
     private static string RepositoryRoot()
     {
