@@ -2,9 +2,11 @@
 # The demo: a local PostgreSQL 15 primary + 2 streaming replicas, and Poold in front of them on
 # port 9999 with TLS (self-signed certificate) in dual-auth mode: clients log in to Poold with
 # SCRAM-SHA-256 (SCRAM-SHA-256-PLUS over TLS) against an AES-encrypted pool_passwd made by pg_enc,
-# and Poold logs in to the backends (SCRAM) itself. Prints how to connect, stays up until Ctrl-C,
-# then stops everything it started.
+# and Poold logs in to the backends (SCRAM) itself. Its PCP port (9898) has a pcpadmin user in pcp.conf and a
+# .pcppass, with pcp_node_info / pcp_node_count launchers in the demo folder. Prints how to connect, stays up
+# until Ctrl-C, then stops everything it started.
 #   PG_PORT (default 15432): primary port, replicas on the next two.  POOLD_PORT (default 9999).
+#   PCP_PORT (default 9898).  METRICS_PORT (default 9187, when Poold has the metrics_port parameter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -14,6 +16,10 @@ PG_PORT=${PG_PORT:-15432}
 POOLD_PORT=${POOLD_PORT:-9999}
 DEMO_USER=demo
 DEMO_PASSWORD=demo
+PCP_PORT=${PCP_PORT:-9898}
+PCP_USER=pcpadmin
+PCP_PASSWORD=demo
+METRICS_PORT=${METRICS_PORT:-9187}
 
 ensure_dotnet
 ensure_postgres
@@ -37,6 +43,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 build_release
+dotnet build src/PcpTools -c Release --nologo --verbosity quiet -clp:ErrorsOnly || die "build of src/PcpTools failed"
+# The metrics endpoint, where this Poold has one.
+metrics=
+grep -q '"metrics_port"' src/Poold/Config/Params.cs && grep -q '"metrics_listen_addresses"' src/Poold/Config/Params.cs && metrics=1
 
 cluster_start "$work/pg" "$PG_PORT" 2
 cluster_sql "$work/pg" "$PG_PORT" "CREATE ROLE $DEMO_USER LOGIN PASSWORD '$DEMO_PASSWORD'"
@@ -52,6 +62,8 @@ listen_addresses = '127.0.0.1'
 port = $POOLD_PORT
 unix_socket_directories = '$work'
 pcp_socket_dir = '$work'
+pcp_listen_addresses = '127.0.0.1'
+pcp_port = $PCP_PORT
 backend_hostname0 = '127.0.0.1'
 backend_port0 = $PG_PORT
 backend_weight0 = 1
@@ -81,6 +93,19 @@ log_connections = on
 log_disconnections = on
 log_min_messages = info
 CONF
+if [ -n "$metrics" ]; then
+    printf "metrics_listen_addresses = '127.0.0.1'\nmetrics_port = %s\n" "$METRICS_PORT" >>"$work/poold.conf"
+fi
+
+log "writing pcp.conf ($PCP_USER), .pcppass and the pcp_* launchers"
+# pcp.conf holds the hex md5 of the password alone, as pgpool-II's pg_md5 PASSWORD prints it.
+printf '%s:%s\n' "$PCP_USER" "$(printf '%s' "$PCP_PASSWORD" | md5sum | cut -d' ' -f1)" >"$work/pcp.conf"
+(umask 077; printf '127.0.0.1:%s:%s:%s\n' "$PCP_PORT" "$PCP_USER" "$PCP_PASSWORD" >"$work/.pcppass")
+mkdir -p "$work/bin"
+for verb in node-info node-count; do
+    printf '#!/bin/sh\nexec dotnet "%s" %s "$@"\n' "$PWD/src/PcpTools/bin/Release/net10.0/pcp.dll" "$verb" >"$work/bin/pcp_${verb//-/_}"
+    chmod 755 "$work/bin/pcp_${verb//-/_}"
+done
 
 log "writing pool_hba.conf, the AES key file and pool_passwd (with pg_enc -m)"
 cat >"$work/pool_hba.conf" <<HBA
@@ -109,6 +134,14 @@ Connect with TLS and SCRAM-SHA-256-PLUS (password: $DEMO_PASSWORD):
 
     psql "host=127.0.0.1 port=$POOLD_PORT user=$DEMO_USER dbname=$DEMO_USER sslmode=require channel_binding=require"
 
+Ask Poold about its nodes over PCP (user $PCP_USER, password $PCP_PASSWORD, read from .pcppass by -w):
+
+    export PATH="$work/bin:\$PATH" PCPPASSFILE="$work/.pcppass"
+    pcp_node_info -h 127.0.0.1 -p $PCP_PORT -U $PCP_USER -w
+    pcp_node_count -h 127.0.0.1 -p $PCP_PORT -U $PCP_USER -w
+${metrics:+
+Prometheus metrics: http://127.0.0.1:$METRICS_PORT/metrics
+}
 Press Ctrl-C to stop Poold and the PostgreSQL servers.
 MSG
 wait "$poold_pid"

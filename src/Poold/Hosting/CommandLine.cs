@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Invocation;
 
 namespace Poold.Hosting;
 
@@ -78,6 +79,11 @@ internal static class CommandLine
         {
             config, hba, pcp, key, foreground, discard, debug, mode, command,
         };
+        foreach (var version in root.Options.OfType<VersionOption>())
+        {
+            version.Action = new PrintVersion();
+        }
+
         root.SetAction((result, ct) =>
         {
             var options = new HostOptions(
@@ -108,6 +114,16 @@ internal static class CommandLine
         { Length: > 0 } t when "immediate".StartsWith(t, StringComparison.Ordinal) => StopMode.Immediate,
         _ => null,
     };
+
+    /// <summary><c>--version</c> prints what <c>SHOW POOL_VERSION</c> answers.</summary>
+    private sealed class PrintVersion : SynchronousCommandLineAction
+    {
+        public override int Invoke(ParseResult parseResult)
+        {
+            parseResult.InvocationConfiguration.Output.WriteLine(Pcp.PoolCommands.Version);
+            return 0;
+        }
+    }
 
     public static ParserConfiguration ParserConfiguration { get; } = new() { ResponseFileTokenReplacer = null };
 }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Reflection;
 using System.Text.RegularExpressions;
 using Poold.Backends;
 using Poold.Config;
@@ -33,7 +34,18 @@ internal interface IPoolCommandSession
 /// </summary>
 internal static partial class PoolCommands
 {
-    public const string Version = "4.3.5 (poold)";
+    /// <summary>
+    /// What <c>SHOW POOL_VERSION</c> and <c>poold --version</c> print: the pgpool-II version Poold is compatible with,
+    /// then Poold's own version (the assembly's informational version, its commit shortened to 7 digits).
+    /// </summary>
+    public static string Version { get; } = $"4.3.5 (poold {OwnVersion()})";
+
+    private static string OwnVersion()
+    {
+        var version = typeof(PoolCommands).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
+        var plus = version.IndexOf('+', StringComparison.Ordinal);
+        return plus >= 0 && version.Length > plus + 8 ? version[..(plus + 8)] : version;
+    }
 
     [GeneratedRegex(@"^\s*(?:SHOW\s+(POOL_\w+)|PGPOOL\s+(SHOW|SET|RESET|EXPLAIN)\b\s*(.*?))\s*;?\s*$", RegexOptions.IgnoreCase | RegexOptions.Singleline)]
     private static partial Regex CommandPattern();

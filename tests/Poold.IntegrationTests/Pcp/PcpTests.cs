@@ -204,7 +204,11 @@ public class PcpTests
             Assert.That(rows, Is.EqualTo(3));
         }
 
-        Assert.That(await new NpgsqlCommand("SHOW POOL_VERSION", session).ExecuteScalarAsync(), Does.StartWith("4.3.5"));
+        var poolVersion = await new NpgsqlCommand("SHOW POOL_VERSION", session).ExecuteScalarAsync();
+        Assert.That(poolVersion, Does.StartWith("4.3.5 (poold "));
+        var versionCommand = new System.Diagnostics.ProcessStartInfo("dotnet") { ArgumentList = { Path.Combine(AppContext.BaseDirectory, "poold.dll"), "--version" } };
+        var (exit, stdout, _) = await ProcessRunner.RunAsync(versionCommand, TimeSpan.FromSeconds(60));
+        Assert.That((exit, stdout.Trim()), Is.EqualTo((0, poolVersion)), "poold --version and SHOW POOL_VERSION agree");
         Assert.That(await new NpgsqlCommand("PGPOOL SHOW port", session).ExecuteScalarAsync(), Is.EqualTo(poold.Port.ToString(CultureInfo.InvariantCulture)));
         Assert.That(await new NpgsqlCommand("PGPOOL SHOW backend_weight1", session).ExecuteScalarAsync(), Is.EqualTo("1"));
         Assert.That(await new NpgsqlCommand("PGPOOL SHOW sr_check_password", session).ExecuteScalarAsync(), Is.EqualTo("*****"));
