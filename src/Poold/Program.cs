@@ -1,3 +1,4 @@
+using System.CommandLine;
 using Poold.Hosting;
 
 namespace Poold;
@@ -13,6 +14,8 @@ internal static class Program
         }
 
         var root = CommandLine.Build(HostRunner.RunAsync);
-        return await root.Parse(args, CommandLine.ParserConfiguration).InvokeAsync();
+        // Poold handles SIGINT/SIGTERM/SIGQUIT itself (fast, smart, immediate stop, which may take as long as clients
+        // need); System.CommandLine's own handler would otherwise end the process with 130 two seconds after SIGINT.
+        return await root.Parse(args, CommandLine.ParserConfiguration).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
     }
 }

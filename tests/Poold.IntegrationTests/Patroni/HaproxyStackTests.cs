@@ -143,6 +143,8 @@ public class HaproxyStackTests
         var count = acknowledged.Count;
         await Poll.UntilAsync(() => Task.FromResult(acknowledged.Count >= count + 100), TimeSpan.FromSeconds(30), "writes after the failover");
 
+        await Poll.UntilAsync(patroni.SettledAsync, TimeSpan.FromSeconds(60), "Patroni's replicas to follow the new leader");
+
         // Rolling restart, first step: Poold A stops smartly; its clients finish, new ones go to B.
         Volatile.Write(ref phase, "smart stop");
         var stopA = await a.RunCommandAsync("-m", "smart", "stop");

@@ -176,7 +176,7 @@ internal sealed class PatroniCluster : IAsyncDisposable
     }
 
     /// <summary>The members as the first Patroni endpoint that answers reports them (empty when none does).</summary>
-    public async Task<IReadOnlyList<(string Name, string Role, string State, int Port)>> ClusterAsync()
+    public async Task<IReadOnlyList<(string Name, string Role, string State, int Port, int Timeline)>> ClusterAsync()
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
         foreach (var member in Members)
@@ -185,7 +185,8 @@ internal sealed class PatroniCluster : IAsyncDisposable
             {
                 using var document = JsonDocument.Parse(await http.GetStringAsync($"http://127.0.0.1:{member.RestPort}/cluster"));
                 return [.. document.RootElement.GetProperty("members").EnumerateArray().Select(m => (m.GetProperty("name").GetString()!,
-                    m.GetProperty("role").GetString()!, m.GetProperty("state").GetString()!, m.GetProperty("port").GetInt32()))];
+                    m.GetProperty("role").GetString()!, m.GetProperty("state").GetString()!, m.GetProperty("port").GetInt32(),
+                    m.TryGetProperty("timeline", out var t) && t.ValueKind == JsonValueKind.Number ? t.GetInt32() : 0))];
             }
             catch (Exception e) when (e is HttpRequestException or TaskCanceledException or JsonException)
             {
@@ -194,6 +195,17 @@ internal sealed class PatroniCluster : IAsyncDisposable
         }
 
         return [];
+    }
+
+    /// <summary>
+    /// True once every running member is on the leader's timeline: after a failover Patroni may restart a replica to
+    /// follow the new leader, which ends the sessions on it (57P01), so a test waits for this before judging errors.
+    /// </summary>
+    public async Task<bool> SettledAsync()
+    {
+        var members = await ClusterAsync();
+        var leader = members.FirstOrDefault(m => m.Role == "leader" && m.State == "running");
+        return leader.Name is not null && members.Where(m => m.State is "running" or "streaming").All(m => m.Timeline == leader.Timeline);
     }
 
     /// <summary>Stops a member's Patroni as its service would (SIGTERM): it shuts its PostgreSQL down and gives up the lead.</summary>

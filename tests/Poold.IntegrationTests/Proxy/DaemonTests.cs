@@ -63,7 +63,7 @@ public class DaemonTests
         var stop = await poold.RunCommandAsync("-m", "fast", "stop");
         Assert.That(stop.ExitCode, Is.Zero, stop.Output);
         await poold.WaitForExitAsync(TimeSpan.FromSeconds(30));
-        Assert.That(File.Exists(pidFile), Is.False, "the pid file is removed at exit");
+        Assert.That(File.Exists(pidFile), Is.False, $"the pid file is removed at exit (exit code {poold.ExitCode}); poold printed:\n" + await Task.Delay(1000).ContinueWith(_ => poold.Output, TaskScheduler.Default));
         var e = Assert.ThrowsAsync<PostgresException>(async () => await new NpgsqlCommand("SELECT 1", connection).ExecuteScalarAsync());
         Assert.That(e!.SqlState, Is.EqualTo("57P01"), "fast shutdown tells the client why");
     }
