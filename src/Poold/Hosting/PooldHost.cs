@@ -436,6 +436,7 @@ internal sealed class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessionAdmiss
 
         await Task.WhenAll(_sessions.Values);
         await _services.Pool.DisposeAsync();
+        await _services.AuthQueries.DisposeAsync();
         _log.Information("poold stopped");
         _stopped.TrySetResult();
     }

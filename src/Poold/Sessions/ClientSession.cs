@@ -98,6 +98,7 @@ internal sealed partial class ClientSession
             }
 
             await ReleaseBackendsAsync(end);
+            ForgetClientKey();
             await CloseClientAsync();
             LogEnded(end);
         }

@@ -25,6 +25,9 @@ internal sealed record SessionServices(
     /// <summary>Set once the node monitor runs: a session reports a backend connection it lost.</summary>
     public Action<int, string, bool>? BackendFailed { get; set; }
 
+    /// <summary>auth_query's connections and cache; one per host (a reload keeps it), disposed when the host stops.</summary>
+    public AuthQuerySource AuthQueries { get; init; } = new(Time);
+
     /// <summary>The session slots (num_init_children); null admits everyone (tests that build a session alone).</summary>
     public ISessionAdmission? Admission { get; set; }
 }
