@@ -157,6 +157,28 @@ public class AuthQueryTests
         Assert.That(poold.Log, Does.Not.Contain("is unavailable for this session").And.Not.Contain("SCRAM authentication failed"));
     }
 
+    /// <summary>Loopback capture between Poold and the primary (TLS off there): a SCRAM exchange, and neither the password nor the key.</summary>
+    [Test]
+    public async Task WireBetweenPooldAndTheBackend_CarriesNoPasswordAndNoKey()
+    {
+        var (role, password) = await CreateScramRoleAsync();
+        await using var relay = new CapturingRelay(Cluster.Nodes[0].Port);
+        await using var poold = await StartAsync(backends: $"backend_hostname0 = '127.0.0.1'\nbackend_port0 = {relay.Port}\nbackend_sslmode0 = 'disable'\n");
+        await using (var connection = await OpenAsync(poold, role, password, tls: false))
+        {
+            Assert.That(await ScalarAsync(connection, "SELECT current_user"), Is.EqualTo(role));
+        }
+
+        var stored = (string)(await Cluster.ScalarAsync(0, $"SELECT rolpassword FROM pg_authid WHERE rolname = '{role}'"))!;
+        Assert.That(ScramVerifier.TryParse(stored, out var verifier), Is.True);
+        var clientKey = ScramSha256.ClientKey(ScramSha256.SaltedPassword(Encoding.UTF8.GetBytes(password), verifier.Salt, verifier.Iterations));
+        var captured = relay.Captured;
+        var text = Encoding.Latin1.GetString(captured);
+        Assert.That(text, Does.Contain("SCRAM-SHA-256").And.Contain(role), "the capture is the plaintext login of this role");
+        Assert.That(text, Does.Not.Contain(password).And.Not.Contain(Convert.ToBase64String(clientKey)));
+        Assert.That(captured.AsSpan().IndexOf(clientKey), Is.EqualTo(-1));
+    }
+
     [Test]
     public async Task PasswordChangedWithAlterRole_WorksAtTheNextLogin()
     {
