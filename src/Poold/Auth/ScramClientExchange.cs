@@ -7,7 +7,9 @@ namespace Poold.Auth;
 /// <summary>
 /// The client side of SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (RFC 5802 §5, RFC 7677), as Poold uses it to log in to a
 /// backend. With TLS, <c>tls-server-end-point</c> channel binding ties the proof to the server's certificate, so a
-/// relay in the middle is detected even though backend certificates are not verified.
+/// relay in the middle is detected even though backend certificates are not verified. It logs in either with the
+/// password, or with a <see cref="ScramClientKey"/> a client proved to Poold: then the server must store the verifier the
+/// key belongs to (same salt and iteration count), and its signature is checked with that verifier's ServerKey.
 /// </summary>
 internal sealed class ScramClientExchange
 {
@@ -21,7 +23,8 @@ internal sealed class ScramClientExchange
     /// </summary>
     public const int MaxIterations = 1_000_000;
 
-    private readonly string _password;
+    private readonly string? _password;
+    private readonly ScramClientKey? _key;
     private readonly byte[]? _channelBinding;
     private readonly string _clientNonce;
     private readonly string _user;
@@ -33,8 +36,20 @@ internal sealed class ScramClientExchange
     /// <param name="clientNonce">Tests only; otherwise 18 random bytes in base64.</param>
     /// <param name="user">PostgreSQL clients send an empty name (the server uses the startup user); tests use RFC values.</param>
     public ScramClientExchange(string password, byte[]? channelBindingHash, string? clientNonce = null, string user = "")
+        : this(channelBindingHash, clientNonce, user)
     {
         _password = password;
+    }
+
+    /// <summary>Logs in with a key a client proved, never knowing the password.</summary>
+    public ScramClientExchange(ScramClientKey key, byte[]? channelBindingHash, string? clientNonce = null, string user = "")
+        : this(channelBindingHash, clientNonce, user)
+    {
+        _key = key;
+    }
+
+    private ScramClientExchange(byte[]? channelBindingHash, string? clientNonce, string user)
+    {
         _channelBinding = channelBindingHash;
         _clientNonce = clientNonce ?? Convert.ToBase64String(RandomNumberGenerator.GetBytes(18));
         _user = user;
@@ -124,9 +139,28 @@ internal sealed class ScramClientExchange
             throw new ScramException("SCRAM salt is not valid base64");
         }
 
-        var salted = Salted(saltBytes, i);
-        var clientKey = ScramSha256.ClientKey(salted);
-        var storedKey = ScramSha256.StoredKey(clientKey);
+        byte[] clientKey, storedKey, serverKey;
+        if (_key is not null)
+        {
+            // The key is only good for the verifier it was proven against; another salt means another password.
+            if (i != _key.Verifier.Iterations || !saltBytes.AsSpan().SequenceEqual(_key.Verifier.Salt))
+            {
+                throw new ScramException(
+                    "the server's SCRAM salt or iteration count is not the one of the verifier the client proved its key against (was the password changed, and has this node replayed it yet?)");
+            }
+
+            clientKey = _key.Key.ToArray();
+            storedKey = _key.Verifier.StoredKey;
+            serverKey = _key.Verifier.ServerKey;
+        }
+        else
+        {
+            var salted = Salted(saltBytes, i);
+            clientKey = ScramSha256.ClientKey(salted);
+            storedKey = ScramSha256.StoredKey(clientKey);
+            serverKey = ScramSha256.ServerKey(salted);
+        }
+
         var binding = Encoding.UTF8.GetBytes(_gs2Header);
         if (_gs2Header.StartsWith('p'))
         {
@@ -137,7 +171,8 @@ internal sealed class ScramClientExchange
         var authMessage = Encoding.UTF8.GetBytes($"{_clientFirstBare},{text},{clientFinalWithoutProof}");
         var clientSignature = ScramSha256.Hmac(storedKey, authMessage);
         var proof = ScramSha256.Xor(clientKey, clientSignature);
-        _expectedServerSignature = ScramSha256.Hmac(ScramSha256.ServerKey(salted), authMessage);
+        CryptographicOperations.ZeroMemory(clientKey);
+        _expectedServerSignature = ScramSha256.Hmac(serverKey, authMessage);
         return Encoding.UTF8.GetBytes($"{clientFinalWithoutProof},p={Convert.ToBase64String(proof)}");
     }
 
@@ -174,7 +209,7 @@ internal sealed class ScramClientExchange
 
     private byte[] Salted(byte[] salt, int iterations)
     {
-        var prepared = SaslPrep.Prepare(_password);
+        var prepared = SaslPrep.Prepare(_password!);
         var keyInput = new byte[prepared.Length + salt.Length + 4];
         prepared.CopyTo(keyInput, 0);
         salt.CopyTo(keyInput, prepared.Length);

@@ -19,6 +19,8 @@ internal sealed class ScramServerExchange
     private string? _serverFirst;
     private string? _nonce;
     private string _mechanism = "";
+    private byte[] _proof = [];
+    private byte[] _authMessage = [];
 
     /// <param name="channelBindingHash">Our certificate's tls-server-end-point hash when the client is on TLS (PLUS offered).</param>
     /// <param name="serverNonce">Tests only; otherwise 18 random bytes in base64.</param>
@@ -35,6 +37,9 @@ internal sealed class ScramServerExchange
 
     /// <summary>The client key proven by the client (available after a successful <see cref="HandleClientFinal"/>).</summary>
     public byte[]? ClientKey { get; private set; }
+
+    /// <summary>The verifier <see cref="ClientKey"/> was proven against (the first one, or the one given to <see cref="RetryWith"/>).</summary>
+    public ScramVerifier? ProvenVerifier { get; private set; }
 
     /// <summary>Reads the mechanism and client-first-message; returns server-first-message.</summary>
     public byte[] HandleClientFirst(string mechanism, ReadOnlySpan<byte> clientFirst)
@@ -182,16 +187,39 @@ internal sealed class ScramServerExchange
             throw new ScramException("malformed SCRAM proof: wrong length");
         }
 
-        var authMessage = Encoding.UTF8.GetBytes($"{_clientFirstBare},{_serverFirst},{withoutProof}");
-        var clientSignature = ScramSha256.Hmac(_verifier.StoredKey, authMessage);
-        var clientKey = ScramSha256.Xor(proof, clientSignature);
-        if (!CryptographicOperations.FixedTimeEquals(ScramSha256.StoredKey(clientKey), _verifier.StoredKey))
+        _proof = proof;
+        _authMessage = Encoding.UTF8.GetBytes($"{_clientFirstBare},{_serverFirst},{withoutProof}");
+        return Verify(_verifier, out serverFinal);
+    }
+
+    /// <summary>
+    /// Checks the proof already received against <paramref name="fresh"/>, the user's verifier fetched again after the
+    /// first did not match. Possible only when it has the salt and iteration count the client was challenged with (a
+    /// new password gets a new salt: then the client must try again, against the new verifier).
+    /// </summary>
+    public bool RetryWith(ScramVerifier fresh, out byte[] serverFinal)
+    {
+        serverFinal = [];
+        return _proof.Length > 0 && fresh.Iterations == _verifier.Iterations && fresh.Salt.AsSpan().SequenceEqual(_verifier.Salt)
+               && Verify(fresh, out serverFinal);
+    }
+
+    /// <summary>ClientKey := ClientProof XOR HMAC(StoredKey, AuthMessage); the proof holds when H(ClientKey) = StoredKey.</summary>
+    private bool Verify(ScramVerifier verifier, out byte[] serverFinal)
+    {
+        serverFinal = [];
+        var clientSignature = ScramSha256.Hmac(verifier.StoredKey, _authMessage);
+        var clientKey = ScramSha256.Xor(_proof, clientSignature);
+        CryptographicOperations.ZeroMemory(clientSignature);
+        if (!CryptographicOperations.FixedTimeEquals(ScramSha256.StoredKey(clientKey), verifier.StoredKey))
         {
+            CryptographicOperations.ZeroMemory(clientKey);
             return false;
         }
 
         ClientKey = clientKey;
-        serverFinal = Encoding.UTF8.GetBytes("v=" + Convert.ToBase64String(ScramSha256.Hmac(_verifier.ServerKey, authMessage)));
+        ProvenVerifier = verifier;
+        serverFinal = Encoding.UTF8.GetBytes("v=" + Convert.ToBase64String(ScramSha256.Hmac(verifier.ServerKey, _authMessage)));
         return true;
     }
 

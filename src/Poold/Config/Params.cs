@@ -112,6 +112,19 @@ internal static class Params
     public static readonly Parameter<bool> AllowClearTextFrontendAuth = Bool("allow_clear_text_frontend_auth", false, Reload,
         "allow to use clear text password auth when pool_passwd does not contain password");
 
+    /// <summary>PgBouncer's name and default: the query that returns (user name, password verifier) for <c>$1</c>.</summary>
+    public static readonly Parameter<string> AuthQuery = String("auth_query", "SELECT usename, passwd FROM pg_shadow WHERE usename = $1", Reload,
+        "query that fetches a user's password verifier from the primary for users without a pool_passwd entry (PgBouncer) [Poold]");
+
+    public static readonly Parameter<string> AuthUser = String("auth_user", "", Reload,
+        "user that runs auth_query (its own password from pool_passwd); empty disables auth_query (PgBouncer) [Poold]");
+
+    public static readonly Parameter<string> AuthDbname = String("auth_dbname", "", Reload,
+        "database auth_query runs in; empty = the database the client asks for (PgBouncer) [Poold]");
+
+    public static readonly Parameter<TimeSpan> AuthQueryCacheTime = Time("auth_query_cache_time", Seconds0, UnitKind.Seconds, Reload,
+        "how long a verifier fetched by auth_query is reused; 0 = fetch at every login [Poold]");
+
     public static readonly Parameter<bool> Ssl = Bool("ssl", false, Start, "SSL support");
     public static readonly Parameter<string> SslKey = String("ssl_key", "", Reload, "SSL private key file");
     public static readonly Parameter<string> SslCert = String("ssl_cert", "", Reload, "SSL public certificate file");
@@ -430,6 +443,7 @@ internal static class Params
             ServerCheckDelay, ServerCheckQuery, MaxPacketSize, BackendDiscoveryMode, PatroniUrls, PatroniCheckPeriod, PatroniTimeout,
             PeerId, Peers,
             MetricsListenAddresses, MetricsPort,
+            AuthQuery, AuthUser, AuthDbname, AuthQueryCacheTime,
         ];
         var byName = new Dictionary<string, Parameter>(StringComparer.OrdinalIgnoreCase);
         for (var i = 0; i < All.Count; i++)

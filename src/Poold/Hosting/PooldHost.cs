@@ -488,6 +488,7 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
 
         await Task.WhenAll(_sessions.Values);
         await _services.Pool.DisposeAsync();
+        await _services.AuthQueries.DisposeAsync();
         if (MetricsEndpoint is { } metrics)
         {
             // Last: a load balancer's health check sees 503 for as long as the smart stop drains.

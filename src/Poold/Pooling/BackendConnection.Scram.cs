@@ -2,10 +2,15 @@ using Poold.Auth;
 
 namespace Poold.Pooling;
 
-/// <summary>The client half of a SCRAM-SHA-256(-PLUS) login to a backend, step by step as the messages arrive.</summary>
-internal sealed class ScramClientSteps(Secret password, byte[]? channelBindingHash)
+/// <summary>
+/// The client half of a SCRAM-SHA-256(-PLUS) login to a backend, step by step as the messages arrive: with the password,
+/// or with the ClientKey a client proved (auth_query, or a SCRAM verifier in pool_passwd).
+/// </summary>
+internal sealed class ScramClientSteps(StoredCredential credential, byte[]? channelBindingHash)
 {
-    private readonly ScramClientExchange _exchange = new(password.Reveal(), channelBindingHash);
+    private readonly ScramClientExchange _exchange = credential.ClientKey is { } key
+        ? new(key, channelBindingHash)
+        : new(credential.Password!.Reveal(), channelBindingHash);
 
     /// <summary>True once the server's signature has been verified.</summary>
     public bool Completed { get; private set; }

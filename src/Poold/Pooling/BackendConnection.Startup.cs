@@ -97,7 +97,7 @@ internal sealed partial class BackendConnection
                     asked = true;
                     AuthMethod = BackendAuthMethod.Md5;
                     var md5 = await RequirePasswordAsync(passwords, BackendAuthMethod.Md5, cancellationToken);
-                    var hash = md5.Md5For(Key.User) ?? throw NoUsablePassword("md5");
+                    var hash = md5.Md5For(Key.User) ?? throw NoUsablePassword(md5, "md5");
                     _out.Password(Md5Password.SaltedResponse(hash, data.Span));
                     await SendAsync(cancellationToken);
                     break;
@@ -105,8 +105,13 @@ internal sealed partial class BackendConnection
                     Require(BackendAuthSet.ScramSha256, "asks for SASL (SCRAM-SHA-256) authentication");
                     asked = true;
                     AuthMethod = BackendAuthMethod.ScramSha256;
-                    var secret = PlainPassword(await RequirePasswordAsync(passwords, BackendAuthMethod.ScramSha256, cancellationToken), "SCRAM-SHA-256");
-                    scram = new ScramClientSteps(secret, IsTls ? Tls.TlsSetup.ChannelBindingHash(((System.Net.Security.SslStream)_stream).RemoteCertificate) : null);
+                    var scramCredential = await RequirePasswordAsync(passwords, BackendAuthMethod.ScramSha256, cancellationToken);
+                    if (scramCredential.ClientKey is null)
+                    {
+                        PlainPassword(scramCredential, "SCRAM-SHA-256");
+                    }
+
+                    scram = new ScramClientSteps(scramCredential, IsTls ? Tls.TlsSetup.ChannelBindingHash(((System.Net.Security.SslStream)_stream).RemoteCertificate) : null);
                     var (mechanism, first) = Scram(scram, s => s.Start(ParseMechanisms(data.Span)));
                     _out.SaslInitialResponse(mechanism, first);
                     await SendAsync(cancellationToken);
@@ -175,18 +180,31 @@ internal sealed partial class BackendConnection
     /// </summary>
     public bool WasOpenedWith(StoredCredential? credential) => AcceptsPassword(Fingerprint(credential));
 
-    /// <summary>What identifies a credential for <see cref="WasOpenedWith"/>: the password, or else the md5 hash, each in its own domain.</summary>
+    /// <summary>
+    /// What identifies a credential for <see cref="WasOpenedWith"/>: the password, or else the md5 hash, or else the SCRAM
+    /// verifier a client proved its key against (the key is H⁻¹ of its StoredKey, so the verifier names it), each in its
+    /// own domain.
+    /// </summary>
     private static Secret? Fingerprint(StoredCredential? credential) => credential switch
     {
         { Password: { } password } => new Secret("password\0" + password.Reveal()),
         { Md5Hash: { } hash } => new Secret("md5 hash\0" + hash.Reveal()),
+        { ClientKey: { } key } => new Secret("scram key\0" + key.Verifier.Iterations.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\0"
+                                             + Convert.ToBase64String(key.Verifier.Salt) + "\0" + Convert.ToBase64String(key.Verifier.StoredKey)),
         _ => null,
     };
 
-    private Secret PlainPassword(StoredCredential credential, string method) => credential.Password ?? throw NoUsablePassword(method);
+    private Secret PlainPassword(StoredCredential credential, string method) => credential.Password ?? throw NoUsablePassword(credential, method);
 
-    private BackendException NoUsablePassword(string method) => new(NodeId, SqlState.InvalidPassword,
-        $"backend node {NodeId} asks user \"{Key.User}\" for {method} authentication, which needs the password itself; the pool_passwd entry holds only a hash (store the password with pg_enc, as AES)");
+    private BackendException NoUsablePassword(StoredCredential credential, string method) => new(NodeId, SqlState.InvalidPassword, credential switch
+    {
+        { ClientKey: not null } =>
+            $"backend node {NodeId} ({Describe(Node)}) asks user \"{Key.User}\" for {method} authentication, but Poold holds no password for this user, only the SCRAM key its client proved: make the node ask for scram-sha-256 (pg_hba.conf), or give the user a pool_passwd entry with the password (pg_enc)",
+        { Verifier: not null, Md5Hash: null } =>
+            $"backend node {NodeId} ({Describe(Node)}) asks user \"{Key.User}\" for {method} authentication, but Poold has only a SCRAM-SHA-256 verifier for this user, which can check a client's proof but cannot log in by itself (store the password with pg_enc, as AES)",
+        _ =>
+            $"backend node {NodeId} asks user \"{Key.User}\" for {method} authentication, which needs the password itself; the pool_passwd entry holds only a hash (store the password with pg_enc, as AES)",
+    });
 
     private static List<string> ParseMechanisms(ReadOnlySpan<byte> data)
     {

@@ -21,6 +21,9 @@ namespace Poold.Sessions;
 /// Either way every client is authenticated before it gets a backend connection, fresh or cached, and a cached one
 /// only when it was opened with the credential this client's own login would use. To a client that has not proven
 /// anything, every failure looks alike: the challenge a real entry would get, then <c>28P01</c>; why is in the log.
+/// A user without a usable pool_passwd entry is looked up with auth_query when <c>auth_user</c> is set (PgBouncer): a
+/// SCRAM client proves itself against the verifier found, and the ClientKey recovered from its proof logs in to the
+/// backends (<see cref="ScramClientKey"/>, zeroed when the session ends); an md5 hash serves md5 both ways.
 /// </summary>
 internal sealed partial class ClientSession
 {
@@ -35,6 +38,15 @@ internal sealed partial class ClientSession
 
     /// <summary>What backends are logged in with, once known.</summary>
     private StoredCredential? _backendCredential;
+
+    /// <summary>The ClientKey this client proved, when backends are logged in with it; zeroed when the session ends.</summary>
+    private ScramClientKey? _clientKey;
+
+    /// <summary>The stored credential came from auth_query's cache: a failed proof is checked again against a fresh fetch.</summary>
+    private bool _credentialFromCache;
+
+    /// <summary>What the fetch after a failed proof returned, when it matched.</summary>
+    private StoredCredential? _refreshedCredential;
 
     /// <summary>What a fresh backend login of this client uses: the stored credential, else the client's own password.</summary>
     private StoredCredential? SessionCredential =>
@@ -136,7 +148,7 @@ internal sealed partial class ClientSession
                 _backendCredential = TrustedStoredCredential();
                 break;
             case HbaMethod.Password:
-                var stored = TryStoredCredential(out var problem);
+                var (stored, problem) = await LookUpCredentialAsync(cancellationToken);
                 if (problem is not null)
                 {
                     throw await FailAfterMockAsync(BackendAuthMethod.Cleartext, problem, cancellationToken);
@@ -152,12 +164,15 @@ internal sealed partial class ClientSession
 
                 break;
             case HbaMethod.Md5:
-                _backendCredential = await RequireStoredCredentialAsync(BackendAuthMethod.Md5, cancellationToken);
-                await ChallengeLikeBackendAsync(BackendAuthMethod.Md5, _backendCredential, cancellationToken);
+                var forMd5 = await RequireStoredCredentialAsync(BackendAuthMethod.Md5, cancellationToken);
+                // As PostgreSQL: md5 in the hba file runs SCRAM for a user whose password is stored as a SCRAM verifier.
+                _backendCredential = await ChallengeLikeBackendAsync(
+                    forMd5.Md5For(User!) is null && forMd5.Verifier is not null ? BackendAuthMethod.ScramSha256 : BackendAuthMethod.Md5,
+                    forMd5, cancellationToken);
                 break;
             case HbaMethod.ScramSha256:
-                _backendCredential = await RequireStoredCredentialAsync(BackendAuthMethod.ScramSha256, cancellationToken);
-                await ChallengeLikeBackendAsync(BackendAuthMethod.ScramSha256, _backendCredential, cancellationToken);
+                var forScram = await RequireStoredCredentialAsync(BackendAuthMethod.ScramSha256, cancellationToken);
+                _backendCredential = await ChallengeLikeBackendAsync(BackendAuthMethod.ScramSha256, forScram, cancellationToken);
                 break;
         }
 
@@ -216,7 +231,7 @@ internal sealed partial class ClientSession
             return null;
         }
 
-        var stored = TryStoredCredential(out var problem);
+        var (stored, problem) = await LookUpCredentialAsync(cancellationToken);
         if (problem is not null)
         {
             throw await FailAfterMockAsync(method, problem, cancellationToken);
@@ -224,10 +239,7 @@ internal sealed partial class ClientSession
 
         if (stored is not null)
         {
-            await ChallengeLikeBackendAsync(method, stored, cancellationToken);
-            _backendCredential = method == BackendAuthMethod.Cleartext && _clientPassword is not null
-                ? StoredCredential.FromPassword(_clientPassword)
-                : stored;
+            _backendCredential = await ChallengeLikeBackendAsync(method, stored, cancellationToken);
             _clientVerified = true;
             return _backendCredential;
         }
@@ -236,8 +248,12 @@ internal sealed partial class ClientSession
         return StoredCredential.FromPassword(_clientPassword!);
     }
 
-    /// <summary>Challenges the client against <paramref name="stored"/> with <paramref name="method"/>; an entry that cannot check it fails like a wrong password.</summary>
-    private async Task ChallengeLikeBackendAsync(BackendAuthMethod method, StoredCredential stored, CancellationToken cancellationToken)
+    /// <summary>
+    /// Challenges the client against <paramref name="stored"/> with <paramref name="method"/>; an entry that cannot check
+    /// it fails like a wrong password. Returns what backends are logged in with: the password when Poold has it (stored,
+    /// or given by a cleartext client), else the md5 hash, else the SCRAM ClientKey the client just proved.
+    /// </summary>
+    private async Task<StoredCredential> ChallengeLikeBackendAsync(BackendAuthMethod method, StoredCredential stored, CancellationToken cancellationToken)
     {
         switch (method)
         {
@@ -245,26 +261,41 @@ internal sealed partial class ClientSession
                 if (stored.Md5For(User!) is not { } hash)
                 {
                     throw await FailAfterMockAsync(method,
-                        "the pool_passwd entry is a SCRAM verifier, which cannot check an md5 login (store the password with pg_enc)", cancellationToken);
+                        $"the {Source} is a SCRAM verifier, which cannot check an md5 login (store the password with pg_enc)", cancellationToken);
                 }
 
                 await ChallengeMd5Async(hash, cancellationToken);
-                break;
+                return _refreshedCredential ?? stored;
             case BackendAuthMethod.ScramSha256:
                 var verifier = stored.Verifier ?? (stored.Password is { } password ? ScramVerifier.ForPassword(User!, password) : null);
                 if (verifier is null)
                 {
                     throw await FailAfterMockAsync(method,
-                        "the pool_passwd entry is an md5 hash, which cannot check SCRAM (store the password with pg_enc)", cancellationToken);
+                        $"the {Source} is an md5 hash, which cannot check SCRAM (store the password with pg_enc, or a SCRAM verifier in the database)",
+                        cancellationToken);
                 }
 
-                await ChallengeScramAsync(verifier, "the SCRAM proof does not match the pool_passwd entry", cancellationToken);
-                break;
+                var exchange = await ChallengeScramAsync(verifier, $"the SCRAM proof does not match the {Source}", cancellationToken);
+                if (stored.Password is not null)
+                {
+                    CryptographicOperations.ZeroMemory(exchange.ClientKey);
+                    return stored;
+                }
+
+                // Only a verifier: the key the client proved is what logs in to the backends.
+                _clientKey = new ScramClientKey(exchange.ClientKey!, exchange.ProvenVerifier!);
+                return StoredCredential.FromScramClientKey(_clientKey);
             default:
                 await ChallengeCleartextAsync(stored, cancellationToken);
-                break;
+                return StoredCredential.FromPassword(_clientPassword!);
         }
     }
+
+    /// <summary>Where the stored credential came from, for log lines.</summary>
+    private string Source => _services.Auth.Passwords.Find(User!) is null && AuthQueryEnabled ? "auth_query verifier" : "pool_passwd entry";
+
+    /// <summary>Zeroes the ClientKey at the end of the session; nothing may log in with it afterwards.</summary>
+    private void ForgetClientKey() => _clientKey?.Dispose();
 
     private async Task AskPassThroughPasswordAsync(BackendAuthMethod method, CancellationToken cancellationToken)
     {
@@ -278,7 +309,65 @@ internal sealed partial class ClientSession
         await ChallengeCleartextAsync(null, cancellationToken);
     }
 
-    // ---- pool_passwd ----
+    // ---- pool_passwd, then auth_query ----
+
+    private bool AuthQueryEnabled => _services.Settings.Get(Params.AuthUser).Length > 0;
+
+    /// <summary>
+    /// The user's credential: its pool_passwd entry, else, with auth_user set, what auth_query returns. No credential and
+    /// no problem means pass-through; a problem (for the log only) means the mock exchange, then 28P01. An auth_query
+    /// that fails (an SQL error, more than one row, no primary) ends the login with 28000: it is not the client's doing.
+    /// </summary>
+    private async Task<(StoredCredential? Stored, string? Problem)> LookUpCredentialAsync(CancellationToken cancellationToken)
+    {
+        var stored = TryStoredCredential(out var problem);
+        if (stored is not null || !AuthQueryEnabled)
+        {
+            return (stored, problem);
+        }
+
+        var (result, fromCache) = await _services.AuthQueries.LookupAsync(User!, Database!, _services.Settings, _services.Auth,
+            _services.Nodes.Current.Primary?.Settings, _services.Tls, refresh: false, cancellationToken);
+        _credentialFromCache = fromCache;
+        switch (result.Status)
+        {
+            case AuthQueryStatus.Found:
+                LogAuthQueryFound(fromCache);
+                return (result.Credential, null);
+            case AuthQueryStatus.NotFound:
+                return (null, result.Problem);
+            case AuthQueryStatus.Unusable:
+                LogAuthQueryProblem(result.Problem!);
+                return (null, result.Problem);
+            default:
+                LogAuthQueryProblem(result.Problem!);
+                throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification,
+                    $"authentication failed for user \"{User}\": Poold could not look up the password (auth_query failed; see the Poold log)");
+        }
+    }
+
+    /// <summary>
+    /// After a proof failed against a verifier from auth_query's cache: fetches it again (a password changed a moment
+    /// ago). Null when the credential was not cached, or the fetch finds nothing.
+    /// </summary>
+    private async Task<StoredCredential?> RefetchCredentialAsync(CancellationToken cancellationToken)
+    {
+        if (!_credentialFromCache)
+        {
+            return null;
+        }
+
+        _credentialFromCache = false;
+        var (result, _) = await _services.AuthQueries.LookupAsync(User!, Database!, _services.Settings, _services.Auth,
+            _services.Nodes.Current.Primary?.Settings, _services.Tls, refresh: true, cancellationToken);
+        LogAuthQueryRefetched(result.Status);
+        if (result.Status != AuthQueryStatus.Found && result.Problem is { } problem)
+        {
+            LogAuthQueryProblem(problem);
+        }
+
+        return result.Credential;
+    }
 
     /// <summary>
     /// The user's pool_passwd entry, resolved; null when there is none, or when it cannot be used (then
@@ -316,7 +405,7 @@ internal sealed partial class ClientSession
     /// <summary>md5 and scram-sha-256 in pool_hba need an entry; without a usable one the client still gets the challenge, then 28P01.</summary>
     private async Task<StoredCredential> RequireStoredCredentialAsync(BackendAuthMethod method, CancellationToken cancellationToken)
     {
-        var stored = TryStoredCredential(out var problem);
+        var (stored, problem) = await LookUpCredentialAsync(cancellationToken);
         if (stored is not null)
         {
             return stored;
@@ -335,6 +424,7 @@ internal sealed partial class ClientSession
     /// </summary>
     private async Task<ClientFatalException> FailAfterMockAsync(BackendAuthMethod method, string why, CancellationToken cancellationToken)
     {
+        _credentialFromCache = false;
         switch (method)
         {
             case BackendAuthMethod.Md5:
@@ -363,9 +453,10 @@ internal sealed partial class ClientSession
         _out.Authentication(AuthRequest.CleartextPassword);
         await FlushOutAsync(cancellationToken);
         var password = await ReadPasswordMessageAsync(cancellationToken);
-        if (stored is not null && !stored.Matches(password, User!))
+        if (stored is not null && !stored.Matches(password, User!)
+            && !(await RefetchCredentialAsync(cancellationToken) is { } fresh && fresh.Matches(password, User!)))
         {
-            throw PasswordFailed("the password does not match the pool_passwd entry");
+            throw PasswordFailed($"the password does not match the {Source}");
         }
 
         _clientPassword = new Secret(password);
@@ -381,15 +472,26 @@ internal sealed partial class ClientSession
         _out.Clear();
         _out.AuthenticationMd5(salt);
         await FlushOutAsync(cancellationToken);
-        var response = await ReadPasswordMessageAsync(cancellationToken);
-        if (hash is not null && !Md5Password.Verify(hash, salt, Encoding.UTF8.GetBytes(response)))
+        var response = Encoding.UTF8.GetBytes(await ReadPasswordMessageAsync(cancellationToken));
+        if (hash is not null && !Md5Password.Verify(hash, salt, response))
         {
-            throw PasswordFailed("the md5 response does not match the pool_passwd entry");
+            if (await RefetchCredentialAsync(cancellationToken) is { } fresh && fresh.Md5For(User!) is { } freshHash
+                && Md5Password.Verify(freshHash, salt, response))
+            {
+                _refreshedCredential = fresh;
+                return;
+            }
+
+            throw PasswordFailed($"the md5 response does not match the {Source}");
         }
     }
 
-    /// <summary>SCRAM-SHA-256, with SCRAM-SHA-256-PLUS offered first to a client on TLS; a wrong proof fails with <paramref name="failure"/> in the log.</summary>
-    private async Task ChallengeScramAsync(ScramVerifier verifier, string failure, CancellationToken cancellationToken)
+    /// <summary>
+    /// SCRAM-SHA-256, with SCRAM-SHA-256-PLUS offered first to a client on TLS; a wrong proof fails with
+    /// <paramref name="failure"/> in the log. A proof that fails against a cached auth_query verifier is checked again
+    /// against a fresh one with the same salt. Returns the exchange, whose ClientKey the client has proven.
+    /// </summary>
+    private async Task<ScramServerExchange> ChallengeScramAsync(ScramVerifier verifier, string failure, CancellationToken cancellationToken)
     {
         var binding = _clientIsTls ? _services.Tls.ServerCertificateHash : null;
         var exchange = new ScramServerExchange(verifier, binding);
@@ -407,13 +509,18 @@ internal sealed partial class ClientSession
         byte[] serverFinal = [];
         if (!Scram(() => exchange.HandleClientFinal(clientFinal, out serverFinal)))
         {
-            throw PasswordFailed(failure);
+            // A new password has a new salt, which the client was not challenged with: then only its next attempt can work.
+            if (!(await RefetchCredentialAsync(cancellationToken) is { Verifier: { } fresh } && exchange.RetryWith(fresh, out serverFinal)))
+            {
+                throw PasswordFailed(failure);
+            }
         }
 
         _out.Clear();
         _out.AuthenticationSaslData(AuthRequest.SaslFinal, serverFinal);
         await FlushOutAsync(cancellationToken);
         LogScram(mechanism);
+        return exchange;
     }
 
     private static T Scram<T>(Func<T> step)

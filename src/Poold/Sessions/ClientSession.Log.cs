@@ -59,6 +59,14 @@ internal sealed partial class ClientSession
 
     private void LogStoredCredentialUnusable(string reason) => _log.Error("pool_passwd: {Reason}", reason);
 
+    private void LogAuthQueryFound(bool fromCache) =>
+        _log.Debug("auth_query: verifier of user {User} {Where}", User, fromCache ? "from the cache" : "fetched from the primary");
+
+    private void LogAuthQueryRefetched(Auth.AuthQueryStatus status) =>
+        _log.Information("auth_query: the proof of user {User} failed against the cached verifier; fetched again: {Status}", User, status);
+
+    private void LogAuthQueryProblem(string problem) => _log.Error("{Problem}", problem);
+
     private void LogScram(string mechanism) => _log.Debug("client authenticated with {Mechanism}", mechanism);
 
     private void LogPasswordFailed(string why) => _log.Information("password authentication failed for user {User}: {Why}", User, why);

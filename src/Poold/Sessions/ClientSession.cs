@@ -97,6 +97,7 @@ internal sealed partial class ClientSession
             }
 
             await ReleaseBackendsAsync(end);
+            ForgetClientKey();
             await CloseClientAsync();
             LogEnded(end);
             _services.Metrics?.SessionEnded(_bytesIn, _bytesOut);

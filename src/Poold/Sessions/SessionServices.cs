@@ -28,6 +28,9 @@ internal sealed record SessionServices(
     /// <summary>Cancel requests for the other Poolds of <c>peers</c>.</summary>
     public PeerCancels PeerCancels { get; } = new(Time);
 
+    /// <summary>auth_query's connections and cache; one per host (a reload keeps it), disposed when the host stops.</summary>
+    public AuthQuerySource AuthQueries { get; init; } = new(Time);
+
     /// <summary>The session slots (num_init_children); null admits everyone (tests that build a session alone).</summary>
     public ISessionAdmission? Admission { get; set; }
 
