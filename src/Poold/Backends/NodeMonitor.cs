@@ -139,7 +139,8 @@ internal sealed class NodeMonitor : IAsyncDisposable
     private async Task CheckHealthAsync(NodeState node, PooldSettings settings, CancellationToken stop)
     {
         var stats = _registry.Health[node.Id];
-        if (node.Status == NodeStatus.Down && !settings.Get(Params.AutoFailback))
+        // Following Patroni, down nodes stay checked: the follower attaches a member Patroni runs only if Poold reaches it.
+        if (node.Status == NodeStatus.Down && !settings.Get(Params.AutoFailback) && RequestDiscovery is null)
         {
             Interlocked.Increment(ref stats.Skip);
             stats.LastSkip = _time.GetUtcNow();

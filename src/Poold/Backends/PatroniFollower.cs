@@ -177,7 +177,7 @@ internal sealed class PatroniFollower : IAsyncDisposable
                 _log.Warning("Patroni reports member {Member} (node {NodeId}) {State}: detaching it", member.Name, node.Id, member.State);
                 _registry.Detach(node.Id);
             }
-            else if (member.IsRunning && node.Status == NodeStatus.Down && !heldDown)
+            else if (member.IsRunning && node.Status == NodeStatus.Down && !heldDown && !FailsPooldsHealthCheck(node.Id))
             {
                 _log.Information("Patroni reports member {Member} (node {NodeId}) running as {Role}: attaching it", member.Name, node.Id, member.Role);
                 _registry.Attach(node.Id);
@@ -216,6 +216,19 @@ internal sealed class PatroniFollower : IAsyncDisposable
             // Between the old leader's end and the new one's promotion: no writes anywhere rather than to a demoted node.
             _log.Warning("Patroni has no running leader: node {NodeId} is no longer taken as the primary", primary);
             _registry.SetPrimary(-1);
+        }
+    }
+
+    /// <summary>
+    /// Poold's own health check failed on the node more recently than it succeeded: Patroni may see a member Poold
+    /// cannot reach, and attaching it would only flap. (The monitor keeps checking down nodes in this mode.)
+    /// </summary>
+    private bool FailsPooldsHealthCheck(int nodeId)
+    {
+        var stats = _registry.Health[nodeId];
+        lock (stats)
+        {
+            return stats.LastFailure is { } failed && (stats.LastSuccess is not { } succeeded || failed > succeeded);
         }
     }
 
