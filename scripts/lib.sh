@@ -65,20 +65,22 @@ build_release() {
     done
 }
 
-# Patroni and etcd from Debian, for the tests that follow a Patroni cluster (backend_discovery = patroni). Debian may
-# start etcd on install; the tests run their own on free ports.
+# Patroni, etcd and HAProxy from Debian, for the tests that follow a Patroni cluster (backend_discovery = patroni)
+# behind HAProxy. Debian may start etcd and haproxy on install; the tests run their own on free ports.
 ensure_patroni() {
-    if [ "$(id -u)" -ne 0 ] && { [ ! -e /usr/bin/patroni ] || [ ! -e /usr/bin/etcd ]; }; then
-        log "patroni/etcd are not installed (apt-get install -y patroni etcd-server): the Patroni tests are skipped"
+    if [ "$(id -u)" -ne 0 ] && { [ ! -e /usr/bin/patroni ] || [ ! -e /usr/bin/etcd ] || [ ! -e /usr/sbin/haproxy ]; }; then
+        log "patroni/etcd/haproxy are not installed (apt-get install -y patroni etcd-server haproxy): the Patroni tests are skipped"
         return 0
     fi
-    local had_etcd=1
+    local had_etcd=1 had_haproxy=1
     [ -e /usr/bin/etcd ] || had_etcd=0
-    if ! (ensure_packages /usr/bin/patroni patroni /usr/bin/etcd etcd-server); then
-        log "patroni/etcd could not be installed: the Patroni tests are skipped"
+    [ -e /usr/sbin/haproxy ] || had_haproxy=0
+    if ! (ensure_packages /usr/bin/patroni patroni /usr/bin/etcd etcd-server /usr/sbin/haproxy haproxy); then
+        log "patroni/etcd/haproxy could not be installed: the Patroni tests are skipped"
         return 0
     fi
-    if [ "$(id -u)" -eq 0 ] && [ $had_etcd -eq 0 ]; then
-        service etcd stop >/dev/null 2>&1 || true
+    if [ "$(id -u)" -eq 0 ]; then
+        [ $had_etcd -eq 0 ] && { service etcd stop >/dev/null 2>&1 || true; }
+        [ $had_haproxy -eq 0 ] && { service haproxy stop >/dev/null 2>&1 || true; }
     fi
 }
