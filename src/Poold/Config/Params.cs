@@ -97,6 +97,31 @@ internal static class Params
     public static readonly Parameter<int> MaxPacketSize = Int("max_packet_size", 256 << 20, 1024, 1 << 30, Reload,
         "largest message, in bytes, a client may send");
 
+    // ---- Pool modes (PgBouncer's names) ---------------------------------------------------------------------------
+    /// <summary>session: a client keeps its backend connections for its whole session (pgpool-II); transaction: only for one transaction.</summary>
+    public static readonly Parameter<PoolMode> PoolModeParam = Enum("pool_mode", PoolMode.Session,
+        [("session", PoolMode.Session), ("transaction", PoolMode.Transaction)], Reload,
+        "session: a client holds its backend connections for its session; transaction: for one transaction [Poold]");
+
+    /// <summary>Per-database pool_mode, pgpool's list style: <c>'analytics:session,app:transaction'</c>.</summary>
+    public static readonly Parameter<IReadOnlyList<string>> PoolModeDatabaseList =
+        List("pool_mode_database_list", "", ',', Reload, "pool_mode per database: db:session or db:transaction, comma separated [Poold]");
+
+    public static readonly Parameter<int> MaxClientConn = Int("max_client_conn", 10_000, 1, 1_000_000, Reload,
+        "most clients in transaction-mode pools at once (session mode: num_init_children) [Poold]");
+
+    public static readonly Parameter<int> DefaultPoolSize = Int("default_pool_size", 20, 1, 100_000, Reload,
+        "transaction mode: server connections per node, user and database [Poold]");
+
+    public static readonly Parameter<int> MaxDbConnections = Int("max_db_connections", 0, 0, 1_000_000, Reload,
+        "transaction mode: server connections per node in all (0 = no limit beyond default_pool_size per pool) [Poold]");
+
+    public static readonly Parameter<TimeSpan> QueryWaitTimeout = Time("query_wait_timeout", TimeSpan.FromSeconds(120), UnitKind.Seconds, Reload,
+        "transaction mode: longest wait for a free server connection before the client gets 53300 [Poold]");
+
+    public static readonly Parameter<int> MaxPreparedStatements = Int("max_prepared_statements", 200, 0, 1_000_000, Reload,
+        "transaction mode: named prepared statements kept per server connection (least recently used closed past it; 0 = no cap) [Poold]");
+
     /// <summary>Poold's own: where the Prometheus endpoint (<c>/metrics</c>, <c>/health</c>) listens.</summary>
     public static readonly Parameter<IReadOnlyList<string>> MetricsListenAddresses =
         List("metrics_listen_addresses", "localhost", ',', Start, "host name(s) or IP address(es) the metrics endpoint listens on");
@@ -444,6 +469,7 @@ internal static class Params
             PeerId, Peers,
             MetricsListenAddresses, MetricsPort,
             AuthQuery, AuthUser, AuthDbname, AuthQueryCacheTime,
+            PoolModeParam, PoolModeDatabaseList, MaxClientConn, DefaultPoolSize, MaxDbConnections, QueryWaitTimeout, MaxPreparedStatements,
         ];
         var byName = new Dictionary<string, Parameter>(StringComparer.OrdinalIgnoreCase);
         for (var i = 0; i < All.Count; i++)

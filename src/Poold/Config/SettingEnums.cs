@@ -132,3 +132,13 @@ internal enum BackendDiscovery
     /// <summary>Patroni decides; Poold reads its REST API and follows, and never promotes or runs failover commands.</summary>
     Patroni,
 }
+
+/// <summary>pool_mode: how long a client holds its backend connections.</summary>
+internal enum PoolMode
+{
+    /// <summary>From login to Terminate (pgpool-II's model).</summary>
+    Session,
+
+    /// <summary>From the first batch of a transaction to its ReadyForQuery <c>I</c> (PgBouncer's transaction pooling).</summary>
+    Transaction,
+}

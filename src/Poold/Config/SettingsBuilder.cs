@@ -240,6 +240,15 @@ internal static class SettingsBuilder
             }
         }
 
+        foreach (var entry in s.Get(Params.PoolModeDatabaseList))
+        {
+            if (!PoolModes.TryParse(entry, out _, out _))
+            {
+                Report(DiagnosticSeverity.Error, Params.PoolModeDatabaseList,
+                    $"pool_mode_database_list: \"{entry}\" is not database:session or database:transaction");
+            }
+        }
+
         foreach (var peer in s.Get(Params.Peers))
         {
             if (CancelPeer.TryParse(peer) is not { } parsed)

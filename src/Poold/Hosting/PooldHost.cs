@@ -29,6 +29,9 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
     private SessionServices _services;
     private int _nextSessionId;
     private int _activeSessions;
+
+    /// <summary>Admitted transaction-mode clients (bounded by max_client_conn, not by num_init_children's slots).</summary>
+    private int _transactionClients;
     private int _unadmitted;
     private int _stopRequested;
     private int _waitingForSlot;
@@ -49,6 +52,8 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
 
     /// <summary>Sessions holding one of num_init_children's slots (authenticated, or past their startup packet without pool_hba).</summary>
     public int ActiveSessions => Volatile.Read(ref _activeSessions);
+
+    public int TransactionClients => Volatile.Read(ref _transactionClients);
 
     /// <summary>Accepted client connections that hold no slot yet: negotiating, authenticating, waiting for a slot, or being refused.</summary>
     public int UnadmittedConnections => Volatile.Read(ref _unadmitted);
@@ -75,7 +80,7 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
         var nodes = Nodes.Current;
         var up = nodes.Nodes.Count(n => n.Status == NodeStatus.Up);
         var configured = nodes.Nodes.Count(n => n.Status != NodeStatus.Unused);
-        return $"{ActiveSessions} clients, {UnadmittedConnections} connecting; {up} of {configured} nodes up, primary node "
+        return $"{ActiveSessions + TransactionClients} clients, {UnadmittedConnections} connecting; {up} of {configured} nodes up, primary node "
                + (nodes.Primary is { } p ? p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture) : "none");
     }
 
@@ -328,9 +333,21 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
     /// waits for one (as pgpool-II's clients wait for a free child) until its start deadline, then gets 53300; with
     /// reserved_connections &gt; 0 it is refused at once when none is free.
     /// </summary>
-    public async ValueTask<bool> TryEnterAsync(ClientSession session, CancellationToken cancellationToken)
+    public async ValueTask<bool> TryEnterAsync(ClientSession session, bool transactionMode, CancellationToken cancellationToken)
     {
         var settings = Settings;
+        if (transactionMode)
+        {
+            if (Interlocked.Increment(ref _transactionClients) > settings.Get(Params.MaxClientConn))
+            {
+                Interlocked.Decrement(ref _transactionClients);
+                return false;
+            }
+
+            Interlocked.Decrement(ref _unadmitted);
+            return true;
+        }
+
         var reserved = settings.Get(Params.ReservedConnections);
         var limit = settings.Get(Params.NumInitChildren);
         bool admitted;
@@ -396,7 +413,11 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
         }
         finally
         {
-            if (session.Admitted)
+            if (session.Admitted && session.TransactionMode)
+            {
+                Interlocked.Decrement(ref _transactionClients);
+            }
+            else if (session.Admitted)
             {
                 Interlocked.Decrement(ref _activeSessions);
                 _slots.Release();

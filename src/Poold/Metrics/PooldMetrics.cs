@@ -40,6 +40,7 @@ internal sealed class PooldMetrics
     private readonly Histogram.Child[] _latency;
     private readonly Histogram _poolWait;
     private readonly Counter _loginOk;
+    private readonly Counter _pinned;
     private readonly Counter.Child[] _loginFailed;
     private readonly Counter.Child _tlsOk;
     private readonly Counter.Child _tlsFailed;
@@ -83,6 +84,8 @@ internal sealed class PooldMetrics
         _poolWait = factory.CreateHistogram("poold_pool_wait_seconds",
             "Time an authenticated client waited for a session slot (num_init_children).", new HistogramConfiguration { Buckets = LatencyBuckets });
         _loginOk = factory.CreateCounter("poold_login_successes_total", "Client logins that completed.");
+        _pinned = factory.CreateCounter("poold_sessions_pinned_total",
+            "Transaction-mode sessions pinned to their server connections by a statement whose effect outlives the transaction.");
         var failed = factory.CreateCounter("poold_login_failures_total", "Client logins that failed, by reason.", ["reason"]);
         _loginFailed = [.. LoginFailureReasons.Select(r => failed.WithLabels(r))];
         var tls = factory.CreateCounter("poold_tls_handshakes_total", "Client TLS handshakes, by result.", ["result"]);
@@ -169,6 +172,8 @@ internal sealed class PooldMetrics
     public void PoolWaited(TimeSpan waited) => _poolWait.Observe(waited.TotalSeconds);
 
     public void LoginSucceeded() => _loginOk.Inc();
+
+    public void SessionPinned() => _pinned.Inc();
 
     /// <summary>A failed login; <paramref name="reason"/> is one of <see cref="LoginFailureReasons"/> (else counted as "other").</summary>
     public void LoginFailed(string reason)

@@ -16,6 +16,9 @@ internal sealed class ConnectionPool : IAsyncDisposable
     private readonly LinkedList<BackendConnection> _lru = [];
     private readonly Dictionary<BackendConnection, (LinkedListNode<BackendConnection> InKey, LinkedListNode<BackendConnection> InLru)> _nodes = [];
     private readonly Dictionary<int, int> _openPerNode = [];
+
+    /// <summary>Transaction-mode pools: connections open per key (idle or in use) and the clients waiting, in arrival order.</summary>
+    private readonly Dictionary<PoolKey, SharedPool> _shared = [];
     private readonly TimeProvider _time;
     private readonly ITimer? _pruneTimer;
     private PoolLimits _limits;
@@ -107,7 +110,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
                 return connection;
             }
 
-            Forget(connection.NodeId);
+            Forget(connection);
             await connection.DisposeAsync();
         }
 
@@ -160,7 +163,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
                 {
                     purged.Add(n.Value);
                     Unlink(n.Value);
-                    _openPerNode[nodeId]--;
+                    DroppedLocked(n.Value);
                 }
 
                 n = next;
@@ -189,7 +192,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
                 {
                     purged.Add(n.Value);
                     Unlink(n.Value);
-                    _openPerNode[n.Value.NodeId]--;
+                    DroppedLocked(n.Value);
                 }
 
                 n = next;
@@ -222,7 +225,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
                 {
                     var victim = n.Value;
                     Unlink(victim);
-                    _openPerNode[nodeId]--;
+                    DroppedLocked(victim);
                     return victim;
                 }
             }
@@ -240,9 +243,28 @@ internal sealed class ConnectionPool : IAsyncDisposable
         }
     }
 
+    /// <summary>A connection that was open is gone for good (closed by its session, or found dead at checkout).</summary>
+    public void Forget(BackendConnection connection)
+    {
+        lock (_lock)
+        {
+            DroppedLocked(connection);
+        }
+    }
+
+    /// <summary>Accounts for a connection that is no longer open; a transaction-mode slot it held goes to the first waiter.</summary>
+    private void DroppedLocked(BackendConnection connection)
+    {
+        _openPerNode[connection.NodeId] = Math.Max(0, _openPerNode.GetValueOrDefault(connection.NodeId) - 1);
+        if (connection.Shared)
+        {
+            SlotFreedLocked(connection.Key);
+        }
+    }
+
     /// <summary>
     /// Offers a clean, reset connection for reuse. Returns false when it is not kept (caching off, pool disposed, or
-    /// over the per-key bound); the caller then closes it and calls <see cref="Forget"/>.
+    /// over the per-key bound); the caller then closes it and calls <see cref="Forget(int)"/>.
     /// </summary>
     public bool TryReturn(BackendConnection connection)
     {
@@ -267,6 +289,303 @@ internal sealed class ConnectionPool : IAsyncDisposable
             _nodes[connection] = (list.AddLast(connection), _lru.AddLast(connection));
             return true;
         }
+    }
+
+    /// <summary>
+    /// Transaction mode: a server connection for <paramref name="key"/>. Returns an idle one that <paramref name="accept"/>
+    /// allows and that is still good, or null when the caller is to open a new one (its slot is then reserved: it calls
+    /// <see cref="Opened"/> with the connection or <see cref="OpenFailed"/>). With <c>default_pool_size</c> connections
+    /// of the key (or <c>max_db_connections</c> of the node) open and none idle, the client waits, first come first
+    /// served, for one to be returned or closed; after <paramref name="limits"/>' wait it gets <see cref="PoolWaitTimeoutException"/>.
+    /// </summary>
+    public async ValueTask<BackendConnection?> AcquireAsync(PoolKey key, SharedLimits limits, Func<BackendConnection, bool> accept,
+        CancellationToken cancellationToken)
+    {
+        var started = _time.GetTimestamp();
+        while (true)
+        {
+            TaskCompletionSource<BackendConnection?> waiter;
+            lock (_lock)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                var pool = SharedLocked(key, limits);
+                if (pool.Waiters.Count == 0)
+                {
+                    if (TakeIdleLocked(key, accept) is { } idle)
+                    {
+                        waiter = Completed(idle);
+                    }
+                    else if (TryReserveSharedLocked(pool, key.NodeId))
+                    {
+                        return null;
+                    }
+                    else
+                    {
+                        waiter = Enqueue(pool);
+                    }
+                }
+                else
+                {
+                    waiter = Enqueue(pool);
+                }
+            }
+
+            var remaining = limits.Wait - _time.GetElapsedTime(started);
+            BackendConnection? handed;
+            try
+            {
+                handed = remaining > TimeSpan.Zero ? await waiter.Task.WaitAsync(remaining, _time, cancellationToken) : throw new TimeoutException();
+            }
+            catch (Exception e) when (e is TimeoutException or OperationCanceledException)
+            {
+                lock (_lock)
+                {
+                    if (!waiter.Task.IsCompleted)
+                    {
+                        _shared[key].Waiters.Remove(waiter);
+                        waiter.TrySetCanceled(CancellationToken.None);
+                    }
+                }
+
+                if (waiter.Task.IsCompletedSuccessfully)
+                {
+                    // Handed something just as the wait ended: give it back rather than lose the slot.
+                    if (waiter.Task.Result is { } late)
+                    {
+                        Return(late);
+                    }
+                    else
+                    {
+                        OpenFailed(key);
+                    }
+                }
+
+                if (e is OperationCanceledException)
+                {
+                    throw;
+                }
+
+                throw new PoolWaitTimeoutException(key, limits.Wait);
+            }
+
+            if (handed is null)
+            {
+                return null;
+            }
+
+            if (accept(handed) && await IsGoodAsync(handed, cancellationToken))
+            {
+                return handed;
+            }
+
+            if (!handed.IsBroken && !handed.IsClosedByPeer() && !accept(handed))
+            {
+                // Good, but opened with another credential (pass-through): keep it for its own clients and open one.
+                Return(handed);
+            }
+            else
+            {
+                Forget(handed);
+                await handed.DisposeAsync();
+            }
+        }
+    }
+
+    /// <summary>A transaction-mode connection opened on a slot <see cref="AcquireAsync"/> reserved.</summary>
+    public static void Opened(BackendConnection connection) => connection.Shared = true;
+
+    /// <summary>Opening a connection on a reserved slot failed: the slot is free again.</summary>
+    public void OpenFailed(PoolKey key)
+    {
+        lock (_lock)
+        {
+            _openPerNode[key.NodeId] = Math.Max(0, _openPerNode.GetValueOrDefault(key.NodeId) - 1);
+            SlotFreedLocked(key);
+        }
+    }
+
+    /// <summary>
+    /// Transaction mode: a clean connection (no transaction open, every reply read) back from its client; the first
+    /// waiting client gets it, else it goes idle. False when it is not kept: the caller closes it and calls <see cref="Forget(BackendConnection)"/>.
+    /// </summary>
+    public bool Return(BackendConnection connection)
+    {
+        lock (_lock)
+        {
+            if (_disposed || connection.IsBroken)
+            {
+                return false;
+            }
+
+            connection.LastUsedAt = _time.GetTimestamp();
+            if (_shared.TryGetValue(connection.Key, out var pool))
+            {
+                while (pool.Waiters.First is { } first)
+                {
+                    pool.Waiters.RemoveFirst();
+                    if (first.Value.TrySetResult(connection))
+                    {
+                        return true;
+                    }
+                }
+            }
+
+            if (!_idle.TryGetValue(connection.Key, out var list))
+            {
+                _idle[connection.Key] = list = [];
+            }
+
+            _nodes[connection] = (list.AddLast(connection), _lru.AddLast(connection));
+            return true;
+        }
+    }
+
+    /// <summary>Clients waiting and connections open, per transaction-mode pool, for SHOW POOL_POOLS and the metrics.</summary>
+    public IReadOnlyList<SharedPoolState> SharedPools()
+    {
+        lock (_lock)
+        {
+            return [.. _shared.Select(p => new SharedPoolState(p.Key, p.Value.Open, _idle.TryGetValue(p.Key, out var idle) ? idle.Count : 0,
+                p.Value.Waiters.Count))];
+        }
+    }
+
+    private SharedPool SharedLocked(PoolKey key, SharedLimits limits)
+    {
+        if (!_shared.TryGetValue(key, out var pool))
+        {
+            _shared[key] = pool = new SharedPool();
+        }
+
+        pool.Limits = limits;
+        return pool;
+    }
+
+    private static TaskCompletionSource<BackendConnection?> Completed(BackendConnection connection)
+    {
+        var done = new TaskCompletionSource<BackendConnection?>();
+        done.SetResult(connection);
+        return done;
+    }
+
+    private static TaskCompletionSource<BackendConnection?> Enqueue(SharedPool pool)
+    {
+        var waiter = new TaskCompletionSource<BackendConnection?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        pool.Waiters.AddLast(waiter);
+        return waiter;
+    }
+
+    private BackendConnection? TakeIdleLocked(PoolKey key, Func<BackendConnection, bool> accept)
+    {
+        if (!_idle.TryGetValue(key, out var list))
+        {
+            return null;
+        }
+
+        for (var n = list.Last; n is not null; n = n.Previous)
+        {
+            if (accept(n.Value))
+            {
+                var connection = n.Value;
+                Unlink(connection);
+                return connection;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// A new connection for the pool when it is under default_pool_size and the node under max_db_connections (an idle
+    /// connection of another pool on the node is closed to make room when that is all that stands in the way).
+    /// </summary>
+    private bool TryReserveSharedLocked(SharedPool pool, int nodeId)
+    {
+        if (pool.Open >= pool.Limits.PoolSize)
+        {
+            return false;
+        }
+
+        var nodeMax = pool.Limits.NodeMax;
+        if (nodeMax > 0 && _openPerNode.GetValueOrDefault(nodeId) >= nodeMax)
+        {
+            BackendConnection? victim = null;
+            for (var n = _lru.First; n is not null; n = n.Next)
+            {
+                if (n.Value.NodeId == nodeId)
+                {
+                    victim = n.Value;
+                    break;
+                }
+            }
+
+            if (victim is null)
+            {
+                return false;
+            }
+
+            Unlink(victim);
+            DroppedLocked(victim);
+            _ = victim.DisposeAsync().AsTask();
+        }
+
+        pool.Open++;
+        _openPerNode[nodeId] = _openPerNode.GetValueOrDefault(nodeId) + 1;
+        return true;
+    }
+
+    /// <summary>A slot of <paramref name="key"/>'s pool is free: the first waiter of that pool (else of another pool on the node) may open a connection.</summary>
+    private void SlotFreedLocked(PoolKey key)
+    {
+        if (_shared.TryGetValue(key, out var pool))
+        {
+            pool.Open = Math.Max(0, pool.Open - 1);
+            if (GrantLocked(pool, key.NodeId))
+            {
+                return;
+            }
+        }
+
+        foreach (var (other, otherPool) in _shared)
+        {
+            if (other.NodeId == key.NodeId && !ReferenceEquals(otherPool, pool) && GrantLocked(otherPool, key.NodeId))
+            {
+                return;
+            }
+        }
+    }
+
+    private bool GrantLocked(SharedPool pool, int nodeId)
+    {
+        while (pool.Waiters.First is { } first)
+        {
+            if (!TryReserveSharedLocked(pool, nodeId))
+            {
+                return false;
+            }
+
+            pool.Waiters.RemoveFirst();
+            if (first.Value.TrySetResult(null))
+            {
+                return true;
+            }
+
+            // That client stopped waiting a moment ago: give the slot back and try the next.
+            pool.Open--;
+            _openPerNode[nodeId]--;
+        }
+
+        return false;
+    }
+
+    /// <summary>One transaction-mode pool: its connections open (idle or in use) and the clients waiting for one.</summary>
+    private sealed class SharedPool
+    {
+        public int Open;
+
+        public SharedLimits Limits = new(1, 0, TimeSpan.Zero);
+
+        public LinkedList<TaskCompletionSource<BackendConnection?>> Waiters { get; } = [];
     }
 
     /// <summary>
@@ -313,7 +632,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
                 {
                     expired.Add(n.Value);
                     Unlink(n.Value);
-                    _openPerNode[n.Value.NodeId]--;
+                    DroppedLocked(n.Value);
                 }
 
                 n = next;
@@ -336,7 +655,16 @@ internal sealed class ConnectionPool : IAsyncDisposable
             foreach (var c in all)
             {
                 Unlink(c);
-                _openPerNode[c.NodeId]--;
+                DroppedLocked(c);
+            }
+
+            foreach (var pool in _shared.Values)
+            {
+                while (pool.Waiters.First is { } waiter)
+                {
+                    pool.Waiters.RemoveFirst();
+                    waiter.Value.TrySetException(new ObjectDisposedException(nameof(ConnectionPool)));
+                }
             }
         }
 
@@ -373,4 +701,21 @@ internal sealed record PoolLimits(bool Cache, int MaxPerNode, int MaxIdlePerKey,
         CheckDelay = settings.Get(Params.ServerCheckDelay),
         CheckTimeout = settings.Get(Params.ConnectTimeout) is { Ticks: > 0 } t ? t : TimeSpan.FromSeconds(10),
     };
+}
+
+/// <summary>Transaction mode's bounds: default_pool_size per pool, max_db_connections per node (0 = none), query_wait_timeout.</summary>
+internal sealed record SharedLimits(int PoolSize, int NodeMax, TimeSpan Wait)
+{
+    public static SharedLimits From(PooldSettings settings) => new(settings.Get(Params.DefaultPoolSize), settings.Get(Params.MaxDbConnections),
+        settings.Get(Params.QueryWaitTimeout));
+}
+
+/// <summary>One transaction-mode pool as SHOW POOL_POOLS reports it.</summary>
+internal sealed record SharedPoolState(PoolKey Key, int Open, int Idle, int Waiting);
+
+/// <summary>No server connection became free within query_wait_timeout.</summary>
+internal sealed class PoolWaitTimeoutException(PoolKey key, TimeSpan wait)
+    : Exception($"no server connection to {key} became free within query_wait_timeout ({wait.TotalSeconds:0.###}s)")
+{
+    public PoolKey Key { get; } = key;
 }

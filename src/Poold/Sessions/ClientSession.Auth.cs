@@ -60,6 +60,12 @@ internal sealed partial class ClientSession
             await AuthenticateByHbaAsync(auth, cancellationToken);
         }
 
+        _transactionMode = _replication == ReplicationMode.None && PoolModes.For(_services.Settings, Database!) == PoolMode.Transaction;
+        if (_transactionMode)
+        {
+            SeedStartupState();
+        }
+
         await AdmitAsync(cancellationToken);
 
         var snapshot = _services.Nodes.Current;
@@ -68,8 +74,7 @@ internal sealed partial class ClientSession
             snapshot.Nodes.Any(n => n.Status == Poold.Backends.NodeStatus.Up)
                 ? "no primary node is available: the primary is down and Poold is looking for the new one (failover)"
                 : "no backend node is available: the configuration defines no backend_port0 … or every node is down");
-        var parameters = _startup!.Parameters;
-        var key = PoolKey.Create(primary.Id, parameters);
+        var key = BackendKey(primary.Id);
         var pool = _services.Pool;
 
         if (!_clientVerified && _clientPassword is null && pool.PeekAuthMethod(key) is { } method and not BackendAuthMethod.Trust)
@@ -79,29 +84,11 @@ internal sealed partial class ClientSession
             await CredentialForBackendAsync(method, cancellationToken);
         }
 
-        if (await TakeCachedAsync(key, cancellationToken) is { } cached)
+        var backend = await ConnectAsync(primary, cancellationToken);
+        Volatile.Write(ref _backend, backend);
+        if (_transactionMode)
         {
-            Volatile.Write(ref _backend, cached);
-            LogReused(cached);
-            return;
-        }
-
-        if (pool.ReserveSlot(primary.Id) is { } evicted)
-        {
-            await evicted.DisposeAsync();
-        }
-
-        try
-        {
-            var backend = await BackendConnection.OpenAsync(primary.Settings, key, parameters, CredentialForBackendAsync, _services.Tls,
-                _services.Settings.Get(Params.ConnectTimeout, primary.Id), _services.Time, cancellationToken);
-            Volatile.Write(ref _backend, backend);
-            LogConnected(backend);
-        }
-        catch
-        {
-            pool.Forget(primary.Id);
-            throw;
+            await ApplyStartupStateAsync(backend, cancellationToken);
         }
     }
 
@@ -225,7 +212,7 @@ internal sealed partial class ClientSession
             return StoredCredential.FromPassword(_clientPassword);
         }
 
-        if (_primary is not null)
+        if (_primaryNodeId >= 0)
         {
             // The session is running: a node opened now must not ask the client anything.
             return null;

@@ -149,4 +149,12 @@ internal sealed partial class ClientSession
             _log.Information("disconnection: session time: {SessionTime} user={User} database={Database} end={End}", time, User, Database, end);
         }
     }
+
+    private void LogPinned(string reason) =>
+        _log.Information("transaction pooling: the session keeps its server connections to its end because of {Reason}", reason);
+
+    private void LogPrimaryFollowed(int from, int to) =>
+        _log.Information("the primary changed between transactions (node {From} to node {To}): the next transaction runs on node {To}", from, to, to);
+
+    private void LogWaitTimeout(string message) => _log.Warning("transaction pooling: {Message}", message);
 }

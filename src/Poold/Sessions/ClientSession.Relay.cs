@@ -86,6 +86,7 @@ internal sealed partial class ClientSession
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
         var fromBackends = PumpRepliesAsync(stop.Token);
         var clientReader = new ContiguousPipeReader(_client, bufferSize: 16 * 1024, minimumReadSize: 4096);
+        _clientReader = clientReader;
         Task<SessionEnd>? toBackends = null;
         SessionEnd end;
         try
@@ -96,8 +97,8 @@ internal sealed partial class ClientSession
             {
                 // The reply side ended first: it failed (the error surfaces here) or a backend closed the connection.
                 await fromBackends;
-                throw new BackendException(_primary!.Connection.NodeId, SqlState.ConnectionFailure,
-                    $"backend node {_primary.Connection.NodeId} closed the connection unexpectedly");
+                throw new BackendException(_primaryNodeId, SqlState.ConnectionFailure,
+                    $"backend node {_primaryNodeId} closed the connection unexpectedly");
             }
 
             end = await toBackends;
@@ -146,6 +147,12 @@ internal sealed partial class ClientSession
         var maxMessage = _services.Settings.Get(Params.MaxPacketSize);
         while (true)
         {
+            if (_transactionMode)
+            {
+                // The reply pump wakes this read when the session goes quiet: its connections go back before it waits.
+                await ReleaseBindingAsync(shutdown);
+            }
+
             var result = await reader.ReadAsync(shutdown);
             if (result.IsCanceled)
             {
@@ -322,6 +329,7 @@ internal sealed partial class ClientSession
                             else if (code == (byte)BackendCode.ErrorResponse)
                             {
                                 var error = ErrorFields.Parse(body);
+                                link.SawError = true;
                                 if (!entry.Relay)
                                 {
                                     LogCatchUpError(link.Connection.NodeId, error.Message);
@@ -405,6 +413,12 @@ internal sealed partial class ClientSession
                 {
                     entry.Control?.Abandon();
                     throw;
+                }
+
+                if (Interlocked.Decrement(ref _repliesInFlight) == 0 && _transactionMode)
+                {
+                    // Every reply read: the client side may give the connections back now (it owns them, so it does it).
+                    _clientReader?.CancelPendingRead();
                 }
 
                 continue;
@@ -641,7 +655,7 @@ internal sealed partial class ClientSession
         var backend = link.Connection;
         var pool = _services.Pool;
         var keep = end != SessionEnd.Failed && !link.Dead && !link.NodeDown && !backend.IsBroken && _replication == ReplicationMode.None && ConnectionPool.IsCacheable(backend.Key.Database)
-                   && _services.Settings.Get(Params.ConnectionCache);
+                   && (_services.Settings.Get(Params.ConnectionCache) || backend.Shared);
         if (keep)
         {
             try
@@ -667,13 +681,26 @@ internal sealed partial class ClientSession
             }
         }
 
-        if (keep && pool.TryReturn(backend))
+        if (keep && backend.Shared)
+        {
+            // What the reset left: with DISCARD ALL in reset_query_list, nothing; otherwise unknown, so the next client
+            // resets the connection and drops its statements before it relies on any.
+            var discarded = _services.Settings.Get(Params.ResetQueryList).Any(q => q.Trim().TrimEnd(';').Trim().Equals("DISCARD ALL", StringComparison.OrdinalIgnoreCase));
+            backend.AppliedState = discarded ? "" : ResetMark;
+            backend.Prepared.Clear();
+            backend.PreparedUncertain = !discarded;
+            if (pool.Return(backend))
+            {
+                return;
+            }
+        }
+        else if (keep && pool.TryReturn(backend))
         {
             return;
         }
 
         backend.Break();
-        pool.Forget(backend.NodeId);
+        pool.Forget(backend);
         await backend.DisposeAsync();
     }
 

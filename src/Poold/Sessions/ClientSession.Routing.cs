@@ -39,7 +39,7 @@ internal sealed partial class ClientSession
     private static readonly List<BatchMessage> NoMessages = [];
     private readonly Dictionary<string, PreparedStatement> _statements = new(StringComparer.Ordinal);
     private readonly Dictionary<string, NodeLink> _portals = new(StringComparer.Ordinal);
-    private readonly List<(string? Key, byte[] Query, bool DropsStatements)> _history = [];
+    private readonly List<HistoryEntry> _history = [];
     private readonly Random _random = new();
     private NodeLink? _primary;
     private NodeLink? _lockedLink;
@@ -72,12 +72,22 @@ internal sealed partial class ClientSession
     private void EnsurePrimaryUnchanged()
     {
         var nodes = _services.Nodes.Current;
+        if (nodes.PrimaryGeneration != _primaryGeneration && _transactionMode && _links.Count == 0 && nodes.PrimaryNodeId >= 0)
+        {
+            // Transaction mode, between transactions: the session holds no connection, so its next transaction simply
+            // runs on the new primary. No pooler that pins sessions to servers can do this.
+            LogPrimaryFollowed(_primaryNodeId, nodes.PrimaryNodeId);
+            _primaryNodeId = nodes.PrimaryNodeId;
+            _primaryGeneration = nodes.PrimaryGeneration;
+            return;
+        }
+
         if (nodes.PrimaryGeneration != _primaryGeneration)
         {
             throw new ClientFatalException(SqlState.AdminShutdown,
                 nodes.PrimaryNodeId >= 0
-                    ? $"terminating connection because the primary node changed (node {_primary?.Connection.NodeId} is no longer the primary; node {nodes.PrimaryNodeId} is)"
-                    : $"terminating connection because the primary node changed (node {_primary?.Connection.NodeId} is no longer the primary)",
+                    ? $"terminating connection because the primary node changed (node {_primaryNodeId} is no longer the primary; node {nodes.PrimaryNodeId} is)"
+                    : $"terminating connection because the primary node changed (node {_primaryNodeId} is no longer the primary)",
                 "Reconnect: new sessions go to the current primary.");
         }
     }
@@ -139,6 +149,15 @@ internal sealed partial class ClientSession
 
         public int AppliedHistory { get; set; }
 
+        /// <summary>Transaction mode: the connection's statements are uncertain; DEALLOCATE ALL before it is relied on.</summary>
+        public bool DropAllStatements { get; set; }
+
+        /// <summary>An ErrorResponse came back on this connection while bound (written by the reply pump).</summary>
+        public volatile bool SawError;
+
+        /// <summary>A Parse ran on this connection while bound.</summary>
+        public bool ParsedSinceBound { get; set; }
+
         /// <summary>Named prepared statements that exist on this connection.</summary>
         public HashSet<string> Statements { get; } = new(StringComparer.Ordinal);
 
@@ -169,6 +188,9 @@ internal sealed partial class ClientSession
 
     private sealed record PreparedStatement(string Name, byte[] ParseFrame, Classification Classification);
 
+    /// <summary>One SET/RESET/DISCARD of the session, replayed on connections that join later (<paramref name="Key"/> null for resets).</summary>
+    private sealed record HistoryEntry(string? Key, string Sql, byte[] Frame, bool DropsStatements, bool FromStartup = false);
+
     /// <summary>One message of an extended-protocol batch; <see cref="Query"/> only where the text is needed (session state, transaction control, pool commands).</summary>
     private readonly record struct BatchMessage(byte Code, string Name, string StatementName, Classification? Classification, string? Query = null);
 
@@ -177,7 +199,9 @@ internal sealed partial class ClientSession
     {
         var connection = _backend!;
         _primaryGeneration = _loginSnapshot!.PrimaryGeneration;
+        _primaryNodeId = connection.NodeId;
         _primary = new NodeLink(connection);
+        PrepareSharedLink(_primary);
         _primary.WatchNode(_services.Nodes.DownToken(connection.NodeId));
         _links[connection.NodeId] = _primary;
         PublishBackends();
@@ -219,11 +243,11 @@ internal sealed partial class ClientSession
                 await EndLockedBatchAsync(ct);
                 EnsurePrimaryUnchanged();
                 _lastBatchExtended = false;
-                await SendAsync(_primary!, frame, relay: true, "function call", ct);
+                await SendAsync(await PrimaryLinkAsync(ct), frame, relay: true, "function call", ct);
                 return;
             case (byte)FrontendCode.CopyData or (byte)FrontendCode.CopyDone or (byte)FrontendCode.CopyFail:
                 await FlushBatchAsync(ct);
-                var copy = _copyLink ?? _primary!;
+                var copy = _copyLink ?? await PrimaryLinkAsync(ct);
                 await WriteSequenceAsync(copy.Connection, frame, ct);
                 if (code != (byte)FrontendCode.CopyData)
                 {
@@ -286,7 +310,7 @@ internal sealed partial class ClientSession
                     var c = QueryClassifier.Classify(query, _services.Routing);
                     var text = c.Target is RouteTarget.Transaction or RouteTarget.SessionState || c.Transaction != TransactionEffect.None
                                                                                                || PoolCommands.MightBePoolCommand(query)
-                                                                                               || IsDatabaseDdlVerb(c)
+                                                                                               || IsDatabaseDdlVerb(c) || c.Verb == "DECLARE"
                         ? Encoding.UTF8.GetString(query)
                         : null;
                     _batchMessages.Add(new BatchMessage(code, name, name, c, text));
@@ -346,8 +370,10 @@ internal sealed partial class ClientSession
 
         // The text as a string only for the statements that need it (transaction control, session state).
         var sql = c.Target is RouteTarget.Transaction or RouteTarget.SessionState || c.Transaction != TransactionEffect.None || IsDatabaseDdlVerb(c)
+                  || (_transactionMode && (c.Verb == "DECLARE" || c.MultiStatement))
             ? Encoding.UTF8.GetString(text)
             : "";
+        PinIfNeeded(c, sql);
         await FreeDatabasesAsync(sql, c);
         int nodeId;
         string reason;
@@ -363,7 +389,17 @@ internal sealed partial class ClientSession
             nodeId = DeallocateTarget(deallocated, nodeId);
         }
 
-        var link = await LinkAsync(nodeId, ct);
+        NodeLink link;
+        try
+        {
+            link = await LinkAsync(nodeId, ct);
+        }
+        catch (PoolWaitTimeoutException e)
+        {
+            AnswerWaitTimeout(e, sync: true);
+            return;
+        }
+
         await CloseLeftoverTransactionsAsync(ct);
         if (c.Target == RouteTarget.Transaction && c.Transaction is TransactionEffect.End or TransactionEffect.Savepoint)
         {
@@ -382,7 +418,7 @@ internal sealed partial class ClientSession
         await SendAsync(link, frame, relay: true, reason, ct, classification: c);
         if (RecordSessionState(c, sql))
         {
-            link.AppliedHistory = _historyVersion;
+            AppliedHere(link, c);
         }
     }
 
@@ -412,6 +448,11 @@ internal sealed partial class ClientSession
         if (name == "*")
         {
             _statements.Clear();
+            if (_links.TryGetValue(chosen, out var runsIt))
+            {
+                runsIt.Connection.Prepared.Clear();
+            }
+
             foreach (var link in _links.Values)
             {
                 if (link.Connection.NodeId != chosen)
@@ -437,6 +478,7 @@ internal sealed partial class ClientSession
 
         var target = holders.FirstOrDefault(l => l == _primary) ?? holders[0];
         _statements.Remove(name);
+        target.Connection.Prepared.Remove(name);
         foreach (var holder in holders)
         {
             holder.Statements.Remove(name);
@@ -529,6 +571,17 @@ internal sealed partial class ClientSession
                 }
             }
 
+            if (_transactionMode)
+            {
+                foreach (var m in messages)
+                {
+                    if (m.Code == (byte)FrontendCode.Parse)
+                    {
+                        PinIfNeeded(m.Classification!, m.Query);
+                    }
+                }
+            }
+
             int nodeId;
             string reason;
             lock (_routingLock)
@@ -536,7 +589,17 @@ internal sealed partial class ClientSession
                 (nodeId, reason) = ChooseForStatements(CollectionsMarshal.AsSpan(statements), forced);
             }
 
-            var link = await LinkAsync(nodeId, ct);
+            NodeLink link;
+            try
+            {
+                link = await LinkAsync(nodeId, ct);
+            }
+            catch (PoolWaitTimeoutException e)
+            {
+                AnswerWaitTimeout(e, sync);
+                return;
+            }
+
             await CloseLeftoverTransactionsAsync(ct);
             for (var i = 0; i < messages.Count; i++)
             {
@@ -554,7 +617,7 @@ internal sealed partial class ClientSession
                 if (m.Code == (byte)FrontendCode.Parse && m.Classification is { Target: RouteTarget.SessionState } sc
                                                        && RecordSessionState(sc, m.Query ?? ""))
                 {
-                    link.AppliedHistory = _historyVersion;
+                    AppliedHere(link, sc);
                 }
             }
 
@@ -713,12 +776,19 @@ internal sealed partial class ClientSession
 
                     link.Statements.Add(m.Name);
                     link.StaleStatements.Remove(m.Name);
+                    if (_transactionMode && m.Name.Length > 0)
+                    {
+                        link.Connection.Prepared[m.Name] = new ServerStatement(_statements[m.Name].ParseFrame, _services.Time.GetTimestamp());
+                        link.ParsedSinceBound = true;
+                    }
+
                     break;
                 case (byte)FrontendCode.Bind:
                     _portals[m.Name] = link;
                     break;
                 case (byte)FrontendCode.Close when m.StatementName == "S":
                     _statements.Remove(m.Name);
+                    link.Connection.Prepared.Remove(m.Name);
                     foreach (var other in _links.Values)
                     {
                         if (other.Statements.Remove(m.Name) && other != link)
@@ -763,7 +833,7 @@ internal sealed partial class ClientSession
     /// </summary>
     private async Task<bool> RedirectFromLockedAsync(NodeLink locked, List<BatchMessage> messages, CancellationToken ct)
     {
-        if (_lockedBatch is null || locked == _primary || locked.TransactionOpen)
+        if (_lockedBatch is null || locked == _primary || locked.TransactionOpen || locked.Connection.NodeId == _primaryNodeId)
         {
             return false;
         }
@@ -782,7 +852,7 @@ internal sealed partial class ClientSession
         bool needsPrimary;
         lock (_routingLock)
         {
-            needsPrimary = ChooseForStatements(CollectionsMarshal.AsSpan(statements), forced: null).NodeId == _primary!.Connection.NodeId;
+            needsPrimary = ChooseForStatements(CollectionsMarshal.AsSpan(statements), forced: null).NodeId == _primaryNodeId;
         }
 
         statements.Clear();
@@ -841,7 +911,7 @@ internal sealed partial class ClientSession
     private (int NodeId, string Reason) ChooseForStatements(ReadOnlySpan<Classification> statements, NodeLink? forced)
     {
         var router = _router!;
-        var primary = _primary!.Connection.NodeId;
+        var primary = _primaryNodeId;
         var endsTransaction = false;
         var begins = false;
         foreach (var s in statements)
@@ -998,62 +1068,42 @@ internal sealed partial class ClientSession
                 _services.BackendFailed?.Invoke(id, "connection closed by the server", false);
             }
 
-            _services.Pool.Forget(id);
+            _services.Pool.Forget(existing.Connection);
             await existing.Connection.DisposeAsync();
             _balanceNodeId = _balancer!.Choose(_services.Nodes.Current, Database!, _startup!["application_name"], _random) is var (next, _)
-                             && next != id ? next : _primary!.Connection.NodeId;
+                             && next != id ? next : _primaryNodeId;
             _balanceWhy = UnavailableRedrawn;
-            return _balanceNodeId == id ? _primary! : await LinkAsync(_balanceNodeId, ct);
+            return _balanceNodeId == id ? await PrimaryLinkAsync(ct) : await LinkAsync(_balanceNodeId, ct);
+        }
+
+        if (id == _primaryNodeId)
+        {
+            // Transaction mode: the primary is bound for this transaction (a failure here is the session's, as at login).
+            return await PrimaryLinkAsync(ct);
         }
 
         var nodes = _services.Nodes.Current;
         if (id < 0 || id >= nodes.Nodes.Length || nodes.Nodes[id].Status is not (NodeStatus.Up or NodeStatus.Waiting))
         {
-            return _primary!;
+            return await PrimaryLinkAsync(ct);
         }
 
-        var node = nodes.Nodes[id];
-        var key = PoolKey.Create(id, _startup!.Parameters);
-        var pool = _services.Pool;
         try
         {
-            BackendConnection connection;
-            if (await TakeCachedAsync(key, ct) is { } cached)
-            {
-                connection = cached;
-            }
-            else
-            {
-                if (pool.ReserveSlot(id) is { } evicted)
-                {
-                    await evicted.DisposeAsync();
-                }
-
-                try
-                {
-                    connection = await BackendConnection.OpenAsync(node.Settings, key, _startup.Parameters, CredentialForBackendAsync, _services.Tls,
-                        _services.Settings.Get(Params.ConnectTimeout, id), _services.Time, ct);
-                }
-                catch
-                {
-                    pool.Forget(id);
-                    throw;
-                }
-            }
-
+            var connection = await ConnectAsync(nodes.Nodes[id], ct);
             var opened = new NodeLink(connection);
+            PrepareSharedLink(opened);
             opened.WatchNode(_services.Nodes.DownToken(id));
             _links[id] = opened;
             PublishBackends();
-            LogConnected(connection);
             return opened;
         }
         catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException or TimeoutException)
         {
             LogBalanceNodeUnavailable(id, e.Message);
-            _balanceNodeId = _primary!.Connection.NodeId;
+            _balanceNodeId = _primaryNodeId;
             _balanceWhy = UnavailableToPrimary;
-            return _primary;
+            return await PrimaryLinkAsync(ct);
         }
     }
 
@@ -1072,14 +1122,21 @@ internal sealed partial class ClientSession
 
         if (link.AppliedHistory != _historyVersion)
         {
-            foreach (var (_, query, dropsStatements) in _history)
+            if (_transactionMode)
             {
-                Enqueue(link, relay: false, 0);
-                await connection.WriteAsync(query, ct);
-                if (dropsStatements)
+                await ApplySharedStateAsync(link, ct);
+            }
+            else
+            {
+                foreach (var entry in _history)
                 {
-                    link.Statements.Clear();
-                    link.StaleStatements.Clear();
+                    Enqueue(link, relay: false, 0);
+                    await connection.WriteAsync(entry.Frame, ct);
+                    if (entry.DropsStatements)
+                    {
+                        link.Statements.Clear();
+                        link.StaleStatements.Clear();
+                    }
                 }
             }
 
@@ -1104,10 +1161,16 @@ internal sealed partial class ClientSession
         foreach (var stale in link.StaleStatements)
         {
             await connection.WriteAsync(CloseFrame(stale), ct);
+            connection.Prepared.Remove(stale);
             skip++;
         }
 
         link.StaleStatements.Clear();
+        if (_transactionMode)
+        {
+            skip += await MakeRoomForStatementsAsync(link, messages, ct);
+        }
+
         for (var i = 0; i < messages.Count; i++)
         {
             var m = messages[i];
@@ -1119,9 +1182,26 @@ internal sealed partial class ClientSession
             var name = m.Code == (byte)FrontendCode.Bind ? m.StatementName : m.Name;
             if (!link.Statements.Contains(name) && !ParsedBefore(messages, name, i) && _statements.TryGetValue(name, out var statement))
             {
+                if (_transactionMode && connection.Prepared.Remove(name))
+                {
+                    // Another client's statement of that name lives on this connection: closed, then this one's parsed.
+                    await connection.WriteAsync(CloseFrame(name), ct);
+                    skip++;
+                }
+
                 await connection.WriteAsync(statement.ParseFrame, ct);
                 link.Statements.Add(name);
+                if (_transactionMode && name.Length > 0)
+                {
+                    connection.Prepared[name] = new ServerStatement(statement.ParseFrame, _services.Time.GetTimestamp());
+                    link.ParsedSinceBound = true;
+                }
+
                 skip++;
+            }
+            else if (_transactionMode && connection.Prepared.TryGetValue(name, out var used))
+            {
+                used.LastUsed = _services.Time.GetTimestamp();
             }
         }
 
@@ -1166,14 +1246,14 @@ internal sealed partial class ClientSession
     private async Task<NodeLink> FanOutTransactionControlAsync(Classification c, string sql, NodeLink main, CancellationToken ct)
     {
         var participants = _links.Values.Where(l => l.TransactionOpen).ToList();
-        if (c.Transaction == TransactionEffect.Savepoint && !participants.Contains(_primary!))
+        if (c.Transaction == TransactionEffect.Savepoint && (_primary is null || !participants.Contains(_primary)))
         {
-            participants.Add(_primary!);
+            participants.Add(await PrimaryLinkAsync(ct));
         }
 
-        if (participants.Contains(_primary!))
+        if (_primary is { } primaryLink && participants.Contains(primaryLink))
         {
-            main = _primary!;
+            main = primaryLink;
         }
         else if (participants.Count > 0 && !participants.Contains(main))
         {
@@ -1248,7 +1328,8 @@ internal sealed partial class ClientSession
 
         if (c.ResetsSession)
         {
-            _history.Clear();
+            // Transaction mode: what the client's startup packet set is its reset value, as on a direct connection.
+            _history.RemoveAll(entry => !entry.FromStartup);
         }
         else
         {
@@ -1261,13 +1342,14 @@ internal sealed partial class ClientSession
             }
         }
 
-        _history.Add((c.SettingKey, QueryFrame(sql), c.Deallocates == "*"));
+        _history.Add(new HistoryEntry(c.SettingKey, sql, QueryFrame(sql), c.Deallocates == "*"));
         _historyVersion++;
         return true;
     }
 
     private void Enqueue(NodeLink link, bool relay, int skip, BatchControl? control = null)
     {
+        Interlocked.Increment(ref _repliesInFlight);
         Interlocked.Increment(ref link.Pending);
         var now = link.LastUsed = _services.Time.GetTimestamp();
         long sequence;

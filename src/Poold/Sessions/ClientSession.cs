@@ -137,9 +137,16 @@ internal sealed partial class ClientSession
 
         // The client sees the pid of its backend on the primary (pgpool-II's choice): pg_backend_pid(), pg_stat_activity
         // and pg_terminate_backend agree with its driver. The secret is Poold's, so the cancel comes back here.
-        var processId = _backend!.ProcessId;
+        // In transaction mode no backend pid is the client's for long: it gets a random one (PgBouncer's choice), and
+        // SHOW POOL_PROCESSES shows which backend serves it at the moment.
+        var processId = _transactionMode ? 0 : _backend!.ProcessId;
         do
         {
+            if (_transactionMode)
+            {
+                processId = System.Security.Cryptography.RandomNumberGenerator.GetInt32(1, int.MaxValue);
+            }
+
             _secretKey = PeerCancels.NewSecret(_services.Settings.Get(Config.Params.PeerId));
         }
         while (!_services.Cancels.TryRegister(processId, _secretKey, this));
@@ -175,11 +182,12 @@ internal sealed partial class ClientSession
         if (_services.Admission is { } admission)
         {
             var waitStart = _services.Time.GetTimestamp();
-            Admitted = await admission.TryEnterAsync(this, cancellationToken);
+            Admitted = await admission.TryEnterAsync(this, _transactionMode, cancellationToken);
             _services.Metrics?.PoolWaited(_services.Time.GetElapsedTime(waitStart));
             if (!Admitted)
             {
-                throw new ClientFatalException(SqlState.TooManyConnections, "sorry, too many clients already");
+                throw new ClientFatalException(SqlState.TooManyConnections,
+                    _transactionMode ? "no more connections allowed (max_client_conn)" : "sorry, too many clients already");
             }
         }
     }

@@ -12,7 +12,8 @@ internal interface ISessionAdmission
     /// <summary>
     /// Takes a slot for <paramref name="session"/>: true when it has one (the host releases it when the session ends),
     /// false when the client is to be refused with 53300 (slots full and reserved_connections &gt; 0, or the wait ended
-    /// with <paramref name="cancellationToken"/>).
+    /// with <paramref name="cancellationToken"/>). A <paramref name="transactionMode"/> session holds no such slot but
+    /// counts against max_client_conn, and is refused at once past it.
     /// </summary>
-    public ValueTask<bool> TryEnterAsync(ClientSession session, CancellationToken cancellationToken);
+    public ValueTask<bool> TryEnterAsync(ClientSession session, bool transactionMode, CancellationToken cancellationToken);
 }

@@ -1,0 +1,509 @@
+using System.Text;
+using Poold.Config;
+using Poold.Pooling;
+using Poold.Protocol;
+using Poold.Routing;
+
+namespace Poold.Sessions;
+
+/// <summary>
+/// How long the session holds its server connections (<c>pool_mode</c>). In session mode (pgpool-II's model) they are
+/// bound at login and released when the session ends. In transaction mode they are bound when a batch needs a node
+/// and released, all at once, as soon as the session is quiet: every reply read, ReadyForQuery <c>I</c> on every
+/// connection, nothing buffered. The next transaction binds whatever connection the pool has (waiting first come,
+/// first served when none is free); what the client set follows it there: its SET commands (<see cref="StateText"/>)
+/// and its named prepared statements (parsed on demand by <see cref="CatchUpAsync"/>). What cannot follow (SQL PREPARE,
+/// LISTEN, temporary tables, session advisory locks, WITH HOLD cursors, SET ROLE / SESSION AUTHORIZATION, LOAD)
+/// pins the session to the connections it holds (<see cref="SessionPins"/>).
+/// </summary>
+internal sealed partial class ClientSession
+{
+    /// <summary>pool_mode (or pool_mode_database_list) for this session's database is transaction.</summary>
+    private bool _transactionMode;
+
+    /// <summary>Why a transaction-mode session keeps its connections to its end; null while it does not.</summary>
+    private string? _pinnedBy;
+
+    /// <summary>The node writes go to: fixed for a session-mode session, followed between transactions in transaction mode.</summary>
+    private int _primaryNodeId = -1;
+
+    /// <summary>Reply entries queued and not yet finished by the reply pump (every frame of them read).</summary>
+    private int _repliesInFlight;
+
+    /// <summary>The client pump's reader: the reply pump wakes it when the session goes quiet, so it releases its connections.</summary>
+    private Protocol.ContiguousPipeReader? _clientReader;
+
+    /// <summary>The SET commands of <see cref="_history"/> as one query, for <see cref="_stateTextVersion"/>.</summary>
+    private string _stateText = "";
+
+    private int _stateTextVersion = -1;
+
+    /// <summary>Whether the session is in transaction mode (SHOW POOL_PROCESSES, the metrics).</summary>
+    public bool TransactionMode => _transactionMode;
+
+    /// <summary>Why the session is pinned to its connections (null when it is not, or in session mode).</summary>
+    public string? PinnedBy => Volatile.Read(ref _pinnedBy);
+
+    /// <summary>Startup parameters that are the pool's key in transaction mode; the others are replayed as SET commands.</summary>
+    private static bool IsKeyParameter(string name) => name is "user" or "database" or "options" or "replication";
+
+    /// <summary>The startup parameters a server connection is opened with: all of the client's in session mode, only the key in transaction mode.</summary>
+    private IReadOnlyList<KeyValuePair<string, string>> BackendStartupParameters =>
+        _transactionMode ? [.. _startup!.Parameters.Where(p => IsKeyParameter(p.Key))] : _startup!.Parameters;
+
+    /// <summary>The pool a connection to <paramref name="nodeId"/> comes from (transaction-mode pools have keys of their own).</summary>
+    private PoolKey BackendKey(int nodeId)
+    {
+        var key = PoolKey.Create(nodeId, BackendStartupParameters);
+        return _transactionMode ? key with { Options = SharedPoolMark + key.Options } : key;
+    }
+
+    private const string SharedPoolMark = "\u0003transaction";
+
+    /// <summary>
+    /// Transaction mode: the client's startup parameters other than the key (application_name, client_encoding, DateStyle,
+    /// TimeZone, extra_float_digits …) become the first entries of the replay list, so every connection that runs the
+    /// client's transactions has them, and none keeps them for another client.
+    /// </summary>
+    private void SeedStartupState()
+    {
+        foreach (var (name, value) in _startup!.Parameters)
+        {
+            if (!IsKeyParameter(name))
+            {
+                var sql = $"SET \"{name.Replace("\"", "\"\"", StringComparison.Ordinal)}\" TO '{value.Replace("'", "''", StringComparison.Ordinal)}'";
+                _history.Add(new HistoryEntry(name.ToLowerInvariant(), sql, QueryFrame(sql), false));
+            }
+        }
+
+        _historyVersion++;
+    }
+
+    /// <summary>The session's SET commands as one query: what a connection must have run to carry this client's state.</summary>
+    private string StateText()
+    {
+        if (_stateTextVersion != _historyVersion)
+        {
+            var text = new StringBuilder();
+            foreach (var entry in _history)
+            {
+                if (entry.Key is not null && !entry.DropsStatements)
+                {
+                    text.Append(entry.Sql).Append(';');
+                }
+            }
+
+            _stateText = text.ToString();
+            _stateTextVersion = _historyVersion;
+        }
+
+        return _stateText;
+    }
+
+    /// <summary>
+    /// Transaction mode, a connection just bound: the query that gives it this client's state (RESET ALL when another
+    /// client's state is on it, then this client's SET commands), or null when it already has exactly that state.
+    /// </summary>
+    private string? StateQueryFor(BackendConnection connection)
+    {
+        var state = StateText();
+        if (connection.AppliedState == state)
+        {
+            return null;
+        }
+
+        var query = connection.AppliedState.Length > 0 ? "RESET ALL;" + state : state;
+        connection.AppliedState = state;
+        return query.Length > 0 ? query : null;
+    }
+
+    /// <summary>
+    /// A server connection to <paramref name="node"/> for this session: in session mode a cached one or a new one (the
+    /// pool closes its least recently used idle connection past num_init_children × max_pool); in transaction mode one
+    /// from the node's shared pool, waiting when default_pool_size are busy.
+    /// </summary>
+    private async Task<BackendConnection> ConnectAsync(Backends.NodeState node, CancellationToken ct)
+    {
+        var key = BackendKey(node.Id);
+        var pool = _services.Pool;
+        if (_transactionMode)
+        {
+            var waitStart = _services.Time.GetTimestamp();
+            BackendConnection? shared;
+            try
+            {
+                var credential = SessionCredential;
+                shared = await pool.AcquireAsync(key, SharedLimits.From(_services.Settings), c => c.WasOpenedWith(credential), ct);
+            }
+            catch (PoolWaitTimeoutException) when (_primaryNodeId >= 0 && _links.Count == 0)
+            {
+                // Between transactions: the batch that waited gets the error and the session goes on (see AnswerWaitTimeout).
+                throw;
+            }
+            catch (PoolWaitTimeoutException e)
+            {
+                throw new ClientFatalException(SqlState.TooManyConnections, "query_wait_timeout: " + e.Message,
+                    "Every server connection of this pool stayed busy; raise default_pool_size or query_wait_timeout, or make transactions shorter.");
+            }
+            finally
+            {
+                _services.Metrics?.PoolWaited(_services.Time.GetElapsedTime(waitStart));
+            }
+
+            if (shared is not null)
+            {
+                LogReused(shared);
+                return shared;
+            }
+
+            try
+            {
+                var opened = await BackendConnection.OpenAsync(node.Settings, key, BackendStartupParameters, CredentialForBackendAsync, _services.Tls,
+                    _services.Settings.Get(Params.ConnectTimeout, node.Id), _services.Time, ct);
+                ConnectionPool.Opened(opened);
+                LogConnected(opened);
+                return opened;
+            }
+            catch
+            {
+                pool.OpenFailed(key);
+                throw;
+            }
+        }
+
+        if (await TakeCachedAsync(key, ct) is { } cached)
+        {
+            LogReused(cached);
+            return cached;
+        }
+
+        if (pool.ReserveSlot(node.Id) is { } evicted)
+        {
+            await evicted.DisposeAsync();
+        }
+
+        try
+        {
+            var connection = await BackendConnection.OpenAsync(node.Settings, key, BackendStartupParameters, CredentialForBackendAsync, _services.Tls,
+                _services.Settings.Get(Params.ConnectTimeout, node.Id), _services.Time, ct);
+            LogConnected(connection);
+            return connection;
+        }
+        catch
+        {
+            pool.Forget(node.Id);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Transaction mode, at login: the connection the client logged in through gets the client's startup state now, so
+    /// the ParameterStatus values the client is sent are its own (application_name, client_encoding …).
+    /// </summary>
+    private async Task ApplyStartupStateAsync(BackendConnection connection, CancellationToken ct)
+    {
+        if (StateQueryFor(connection) is { } query && !await connection.ResetAsync([query], ct))
+        {
+            throw new ClientFatalException(SqlState.ConnectionFailure,
+                $"backend node {connection.NodeId} refused the client's startup parameters ({string.Join(", ", _startup!.Parameters.Where(p => !IsKeyParameter(p.Key)).Select(p => p.Key))})");
+        }
+    }
+
+    /// <summary>The session's link to the primary, bound now when the session holds none (transaction mode).</summary>
+    private ValueTask<NodeLink> PrimaryLinkAsync(CancellationToken ct) =>
+        _primary is { } primary ? ValueTask.FromResult(primary) : new ValueTask<NodeLink>(BindPrimaryAsync(ct));
+
+    private async Task<NodeLink> BindPrimaryAsync(CancellationToken ct)
+    {
+        var nodes = _services.Nodes.Current;
+        if (_primaryNodeId < 0 || _primaryNodeId >= nodes.Nodes.Length)
+        {
+            throw new ClientFatalException(SqlState.CannotConnectNow, "no primary node is available: Poold is looking for the new one (failover)");
+        }
+
+        var connection = await ConnectAsync(nodes.Nodes[_primaryNodeId], ct);
+        var link = new NodeLink(connection);
+        PrepareSharedLink(link);
+        link.WatchNode(_services.Nodes.DownToken(connection.NodeId));
+        _primary = link;
+        _links[connection.NodeId] = link;
+        PublishBackends();
+        return link;
+    }
+
+    /// <summary>
+    /// Transaction mode, a connection just bound: which of the client's named statements it has (the same Parse), and
+    /// whether its statements can be trusted at all.
+    /// </summary>
+    private void PrepareSharedLink(NodeLink link)
+    {
+        if (!_transactionMode)
+        {
+            return;
+        }
+
+        var connection = link.Connection;
+        link.AppliedHistory = connection.AppliedState == StateText() ? _historyVersion : -1;
+        if (connection.PreparedUncertain)
+        {
+            link.DropAllStatements = true;
+            return;
+        }
+
+        foreach (var (name, statement) in _statements)
+        {
+            if (connection.Prepared.TryGetValue(name, out var onServer) && onServer.ParseFrame.AsSpan().SequenceEqual(statement.ParseFrame))
+            {
+                link.Statements.Add(name);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Transaction mode: once the session is quiet (no reply outstanding, no transaction open anywhere, no batch half
+    /// sent) and not pinned, its connections go back to their pools. A cancel the client sent for its last statement is
+    /// delivered first and the connection checked with a round trip, so it can never reach the next client's statement.
+    /// </summary>
+    private async Task ReleaseBindingAsync(CancellationToken ct)
+    {
+        if (!_transactionMode || _pinnedBy is not null || _links.Count == 0 || !IsQuiet())
+        {
+            return;
+        }
+
+        var links = _links.Values.ToList();
+        _links.Clear();
+        _primary = null;
+        _copyLink = null;
+        _failedLink = null;
+        _portals.Clear();
+        Volatile.Write(ref _backend, null);
+        PublishBackends();
+        var cancelled = await _cancelGate.QuiesceAsync(DrainTimeout);
+        foreach (var link in links)
+        {
+            link.StopWatching();
+            await ReturnSharedAsync(link, cancelled, ct);
+        }
+
+        if (_balancer is not null && !_services.Routing.StatementLevel)
+        {
+            // The next transaction draws its read node again: a session holds no node between transactions.
+            (_balanceNodeId, _balanceWhy) = _balancer.Choose(_services.Nodes.Current, Database!, _startup!["application_name"], _random);
+        }
+    }
+
+    private bool IsQuiet()
+    {
+        if (Volatile.Read(ref _repliesInFlight) != 0 || Volatile.Read(ref _outstanding) != 0 || _lockedLink is not null || _batch.WrittenCount > 0
+            || _discardUntilSync || _clientStatus != TransactionStatus.Idle || InTransactionNow())
+        {
+            return false;
+        }
+
+        foreach (var link in _links.Values)
+        {
+            if (link.TransactionOpen || link.Connection.TransactionStatus != TransactionStatus.Idle || Volatile.Read(ref link.Pending) != 0)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private async Task ReturnSharedAsync(NodeLink link, bool cancelled, CancellationToken ct)
+    {
+        var connection = link.Connection;
+        var pool = _services.Pool;
+        var keep = !link.Dead && !link.NodeDown && !connection.IsBroken && connection.Key.NodeId < _services.Nodes.Current.Nodes.Length;
+        if (keep && link.SawError && link.ParsedSinceBound)
+        {
+            connection.PreparedUncertain = true;
+        }
+
+        if (keep && cancelled)
+        {
+            try
+            {
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                timeout.CancelAfter(DrainTimeout);
+                keep = await connection.ProbeAsync("", timeout.Token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException or PgProtocolException
+                                          or BackendException or ObjectDisposedException)
+            {
+                keep = false;
+            }
+        }
+
+        if (keep && pool.Return(connection))
+        {
+            return;
+        }
+
+        connection.Break();
+        pool.Forget(connection);
+        await connection.DisposeAsync();
+    }
+
+    /// <summary>Transaction mode: a statement whose effect outlives the transaction pins the session to its connections.</summary>
+    private void PinIfNeeded(Classification c, string? text)
+    {
+        if (!_transactionMode || _pinnedBy is not null || SessionPins.Reason(c, text) is not { } reason)
+        {
+            return;
+        }
+
+        Volatile.Write(ref _pinnedBy, reason);
+        LogPinned(reason);
+        _services.Metrics?.SessionPinned();
+    }
+
+    /// <summary>
+    /// Transaction mode, before a connection just bound runs the client's batch: its uncertain statements dropped, then
+    /// another client's state reset and this client's SET commands run, each as a query of its own whose answer the
+    /// client does not see (a SET that fails does not stop the others).
+    /// </summary>
+    private async Task ApplySharedStateAsync(NodeLink link, CancellationToken ct)
+    {
+        var connection = link.Connection;
+        if (link.DropAllStatements)
+        {
+            Enqueue(link, relay: false, 0);
+            await connection.WriteAsync(DeallocateAllFrame, ct);
+            connection.Prepared.Clear();
+            connection.PreparedUncertain = false;
+            link.Statements.Clear();
+            link.DropAllStatements = false;
+        }
+
+        var state = StateText();
+        if (connection.AppliedState == state)
+        {
+            return;
+        }
+
+        if (connection.AppliedState.Length > 0)
+        {
+            Enqueue(link, relay: false, 0);
+            await connection.WriteAsync(ResetAllFrame, ct);
+        }
+
+        foreach (var entry in _history)
+        {
+            if (entry.Key is not null && !entry.DropsStatements)
+            {
+                Enqueue(link, relay: false, 0);
+                await connection.WriteAsync(entry.Frame, ct);
+            }
+        }
+
+        connection.AppliedState = state;
+    }
+
+    private static readonly byte[] ResetAllFrame = QueryFrame("RESET ALL");
+
+    private static readonly byte[] DeallocateAllFrame = QueryFrame("DEALLOCATE ALL");
+
+    /// <summary>
+    /// A statement that changed session state ran on <paramref name="link"/> itself: the link is up to date, and in
+    /// transaction mode so is what its connection carries (after a reset, the startup state is put back before the next batch).
+    /// </summary>
+    private void AppliedHere(NodeLink link, Classification c)
+    {
+        if (!_transactionMode)
+        {
+            link.AppliedHistory = _historyVersion;
+        }
+        else if (c.ResetsSession)
+        {
+            link.Connection.AppliedState = ResetMark;
+            link.AppliedHistory = -1;
+        }
+        else
+        {
+            link.Connection.AppliedState = StateText();
+            link.AppliedHistory = _historyVersion;
+        }
+    }
+
+    /// <summary>A connection whose state is unknown after a RESET ALL or DISCARD ALL: it is reset and given the client's state again.</summary>
+    private const string ResetMark = "\u0001reset";
+
+    /// <summary>
+    /// Transaction mode, max_prepared_statements: before a batch adds statements to a full connection, the least recently
+    /// used ones the batch does not need are closed (the client keeps them: they are parsed again where it binds them).
+    /// A name the batch parses anew that another client left here is closed first. Returns the CloseComplete replies to hide.
+    /// </summary>
+    private async Task<int> MakeRoomForStatementsAsync(NodeLink link, List<BatchMessage> messages, CancellationToken ct)
+    {
+        var connection = link.Connection;
+        var skip = 0;
+        var adding = 0;
+        foreach (var m in messages)
+        {
+            if (m.Code == (byte)FrontendCode.Parse && m.Name.Length > 0)
+            {
+                if (!link.Statements.Contains(m.Name) && connection.Prepared.Remove(m.Name))
+                {
+                    await connection.WriteAsync(CloseFrame(m.Name), ct);
+                    skip++;
+                }
+
+                adding++;
+            }
+            else if (m.Code is (byte)FrontendCode.Bind && !link.Statements.Contains(m.StatementName))
+            {
+                adding++;
+            }
+        }
+
+        var cap = _services.Settings.Get(Params.MaxPreparedStatements);
+        if (cap <= 0 || adding == 0 || connection.Prepared.Count + adding <= cap)
+        {
+            return skip;
+        }
+
+        var needed = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var m in messages)
+        {
+            needed.Add(m.Code == (byte)FrontendCode.Bind ? m.StatementName : m.Name);
+        }
+
+        var victims = connection.Prepared.Where(p => !needed.Contains(p.Key)).OrderBy(p => p.Value.LastUsed)
+            .Take(connection.Prepared.Count + adding - cap).Select(p => p.Key).ToList();
+        foreach (var name in victims)
+        {
+            await connection.WriteAsync(CloseFrame(name), ct);
+            connection.Prepared.Remove(name);
+            link.Statements.Remove(name);
+            skip++;
+        }
+
+        return skip;
+    }
+
+    /// <summary>
+    /// A batch found no free server connection within query_wait_timeout, before anything of it was sent: the client gets
+    /// 53300 for it (and ReadyForQuery at its Sync), holds nothing, and may try again.
+    /// </summary>
+    private void AnswerWaitTimeout(PoolWaitTimeoutException e, bool sync)
+    {
+        LogWaitTimeout(e.Message);
+        var answer = new MessageBuffer(512);
+        answer.Error("ERROR", SqlState.TooManyConnections, "query_wait_timeout: " + e.Message,
+            "Every server connection of this pool stayed busy; raise default_pool_size or query_wait_timeout, or make transactions shorter.");
+        if (sync)
+        {
+            answer.ReadyForQuery(TransactionStatus.Idle);
+        }
+        else
+        {
+            _discardUntilSync = true;
+            _discardedStatus = TransactionStatus.Idle;
+        }
+
+        EnqueueSynthetic(answer.Written.ToArray());
+    }
+}

@@ -1,0 +1,379 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using Npgsql;
+using Poold.IntegrationTests.Cluster;
+using Poold.IntegrationTests.Support;
+
+namespace Poold.IntegrationTests.TransactionPooling;
+
+/// <summary>
+/// pool_mode = transaction against the shared cluster: many clients over a few server connections, session state and
+/// named prepared statements that follow each client and never leak to another, what pins a session, cancels that
+/// cannot reach the wrong client, waiting for a connection, and a client that dies inside a transaction.
+/// </summary>
+public class TransactionPoolingTests
+{
+    private const string Table = "txpool_rows";
+
+    [OneTimeSetUp]
+    public async Task CreateTable()
+    {
+        await ClusterFixture.Cluster.ScalarAsync(0, $"CREATE TABLE IF NOT EXISTS {Table} (client int, n int); GRANT ALL ON {Table} TO PUBLIC");
+        await ClusterFixture.Cluster.ScalarAsync(0, "CREATE SCHEMA IF NOT EXISTS txpool_a; CREATE SCHEMA IF NOT EXISTS txpool_b; GRANT ALL ON SCHEMA txpool_a, txpool_b TO PUBLIC");
+        await ClusterFixture.Cluster.WaitForReplayAsync();
+    }
+
+    private static Task<PooldInstance> StartAsync(string extra, bool loadBalance = false) =>
+        PooldInstance.StartAsync(PooldInstance.BackendLines(ClusterFixture.Cluster, loadBalance ? null : 0)
+                                 + "health_check_period = 0\nsr_check_period = 0\npool_mode = transaction\n" + extra, ssl: false);
+
+    private static NpgsqlConnection Connection(PooldInstance poold, string applicationName, string extra = "")
+    {
+        var builder = poold.ConnectionString(TestRoles.TrustUser, "", sslMode: SslMode.Disable);
+        builder.ApplicationName = applicationName;
+        builder.Pooling = false;
+        builder.Timeout = 60;
+        builder.CommandTimeout = 60;
+        if (extra.Length > 0)
+        {
+            foreach (var part in extra.Split(';', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var eq = part.IndexOf('=', StringComparison.Ordinal);
+                builder[part[..eq]] = part[(eq + 1)..];
+            }
+        }
+
+        return new NpgsqlConnection(builder.ConnectionString);
+    }
+
+    private static async Task<int> BackendPidAsync(NpgsqlConnection c) =>
+        Convert.ToInt32(await new NpgsqlCommand("SELECT pg_backend_pid()", c).ExecuteScalarAsync(), CultureInfo.InvariantCulture);
+
+    private static async Task<long> ServerConnectionsAsync(int node, string user) =>
+        Convert.ToInt64(await ClusterFixture.Cluster.ScalarAsync(node,
+            $"SELECT count(*) FROM pg_stat_activity WHERE usename = '{user}' AND backend_type = 'client backend'"), CultureInfo.InvariantCulture);
+
+    [Test]
+    public async Task IdleClients_HoldNoServerConnection_AndTakeTurnsOnFew()
+    {
+        await using var poold = await StartAsync("default_pool_size = 2\n");
+        var clients = new List<NpgsqlConnection>();
+        try
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                var c = Connection(poold, $"txpool-idle-{i}");
+                await c.OpenAsync();
+                clients.Add(c);
+            }
+
+            var pids = new HashSet<int>();
+            for (var round = 0; round < 3; round++)
+            {
+                foreach (var c in clients)
+                {
+                    pids.Add(await BackendPidAsync(c));
+                }
+            }
+
+            Assert.That(pids, Has.Count.InRange(1, 2), "20 clients took turns on at most default_pool_size server connections");
+            Assert.That(poold.Host.Pool.OpenCount(0), Is.InRange(1, 2));
+            Assert.That(await ServerConnectionsAsync(0, TestRoles.TrustUser), Is.LessThanOrEqualTo(2));
+        }
+        finally
+        {
+            foreach (var c in clients)
+            {
+                await c.DisposeAsync();
+            }
+        }
+    }
+
+    [Test]
+    public async Task ManyClients_ReadWriteMix_OverTenServerConnectionsPerNode_GetCorrectResults()
+    {
+        await using var poold = await StartAsync("default_pool_size = 10\nquery_wait_timeout = 60\n", loadBalance: true);
+        const int clients = 2000;
+        const int transactions = 3;
+        var runId = Random.Shared.Next(1_000_000);
+        await ClusterFixture.Cluster.ScalarAsync(0, $"DELETE FROM {Table} WHERE n >= 0");
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var failures = new ConcurrentQueue<string>();
+        var maxOpen = new int[ClusterFixture.Cluster.Nodes.Count];
+        using var sampling = new CancellationTokenSource();
+        var sampler = Task.Run(async () =>
+        {
+            while (!sampling.IsCancellationRequested)
+            {
+                for (var node = 0; node < maxOpen.Length; node++)
+                {
+                    maxOpen[node] = Math.Max(maxOpen[node], poold.Host.Pool.OpenCount(node));
+                }
+
+                await Task.Delay(20, CancellationToken.None);
+            }
+        });
+
+        // Connections open in waves (the listen queue and the login path are not under test here), then all run at once.
+        using var start = new SemaphoreSlim(64);
+        var tasks = Enumerable.Range(0, clients).Select(async client =>
+        {
+            try
+            {
+                await start.WaitAsync(deadline.Token);
+                NpgsqlConnection c;
+                try
+                {
+                    c = Connection(poold, "txpool-mix");
+                    await c.OpenAsync(deadline.Token);
+                }
+                finally
+                {
+                    start.Release();
+                }
+
+                await using (c)
+                {
+                    for (var t = 0; t < transactions; t++)
+                    {
+                        await using (var tx = await c.BeginTransactionAsync(deadline.Token))
+                        {
+                            await using var insert = new NpgsqlCommand($"INSERT INTO {Table} VALUES ({client}, {runId + t})", c, tx);
+                            await insert.ExecuteNonQueryAsync(deadline.Token);
+                            await using var mine = new NpgsqlCommand($"SELECT count(*) FROM {Table} WHERE client = {client} AND n >= {runId}", c, tx);
+                            var seen = Convert.ToInt32(await mine.ExecuteScalarAsync(deadline.Token), CultureInfo.InvariantCulture);
+                            if (seen != t + 1)
+                            {
+                                failures.Enqueue($"client {client} saw {seen} of its rows inside transaction {t}, expected {t + 1}");
+                            }
+
+                            await tx.CommitAsync(deadline.Token);
+                        }
+
+                        // An autocommit read, balanced over the nodes.
+                        await using var read = new NpgsqlCommand($"SELECT {client * 10 + t}", c);
+                        var value = Convert.ToInt32(await read.ExecuteScalarAsync(deadline.Token), CultureInfo.InvariantCulture);
+                        if (value != client * 10 + t)
+                        {
+                            failures.Enqueue($"client {client} got {value} for SELECT {client * 10 + t}");
+                        }
+                    }
+                }
+            }
+            catch (Exception e)
+            {
+                failures.Enqueue($"client {client}: {e.GetType().Name}: {e.Message}");
+            }
+        }).ToList();
+        await Task.WhenAll(tasks);
+        await sampling.CancelAsync();
+        await sampler;
+
+        Assert.That(failures, Is.Empty, string.Join("\n", failures.Take(10)));
+        var rows = Convert.ToInt64(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE n >= {runId}"), CultureInfo.InvariantCulture);
+        Assert.That(rows, Is.EqualTo(clients * transactions), "every committed insert is there");
+        Assert.That(maxOpen, Has.All.LessThanOrEqualTo(10), "never more than default_pool_size server connections per node");
+        Assert.That(maxOpen[0], Is.GreaterThan(0));
+    }
+
+    [Test]
+    public async Task SearchPath_SetByOneClient_IsNeverSeenByAnother()
+    {
+        await using var poold = await StartAsync("default_pool_size = 2\n");
+        var failures = new ConcurrentQueue<string>();
+        var tasks = Enumerable.Range(0, 12).Select(async client =>
+        {
+            var mode = client % 3;
+            await using var c = Connection(poold, $"txpool-path-{client}");
+            await c.OpenAsync();
+            var expected = mode switch
+            {
+                0 => "txpool_a",
+                1 => "txpool_b",
+                _ => "\"$user\", public",
+            };
+            if (mode < 2)
+            {
+                await new NpgsqlCommand($"SET search_path = {expected}", c).ExecuteNonQueryAsync();
+                await new NpgsqlCommand($"SET application_name = 'txpool-path-set-{client}'", c).ExecuteNonQueryAsync();
+            }
+
+            for (var i = 0; i < 40; i++)
+            {
+                await using var show = new NpgsqlCommand("SELECT current_setting('search_path'), current_setting('application_name')", c);
+                await using var reader = await show.ExecuteReaderAsync();
+                await reader.ReadAsync();
+                var (path, app) = (reader.GetString(0), reader.GetString(1));
+                var expectedApp = mode < 2 ? $"txpool-path-set-{client}" : $"txpool-path-{client}";
+                if (path != expected || app != expectedApp)
+                {
+                    failures.Enqueue($"client {client} statement {i}: search_path {path} (expected {expected}), application_name {app} (expected {expectedApp})");
+                }
+            }
+        });
+        await Task.WhenAll(tasks);
+        Assert.That(failures, Is.Empty, string.Join("\n", failures.Take(10)));
+    }
+
+    [Test]
+    public async Task AutoPreparedStatements_FollowEachClient_AcrossServerConnections()
+    {
+        await using var poold = await StartAsync("default_pool_size = 3\nmax_prepared_statements = 4\n");
+        var failures = new ConcurrentQueue<string>();
+        var tasks = Enumerable.Range(0, 16).Select(async client =>
+        {
+            await using var c = Connection(poold, "txpool-prepared", "Max Auto Prepare=8;Auto Prepare Min Usages=2");
+            await c.OpenAsync();
+            for (var i = 0; i < 60; i++)
+            {
+                // Six statements per client, two of them the same text in every client: names collide across clients.
+                var shape = i % 6;
+                await using var cmd = new NpgsqlCommand($"SELECT $1::int + {shape} + {(shape < 2 ? 0 : client * 100)}", c);
+                cmd.Parameters.AddWithValue(i);
+                var value = Convert.ToInt32(await cmd.ExecuteScalarAsync(), CultureInfo.InvariantCulture);
+                var expected = i + shape + (shape < 2 ? 0 : client * 100);
+                if (value != expected)
+                {
+                    failures.Enqueue($"client {client} statement {i}: {value}, expected {expected}");
+                }
+            }
+        });
+        await Task.WhenAll(tasks);
+        Assert.That(failures, Is.Empty, string.Join("\n", failures.Take(10)));
+        Assert.That(poold.Log, Does.Not.Contain("already exists"));
+    }
+
+    [Test]
+    public async Task ExplicitPrepare_PinsTheSession_AndItKeepsWorking()
+    {
+        await using var poold = await StartAsync("default_pool_size = 4\n");
+        await using var pinned = Connection(poold, "txpool-pin");
+        await pinned.OpenAsync();
+        await new NpgsqlCommand("PREPARE txpool_p(int) AS SELECT $1 * 2", pinned).ExecuteNonQueryAsync();
+        var pid = await BackendPidAsync(pinned);
+
+        await using (var other = Connection(poold, "txpool-pin-other"))
+        {
+            await other.OpenAsync();
+            for (var i = 0; i < 5; i++)
+            {
+                Assert.That(await BackendPidAsync(other), Is.Not.EqualTo(pid), "a pinned connection is nobody else's");
+            }
+        }
+
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.That(await new NpgsqlCommand($"EXECUTE txpool_p({i})", pinned).ExecuteScalarAsync(), Is.EqualTo(i * 2));
+            Assert.That(await BackendPidAsync(pinned), Is.EqualTo(pid));
+        }
+
+        await poold.WaitForLogAsync("keeps its server connections to its end because of SQL PREPARE");
+    }
+
+    [TestCase("LISTEN txpool_channel", "LISTEN")]
+    [TestCase("CREATE TEMP TABLE txpool_temp (x int)", "a temporary table")]
+    [TestCase("SELECT pg_advisory_lock(4242)", "pg_advisory_lock()")]
+    [TestCase("BEGIN; DECLARE txpool_cursor CURSOR WITH HOLD FOR SELECT 1; COMMIT", "DECLARE ... WITH HOLD")]
+    [TestCase("SET ROLE " + TestRoles.TrustUser, "SET ROLE")]
+    public async Task SessionStateThatCannotMove_PinsTheSession(string statement, string reason)
+    {
+        await using var poold = await StartAsync("default_pool_size = 4\n");
+        await using var c = Connection(poold, "txpool-pins");
+        await c.OpenAsync();
+        var before = await BackendPidAsync(c);
+        await new NpgsqlCommand(statement, c).ExecuteNonQueryAsync();
+        var pid = await BackendPidAsync(c);
+
+        // Other clients churn on the pool meanwhile; the pinned client stays on its connection.
+        await using (var other = Connection(poold, "txpool-pins-other"))
+        {
+            await other.OpenAsync();
+            for (var i = 0; i < 4; i++)
+            {
+                Assert.That(await BackendPidAsync(other), Is.Not.EqualTo(pid));
+            }
+        }
+
+        Assert.That(await BackendPidAsync(c), Is.EqualTo(pid));
+        Assert.That(before, Is.Not.Zero);
+        await poold.WaitForLogAsync("because of " + reason);
+        if (statement.StartsWith("CREATE TEMP", StringComparison.Ordinal))
+        {
+            Assert.That(await new NpgsqlCommand("SELECT count(*) FROM txpool_temp", c).ExecuteScalarAsync(), Is.Zero);
+        }
+    }
+
+    [Test]
+    public async Task PoolExhausted_TheWaitingClientGets53300AfterQueryWaitTimeout()
+    {
+        await using var poold = await StartAsync("default_pool_size = 1\nquery_wait_timeout = 1\n");
+        await using var holder = Connection(poold, "txpool-holder");
+        await holder.OpenAsync();
+
+        // A login takes a server connection for its authentication and startup parameters: logged in before the holder's transaction.
+        await using var waiter = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-waiter");
+        await using var tx = await holder.BeginTransactionAsync();
+        await new NpgsqlCommand("SELECT 1", holder, tx).ExecuteScalarAsync();
+
+        var started = DateTime.UtcNow;
+        await waiter.SendAsync(RawClient.Query("SELECT 2"));
+        var answer = await waiter.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+        var error = answer.Single(m => m.Code == 'E');
+        Assert.That(error.SqlState, Is.EqualTo("53300"));
+        Assert.That(error.Text, Does.Contain("query_wait_timeout"));
+        Assert.That(DateTime.UtcNow - started, Is.GreaterThanOrEqualTo(TimeSpan.FromSeconds(0.9)));
+
+        // The same in the extended protocol: the error, then ReadyForQuery at the Sync.
+        await waiter.SendAsync(RawClient.Parse("", "SELECT 4"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
+        answer = await waiter.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+        Assert.That(answer.Select(m => m.Code), Is.EqualTo(new[] { 'E', 'Z' }));
+
+        // The waiter's session is still usable once the holder is done.
+        await tx.CommitAsync();
+        await waiter.SendAsync(RawClient.Query("SELECT 3"));
+        answer = await waiter.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+        Assert.That(answer.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("3"));
+    }
+
+    [Test]
+    public async Task ClientKilledInsideATransaction_LeavesNoLockBehind()
+    {
+        await using var poold = await StartAsync("default_pool_size = 2\n");
+        await ClusterFixture.Cluster.ScalarAsync(0, $"INSERT INTO {Table} VALUES (-1, -1)");
+        var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-killed");
+        await raw.SendAsync(RawClient.Query($"BEGIN; UPDATE {Table} SET n = -2 WHERE client = -1"));
+        await raw.ReadUntilReadyAsync();
+        raw.Socket.Close(0);
+        await raw.DisposeAsync();
+
+        await using var c = Connection(poold, "txpool-after-kill");
+        await c.OpenAsync();
+        await new NpgsqlCommand("SET lock_timeout = '5s'", c).ExecuteNonQueryAsync();
+        Assert.That(await new NpgsqlCommand($"UPDATE {Table} SET n = -3 WHERE client = -1", c).ExecuteNonQueryAsync(), Is.GreaterThan(0),
+            "the dead client's row lock is gone");
+        Assert.That(await new NpgsqlCommand($"SELECT count(*) FROM {Table} WHERE n = -2", c).ExecuteScalarAsync(), Is.Zero,
+            "its uncommitted update was rolled back");
+    }
+
+    [Test]
+    public async Task LateCancel_NeverCancelsTheNextClientsStatement()
+    {
+        await using var poold = await StartAsync("default_pool_size = 1\n");
+        await using var a = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-cancel-a");
+        await using var b = Connection(poold, "txpool-cancel-b");
+        await b.OpenAsync();
+        for (var round = 0; round < 5; round++)
+        {
+            await a.SendAsync(RawClient.Query("SELECT 1"));
+            await a.ReadUntilReadyAsync();
+
+            // A's statement is over; B now runs on the same (only) server connection while A's cancel arrives.
+            var slow = new NpgsqlCommand($"SELECT {round} FROM pg_sleep(1)", b).ExecuteScalarAsync();
+            await Poll.UntilAsync(async () => Convert.ToInt64(await ClusterFixture.Cluster.ScalarAsync(0,
+                    $"SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = 'SELECT {round} FROM pg_sleep(1)'"),
+                CultureInfo.InvariantCulture) == 1, TimeSpan.FromSeconds(10), "B's statement to run");
+            await a.CancelThroughAsync(poold.Port);
+            Assert.That(await slow, Is.EqualTo(round), $"round {round}: B's statement ran to its end");
+        }
+    }
+}

@@ -1,0 +1,36 @@
+using Poold.Routing;
+
+namespace Poold.Tests.Routing;
+
+public class SessionPinsTests
+{
+    private static string? Reason(string sql) => SessionPins.Reason(QueryClassifier.Classify(sql, RoutingOptions.Default), sql);
+
+    [TestCase("PREPARE p(int) AS SELECT $1", "SQL PREPARE")]
+    [TestCase("prepare p AS select 1", "SQL PREPARE")]
+    [TestCase("LISTEN jobs", "LISTEN")]
+    [TestCase("LOAD 'auto_explain'", "LOAD")]
+    [TestCase("CREATE TEMP TABLE t (x int)", "temporary table")]
+    [TestCase("CREATE TEMPORARY TABLE t AS SELECT 1", "temporary table")]
+    [TestCase("SELECT pg_advisory_lock(1)", "pg_advisory_lock()")]
+    [TestCase("SELECT pg_catalog.pg_try_advisory_lock_shared(1, 2)", "pg_try_advisory_lock_shared()")]
+    [TestCase("DECLARE c CURSOR WITH HOLD FOR SELECT 1", "WITH HOLD")]
+    [TestCase("declare c no scroll cursor with hold for select 1", "WITH HOLD")]
+    [TestCase("SET ROLE admin", "SET ROLE")]
+    [TestCase("SET SESSION AUTHORIZATION admin", "SET SESSION AUTHORIZATION")]
+    [TestCase("SELECT 1; PREPARE q AS SELECT 2", "SQL PREPARE")]
+    [TestCase("BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT 1; COMMIT", "WITH HOLD")]
+    public void StatementsWhoseEffectOutlivesTheTransaction_Pin(string sql, string reason) =>
+        Assert.That(Reason(sql), Does.Contain(reason));
+
+    [TestCase("SELECT 1")]
+    [TestCase("DECLARE c CURSOR FOR SELECT 'WITH HOLD'")]
+    [TestCase("DECLARE c CURSOR FOR SELECT * FROM t WITH HOLD")]
+    [TestCase("SELECT pg_advisory_xact_lock(1)")]
+    [TestCase("SET search_path = a")]
+    [TestCase("SET LOCAL ROLE admin")]
+    [TestCase("CREATE TABLE temp (x int)")]
+    [TestCase("SELECT 'LISTEN x'")]
+    [TestCase("INSERT INTO t VALUES (1)")]
+    public void StatementsThatFollowTheClient_DoNotPin(string sql) => Assert.That(Reason(sql), Is.Null);
+}
