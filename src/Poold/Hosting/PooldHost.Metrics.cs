@@ -61,7 +61,7 @@ internal sealed partial class PooldHost
         var nodes = services.Nodes.Current;
         var active = new int[nodes.Nodes.Length];
         var idle = new int[nodes.Nodes.Length];
-        int running = 0, idleClients = 0, inTransaction = 0;
+        int running = 0, idleClients = 0, inTransaction = 0, waitingForServer = 0;
         long bytesIn = 0, bytesOut = 0;
         foreach (var session in services.Cancels.Sessions)
         {
@@ -72,6 +72,9 @@ internal sealed partial class PooldHost
                     break;
                 case "Idle in transaction":
                     inTransaction++;
+                    break;
+                case "Wait for server connection":
+                    waitingForServer++;
                     break;
                 default:
                     idleClients++;
@@ -95,8 +98,11 @@ internal sealed partial class PooldHost
             idle[i] = Math.Max(0, services.Pool.OpenCount(i) - active[i]);
         }
 
-        var waiting = Volatile.Read(ref _waitingForSlot);
-        var starting = Math.Max(0, UnadmittedConnections - waiting);
+        var waitingForSlot = Volatile.Read(ref _waitingForSlot);
+        var starting = Math.Max(0, UnadmittedConnections - waitingForSlot);
+
+        // Waiting: for one of num_init_children's slots (session mode) or for a server connection (transaction mode).
+        var waiting = waitingForSlot + waitingForServer;
         return new ScrapeState(nodes, services.Nodes.Health, services.Counters, new ClientCounts(running, idleClients, inTransaction, waiting, starting),
             active, idle, bytesIn, bytesOut, Monitor?.Failovers ?? 0);
     }

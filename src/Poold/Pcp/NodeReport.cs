@@ -133,7 +133,18 @@ internal static class NodeReport
             }
 
             var started = LocalTime(session.StartedAt);
-            foreach (var backend in session.Backends)
+            var backends = session.Backends;
+            if (backends.Count == 0 && session.TransactionMode)
+            {
+                // Transaction mode, between transactions: the client holds no server connection (backend pid 0).
+                rows.Add(
+                [
+                    I(session.Id), started, "1", "0", "0", session.Database ?? "", session.User ?? "", started, started, "", "0",
+                    "3", "0", "1", "0", "0", session.StatusText, "0", session.ClientHost, session.ClientPort, "",
+                ]);
+            }
+
+            foreach (var backend in backends)
             {
                 rows.Add(
                 [

@@ -29,8 +29,9 @@ internal interface IPoolCommandSession
 /// <summary>
 /// pgpool-II's SQL commands, answered by Poold inside a client session (compat §7): <c>SHOW POOL_NODES</c>,
 /// <c>POOL_PROCESSES</c>, <c>POOL_POOLS</c>, <c>POOL_VERSION</c>, <c>POOL_STATUS</c>, <c>POOL_HEALTH_CHECK_STATS</c>,
-/// <c>POOL_BACKEND_STATS</c>, <c>POOL_CACHE</c>, <c>PGPOOL SHOW / SET / RESET</c> and <c>PGPOOL EXPLAIN ROUTE</c>. Every
-/// column is text.
+/// <c>POOL_BACKEND_STATS</c>, <c>POOL_CACHE</c>, <c>PGPOOL SHOW / SET / RESET</c> and <c>PGPOOL EXPLAIN ROUTE</c>; and Poold's
+/// own <c>SHOW POOL_CLIENTS</c> (every client, its pool mode and state) and <c>SHOW POOL_SERVERS</c> (every transaction-mode
+/// pool: server connections in use and idle, clients waiting). Every column is text.
 /// </summary>
 internal static partial class PoolCommands
 {
@@ -75,7 +76,8 @@ internal static partial class PoolCommands
         text.Length >= prefix.Length && System.Text.Ascii.EqualsIgnoreCase(text[..prefix.Length], prefix);
 
     public static PoolResult Execute(string sql, PooldSettings settings, NodeSnapshot nodes, IReadOnlyList<ClientSession> sessions,
-        NodeCounters counters, IPoolCommandSession session, HealthStats[]? health = null, string? nodesWarning = null)
+        NodeCounters counters, IPoolCommandSession session, HealthStats[]? health = null, string? nodesWarning = null,
+        IReadOnlyList<Pooling.SharedPoolState>? serverPools = null)
     {
         var match = CommandPattern().Match(sql);
         if (match.Groups[1].Success)
@@ -85,6 +87,8 @@ internal static partial class PoolCommands
                 "POOL_NODES" => Nodes(nodes, counters, session) with { Warning = nodesWarning },
                 "POOL_PROCESSES" => Processes(sessions),
                 "POOL_POOLS" => Pools(sessions),
+                "POOL_CLIENTS" => Clients(sessions),
+                "POOL_SERVERS" => Servers(serverPools ?? []),
                 "POOL_VERSION" => new(["pool_version"], [[Version]], "SELECT 1"),
                 "POOL_STATUS" => new(["item", "value", "description"],
                     [.. NodeReport.PoolStatus(settings, nodes).Select(r => new[] { r.Name, r.Value, r.Description })], ""),
@@ -164,6 +168,26 @@ internal static partial class PoolCommands
             "client_connection_time", "client_disconnection_time", "client_idle_duration", "majorversion", "minorversion", "pool_counter",
             "pool_backendpid", "pool_connected", "status", "load_balance_node", "client_host", "client_port", "statement"],
         [.. NodeReport.ProcessRows(sessions, 0).Select(r => r.ToArray())], "");
+
+    /// <summary>SHOW POOL_CLIENTS: one row per client, with what it holds now (PgBouncer's SHOW CLIENTS).</summary>
+    private static PoolResult Clients(IReadOnlyList<ClientSession> sessions) => new(
+        ["pool_pid", "database", "username", "pool_mode", "state", "pinned_by", "backends", "client_host", "client_port", "connect_time"],
+        [.. sessions.Select(s =>
+        {
+            var backends = s.Backends;
+            var state = s.WaitingForServer ? "waiting" : backends.Count > 0 ? "active" : "idle";
+            return new[]
+            {
+                I(s.Id), s.Database ?? "", s.User ?? "", s.TransactionMode ? "transaction" : "session", state, s.PinnedBy ?? "",
+                string.Join(' ', backends.Select(b => $"{I(b.NodeId)}:{I(b.ProcessId)}")), s.ClientHost, s.ClientPort, NodeReport.LocalTime(s.StartedAt),
+            };
+        })], "");
+
+    /// <summary>SHOW POOL_SERVERS: one row per transaction-mode pool (node, user, database): connections in use, idle, clients waiting.</summary>
+    private static PoolResult Servers(IReadOnlyList<Pooling.SharedPoolState> pools) => new(
+        ["node_id", "database", "username", "sv_active", "sv_idle", "sv_open", "cl_waiting"],
+        [.. pools.OrderBy(p => p.Key.NodeId).ThenBy(p => p.Key.Database, StringComparer.Ordinal).ThenBy(p => p.Key.User, StringComparer.Ordinal)
+            .Select(p => new[] { I(p.Key.NodeId), p.Key.Database, p.Key.User, I(Math.Max(0, p.Open - p.Idle)), I(p.Idle), I(p.Open), I(p.Waiting) })], "");
 
     private static PoolResult BackendStats(NodeSnapshot nodes, NodeCounters counters) => new(
         ["node_id", "hostname", "port", "status", "role", "select_cnt", "insert_cnt", "update_cnt", "delete_cnt", "ddl_cnt", "other_cnt",

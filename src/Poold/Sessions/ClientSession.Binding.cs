@@ -1,4 +1,3 @@
-using System.Text;
 using Poold.Config;
 using Poold.Pooling;
 using Poold.Protocol;
@@ -33,13 +32,13 @@ internal sealed partial class ClientSession
     /// <summary>The client pump's reader: the reply pump wakes it when the session goes quiet, so it releases its connections.</summary>
     private Protocol.ContiguousPipeReader? _clientReader;
 
-    /// <summary>The SET commands of <see cref="_history"/> as one query, for <see cref="_stateTextVersion"/>.</summary>
-    private string _stateText = "";
-
-    private int _stateTextVersion = -1;
-
     /// <summary>Whether the session is in transaction mode (SHOW POOL_PROCESSES, the metrics).</summary>
     public bool TransactionMode => _transactionMode;
+
+    /// <summary>Waiting for a server connection (transaction mode, all of the pool's busy).</summary>
+    public bool WaitingForServer => Volatile.Read(ref _waitingForServer);
+
+    private bool _waitingForServer;
 
     /// <summary>Why the session is pinned to its connections (null when it is not, or in session mode).</summary>
     public string? PinnedBy => Volatile.Read(ref _pinnedBy);
@@ -60,45 +59,10 @@ internal sealed partial class ClientSession
 
     private const string SharedPoolMark = "\u0003transaction";
 
-    /// <summary>
-    /// Transaction mode: the client's startup parameters other than the key (application_name, client_encoding, DateStyle,
-    /// TimeZone, extra_float_digits …) become the first entries of the replay list, so every connection that runs the
-    /// client's transactions has them, and none keeps them for another client.
-    /// </summary>
-    private void SeedStartupState()
-    {
-        foreach (var (name, value) in _startup!.Parameters)
-        {
-            if (!IsKeyParameter(name))
-            {
-                var sql = $"SET \"{name.Replace("\"", "\"\"", StringComparison.Ordinal)}\" TO '{value.Replace("'", "''", StringComparison.Ordinal)}'";
-                _history.Add(new HistoryEntry(name.ToLowerInvariant(), sql, QueryFrame(sql), false));
-            }
-        }
+    /// <summary>Transaction mode: the client's startup parameters other than the key are replayed as SET commands (<see cref="SessionStateHistory.Seed"/>).</summary>
+    private void SeedStartupState() => _state.Seed(_startup!.Parameters.Where(p => !IsKeyParameter(p.Key)));
 
-        _historyVersion++;
-    }
-
-    /// <summary>The session's SET commands as one query: what a connection must have run to carry this client's state.</summary>
-    private string StateText()
-    {
-        if (_stateTextVersion != _historyVersion)
-        {
-            var text = new StringBuilder();
-            foreach (var entry in _history)
-            {
-                if (entry.Key is not null && !entry.DropsStatements)
-                {
-                    text.Append(entry.Sql).Append(';');
-                }
-            }
-
-            _stateText = text.ToString();
-            _stateTextVersion = _historyVersion;
-        }
-
-        return _stateText;
-    }
+    private string StateText() => _state.StateText;
 
     /// <summary>
     /// Transaction mode, a connection just bound: the query that gives it this client's state (RESET ALL when another
@@ -122,7 +86,7 @@ internal sealed partial class ClientSession
     /// pool closes its least recently used idle connection past num_init_children × max_pool); in transaction mode one
     /// from the node's shared pool, waiting when default_pool_size are busy.
     /// </summary>
-    private async Task<BackendConnection> ConnectAsync(Backends.NodeState node, CancellationToken ct)
+    private async Task<BackendConnection> ConnectAsync(Backends.NodeState node, CancellationToken ct, bool wait = true)
     {
         var key = BackendKey(node.Id);
         var pool = _services.Pool;
@@ -133,9 +97,11 @@ internal sealed partial class ClientSession
             try
             {
                 var credential = SessionCredential;
-                shared = await pool.AcquireAsync(key, SharedLimits.From(_services.Settings), c => c.WasOpenedWith(credential), ct);
+                var limits = SharedLimits.From(_services.Settings);
+                Volatile.Write(ref _waitingForServer, true);
+                shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, c => c.WasOpenedWith(credential), ct);
             }
-            catch (PoolWaitTimeoutException) when (_primaryNodeId >= 0 && _links.Count == 0)
+            catch (PoolWaitTimeoutException) when (!wait || (_primaryNodeId >= 0 && _links.Count == 0))
             {
                 // Between transactions: the batch that waited gets the error and the session goes on (see AnswerWaitTimeout).
                 throw;
@@ -147,6 +113,7 @@ internal sealed partial class ClientSession
             }
             finally
             {
+                Volatile.Write(ref _waitingForServer, false);
                 _services.Metrics?.PoolWaited(_services.Time.GetElapsedTime(waitStart));
             }
 
@@ -242,21 +209,8 @@ internal sealed partial class ClientSession
             return;
         }
 
-        var connection = link.Connection;
-        link.AppliedHistory = connection.AppliedState == StateText() ? _historyVersion : -1;
-        if (connection.PreparedUncertain)
-        {
-            link.DropAllStatements = true;
-            return;
-        }
-
-        foreach (var (name, statement) in _statements)
-        {
-            if (connection.Prepared.TryGetValue(name, out var onServer) && onServer.ParseFrame.AsSpan().SequenceEqual(statement.ParseFrame))
-            {
-                link.Statements.Add(name);
-            }
-        }
+        _registry.Adopt(link);
+        link.AppliedHistory = link.Connection.AppliedState == StateText() && !link.DropAllStatements ? _state.Version : -1;
     }
 
     /// <summary>
@@ -276,7 +230,7 @@ internal sealed partial class ClientSession
         _primary = null;
         _copyLink = null;
         _failedLink = null;
-        _portals.Clear();
+        _registry.ForgetPortals();
         Volatile.Write(ref _backend, null);
         PublishBackends();
         var cancelled = await _cancelGate.QuiesceAsync(DrainTimeout);
@@ -390,9 +344,9 @@ internal sealed partial class ClientSession
             await connection.WriteAsync(ResetAllFrame, ct);
         }
 
-        foreach (var entry in _history)
+        foreach (var entry in _state.Entries)
         {
-            if (entry.Key is not null && !entry.DropsStatements)
+            if (SessionStateHistory.IsState(entry))
             {
                 Enqueue(link, relay: false, 0);
                 await connection.WriteAsync(entry.Frame, ct);
@@ -414,7 +368,7 @@ internal sealed partial class ClientSession
     {
         if (!_transactionMode)
         {
-            link.AppliedHistory = _historyVersion;
+            link.AppliedHistory = _state.Version;
         }
         else if (c.ResetsSession)
         {
@@ -424,65 +378,12 @@ internal sealed partial class ClientSession
         else
         {
             link.Connection.AppliedState = StateText();
-            link.AppliedHistory = _historyVersion;
+            link.AppliedHistory = _state.Version;
         }
     }
 
     /// <summary>A connection whose state is unknown after a RESET ALL or DISCARD ALL: it is reset and given the client's state again.</summary>
     private const string ResetMark = "\u0001reset";
-
-    /// <summary>
-    /// Transaction mode, max_prepared_statements: before a batch adds statements to a full connection, the least recently
-    /// used ones the batch does not need are closed (the client keeps them: they are parsed again where it binds them).
-    /// A name the batch parses anew that another client left here is closed first. Returns the CloseComplete replies to hide.
-    /// </summary>
-    private async Task<int> MakeRoomForStatementsAsync(NodeLink link, List<BatchMessage> messages, CancellationToken ct)
-    {
-        var connection = link.Connection;
-        var skip = 0;
-        var adding = 0;
-        foreach (var m in messages)
-        {
-            if (m.Code == (byte)FrontendCode.Parse && m.Name.Length > 0)
-            {
-                if (!link.Statements.Contains(m.Name) && connection.Prepared.Remove(m.Name))
-                {
-                    await connection.WriteAsync(CloseFrame(m.Name), ct);
-                    skip++;
-                }
-
-                adding++;
-            }
-            else if (m.Code is (byte)FrontendCode.Bind && !link.Statements.Contains(m.StatementName))
-            {
-                adding++;
-            }
-        }
-
-        var cap = _services.Settings.Get(Params.MaxPreparedStatements);
-        if (cap <= 0 || adding == 0 || connection.Prepared.Count + adding <= cap)
-        {
-            return skip;
-        }
-
-        var needed = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var m in messages)
-        {
-            needed.Add(m.Code == (byte)FrontendCode.Bind ? m.StatementName : m.Name);
-        }
-
-        var victims = connection.Prepared.Where(p => !needed.Contains(p.Key)).OrderBy(p => p.Value.LastUsed)
-            .Take(connection.Prepared.Count + adding - cap).Select(p => p.Key).ToList();
-        foreach (var name in victims)
-        {
-            await connection.WriteAsync(CloseFrame(name), ct);
-            connection.Prepared.Remove(name);
-            link.Statements.Remove(name);
-            skip++;
-        }
-
-        return skip;
-    }
 
     /// <summary>
     /// A batch found no free server connection within query_wait_timeout, before anything of it was sent: the client gets

@@ -10,7 +10,7 @@ internal sealed partial class ClientSession : IPoolCommandSession
 
     private PoolResult RunPoolCommand(string sql) =>
         PoolCommands.Execute(sql, _services.Settings, _services.Nodes.Current, _services.Cancels.Sessions, _services.Counters, this,
-            _services.Nodes.Health, _services.Nodes.DiscoveryWarning);
+            _services.Nodes.Health, _services.Nodes.DiscoveryWarning, _services.Pool.SharedPools());
 
     private TransactionStatus VisibleStatus()
     {

@@ -37,9 +37,8 @@ internal sealed partial class ClientSession
 
     /// <summary>An empty batch, for sends that are not one (never modified).</summary>
     private static readonly List<BatchMessage> NoMessages = [];
-    private readonly Dictionary<string, PreparedStatement> _statements = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, NodeLink> _portals = new(StringComparer.Ordinal);
-    private readonly List<HistoryEntry> _history = [];
+    private readonly StatementRegistry _registry;
+    private readonly SessionStateHistory _state = new();
     private readonly Random _random = new();
     private NodeLink? _primary;
     private NodeLink? _lockedLink;
@@ -48,7 +47,6 @@ internal sealed partial class ClientSession
     private SessionRouter? _router;
     private LoadBalancer? _balancer;
     private int _balanceNodeId;
-    private int _historyVersion;
     private long _lastSequence;
     private string _beginText = "BEGIN";
     private TransactionStatus _clientStatus = TransactionStatus.Idle;
@@ -100,7 +98,8 @@ internal sealed partial class ClientSession
     public int BalanceNodeId => Volatile.Read(ref _balanceNodeId);
 
     /// <summary>pgpool's process status words.</summary>
-    public string StatusText => _clientStatus != TransactionStatus.Idle ? "Idle in transaction"
+    public string StatusText => WaitingForServer ? "Wait for server connection"
+        : _clientStatus != TransactionStatus.Idle ? "Idle in transaction"
         : Volatile.Read(ref _outstanding) > 0 ? "Execute command" : "Idle";
 
     /// <summary>Where a CancelRequest for this session goes: published as an immutable array for the thread that handles the cancel.</summary>
@@ -114,85 +113,7 @@ internal sealed partial class ClientSession
         Volatile.Write(ref _cancelTargets, [.. _links.Values.Select(l => new CancelTarget(l.Connection.Node, l.Connection.ProcessId, l.Connection.SecretKey))]);
     }
 
-    /// <summary>A backend connection as this session uses it.</summary>
-    private sealed class NodeLink(BackendConnection connection)
-    {
-        public BackendConnection Connection { get; } = connection;
 
-        /// <summary>Requests sent whose ReadyForQuery has not been read.</summary>
-        public int Pending;
-
-        /// <summary>The connection failed under a statement: it is dropped before the session's next batch.</summary>
-        public volatile bool Dead;
-
-        /// <summary>When a request was last sent on it (see <see cref="ProbeAfterIdle"/>).</summary>
-        public long LastUsed;
-
-        /// <summary>
-        /// Bytes of a frame the reply pump has consumed only in part, as of its last <c>AdvanceTo</c>: where a drain must
-        /// resume so it never parses from the middle of a frame. Written by the reply pump only.
-        /// </summary>
-        public long FrameRemaining;
-
-        private volatile bool _transactionOpen;
-
-        /// <summary>
-        /// Whether a transaction is open on this connection: predicted when Poold sends a statement that opens or ends
-        /// one (so pipelined batches route right), and overwritten by the server's own ReadyForQuery status whenever
-        /// that answers the last request sent here (<see cref="OnReadyForQuery(ReplyEntry, TransactionStatus, bool)"/>).
-        /// </summary>
-        public bool TransactionOpen
-        {
-            get => _transactionOpen;
-            set => _transactionOpen = value;
-        }
-
-        public int AppliedHistory { get; set; }
-
-        /// <summary>Transaction mode: the connection's statements are uncertain; DEALLOCATE ALL before it is relied on.</summary>
-        public bool DropAllStatements { get; set; }
-
-        /// <summary>An ErrorResponse came back on this connection while bound (written by the reply pump).</summary>
-        public volatile bool SawError;
-
-        /// <summary>A Parse ran on this connection while bound.</summary>
-        public bool ParsedSinceBound { get; set; }
-
-        /// <summary>Named prepared statements that exist on this connection.</summary>
-        public HashSet<string> Statements { get; } = new(StringComparer.Ordinal);
-
-        /// <summary>Statements the client closed elsewhere that still exist here: closed before this connection's next batch.</summary>
-        public HashSet<string> StaleStatements { get; } = new(StringComparer.Ordinal);
-
-        /// <summary>The node was detached (a hung or dead server): a statement waiting on it ends with an error at once.</summary>
-        public bool NodeDown => _nodeDown;
-
-        private volatile bool _nodeDown;
-
-        private CancellationTokenRegistration _downRegistration;
-
-        /// <summary>Watches the node's status: when it goes down, the reply pump's read on this connection is woken.</summary>
-        public void WatchNode(CancellationToken nodeDown) =>
-            _downRegistration = nodeDown.UnsafeRegister(static state => ((NodeLink)state!).OnNodeDown(), this);
-
-        public void StopWatching() => _downRegistration.Dispose();
-
-        private void OnNodeDown()
-        {
-            _nodeDown = true;
-            Connection.Reader.CancelPendingRead();
-        }
-
-        public override string ToString() => $"node {Connection.NodeId}";
-    }
-
-    private sealed record PreparedStatement(string Name, byte[] ParseFrame, Classification Classification);
-
-    /// <summary>One SET/RESET/DISCARD of the session, replayed on connections that join later (<paramref name="Key"/> null for resets).</summary>
-    private sealed record HistoryEntry(string? Key, string Sql, byte[] Frame, bool DropsStatements, bool FromStartup = false);
-
-    /// <summary>One message of an extended-protocol batch; <see cref="Query"/> only where the text is needed (session state, transaction control, pool commands).</summary>
-    private readonly record struct BatchMessage(byte Code, string Name, string StatementName, Classification? Classification, string? Query = null);
 
     /// <summary>Sets up routing once the primary connection is authenticated: the router, the balance node, the function catalog.</summary>
     private async Task PrepareRoutingAsync(CancellationToken cancellationToken)
@@ -443,53 +364,7 @@ internal sealed partial class ClientSession
         }
     }
 
-    private int DeallocateTarget(string name, int chosen)
-    {
-        if (name == "*")
-        {
-            _statements.Clear();
-            if (_links.TryGetValue(chosen, out var runsIt))
-            {
-                runsIt.Connection.Prepared.Clear();
-            }
-
-            foreach (var link in _links.Values)
-            {
-                if (link.Connection.NodeId != chosen)
-                {
-                    // Their copies go when the DEALLOCATE ALL / DISCARD ALL is replayed there (session state).
-                    foreach (var statement in link.Statements.Where(n => n.Length > 0))
-                    {
-                        link.StaleStatements.Add(statement);
-                    }
-                }
-
-                link.Statements.Clear();
-            }
-
-            return chosen;
-        }
-
-        var holders = _links.Values.Where(l => l.Statements.Contains(name)).ToList();
-        if (holders.Count == 0)
-        {
-            return chosen;
-        }
-
-        var target = holders.FirstOrDefault(l => l == _primary) ?? holders[0];
-        _statements.Remove(name);
-        target.Connection.Prepared.Remove(name);
-        foreach (var holder in holders)
-        {
-            holder.Statements.Remove(name);
-            if (holder != target)
-            {
-                holder.StaleStatements.Add(name);
-            }
-        }
-
-        return target.Connection.NodeId;
-    }
+    private int DeallocateTarget(string name, int chosen) => _registry.Deallocate(name, chosen, _links.Values, _primary);
 
     // ---- extended protocol ----
 
@@ -565,7 +440,7 @@ internal sealed partial class ClientSession
                         statements.Add(s);
                         break;
                     case (byte)FrontendCode.Execute or (byte)FrontendCode.Describe when m.StatementName != "S" && !BoundInBatch(messages, m.Name)
-                                                                                   && _portals.TryGetValue(m.Name, out var holder):
+                                                                                   && _registry.PortalHolder(m.Name) is { } holder:
                         forced = holder;
                         break;
                 }
@@ -693,7 +568,7 @@ internal sealed partial class ClientSession
 
         foreach (var m in messages)
         {
-            if (m.Code == (byte)FrontendCode.Bind && !_poolStatements.ContainsKey(m.StatementName) && !ParsedBefore(messages, m.StatementName, messages.Count))
+            if (m.Code == (byte)FrontendCode.Bind && !_poolStatements.ContainsKey(m.StatementName) && !StatementRegistry.ParsedBefore(messages, m.StatementName, messages.Count))
             {
                 return false;
             }
@@ -713,7 +588,7 @@ internal sealed partial class ClientSession
             }
         }
 
-        return _statements.TryGetValue(name, out var s) ? s.Classification : null;
+        return _registry.Find(name);
     }
 
     private string StatementText(List<BatchMessage> messages, string name, int at)
@@ -726,7 +601,7 @@ internal sealed partial class ClientSession
             }
         }
 
-        if (_statements.TryGetValue(name, out var s))
+        if (_registry.TryGet(name, out var s))
         {
             var body = s.ParseFrame.AsSpan(5);
             CString(body, 0, out var next);
@@ -750,62 +625,8 @@ internal sealed partial class ClientSession
     }
 
     /// <summary>Registers what the batch created and closed on <paramref name="link"/>, and applies its statements to the router.</summary>
-    private void AfterBatch(NodeLink link, List<BatchMessage> messages)
-    {
-        var offset = 0;
-        var written = _batch.WrittenSpan;
-        foreach (var m in messages)
-        {
-            var length = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(written[(offset + 1)..]);
-            switch (m.Code)
-            {
-                case (byte)FrontendCode.Parse:
-                    var parse = written.Slice(offset, 1 + length);
-                    if (!_statements.TryGetValue(m.Name, out var known) || !parse.SequenceEqual(known.ParseFrame))
-                    {
-                        _statements[m.Name] = new PreparedStatement(m.Name, parse.ToArray(), m.Classification!);
-                    }
-
-                    foreach (var other in _links.Values)
-                    {
-                        if (other != link && other.Statements.Remove(m.Name) && m.Name.Length > 0)
-                        {
-                            other.StaleStatements.Add(m.Name);
-                        }
-                    }
-
-                    link.Statements.Add(m.Name);
-                    link.StaleStatements.Remove(m.Name);
-                    if (_transactionMode && m.Name.Length > 0)
-                    {
-                        link.Connection.Prepared[m.Name] = new ServerStatement(_statements[m.Name].ParseFrame, _services.Time.GetTimestamp());
-                        link.ParsedSinceBound = true;
-                    }
-
-                    break;
-                case (byte)FrontendCode.Bind:
-                    _portals[m.Name] = link;
-                    break;
-                case (byte)FrontendCode.Close when m.StatementName == "S":
-                    _statements.Remove(m.Name);
-                    link.Connection.Prepared.Remove(m.Name);
-                    foreach (var other in _links.Values)
-                    {
-                        if (other.Statements.Remove(m.Name) && other != link)
-                        {
-                            other.StaleStatements.Add(m.Name);
-                        }
-                    }
-
-                    break;
-                case (byte)FrontendCode.Close:
-                    _portals.Remove(m.Name);
-                    break;
-            }
-
-            offset += 1 + length;
-        }
-    }
+    private void AfterBatch(NodeLink link, List<BatchMessage> messages) =>
+        _registry.AfterBatch(link, _links.Values, messages, _batch.WrittenSpan, _transactionMode);
 
     /// <summary>What the statements a batch binds do to the transaction, applied to the router and the node's prediction.</summary>
     private void ApplyTransactionEffects(NodeLink link, List<BatchMessage> messages)
@@ -1088,15 +909,23 @@ internal sealed partial class ClientSession
             return await PrimaryLinkAsync(ct);
         }
 
+        // Transaction mode: a session that already holds a connection never waits for another pool's to read (two
+        // sessions each holding what the other waits for would stall until query_wait_timeout); the read runs on a
+        // node it holds. Only a write waits, for the primary, and whoever holds the primary never waits.
+        var holding = _transactionMode && _links.Count > 0;
         try
         {
-            var connection = await ConnectAsync(nodes.Nodes[id], ct);
+            var connection = await ConnectAsync(nodes.Nodes[id], ct, wait: !holding);
             var opened = new NodeLink(connection);
             PrepareSharedLink(opened);
             opened.WatchNode(_services.Nodes.DownToken(id));
             _links[id] = opened;
             PublishBackends();
             return opened;
+        }
+        catch (PoolWaitTimeoutException) when (holding)
+        {
+            return _primary ?? _links.Values.First();
         }
         catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException or TimeoutException)
         {
@@ -1115,12 +944,12 @@ internal sealed partial class ClientSession
     private async Task<int> CatchUpAsync(NodeLink link, List<BatchMessage> messages, CancellationToken ct)
     {
         var connection = link.Connection;
-        if (link.StaleStatements.Count == 0 && link.AppliedHistory == _historyVersion && messages.Count == 0 && link.TransactionOpen == InTransactionNow())
+        if (link.StaleStatements.Count == 0 && link.AppliedHistory == _state.Version && messages.Count == 0 && link.TransactionOpen == InTransactionNow())
         {
             return 0;
         }
 
-        if (link.AppliedHistory != _historyVersion)
+        if (link.AppliedHistory != _state.Version)
         {
             if (_transactionMode)
             {
@@ -1128,7 +957,7 @@ internal sealed partial class ClientSession
             }
             else
             {
-                foreach (var entry in _history)
+                foreach (var entry in _state.Entries)
                 {
                     Enqueue(link, relay: false, 0);
                     await connection.WriteAsync(entry.Frame, ct);
@@ -1140,7 +969,7 @@ internal sealed partial class ClientSession
                 }
             }
 
-            link.AppliedHistory = _historyVersion;
+            link.AppliedHistory = _state.Version;
         }
 
         bool inTransaction;
@@ -1157,56 +986,20 @@ internal sealed partial class ClientSession
             link.TransactionOpen = true;
         }
 
-        var skip = 0;
-        foreach (var stale in link.StaleStatements)
+        var frames = _catchUpFrames;
+        _registry.CatchUp(link, messages, _transactionMode, _services.Settings.Get(Params.MaxPreparedStatements), frames);
+        foreach (var frame in frames)
         {
-            await connection.WriteAsync(CloseFrame(stale), ct);
-            connection.Prepared.Remove(stale);
-            skip++;
+            await connection.WriteAsync(frame, ct);
         }
 
-        link.StaleStatements.Clear();
-        if (_transactionMode)
-        {
-            skip += await MakeRoomForStatementsAsync(link, messages, ct);
-        }
-
-        for (var i = 0; i < messages.Count; i++)
-        {
-            var m = messages[i];
-            if (m.Code is not ((byte)FrontendCode.Bind or (byte)FrontendCode.Describe) || (m.Code == (byte)FrontendCode.Describe && m.StatementName != "S"))
-            {
-                continue;
-            }
-
-            var name = m.Code == (byte)FrontendCode.Bind ? m.StatementName : m.Name;
-            if (!link.Statements.Contains(name) && !ParsedBefore(messages, name, i) && _statements.TryGetValue(name, out var statement))
-            {
-                if (_transactionMode && connection.Prepared.Remove(name))
-                {
-                    // Another client's statement of that name lives on this connection: closed, then this one's parsed.
-                    await connection.WriteAsync(CloseFrame(name), ct);
-                    skip++;
-                }
-
-                await connection.WriteAsync(statement.ParseFrame, ct);
-                link.Statements.Add(name);
-                if (_transactionMode && name.Length > 0)
-                {
-                    connection.Prepared[name] = new ServerStatement(statement.ParseFrame, _services.Time.GetTimestamp());
-                    link.ParsedSinceBound = true;
-                }
-
-                skip++;
-            }
-            else if (_transactionMode && connection.Prepared.TryGetValue(name, out var used))
-            {
-                used.LastUsed = _services.Time.GetTimestamp();
-            }
-        }
-
+        var skip = frames.Count;
+        frames.Clear();
         return skip;
     }
+
+    /// <summary>Frames <see cref="StatementRegistry.CatchUp"/> puts ahead of a batch (reused: one batch at a time).</summary>
+    private readonly List<byte[]> _catchUpFrames = [];
 
     private bool InTransactionNow()
     {
@@ -1214,19 +1007,6 @@ internal sealed partial class ClientSession
         {
             return _router!.InTransaction;
         }
-    }
-
-    private static bool ParsedBefore(List<BatchMessage> messages, string name, int before)
-    {
-        for (var i = 0; i < before; i++)
-        {
-            if (messages[i].Code == (byte)FrontendCode.Parse && messages[i].Name == name)
-            {
-                return true;
-            }
-        }
-
-        return false;
     }
 
     /// <summary>A transaction opened on a standby for reads: the client's isolation level, never READ WRITE or SERIALIZABLE.</summary>
@@ -1319,33 +1099,7 @@ internal sealed partial class ClientSession
     }
 
     /// <summary>SET/RESET/DISCARD outside SET LOCAL: kept, one entry per parameter, to replay on nodes that join later.</summary>
-    private bool RecordSessionState(Classification c, string sql)
-    {
-        if (c.Target != RouteTarget.SessionState || (c.SettingKey is null && !c.ResetsSession))
-        {
-            return false;
-        }
-
-        if (c.ResetsSession)
-        {
-            // Transaction mode: what the client's startup packet set is its reset value, as on a direct connection.
-            _history.RemoveAll(entry => !entry.FromStartup);
-        }
-        else
-        {
-            for (var i = _history.Count - 1; i >= 0; i--)
-            {
-                if (_history[i].Key == c.SettingKey)
-                {
-                    _history.RemoveAt(i);
-                }
-            }
-        }
-
-        _history.Add(new HistoryEntry(c.SettingKey, sql, QueryFrame(sql), c.Deallocates == "*"));
-        _historyVersion++;
-        return true;
-    }
+    private bool RecordSessionState(Classification c, string sql) => _state.Record(c, sql);
 
     private void Enqueue(NodeLink link, bool relay, int skip, BatchControl? control = null)
     {
@@ -1388,13 +1142,6 @@ internal sealed partial class ClientSession
     {
         var buffer = new MessageBuffer(sql.Length + 16);
         buffer.Query(sql);
-        return buffer.Written.ToArray();
-    }
-
-    private static byte[] CloseFrame(string statement)
-    {
-        var buffer = new MessageBuffer(statement.Length + 16);
-        buffer.Begin((byte)FrontendCode.Close).WriteByte((byte)'S').WriteCString(statement).End();
         return buffer.Written.ToArray();
     }
 

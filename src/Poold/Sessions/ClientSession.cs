@@ -48,6 +48,7 @@ internal sealed partial class ClientSession
         Id = id;
         _log = services.Log.ForContext<ClientSession>().ForContext("SessionId", id);
         _client = new NetworkStream(socket, ownsSocket: true);
+        _registry = new StatementRegistry(services.Time);
         StartedAt = services.Time.GetUtcNow();
 
         // Read once: SHOW POOL_POOLS and pcp_proc_info may ask after the socket is closed.

@@ -376,4 +376,46 @@ public class TransactionPoolingTests
             Assert.That(await slow, Is.EqualTo(round), $"round {round}: B's statement ran to its end");
         }
     }
+
+    [Test]
+    public async Task ShowPoolClientsAndServers_ShowWhoHoldsAndWhoWaits()
+    {
+        await using var poold = await StartAsync("default_pool_size = 1\nquery_wait_timeout = 30\n");
+        await using var observer = Connection(poold, "txpool-observer");
+        await observer.OpenAsync();
+        await using var holder = Connection(poold, "txpool-show-holder");
+        await holder.OpenAsync();
+        await using var waiter = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-show-waiter");
+        await using var tx = await holder.BeginTransactionAsync();
+        var holderPid = Convert.ToInt32(await new NpgsqlCommand("SELECT pg_backend_pid()", holder, tx).ExecuteScalarAsync(), CultureInfo.InvariantCulture);
+        await waiter.SendAsync(RawClient.Query("SELECT 2"));
+
+        async Task<List<Dictionary<string, string>>> ShowAsync(string what)
+        {
+            var rows = new List<Dictionary<string, string>>();
+            await using var reader = await new NpgsqlCommand("SHOW " + what, observer).ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                rows.Add(Enumerable.Range(0, reader.FieldCount).ToDictionary(reader.GetName, i => reader.GetString(i)));
+            }
+
+            return rows;
+        }
+
+        await Poll.UntilAsync(async () => (await ShowAsync("POOL_CLIENTS")).Any(r => r["state"] == "waiting"), TimeSpan.FromSeconds(10),
+            "the waiter to show as waiting");
+        var clients = await ShowAsync("POOL_CLIENTS");
+        Assert.That(clients, Has.Count.EqualTo(3));
+        Assert.That(clients.Select(r => r["pool_mode"]), Is.All.EqualTo("transaction"));
+        Assert.That(clients.Count(r => r["state"] == "active" && r["backends"] == $"0:{holderPid}"), Is.EqualTo(1), "the holder and its backend pid");
+        Assert.That(clients.Count(r => r["state"] == "idle" && r["backends"] == ""), Is.EqualTo(1), "the observer holds nothing between statements");
+
+        var servers = await ShowAsync("POOL_SERVERS");
+        var pool = servers.Single(r => r["node_id"] == "0" && r["username"] == TestRoles.TrustUser);
+        Assert.That((pool["sv_active"], pool["sv_idle"], pool["sv_open"], pool["cl_waiting"]), Is.EqualTo(("1", "0", "1", "1")));
+
+        await tx.CommitAsync();
+        var answer = await waiter.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+        Assert.That(answer.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("2"), "the waiter ran once the holder committed");
+    }
 }

@@ -70,6 +70,13 @@ public class SettingsBuilderTests
     [TestCase("auth_user", "")]
     [TestCase("auth_dbname", "")]
     [TestCase("auth_query_cache_time", "0")]
+    [TestCase("pool_mode", "session")]
+    [TestCase("pool_mode_database_list", "")]
+    [TestCase("max_client_conn", "10000")]
+    [TestCase("default_pool_size", "20")]
+    [TestCase("max_db_connections", "0")]
+    [TestCase("query_wait_timeout", "120")]
+    [TestCase("max_prepared_statements", "200")]
     [TestCase("ssl", "off")]
     [TestCase("ssl_ciphers", "HIGH:MEDIUM:+3DES:!aNULL")]
     [TestCase("ssl_prefer_server_ciphers", "off")]
@@ -347,6 +354,10 @@ public class SettingsBuilderTests
     [TestCase("peers = '2:h:9999'", "pgpool.conf:1: peers needs peer_id (1 to 255) for this instance")]
     [TestCase("peer_id = 2\npeers = '2:h:9999'", "pgpool.conf:2: peers: \"2:h:9999\" has this instance's own peer_id (2)")]
     [TestCase("peer_id = 1\npeers = 'h:9999'", "pgpool.conf:2: peers: \"h:9999\" is not id:host:port (id 1 to 255)")]
+    [TestCase("pool_mode = statement", "pgpool.conf:1: invalid value for parameter \"pool_mode\": invalid value \"statement\"; expected one of: session, transaction")]
+    [TestCase("pool_mode = transaction\npool_mode_database_list = 'app:transaction,analytics'",
+        "pgpool.conf:2: pool_mode_database_list: \"analytics\" is not database:session or database:transaction")]
+    [TestCase("pool_mode_database_list = 'app:statement'", "pgpool.conf:1: pool_mode_database_list: \"app:statement\" is not database:session or database:transaction")]
     [TestCase("backend_discovery = etcd", "pgpool.conf:1: invalid value for parameter \"backend_discovery\": invalid value \"etcd\"; expected one of: poold, patroni")]
     public void Build_InvalidValue_ReportsFileLineAndReason(string line, string expected) => Assert.That(Error(line), Is.EqualTo(expected));
 
@@ -416,4 +427,12 @@ public class SettingsBuilderTests
         Assert.That(Error("backend_port0 = 5432\nbackend_sslmode0 = 'verify-ca'\n"), Does.Contain("backend_sslmode0 = 'verify-ca' needs backend_ssl_ca_cert0"));
         Assert.That(Error("backend_port0 = 5432\nbackend_sslmode0 = 'allow'\n"), Does.Contain("backend_sslmode0"));
     }
+
+    [TestCase("", "app", "Session")]
+    [TestCase("pool_mode = transaction", "app", "Transaction")]
+    [TestCase("pool_mode = transaction\npool_mode_database_list = 'analytics:session, app:transaction'", "analytics", "Session")]
+    [TestCase("pool_mode_database_list = 'analytics:session,app:Transaction'", "app", "Transaction")]
+    [TestCase("pool_mode_database_list = 'analytics:session,app:transaction'", "other", "Session")]
+    public void PoolMode_PerDatabaseListOverridesTheDefault(string conf, string database, string expected) =>
+        Assert.That(PoolModes.For(Settings(conf), database).ToString(), Is.EqualTo(expected));
 }

@@ -1,0 +1,281 @@
+using System.Buffers.Binary;
+using Poold.Pooling;
+using Poold.Protocol;
+using Poold.Routing;
+
+namespace Poold.Sessions;
+
+/// <summary>
+/// The backend side's map from a client's named statements and portals to what exists on each server connection it
+/// uses. The client parses a statement once; the registry keeps its Parse frame, knows on which connections it exists
+/// (<see cref="NodeLink.Statements"/>), and says what must be sent ahead of a batch so that every statement the batch
+/// binds exists where it runs: a Parse where it is missing, a Close where the client closed it elsewhere, and, on a
+/// shared server connection (transaction mode), a Close of another client's statement of the same name or of the
+/// least recently used ones past <c>max_prepared_statements</c>. On a shared connection a statement is reused when its
+/// Parse frame is byte for byte the client's own. Owned by one session; used from its client side only.
+/// </summary>
+internal sealed class StatementRegistry(TimeProvider time)
+{
+    private readonly Dictionary<string, PreparedStatement> _statements = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, NodeLink> _portals = new(StringComparer.Ordinal);
+
+    /// <summary>The classification of the client's statement <paramref name="name"/>, or null when it has none of that name.</summary>
+    public Classification? Find(string name) => _statements.TryGetValue(name, out var s) ? s.Classification : null;
+
+    /// <summary>The client's statement <paramref name="name"/>, when it has one.</summary>
+    public bool TryGet(string name, out PreparedStatement statement) => _statements.TryGetValue(name, out statement!);
+
+    /// <summary>The link a portal was bound on (its Execute must go there), or null.</summary>
+    public NodeLink? PortalHolder(string portal) => _portals.TryGetValue(portal, out var holder) ? holder : null;
+
+    /// <summary>Portals end with their transaction: once a transaction-mode session gives its connections back, none is left.</summary>
+    public void ForgetPortals() => _portals.Clear();
+
+    /// <summary>Transaction mode, a server connection just bound: which of the client's statements it already has (the same Parse).</summary>
+    public void Adopt(NodeLink link)
+    {
+        var connection = link.Connection;
+        if (connection.PreparedUncertain)
+        {
+            link.DropAllStatements = true;
+            return;
+        }
+
+        foreach (var (name, statement) in _statements)
+        {
+            if (connection.Prepared.TryGetValue(name, out var onServer) && onServer.ParseFrame.AsSpan().SequenceEqual(statement.ParseFrame))
+            {
+                link.Statements.Add(name);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The frames to send on <paramref name="link"/> ahead of a batch, in order, and so how many ParseComplete/CloseComplete
+    /// replies at the head of its answer are Poold's (the count of frames added to <paramref name="frames"/>).
+    /// </summary>
+    public void CatchUp(NodeLink link, List<BatchMessage> messages, bool shared, int cap, List<byte[]> frames)
+    {
+        var connection = link.Connection;
+        foreach (var stale in link.StaleStatements)
+        {
+            frames.Add(CloseFrame(stale));
+            connection.Prepared.Remove(stale);
+        }
+
+        link.StaleStatements.Clear();
+        if (shared)
+        {
+            MakeRoom(link, messages, cap, frames);
+        }
+
+        var now = time.GetTimestamp();
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var m = messages[i];
+            if (m.Code is not ((byte)FrontendCode.Bind or (byte)FrontendCode.Describe) || (m.Code == (byte)FrontendCode.Describe && m.StatementName != "S"))
+            {
+                continue;
+            }
+
+            var name = m.Code == (byte)FrontendCode.Bind ? m.StatementName : m.Name;
+            if (!link.Statements.Contains(name) && !ParsedBefore(messages, name, i) && _statements.TryGetValue(name, out var statement))
+            {
+                if (shared && connection.Prepared.Remove(name))
+                {
+                    // Another client's statement of that name lives on this connection: closed, then this one's parsed.
+                    frames.Add(CloseFrame(name));
+                }
+
+                frames.Add(statement.ParseFrame);
+                link.Statements.Add(name);
+                if (shared && name.Length > 0)
+                {
+                    connection.Prepared[name] = new ServerStatement(statement.ParseFrame, now);
+                    link.ParsedSinceBound = true;
+                }
+            }
+            else if (shared && connection.Prepared.TryGetValue(name, out var used))
+            {
+                used.LastUsed = now;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Before a batch adds statements to a full shared connection, the least recently used ones the batch does not need
+    /// are closed (the client keeps them: they are parsed again where it binds them). A name the batch parses anew that
+    /// another client left here is closed first.
+    /// </summary>
+    private static void MakeRoom(NodeLink link, List<BatchMessage> messages, int cap, List<byte[]> frames)
+    {
+        var connection = link.Connection;
+        var adding = 0;
+        foreach (var m in messages)
+        {
+            if (m.Code == (byte)FrontendCode.Parse && m.Name.Length > 0)
+            {
+                if (!link.Statements.Contains(m.Name) && connection.Prepared.Remove(m.Name))
+                {
+                    frames.Add(CloseFrame(m.Name));
+                }
+
+                adding++;
+            }
+            else if (m.Code is (byte)FrontendCode.Bind && !link.Statements.Contains(m.StatementName))
+            {
+                adding++;
+            }
+        }
+
+        if (cap <= 0 || adding == 0 || connection.Prepared.Count + adding <= cap)
+        {
+            return;
+        }
+
+        var needed = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var m in messages)
+        {
+            needed.Add(m.Code == (byte)FrontendCode.Bind ? m.StatementName : m.Name);
+        }
+
+        var victims = connection.Prepared.Where(p => !needed.Contains(p.Key)).OrderBy(p => p.Value.LastUsed)
+            .Take(connection.Prepared.Count + adding - cap).Select(p => p.Key).ToList();
+        foreach (var name in victims)
+        {
+            frames.Add(CloseFrame(name));
+            connection.Prepared.Remove(name);
+            link.Statements.Remove(name);
+        }
+    }
+
+    /// <summary>What a batch sent on <paramref name="link"/> created and closed (its frames are <paramref name="written"/>).</summary>
+    public void AfterBatch(NodeLink link, IEnumerable<NodeLink> links, List<BatchMessage> messages, ReadOnlySpan<byte> written, bool shared)
+    {
+        var offset = 0;
+        foreach (var m in messages)
+        {
+            var length = BinaryPrimitives.ReadInt32BigEndian(written[(offset + 1)..]);
+            switch (m.Code)
+            {
+                case (byte)FrontendCode.Parse:
+                    var parse = written.Slice(offset, 1 + length);
+                    if (!_statements.TryGetValue(m.Name, out var known) || !parse.SequenceEqual(known.ParseFrame))
+                    {
+                        _statements[m.Name] = known = new PreparedStatement(m.Name, parse.ToArray(), m.Classification!);
+                    }
+
+                    foreach (var other in links)
+                    {
+                        if (other != link && other.Statements.Remove(m.Name) && m.Name.Length > 0)
+                        {
+                            other.StaleStatements.Add(m.Name);
+                        }
+                    }
+
+                    link.Statements.Add(m.Name);
+                    link.StaleStatements.Remove(m.Name);
+                    if (shared && m.Name.Length > 0)
+                    {
+                        link.Connection.Prepared[m.Name] = new ServerStatement(known.ParseFrame, time.GetTimestamp());
+                        link.ParsedSinceBound = true;
+                    }
+
+                    break;
+                case (byte)FrontendCode.Bind:
+                    _portals[m.Name] = link;
+                    break;
+                case (byte)FrontendCode.Close when m.StatementName == "S":
+                    _statements.Remove(m.Name);
+                    link.Connection.Prepared.Remove(m.Name);
+                    foreach (var other in links)
+                    {
+                        if (other.Statements.Remove(m.Name) && other != link)
+                        {
+                            other.StaleStatements.Add(m.Name);
+                        }
+                    }
+
+                    break;
+                case (byte)FrontendCode.Close:
+                    _portals.Remove(m.Name);
+                    break;
+            }
+
+            offset += 1 + length;
+        }
+    }
+
+    /// <summary>
+    /// SQL DEALLOCATE (or DEALLOCATE ALL / DISCARD ALL, <paramref name="name"/> "*"): returns the node that must run it
+    /// (where the statement lives; a protocol-level statement may live on a replica); every other holder drops it
+    /// before its next batch.
+    /// </summary>
+    public int Deallocate(string name, int chosen, IReadOnlyCollection<NodeLink> links, NodeLink? primary)
+    {
+        if (name == "*")
+        {
+            _statements.Clear();
+            foreach (var link in links)
+            {
+                if (link.Connection.NodeId != chosen)
+                {
+                    // Their copies go when the DEALLOCATE ALL / DISCARD ALL is replayed there (session state).
+                    foreach (var statement in link.Statements.Where(n => n.Length > 0))
+                    {
+                        link.StaleStatements.Add(statement);
+                    }
+                }
+                else
+                {
+                    link.Connection.Prepared.Clear();
+                }
+
+                link.Statements.Clear();
+            }
+
+            return chosen;
+        }
+
+        var holders = links.Where(l => l.Statements.Contains(name)).ToList();
+        if (holders.Count == 0)
+        {
+            return chosen;
+        }
+
+        var target = holders.FirstOrDefault(l => l == primary) ?? holders[0];
+        _statements.Remove(name);
+        target.Connection.Prepared.Remove(name);
+        foreach (var holder in holders)
+        {
+            holder.Statements.Remove(name);
+            if (holder != target)
+            {
+                holder.StaleStatements.Add(name);
+            }
+        }
+
+        return target.Connection.NodeId;
+    }
+
+    /// <summary>Whether a Parse of <paramref name="name"/> comes before message <paramref name="before"/> in the batch.</summary>
+    public static bool ParsedBefore(List<BatchMessage> messages, string name, int before)
+    {
+        for (var i = 0; i < before; i++)
+        {
+            if (messages[i].Code == (byte)FrontendCode.Parse && messages[i].Name == name)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    public static byte[] CloseFrame(string statement)
+    {
+        var buffer = new MessageBuffer(statement.Length + 16);
+        buffer.Begin((byte)FrontendCode.Close).WriteByte((byte)'S').WriteCString(statement).End();
+        return buffer.Written.ToArray();
+    }
+}
