@@ -90,7 +90,8 @@ internal sealed class ConnectionPool : IAsyncDisposable
     {
         lock (_lock)
         {
-            return _idle.TryGetValue(key, out var list) && list.Last is { } last ? last.Value.AuthMethod : null;
+            return _idle.TryGetValue(key, out var list) && list.Last is { } last ? last.Value.AuthMethod
+                : _shared.TryGetValue(key, out var pool) ? pool.AuthMethod : null;
         }
     }
 
@@ -305,6 +306,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
         while (true)
         {
             TaskCompletionSource<BackendConnection?> waiter;
+            BackendConnection? unwanted = null;
             lock (_lock)
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
@@ -319,6 +321,13 @@ internal sealed class ConnectionPool : IAsyncDisposable
                     {
                         return null;
                     }
+                    else if (_idle.TryGetValue(key, out var others) && others.First is { } other)
+                    {
+                        // Idle, but opened with another credential (pass-through): it gives its slot to this client.
+                        unwanted = other.Value;
+                        Unlink(unwanted);
+                        waiter = Completed(null);
+                    }
                     else
                     {
                         waiter = Enqueue(pool);
@@ -328,6 +337,12 @@ internal sealed class ConnectionPool : IAsyncDisposable
                 {
                     waiter = Enqueue(pool);
                 }
+            }
+
+            if (unwanted is not null)
+            {
+                await unwanted.DisposeAsync();
+                return null;
             }
 
             var remaining = limits.Wait - _time.GetElapsedTime(started);
@@ -380,14 +395,13 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
             if (!handed.IsBroken && !handed.IsClosedByPeer() && !accept(handed))
             {
-                // Good, but opened with another credential (pass-through): keep it for its own clients and open one.
-                Return(handed);
-            }
-            else
-            {
-                Forget(handed);
+                // Good, but opened with another credential (pass-through): closed, and its slot is this client's to open one.
                 await handed.DisposeAsync();
+                return null;
             }
+
+            Forget(handed);
+            await handed.DisposeAsync();
         }
     }
 
@@ -420,6 +434,8 @@ internal sealed class ConnectionPool : IAsyncDisposable
             connection.LastUsedAt = _time.GetTimestamp();
             if (_shared.TryGetValue(connection.Key, out var pool))
             {
+                // How the server asked: a client whose login finds every connection busy is asked the same before it waits.
+                pool.AuthMethod = connection.AuthMethod;
                 while (pool.Waiters.First is { } first)
                 {
                     pool.Waiters.RemoveFirst();
@@ -461,7 +477,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
         return pool;
     }
 
-    private static TaskCompletionSource<BackendConnection?> Completed(BackendConnection connection)
+    private static TaskCompletionSource<BackendConnection?> Completed(BackendConnection? connection)
     {
         var done = new TaskCompletionSource<BackendConnection?>();
         done.SetResult(connection);
@@ -584,6 +600,8 @@ internal sealed class ConnectionPool : IAsyncDisposable
         public int Open;
 
         public SharedLimits Limits = new(1, 0, TimeSpan.Zero);
+
+        public BackendAuthMethod? AuthMethod;
 
         public LinkedList<TaskCompletionSource<BackendConnection?>> Waiters { get; } = [];
     }

@@ -418,4 +418,49 @@ public class TransactionPoolingTests
         var answer = await waiter.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
         Assert.That(answer.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("2"), "the waiter ran once the holder committed");
     }
+
+    [Test]
+    public async Task TlsClients_ShareServerConnections_WithScramToTheBackends()
+    {
+        // Clients over TLS, authenticated by SCRAM in pass-through; a few server connections serve them all.
+        await using var poold = await PooldInstance.StartAsync(PooldInstance.BackendLines(ClusterFixture.Cluster, 0)
+                                                               + "health_check_period = 0\nsr_check_period = 0\npool_mode = transaction\ndefault_pool_size = 2\n");
+        var pids = new ConcurrentBag<int>();
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(async i =>
+        {
+            var builder = poold.ConnectionString(TestRoles.ScramUser, TestRoles.Password(TestRoles.ScramUser), sslMode: SslMode.Require);
+            builder.Pooling = false;
+            await using var c = new NpgsqlConnection(builder.ConnectionString);
+            await c.OpenAsync();
+            for (var n = 0; n < 10; n++)
+            {
+                await using var cmd = new NpgsqlCommand($"SELECT pg_backend_pid(), {i * 100 + n}", c);
+                await using var reader = await cmd.ExecuteReaderAsync();
+                Assert.That(await reader.ReadAsync(), Is.True);
+                pids.Add(reader.GetInt32(0));
+                Assert.That(reader.GetInt32(1), Is.EqualTo(i * 100 + n));
+            }
+        }));
+        Assert.That(pids.Distinct().Count(), Is.InRange(1, 2), "80 statements of 8 TLS clients on at most default_pool_size server connections");
+    }
+
+    [Test]
+    public async Task MaxClientConn_RefusesTheClientPastIt_With53300()
+    {
+        await using var poold = await StartAsync("max_client_conn = 2\n");
+        await using var first = Connection(poold, "txpool-cap-1");
+        await using var second = Connection(poold, "txpool-cap-2");
+        await first.OpenAsync();
+        await second.OpenAsync();
+        await using var third = Connection(poold, "txpool-cap-3");
+        var refused = Assert.ThrowsAsync<PostgresException>(async () => await third.OpenAsync());
+        Assert.That(refused!.SqlState, Is.EqualTo("53300"));
+        Assert.That(refused.MessageText, Does.Contain("max_client_conn"));
+
+        await first.CloseAsync();
+        await Poll.UntilAsync(() => Task.FromResult(poold.Host.TransactionClients == 1), TimeSpan.FromSeconds(10), "the first client's slot to be free");
+        await using var fourth = Connection(poold, "txpool-cap-4");
+        await fourth.OpenAsync();
+        Assert.That(await new NpgsqlCommand("SELECT 4", fourth).ExecuteScalarAsync(), Is.EqualTo(4));
+    }
 }
