@@ -463,4 +463,49 @@ public class TransactionPoolingTests
         await fourth.OpenAsync();
         Assert.That(await new NpgsqlCommand("SELECT 4", fourth).ExecuteScalarAsync(), Is.EqualTo(4));
     }
+
+    [Test]
+    public async Task WaitingClients_AreServedFirstComeFirstServed()
+    {
+        await using var poold = await StartAsync("default_pool_size = 1\nquery_wait_timeout = 30\n");
+        await using var holder = Connection(poold, "txpool-fifo-holder");
+        await holder.OpenAsync();
+        var waiters = new List<RawClient>();
+        try
+        {
+            for (var i = 0; i < 4; i++)
+            {
+                waiters.Add(await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, $"txpool-fifo-{i}"));
+            }
+
+            await using var tx = await holder.BeginTransactionAsync();
+            await new NpgsqlCommand("SELECT 1", holder, tx).ExecuteScalarAsync();
+
+            // Each waiter queues only once the one before it is waiting: their order is known.
+            for (var i = 0; i < waiters.Count; i++)
+            {
+                await waiters[i].SendAsync(RawClient.Query($"SELECT clock_timestamp()::text /* waiter {i} */"));
+                var expected = i + 1;
+                await Poll.UntilAsync(() => Task.FromResult(poold.Host.Pool.SharedPools().Sum(p => p.Waiting) == expected), TimeSpan.FromSeconds(10),
+                    $"{expected} clients to wait");
+            }
+
+            await tx.CommitAsync();
+            var times = new List<string>();
+            foreach (var waiter in waiters)
+            {
+                var row = (await waiter.ReadUntilReadyAsync(TimeSpan.FromSeconds(20))).Single(m => m.Code == 'D');
+                times.Add(row.FirstColumn);
+            }
+
+            Assert.That(times, Is.Ordered, "the connection went to the waiters in the order they came");
+        }
+        finally
+        {
+            foreach (var waiter in waiters)
+            {
+                await waiter.DisposeAsync();
+            }
+        }
+    }
 }
