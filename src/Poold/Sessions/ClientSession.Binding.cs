@@ -101,7 +101,7 @@ internal sealed partial class ClientSession
                 Volatile.Write(ref _waitingForServer, true);
                 shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, c => c.WasOpenedWith(credential), ct);
             }
-            catch (PoolWaitTimeoutException) when (!wait || (_primaryNodeId >= 0 && _links.Count == 0))
+            catch (PoolWaitTimeoutException) when (!wait || (_primaryNodeId >= 0 && _backends.Count == 0))
             {
                 // Between transactions: the batch that waited gets the error and the session goes on (see AnswerWaitTimeout).
                 throw;
@@ -178,7 +178,7 @@ internal sealed partial class ClientSession
 
     /// <summary>The session's link to the primary, bound now when the session holds none (transaction mode).</summary>
     private ValueTask<NodeLink> PrimaryLinkAsync(CancellationToken ct) =>
-        _primary is { } primary ? ValueTask.FromResult(primary) : new ValueTask<NodeLink>(BindPrimaryAsync(ct));
+        _backends.Primary is { } primary ? ValueTask.FromResult(primary) : new ValueTask<NodeLink>(BindPrimaryAsync(ct));
 
     private async Task<NodeLink> BindPrimaryAsync(CancellationToken ct)
     {
@@ -192,9 +192,7 @@ internal sealed partial class ClientSession
         var link = new NodeLink(connection);
         PrepareSharedLink(link);
         link.WatchNode(_services.Nodes.DownToken(connection.NodeId));
-        _primary = link;
-        _links[connection.NodeId] = link;
-        PublishBackends();
+        _backends.Add(link, primary: true);
         return link;
     }
 
@@ -220,19 +218,16 @@ internal sealed partial class ClientSession
     /// </summary>
     private async Task ReleaseBindingAsync(CancellationToken ct)
     {
-        if (!_transactionMode || _pinnedBy is not null || _links.Count == 0 || !IsQuiet())
+        if (!_transactionMode || _pinnedBy is not null || _backends.Count == 0 || !IsQuiet())
         {
             return;
         }
 
-        var links = _links.Values.ToList();
-        _links.Clear();
-        _primary = null;
+        var links = _backends.TakeAll();
         _copyLink = null;
         _failedLink = null;
         _registry.ForgetPortals();
         Volatile.Write(ref _backend, null);
-        PublishBackends();
         var cancelled = await _cancelGate.QuiesceAsync(DrainTimeout);
         foreach (var link in links)
         {
@@ -255,7 +250,7 @@ internal sealed partial class ClientSession
             return false;
         }
 
-        foreach (var link in _links.Values)
+        foreach (var link in _backends.Links)
         {
             if (link.TransactionOpen || link.Connection.TransactionStatus != TransactionStatus.Idle || Volatile.Read(ref link.Pending) != 0)
             {

@@ -125,10 +125,10 @@ internal sealed partial class ClientSession : IPoolCommandSession
     private void EnqueueSynthetic(byte[] answer)
     {
         Interlocked.Increment(ref _outstanding);
-        _replies.Writer.TryWrite(new ReplyEntry(_primary!, Relay: true, 0, _lastSequence, answer));
+        _replies.Writer.TryWrite(new ReplyEntry(_backends.Primary!, Relay: true, 0, _lastSequence, answer));
         if (Volatile.Read(ref _watchPrimary))
         {
-            _primary!.Connection.Reader.CancelPendingRead();
+            _backends.Primary!.Connection.Reader.CancelPendingRead();
         }
     }
 }

@@ -106,7 +106,7 @@ internal sealed partial class ClientSession
         finally
         {
             _replies.Writer.TryComplete();
-            foreach (var link in _links.Values)
+            foreach (var link in _backends.Links)
             {
                 link.Connection.Reader.CancelPendingRead();
             }
@@ -396,7 +396,7 @@ internal sealed partial class ClientSession
                     }
                 }
                 catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException
-                                              && entry.Link != _primary && !entry.Link.TransactionOpen && !stop.IsCancellationRequested)
+                                              && entry.Link != _backends.Primary && !entry.Link.TransactionOpen && !stop.IsCancellationRequested)
                 {
                     // A standby died under a statement outside a transaction: that statement fails, the session goes on,
                     // unless part of a frame already reached the client (no error can be framed after it).
@@ -431,7 +431,7 @@ internal sealed partial class ClientSession
 
             if (Volatile.Read(ref _watchPrimary))
             {
-                await RelayAsynchronousAsync(_primary!, stop);
+                await RelayAsynchronousAsync(_backends.Primary!, stop);
             }
             else if (!await _replies.Reader.WaitToReadAsync(CancellationToken.None))
             {
@@ -634,9 +634,7 @@ internal sealed partial class ClientSession
     private async Task ReleaseBackendsAsync(SessionEnd end)
     {
         var cancelled = await _cancelGate.CloseAsync(DrainTimeout);
-        var links = _links.Values.ToList();
-        _links.Clear();
-        PublishBackends();
+        var links = _backends.TakeAll();
         if (links.Count == 0 && Interlocked.Exchange(ref _backend, null) is { } lone)
         {
             links.Add(new NodeLink(lone));

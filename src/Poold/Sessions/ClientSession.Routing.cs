@@ -29,7 +29,7 @@ internal sealed partial class ClientSession
     /// <summary>A batch buffered beyond this is sent before its Sync, to the node chosen so far.</summary>
     private const int MaxBufferedBatch = 1 << 20;
 
-    private readonly Dictionary<int, NodeLink> _links = [];
+    private readonly BackendSet _backends = new();
     private readonly object _routingLock = new();
     private ArrayBufferWriter<byte> _batch = new(4096);
     private readonly List<BatchMessage> _batchMessages = [];
@@ -40,7 +40,6 @@ internal sealed partial class ClientSession
     private readonly StatementRegistry _registry;
     private readonly SessionStateHistory _state = new();
     private readonly Random _random = new();
-    private NodeLink? _primary;
     private NodeLink? _lockedLink;
     private NodeLink? _copyLink;
     private NodeLink? _failedLink;
@@ -70,7 +69,7 @@ internal sealed partial class ClientSession
     private void EnsurePrimaryUnchanged()
     {
         var nodes = _services.Nodes.Current;
-        if (nodes.PrimaryGeneration != _primaryGeneration && _transactionMode && _links.Count == 0 && nodes.PrimaryNodeId >= 0)
+        if (nodes.PrimaryGeneration != _primaryGeneration && _transactionMode && _backends.Count == 0 && nodes.PrimaryNodeId >= 0)
         {
             // Transaction mode, between transactions: the session holds no connection, so its next transaction simply
             // runs on the new primary. No pooler that pins sessions to servers can do this.
@@ -91,9 +90,7 @@ internal sealed partial class ClientSession
     }
 
     /// <summary>The backend connections this session holds (node, backend pid), readable from other threads.</summary>
-    public IReadOnlyList<(int NodeId, int ProcessId)> Backends => Volatile.Read(ref _backendList);
-
-    private IReadOnlyList<(int NodeId, int ProcessId)> _backendList = [];
+    public IReadOnlyList<(int NodeId, int ProcessId)> Backends => _backends.Published;
 
     public int BalanceNodeId => Volatile.Read(ref _balanceNodeId);
 
@@ -102,30 +99,16 @@ internal sealed partial class ClientSession
         : _clientStatus != TransactionStatus.Idle ? "Idle in transaction"
         : Volatile.Read(ref _outstanding) > 0 ? "Execute command" : "Idle";
 
-    /// <summary>Where a CancelRequest for this session goes: published as an immutable array for the thread that handles the cancel.</summary>
-    private readonly record struct CancelTarget(Config.BackendSettings Node, int ProcessId, int SecretKey);
-
-    private CancelTarget[] _cancelTargets = [];
-
-    private void PublishBackends()
-    {
-        Volatile.Write(ref _backendList, [.. _links.Values.Select(l => (l.Connection.NodeId, l.Connection.ProcessId)).OrderBy(b => b.NodeId)]);
-        Volatile.Write(ref _cancelTargets, [.. _links.Values.Select(l => new CancelTarget(l.Connection.Node, l.Connection.ProcessId, l.Connection.SecretKey))]);
-    }
-
-
-
     /// <summary>Sets up routing once the primary connection is authenticated: the router, the balance node, the function catalog.</summary>
     private async Task PrepareRoutingAsync(CancellationToken cancellationToken)
     {
         var connection = _backend!;
         _primaryGeneration = _loginSnapshot!.PrimaryGeneration;
         _primaryNodeId = connection.NodeId;
-        _primary = new NodeLink(connection);
-        PrepareSharedLink(_primary);
-        _primary.WatchNode(_services.Nodes.DownToken(connection.NodeId));
-        _links[connection.NodeId] = _primary;
-        PublishBackends();
+        var primary = new NodeLink(connection);
+        PrepareSharedLink(primary);
+        primary.WatchNode(_services.Nodes.DownToken(connection.NodeId));
+        _backends.Add(primary, primary: true);
         var settings = _services.Settings;
         var options = _services.Routing;
         _router = new SessionRouter(options, _services.Functions, Database!);
@@ -364,7 +347,7 @@ internal sealed partial class ClientSession
         }
     }
 
-    private int DeallocateTarget(string name, int chosen) => _registry.Deallocate(name, chosen, _links.Values, _primary);
+    private int DeallocateTarget(string name, int chosen) => _registry.Deallocate(name, chosen, _backends.Links, _backends.Primary);
 
     // ---- extended protocol ----
 
@@ -626,7 +609,7 @@ internal sealed partial class ClientSession
 
     /// <summary>Registers what the batch created and closed on <paramref name="link"/>, and applies its statements to the router.</summary>
     private void AfterBatch(NodeLink link, List<BatchMessage> messages) =>
-        _registry.AfterBatch(link, _links.Values, messages, _batch.WrittenSpan, _transactionMode);
+        _registry.AfterBatch(link, _backends.Links, messages, _batch.WrittenSpan, _transactionMode);
 
     /// <summary>What the statements a batch binds do to the transaction, applied to the router and the node's prediction.</summary>
     private void ApplyTransactionEffects(NodeLink link, List<BatchMessage> messages)
@@ -654,7 +637,7 @@ internal sealed partial class ClientSession
     /// </summary>
     private async Task<bool> RedirectFromLockedAsync(NodeLink locked, List<BatchMessage> messages, CancellationToken ct)
     {
-        if (_lockedBatch is null || locked == _primary || locked.TransactionOpen || locked.Connection.NodeId == _primaryNodeId)
+        if (_lockedBatch is null || locked == _backends.Primary || locked.TransactionOpen || locked.Connection.NodeId == _primaryNodeId)
         {
             return false;
         }
@@ -788,7 +771,7 @@ internal sealed partial class ClientSession
                 : (BalanceNode(out _), "BEGIN: opened where the session reads");
         }
 
-        var open = _links.Values.FirstOrDefault(l => l.TransactionOpen && l == _primary) ?? _links.Values.FirstOrDefault(l => l.TransactionOpen);
+        var open = _backends.Links.FirstOrDefault(l => l.TransactionOpen && l == _backends.Primary) ?? _backends.Links.FirstOrDefault(l => l.TransactionOpen);
         return (open?.Connection.NodeId ?? primary, reason);
     }
 
@@ -861,7 +844,7 @@ internal sealed partial class ClientSession
 
     /// <summary>The session's connection to a node, opened on first use; the primary when the node cannot be had.</summary>
     private ValueTask<NodeLink> LinkAsync(int id, CancellationToken ct) =>
-        _links.TryGetValue(id, out var existing) && IsUsable(existing)
+        _backends.TryGet(id, out var existing) && IsUsable(existing)
             ? ValueTask.FromResult(existing)
             : new ValueTask<NodeLink>(OpenLinkAsync(id, ct));
 
@@ -870,19 +853,18 @@ internal sealed partial class ClientSession
     /// closed by its server while idle (a poll, no round trip).
     /// </summary>
     private bool IsUsable(NodeLink link) =>
-        link == _primary || (!link.Dead && (Volatile.Read(ref link.Pending) > 0 || link.TransactionOpen
+        link == _backends.Primary || (!link.Dead && (Volatile.Read(ref link.Pending) > 0 || link.TransactionOpen
                                             || _services.Time.GetElapsedTime(link.LastUsed) < ProbeAfterIdle
                                             || !link.Connection.IsClosedByPeer()));
 
     private async Task<NodeLink> OpenLinkAsync(int id, CancellationToken ct)
     {
-        if (_links.TryGetValue(id, out var existing))
+        if (_backends.TryGet(id, out var existing))
         {
             // A standby that went away while this session was idle on it: drop the connection, report the node, and
             // run the statement elsewhere instead of failing it.
-            _links.Remove(id);
+            _backends.Remove(id);
             existing.StopWatching();
-            PublishBackends();
             if (!existing.Dead)
             {
                 LogBalanceNodeUnavailable(id, "the connection was closed by the server");
@@ -912,20 +894,19 @@ internal sealed partial class ClientSession
         // Transaction mode: a session that already holds a connection never waits for another pool's to read (two
         // sessions each holding what the other waits for would stall until query_wait_timeout); the read runs on a
         // node it holds. Only a write waits, for the primary, and whoever holds the primary never waits.
-        var holding = _transactionMode && _links.Count > 0;
+        var holding = _transactionMode && _backends.Count > 0;
         try
         {
             var connection = await ConnectAsync(nodes.Nodes[id], ct, wait: !holding);
             var opened = new NodeLink(connection);
             PrepareSharedLink(opened);
             opened.WatchNode(_services.Nodes.DownToken(id));
-            _links[id] = opened;
-            PublishBackends();
+            _backends.Add(opened);
             return opened;
         }
         catch (PoolWaitTimeoutException) when (holding)
         {
-            return _primary ?? _links.Values.First();
+            return _backends.Primary ?? _backends.Links.First();
         }
         catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException or TimeoutException)
         {
@@ -980,7 +961,7 @@ internal sealed partial class ClientSession
 
         if (inTransaction && !link.TransactionOpen)
         {
-            var begin = link == _primary ? _beginText : StandbyBegin(_beginText);
+            var begin = link == _backends.Primary ? _beginText : StandbyBegin(_beginText);
             Enqueue(link, relay: false, 0);
             await connection.WriteAsync(QueryFrame(begin), ct);
             link.TransactionOpen = true;
@@ -1025,13 +1006,13 @@ internal sealed partial class ClientSession
     /// </summary>
     private async Task<NodeLink> FanOutTransactionControlAsync(Classification c, string sql, NodeLink main, CancellationToken ct)
     {
-        var participants = _links.Values.Where(l => l.TransactionOpen).ToList();
-        if (c.Transaction == TransactionEffect.Savepoint && (_primary is null || !participants.Contains(_primary)))
+        var participants = _backends.Links.Where(l => l.TransactionOpen).ToList();
+        if (c.Transaction == TransactionEffect.Savepoint && (_backends.Primary is null || !participants.Contains(_backends.Primary)))
         {
             participants.Add(await PrimaryLinkAsync(ct));
         }
 
-        if (_primary is { } primaryLink && participants.Contains(primaryLink))
+        if (_backends.Primary is { } primaryLink && participants.Contains(primaryLink))
         {
             main = primaryLink;
         }
@@ -1074,12 +1055,12 @@ internal sealed partial class ClientSession
             return;
         }
 
-        foreach (var link in _links.Values)
+        foreach (var link in _backends.Links)
         {
             if (link.TransactionOpen)
             {
                 Enqueue(link, relay: false, 0);
-                await WriteAndFlushAsync(link.Connection, QueryFrame(link == _primary ? "COMMIT" : "ROLLBACK"), ct);
+                await WriteAndFlushAsync(link.Connection, QueryFrame(link == _backends.Primary ? "COMMIT" : "ROLLBACK"), ct);
                 link.TransactionOpen = false;
             }
         }
@@ -1120,7 +1101,7 @@ internal sealed partial class ClientSession
         _replies.Writer.TryWrite(new ReplyEntry(link, relay, skip, sequence, Control: control, SentAt: now));
         if (Volatile.Read(ref _watchPrimary))
         {
-            _primary!.Connection.Reader.CancelPendingRead();
+            _backends.Primary!.Connection.Reader.CancelPendingRead();
         }
     }
 

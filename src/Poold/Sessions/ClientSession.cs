@@ -210,7 +210,7 @@ internal sealed partial class ClientSession
                 break;
             case BackendException backend:
                 LogBackendFailure(backend);
-                if (backend.SqlState == SqlState.ConnectionFailure && _startup is not null && _primary is not null)
+                if (backend.SqlState == SqlState.ConnectionFailure && _startup is not null && _backends.Primary is not null)
                 {
                     _services.BackendFailed?.Invoke(backend.NodeId, backend.Message, false);
                 }
@@ -337,7 +337,7 @@ internal sealed partial class ClientSession
 
         try
         {
-            var targets = Volatile.Read(ref _cancelTargets);
+            var targets = _backends.CancelTargets;
             if (targets.Length == 0 && Volatile.Read(ref _backend) is { } lone)
             {
                 targets = [new CancelTarget(lone.Node, lone.ProcessId, lone.SecretKey)];

@@ -1,0 +1,73 @@
+using Poold.Config;
+
+namespace Poold.Sessions;
+
+/// <summary>
+/// The backend side's server connections: the session's link to each node it uses, which of them is the primary's,
+/// and what other threads may see of them. Owned by the session's client side (the only writer); the reply pump reads
+/// a link only through the reply entries queued on it, and other threads (a CancelRequest, SHOW POOL_PROCESSES, the
+/// metrics) only the immutable lists published on every change. In session mode the set is filled at login and emptied
+/// when the session ends; in transaction mode it is filled as a transaction needs nodes and emptied when the session
+/// is quiet (<see cref="TakeAll"/>).
+/// </summary>
+internal sealed class BackendSet
+{
+    private readonly Dictionary<int, NodeLink> _links = [];
+    private IReadOnlyList<(int NodeId, int ProcessId)> _published = [];
+    private CancelTarget[] _cancelTargets = [];
+
+    /// <summary>The link to the primary, while the set holds one.</summary>
+    public NodeLink? Primary { get; private set; }
+
+    public int Count => _links.Count;
+
+    public Dictionary<int, NodeLink>.ValueCollection Links => _links.Values;
+
+    /// <summary>(node, backend pid) of every link, for other threads (SHOW POOL_PROCESSES, pcp_proc_info, the metrics).</summary>
+    public IReadOnlyList<(int NodeId, int ProcessId)> Published => Volatile.Read(ref _published);
+
+    /// <summary>Where a CancelRequest for this session goes now, for the thread that handles it.</summary>
+    public CancelTarget[] CancelTargets => Volatile.Read(ref _cancelTargets);
+
+    public bool TryGet(int nodeId, out NodeLink link) => _links.TryGetValue(nodeId, out link!);
+
+    public void Add(NodeLink link, bool primary = false)
+    {
+        _links[link.Connection.NodeId] = link;
+        if (primary)
+        {
+            Primary = link;
+        }
+
+        Publish();
+    }
+
+    public void Remove(int nodeId)
+    {
+        if (_links.Remove(nodeId, out var removed) && removed == Primary)
+        {
+            Primary = null;
+        }
+
+        Publish();
+    }
+
+    /// <summary>Empties the set (published at once, so a cancel that comes now finds nothing) and returns what it held.</summary>
+    public List<NodeLink> TakeAll()
+    {
+        var links = _links.Values.ToList();
+        _links.Clear();
+        Primary = null;
+        Publish();
+        return links;
+    }
+
+    private void Publish()
+    {
+        Volatile.Write(ref _published, [.. _links.Values.Select(l => (l.Connection.NodeId, l.Connection.ProcessId)).OrderBy(b => b.NodeId)]);
+        Volatile.Write(ref _cancelTargets, [.. _links.Values.Select(l => new CancelTarget(l.Connection.Node, l.Connection.ProcessId, l.Connection.SecretKey))]);
+    }
+}
+
+/// <summary>Where a CancelRequest for a session goes: a node and the backend's key there.</summary>
+internal readonly record struct CancelTarget(BackendSettings Node, int ProcessId, int SecretKey);
