@@ -1,0 +1,52 @@
+using Poold.Routing;
+using Poold.Sessions;
+
+namespace Poold.Tests.Sessions;
+
+public class SessionStateHistoryTests
+{
+    private static bool Record(SessionStateHistory history, string sql) =>
+        history.Record(QueryClassifier.Classify(sql, RoutingOptions.Default), sql);
+
+    [Test]
+    public void StartupParameters_BecomeSetCommands_QuotedSafely()
+    {
+        var history = new SessionStateHistory();
+        history.Seed([new("application_name", "it's \"mine\""), new("DateStyle", "ISO, MDY")]);
+        Assert.That(history.StateText, Is.EqualTo("SET \"application_name\" TO 'it''s \"mine\"';SET \"DateStyle\" TO 'ISO, MDY';"));
+    }
+
+    [Test]
+    public void ALaterSetOfTheSameParameter_ReplacesTheEarlierOne()
+    {
+        var history = new SessionStateHistory();
+        history.Seed([new("application_name", "app")]);
+        var version = history.Version;
+        Assert.That(Record(history, "SET search_path = a"), Is.True);
+        Assert.That(Record(history, "SET application_name = 'other'"), Is.True);
+        Assert.That(Record(history, "set search_path to b"), Is.True);
+        Assert.That(history.Version, Is.GreaterThan(version));
+        Assert.That(history.StateText, Is.EqualTo("SET application_name = 'other';set search_path to b;"));
+    }
+
+    [Test]
+    public void ResetAll_GoesBackToTheStartupState()
+    {
+        var history = new SessionStateHistory();
+        history.Seed([new("application_name", "app")]);
+        Record(history, "SET search_path = a");
+        Record(history, "SET application_name = 'other'");
+        Assert.That(Record(history, "RESET ALL"), Is.True);
+        Assert.That(history.StateText, Is.EqualTo("SET \"application_name\" TO 'app';"), "the reset itself is not state: a connection that gets it is reset first");
+    }
+
+    [TestCase("SET LOCAL search_path = a")]
+    [TestCase("SELECT set_config('search_path', 'a', false)")]
+    [TestCase("BEGIN")]
+    public void StatementsThatAreNotSessionState_AreNotRecorded(string sql)
+    {
+        var history = new SessionStateHistory();
+        Assert.That(Record(history, sql), Is.False);
+        Assert.That(history.StateText, Is.Empty);
+    }
+}
