@@ -69,7 +69,7 @@ public class PgbenchTransactionModeTests
             await sampling.CancelAsync();
             var full = Path.Combine(Path.GetTempPath(), $"txpool-bench-{mode}-{Guid.NewGuid():N}.log");
             await File.WriteAllTextAsync(full, poold.Log);
-            Assert.Fail($"the whole Poold log: {full}\n" + $"{e.Message}; server sessions at that moment:\n{await ActivityAsync()}{Tail(poold.Log)}");
+            Assert.Fail($"the whole Poold log: {full}\n" + $"{e.Message}; server connections Poold counts on node 0: {poold.Host.Pool.OpenCount(0)}; server sessions at that moment:\n{await ActivityAsync()}{Tail(poold.Log)}");
             throw;
         }
 

@@ -278,4 +278,45 @@ public class TransactionModeClientFeatureTests
             }
         }
     }
+
+    /// <summary>What pgbench -M prepared sends: each statement Parsed (and synced) just before its first run, inside the transaction.</summary>
+    [Test]
+    public async Task NamedStatementParsedInsideATransaction_AfterANamedBegin_Runs()
+    {
+        await using var poold = await StartAsync("default_pool_size = 1\nquery_wait_timeout = 5\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-raw");
+        var timeout = TimeSpan.FromSeconds(10);
+        await raw.SendAsync(RawClient.Parse("P0_0", "BEGIN"), RawClient.Sync());
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { '1', 'Z' }));
+        await raw.SendAsync(RawClient.Bind("", "P0_0"), RawClient.Execute(""), RawClient.Sync());
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { '2', 'C', 'Z' }));
+        await raw.SendAsync(RawClient.Parse("P0_1", $"UPDATE {Table} SET n = n WHERE client = -42"), RawClient.Sync());
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { '1', 'Z' }));
+        await raw.SendAsync(RawClient.Bind("", "P0_1"), RawClient.Execute(""), RawClient.Sync());
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { '2', 'C', 'Z' }));
+        await raw.SendAsync(RawClient.Query("COMMIT"));
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { 'C', 'Z' }));
+    }
+
+    /// <summary>As above with a second client waiting for the only server connection while the first is in its transaction.</summary>
+    [Test]
+    public async Task NamedStatementParsedInsideATransaction_WhileAnotherClientWaits_Runs()
+    {
+        await using var poold = await StartAsync("default_pool_size = 1\nquery_wait_timeout = 30\n");
+        await using var a = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-raw-a");
+        await using var b = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-raw-b");
+        var timeout = TimeSpan.FromSeconds(10);
+        await a.SendAsync(RawClient.Parse("P0_0", "BEGIN"), RawClient.Sync());
+        await a.ReadUntilReadyAsync(timeout);
+        await a.SendAsync(RawClient.Bind("", "P0_0"), RawClient.Execute(""), RawClient.Sync());
+        await a.ReadUntilReadyAsync(timeout);
+        await b.SendAsync(RawClient.Parse("P0_0", "BEGIN"), RawClient.Sync());
+        await a.SendAsync(RawClient.Parse("P0_1", $"UPDATE {Table} SET n = n WHERE client = -42"), RawClient.Sync());
+        Assert.That((await a.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { '1', 'Z' }));
+        await a.SendAsync(RawClient.Bind("", "P0_1"), RawClient.Execute(""), RawClient.Sync());
+        Assert.That((await a.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { '2', 'C', 'Z' }));
+        await a.SendAsync(RawClient.Query("COMMIT"));
+        Assert.That((await a.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { 'C', 'Z' }));
+        Assert.That((await b.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { '1', 'Z' }));
+    }
 }
