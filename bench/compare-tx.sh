@@ -263,12 +263,13 @@ for round in $(seq 1 "$ROUNDS"); do
                 # other client of its thread, including those holding the server connections in their transaction
                 # (a client-side deadlock as soon as a thread has more clients than the pool has connections). Each
                 # client gets its own thread for TPC-B -M prepared.
-                threads=$THREADS
-                [ "$name" = tpcb-prepared ] && threads=$clients
+                # One thread per client also makes the logins slower: twice the time for them.
+                threads=$THREADS slack=$((clients / CONNECTS_PER_SECOND))
+                [ "$name" = tpcb-prepared ] && threads=$clients slack=$((clients * 2 / CONNECTS_PER_SECOND))
                 before=$(cpu_ticks "$proxy")
                 set +e
                 PGPASSWORD=$USER_PASSWORD timeout $((DURATION * 3 + 180)) pgbench -h 127.0.0.1 -p "${port_of[$target]}" -U "$USER_NAME" \
-                    $args -c "$clients" -j "$threads" -T "$((DURATION + clients / CONNECTS_PER_SECOND))" -n -l --log-prefix="$tag.log" \
+                    $args -c "$clients" -j "$threads" -T "$((DURATION + slack))" -n -l --log-prefix="$tag.log" \
                     "$USER_NAME" >"$tag.out" 2>&1
                 rc=$?
                 set -e
@@ -321,7 +322,7 @@ targets = ["poold-tx-primary", "poold-tx-lb", "pgbouncer-tx"]
 print(f"# Transaction pooling benchmark, {datetime.date.today()}, {cores} cores (shared machine)\n")
 print(f"Command: `{cmd}`\n")
 print(f"Median of {rounds} interleaved rounds after a warm-up; pgbench `-j {threads}` (TPC-B -M prepared: one thread per client, see "
-      f"below), `-n`, `-T` = {duration} s + clients / 100 s (pgbench's -T includes the logins; its TPS leaves them out); "
+      f"below), `-n`, `-T` = {duration} s + clients / 100 s (TPC-B -M prepared: clients / 50 s; pgbench's -T includes the logins, its TPS leaves them out); "
       "local PostgreSQL 15 primary + 2 streaming replicas, scale 10; SCRAM-SHA-256, no TLS. "
       f"Poold and PgBouncer 1.18 in `pool_mode = transaction` with `default_pool_size = {pool}`. "
       "poold-tx-primary (load_balance_mode = off) and pgbouncer-tx send everything to the primary; poold-tx-lb balances "
