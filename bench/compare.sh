@@ -10,6 +10,9 @@
 #   BASE_PORT (25432) first PostgreSQL port; the proxies use the ports after it.
 #
 # Prints a markdown table and writes it to bench/results/. Everything it starts, it stops.
+#
+# Transaction mode (pool_mode = transaction, 200 and 1,000 clients over default_pool_size = 20, Poold vs PgBouncer in
+# transaction mode, p99 latency): bench/compare-tx.sh. Idle clients' memory in transaction mode: bench/idle-clients.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
