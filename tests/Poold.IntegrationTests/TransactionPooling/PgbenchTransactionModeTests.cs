@@ -35,8 +35,8 @@ public class PgbenchTransactionModeTests
     [TestCase("prepared", "-S")]
     [TestCase("simple", "")]
     [TestCase("extended", "")]
-    [TestCase("prepared", "", Explicit = true, Reason = "bug: pgbench TPC-B -M prepared through pool_mode = transaction hangs after the first BEGIN (Poold logs nothing more, no server session runs)")]
-    [TestCase("prepared", "", true, Explicit = true, Reason = "bug: pgbench TPC-B -M prepared through pool_mode = transaction hangs after the first BEGIN (Poold logs nothing more, no server session runs); primary only, no load balancing")]
+    [TestCase("prepared", "", Explicit = true, Reason = "hangs with -c 16 -j 2 over 4 server connections: most likely pgbench deadlocking itself (its blocking PQprepare inside a transaction stops the other clients of its thread, which hold the connections; bench/results/2026-12-05-tx-2cores.md); not yet confirmed as such")]
+    [TestCase("prepared", "", true, Explicit = true, Reason = "hangs with -c 16 -j 2 over 4 server connections: most likely pgbench deadlocking itself (its blocking PQprepare inside a transaction stops the other clients of its thread, which hold the connections; bench/results/2026-12-05-tx-2cores.md); not yet confirmed as such; primary only, no load balancing")]
     public async Task Pgbench_SixteenClientsOverFourServerConnections_HasNoFailedTransactions(string mode, string script, bool primaryOnly = false)
     {
         await using var poold = await PooldInstance.StartAsync(PooldInstance.BackendLines(ClusterFixture.Cluster, primaryOnly ? 0 : null)
