@@ -66,22 +66,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
     {
         lock (_lock)
         {
-            if (!_idle.TryGetValue(key, out var list))
-            {
-                return null;
-            }
-
-            for (var n = list.Last; n is not null; n = n.Previous)
-            {
-                if (accept(n.Value))
-                {
-                    var connection = n.Value;
-                    Unlink(connection);
-                    return connection;
-                }
-            }
-
-            return null;
+            return TakeIdleLocked(key, accept);
         }
     }
 

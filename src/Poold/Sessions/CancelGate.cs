@@ -45,47 +45,25 @@ internal sealed class CancelGate
     /// read the connections the session is giving back, and returns whether any cancel came since the last call. The
     /// gate stays open: later cancels find the session's new (empty) list of connections.
     /// </summary>
-    public async Task<bool> QuiesceAsync(TimeSpan timeout)
+    public Task<bool> QuiesceAsync(TimeSpan timeout) => WaitForInFlightAsync(close: false, timeout);
+
+    /// <summary>
+    /// Admits no more cancels and waits (at most <paramref name="timeout"/>) for those in flight. Returns whether any
+    /// cancel was forwarded for this session (since the last <see cref="QuiesceAsync"/>).
+    /// </summary>
+    public Task<bool> CloseAsync(TimeSpan timeout) => WaitForInFlightAsync(close: true, timeout);
+
+    private async Task<bool> WaitForInFlightAsync(bool close, TimeSpan timeout)
     {
         Task wait;
         lock (_lock)
         {
+            _closed |= close;
             var used = _used;
             _used = false;
             if (_inFlight == 0)
             {
                 return used;
-            }
-
-            _idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            wait = _idle.Task;
-        }
-
-        try
-        {
-            await wait.WaitAsync(timeout);
-        }
-        catch (TimeoutException)
-        {
-            // Still undelivered: the connections are checked with a round trip before they are reused.
-        }
-
-        return true;
-    }
-
-    /// <summary>
-    /// Admits no more cancels and waits (at most <paramref name="timeout"/>) for those in flight. Returns whether any
-    /// cancel was ever forwarded for this session.
-    /// </summary>
-    public async Task<bool> CloseAsync(TimeSpan timeout)
-    {
-        Task wait;
-        lock (_lock)
-        {
-            _closed = true;
-            if (_inFlight == 0)
-            {
-                return _used;
             }
 
             _idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

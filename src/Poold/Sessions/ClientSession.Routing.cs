@@ -1119,12 +1119,7 @@ internal sealed partial class ClientSession
         await connection.FlushAsync(ct);
     }
 
-    private static byte[] QueryFrame(string sql)
-    {
-        var buffer = new MessageBuffer(sql.Length + 16);
-        buffer.Query(sql);
-        return buffer.Written.ToArray();
-    }
+    private static byte[] QueryFrame(string sql) => SessionStateHistory.QueryFrame(sql);
 
     private static string CString(ReadOnlySpan<byte> span, int start, out int next)
     {
