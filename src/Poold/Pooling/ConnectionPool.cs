@@ -290,33 +290,30 @@ internal sealed class ConnectionPool : IAsyncDisposable
         var started = _time.GetTimestamp();
         while (true)
         {
-            TaskCompletionSource<BackendConnection?> waiter;
+            PoolWaiter? waiter = null;
+            BackendConnection? handed = null;
             BackendConnection? unwanted = null;
             lock (_lock)
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
                 var pool = SharedLocked(key, limits);
-                if (pool.Waiters.Count == 0)
+                if (pool.Waiters.Count > 0)
                 {
-                    if (TakeIdleLocked(key, accept) is { } idle)
-                    {
-                        waiter = Completed(idle);
-                    }
-                    else if (TryReserveSharedLocked(pool, key.NodeId))
-                    {
-                        return null;
-                    }
-                    else if (_idle.TryGetValue(key, out var others) && others.First is { } other)
-                    {
-                        // Idle, but opened with another credential (pass-through): it gives its slot to this client.
-                        unwanted = other.Value;
-                        Unlink(unwanted);
-                        waiter = Completed(null);
-                    }
-                    else
-                    {
-                        waiter = Enqueue(pool);
-                    }
+                    waiter = Enqueue(pool);
+                }
+                else if (TakeIdleLocked(key, accept) is { } idle)
+                {
+                    handed = idle;
+                }
+                else if (TryReserveSharedLocked(pool, key.NodeId))
+                {
+                    return null;
+                }
+                else if (_idle.TryGetValue(key, out var others) && others.First is { } other)
+                {
+                    // Idle, but opened with another credential (pass-through): it gives its slot to this client.
+                    unwanted = other.Value;
+                    Unlink(unwanted);
                 }
                 else
                 {
@@ -330,55 +327,21 @@ internal sealed class ConnectionPool : IAsyncDisposable
                 return null;
             }
 
-            var remaining = limits.Wait - _time.GetElapsedTime(started);
-            BackendConnection? handed;
-            try
+            if (waiter is not null)
             {
-                handed = remaining > TimeSpan.Zero ? await waiter.Task.WaitAsync(remaining, _time, cancellationToken) : throw new TimeoutException();
-            }
-            catch (Exception e) when (e is TimeoutException or OperationCanceledException)
-            {
-                lock (_lock)
+                handed = await WaitAsync(waiter, key, limits, started, cancellationToken);
+                if (handed is null)
                 {
-                    if (!waiter.Task.IsCompleted)
-                    {
-                        _shared[key].Waiters.Remove(waiter);
-                        waiter.TrySetCanceled(CancellationToken.None);
-                    }
+                    return null;
                 }
-
-                if (waiter.Task.IsCompletedSuccessfully)
-                {
-                    // Handed something just as the wait ended: give it back rather than lose the slot.
-                    if (waiter.Task.Result is { } late)
-                    {
-                        Return(late);
-                    }
-                    else
-                    {
-                        OpenFailed(key);
-                    }
-                }
-
-                if (e is OperationCanceledException)
-                {
-                    throw;
-                }
-
-                throw new PoolWaitTimeoutException(key, limits.Wait);
             }
 
-            if (handed is null)
-            {
-                return null;
-            }
-
-            if (accept(handed) && await IsGoodAsync(handed, cancellationToken))
+            if (accept(handed!) && await IsGoodAsync(handed!, cancellationToken))
             {
                 return handed;
             }
 
-            if (!handed.IsBroken && !handed.IsClosedByPeer() && !accept(handed))
+            if (!handed!.IsBroken && !handed.IsClosedByPeer() && !accept(handed))
             {
                 // Good, but opened with another credential (pass-through): closed, and its slot is this client's to open one.
                 await handed.DisposeAsync();
@@ -387,6 +350,53 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
             Forget(handed);
             await handed.DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// Waits in line for a connection (or a slot to open one: null) until query_wait_timeout. Whoever hands something over
+    /// takes the waiter out of the line first (<see cref="PoolWaiter.Granted"/>), so a wait that ends at the same moment
+    /// still receives it and gives it back: nothing is lost.
+    /// </summary>
+    private async ValueTask<BackendConnection?> WaitAsync(PoolWaiter waiter, PoolKey key, SharedLimits limits, long started,
+        CancellationToken cancellationToken)
+    {
+        var remaining = limits.Wait - _time.GetElapsedTime(started);
+        try
+        {
+            return remaining > TimeSpan.Zero ? await waiter.Task.WaitAsync(remaining, _time, cancellationToken) : throw new TimeoutException();
+        }
+        catch (Exception e) when (e is TimeoutException or OperationCanceledException)
+        {
+            bool granted;
+            lock (_lock)
+            {
+                granted = waiter.Granted;
+                if (!granted)
+                {
+                    _shared[key].Waiters.Remove(waiter);
+                }
+            }
+
+            if (granted)
+            {
+                // Handed something just as the wait ended: give it back rather than lose it or its slot.
+                if (await waiter.Task is { } late)
+                {
+                    Return(late);
+                }
+                else
+                {
+                    OpenFailed(key);
+                }
+            }
+
+            if (e is OperationCanceledException)
+            {
+                throw;
+            }
+
+            throw new PoolWaitTimeoutException(key, limits.Wait);
         }
     }
 
@@ -405,10 +415,24 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
     /// <summary>
     /// Transaction mode: a clean connection (no transaction open, every reply read) back from its client; the first
-    /// waiting client gets it, else it goes idle. False when it is not kept: the caller closes it and calls <see cref="Forget(BackendConnection)"/>.
+    /// waiting client gets it (its session goes on at once, on this thread), else it goes idle. False when it is not
+    /// kept: the caller closes it and calls <see cref="Forget(BackendConnection)"/>.
     /// </summary>
     public bool Return(BackendConnection connection)
     {
+        var kept = Return(connection, out var handoff);
+        handoff.Complete();
+        return kept;
+    }
+
+    /// <summary>
+    /// As <see cref="Return(BackendConnection)"/>, but a waiting client is handed the connection only when the caller
+    /// calls <paramref name="handoff"/>'s <see cref="PoolHandoff.Complete"/> (after it has put its own state in order:
+    /// the waiter's session continues on the thread that completes it).
+    /// </summary>
+    public bool Return(BackendConnection connection, out PoolHandoff handoff)
+    {
+        handoff = default;
         lock (_lock)
         {
             if (_disposed || connection.IsBroken)
@@ -421,13 +445,10 @@ internal sealed class ConnectionPool : IAsyncDisposable
             {
                 // How the server asked: a client whose login finds every connection busy is asked the same before it waits.
                 pool.AuthMethod = connection.AuthMethod;
-                while (pool.Waiters.First is { } first)
+                if (DequeueLocked(pool) is { } waiter)
                 {
-                    pool.Waiters.RemoveFirst();
-                    if (first.Value.TrySetResult(connection))
-                    {
-                        return true;
-                    }
+                    handoff = new PoolHandoff(waiter, connection);
+                    return true;
                 }
             }
 
@@ -462,18 +483,24 @@ internal sealed class ConnectionPool : IAsyncDisposable
         return pool;
     }
 
-    private static TaskCompletionSource<BackendConnection?> Completed(BackendConnection? connection)
+    private static PoolWaiter Enqueue(SharedPool pool)
     {
-        var done = new TaskCompletionSource<BackendConnection?>();
-        done.SetResult(connection);
-        return done;
-    }
-
-    private static TaskCompletionSource<BackendConnection?> Enqueue(SharedPool pool)
-    {
-        var waiter = new TaskCompletionSource<BackendConnection?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var waiter = new PoolWaiter();
         pool.Waiters.AddLast(waiter);
         return waiter;
+    }
+
+    /// <summary>The first client in line, taken out of it (and marked granted), or null when none waits.</summary>
+    private static PoolWaiter? DequeueLocked(SharedPool pool)
+    {
+        if (pool.Waiters.First is not { } first)
+        {
+            return null;
+        }
+
+        pool.Waiters.RemoveFirst();
+        first.Value.Granted = true;
+        return first.Value;
     }
 
     private BackendConnection? TakeIdleLocked(PoolKey key, Func<BackendConnection, bool> accept)
@@ -558,25 +585,15 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
     private bool GrantLocked(SharedPool pool, int nodeId)
     {
-        while (pool.Waiters.First is { } first)
+        if (pool.Waiters.Count == 0 || !TryReserveSharedLocked(pool, nodeId))
         {
-            if (!TryReserveSharedLocked(pool, nodeId))
-            {
-                return false;
-            }
-
-            pool.Waiters.RemoveFirst();
-            if (first.Value.TrySetResult(null))
-            {
-                return true;
-            }
-
-            // That client stopped waiting a moment ago: give the slot back and try the next.
-            pool.Open--;
-            _openPerNode[nodeId]--;
+            return false;
         }
 
-        return false;
+        // Completed off this thread: the pool's lock is held here, and the waiter's session would run under it.
+        var waiter = DequeueLocked(pool)!;
+        ThreadPool.UnsafeQueueUserWorkItem(static w => w.TrySetResult(null), waiter, preferLocal: false);
+        return true;
     }
 
     /// <summary>One transaction-mode pool: its connections open (idle or in use) and the clients waiting for one.</summary>
@@ -588,7 +605,17 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
         public BackendAuthMethod? AuthMethod;
 
-        public LinkedList<TaskCompletionSource<BackendConnection?>> Waiters { get; } = [];
+        public LinkedList<PoolWaiter> Waiters { get; } = [];
+    }
+
+    /// <summary>
+    /// A client waiting for a connection of a transaction-mode pool. Completed without a hop to the thread pool: the
+    /// session that returns a connection hands it over and the waiter's session runs on at once, as an event loop would.
+    /// </summary>
+    internal sealed class PoolWaiter : TaskCompletionSource<BackendConnection?>
+    {
+        /// <summary>Taken out of the line to be handed something (under the pool's lock): its result is coming.</summary>
+        public bool Granted;
     }
 
     /// <summary>
@@ -663,10 +690,10 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
             foreach (var pool in _shared.Values)
             {
-                while (pool.Waiters.First is { } waiter)
+                while (DequeueLocked(pool) is { } waiter)
                 {
-                    pool.Waiters.RemoveFirst();
-                    waiter.Value.TrySetException(new ObjectDisposedException(nameof(ConnectionPool)));
+                    ThreadPool.UnsafeQueueUserWorkItem(static w => w.TrySetException(new ObjectDisposedException(nameof(ConnectionPool))), waiter,
+                        preferLocal: false);
                 }
             }
         }
@@ -711,6 +738,16 @@ internal sealed record SharedLimits(int PoolSize, int NodeMax, TimeSpan Wait)
 {
     public static SharedLimits From(PooldSettings settings) => new(settings.Get(Params.DefaultPoolSize), settings.Get(Params.MaxDbConnections),
         settings.Get(Params.QueryWaitTimeout));
+}
+
+/// <summary>A connection to hand to a waiting client once the returning session's own state is in order.</summary>
+internal readonly struct PoolHandoff(ConnectionPool.PoolWaiter? waiter, BackendConnection? connection)
+{
+    /// <summary>No client waited: the connection went idle.</summary>
+    public bool IsEmpty => waiter is null;
+
+    /// <summary>Gives the connection to the waiter; its session continues on this thread. Nothing to do when no one waited.</summary>
+    public void Complete() => waiter?.TrySetResult(connection);
 }
 
 /// <summary>One transaction-mode pool as SHOW POOL_POOLS reports it.</summary>

@@ -12,13 +12,14 @@ internal sealed class CancelGate
     private int _inFlight;
     private bool _closed;
     private bool _used;
+    private bool _paused;
 
     /// <summary>Admits one cancel, or returns false once the session is releasing its connections.</summary>
     public bool TryEnter()
     {
         lock (_lock)
         {
-            if (_closed)
+            if (_closed || _paused)
             {
                 return false;
             }
@@ -37,6 +38,33 @@ internal sealed class CancelGate
             {
                 _idle?.TrySetResult();
             }
+        }
+    }
+
+    /// <summary>
+    /// Transaction mode, the reply pump releasing the connections: true when no cancel is in flight and none came since
+    /// the last release, and then admits none until <see cref="Resume"/>. A cancel that comes in between finds the
+    /// session between transactions, where there is nothing to cancel, as a server would.
+    /// </summary>
+    public bool TryPause()
+    {
+        lock (_lock)
+        {
+            if (_closed || _inFlight > 0 || _used)
+            {
+                return false;
+            }
+
+            _paused = true;
+            return true;
+        }
+    }
+
+    public void Resume()
+    {
+        lock (_lock)
+        {
+            _paused = false;
         }
     }
 

@@ -215,19 +215,17 @@ internal sealed partial class ClientSession
     /// Transaction mode: once the session is quiet (no reply outstanding, no transaction open anywhere, no batch half
     /// sent) and not pinned, its connections go back to their pools. A cancel the client sent for its last statement is
     /// delivered first and the connection checked with a round trip, so it can never reach the next client's statement.
+    /// Usually the reply pump has done this already, the moment the last reply was read (<see cref="ReleaseFromReplyPump"/>);
+    /// this is the client pump's way, for what that one leaves: a cancel to wait for, a connection to close.
     /// </summary>
     private async Task ReleaseBindingAsync(CancellationToken ct)
     {
-        if (!_transactionMode || _pinnedBy is not null || _backends.Count == 0 || !IsQuiet())
+        if (!Releasable())
         {
             return;
         }
 
-        var links = _backends.TakeAll();
-        _copyLink = null;
-        _failedLink = null;
-        _registry.ForgetPortals();
-        Volatile.Write(ref _backend, null);
+        var links = TakeBinding();
         var cancelled = await _cancelGate.QuiesceAsync(DrainTimeout);
         foreach (var link in links)
         {
@@ -235,11 +233,169 @@ internal sealed partial class ClientSession
             await ReturnSharedAsync(link, cancelled, ct);
         }
 
+        Redraw();
+    }
+
+    private bool Releasable() => _transactionMode && _pinnedBy is null && _backends.Count > 0 && IsQuiet();
+
+    /// <summary>Empties the session's set of connections (a cancel that comes now finds none) and forgets what lived on them.</summary>
+    private List<NodeLink> TakeBinding()
+    {
+        var links = _backends.TakeAll();
+        _copyLink = null;
+        _failedLink = null;
+        _registry.ForgetPortals();
+        Volatile.Write(ref _backend, null);
+        return links;
+    }
+
+    /// <summary>The next transaction draws its read node again: a session holds no node between transactions.</summary>
+    private void Redraw()
+    {
         if (_balancer is not null && !_services.Routing.StatementLevel)
         {
-            // The next transaction draws its read node again: a session holds no node between transactions.
             (_balanceNodeId, _balanceWhy) = _balancer.Choose(_services.Nodes.Current, Database!, _startup!["application_name"], _random);
         }
+    }
+
+    /// <summary>
+    /// Who may touch the session's connections and batch state: the client pump, which owns them, or — while the client
+    /// pump waits for the client (<see cref="Park"/>) — the reply pump, which then gives the connections back itself when
+    /// the last reply is read, with no wake-up of the client pump (<see cref="ReleaseFromReplyPump"/>).
+    /// </summary>
+    private int _bindingOwner;
+
+    private const int OwnedByClientPump = 0;
+    private const int Parked = 1;
+    private const int OwnedByReplyPump = 2;
+
+    /// <summary>
+    /// The client pump is about to wait for the client: the reply pump may release the connections meanwhile. Returns
+    /// false when the session went quiet just before (the reply pump saw the client pump busy): release first.
+    /// </summary>
+    private bool Park()
+    {
+        Interlocked.Exchange(ref _bindingOwner, Parked);
+        if (Volatile.Read(ref _repliesInFlight) != 0)
+        {
+            // The reply pump sees the park when the last of them is read.
+            return true;
+        }
+
+        Unpark();
+        return !Releasable();
+    }
+
+    /// <summary>The client pump takes its state back, waiting out a release the reply pump is in the middle of (a few microseconds).</summary>
+    private void Unpark()
+    {
+        var spin = new SpinWait();
+        while (Interlocked.CompareExchange(ref _bindingOwner, OwnedByClientPump, Parked) == OwnedByReplyPump)
+        {
+            spin.SpinOnce();
+        }
+    }
+
+    /// <summary>
+    /// The reply pump read the last reply outstanding. If the client pump is waiting for the client, the reply pump gives
+    /// the connections back now, synchronously, when nothing stands in the way (every connection fit for reuse, no cancel
+    /// forwarded or in flight); a waiting client gets its connection once this session's state is in order. Otherwise
+    /// it wakes the client pump, which releases them its own way (<see cref="ReleaseBindingAsync"/>).
+    /// </summary>
+    private void ReleaseFromReplyPump()
+    {
+        if (Interlocked.CompareExchange(ref _bindingOwner, OwnedByReplyPump, Parked) != Parked)
+        {
+            // The client pump is busy: it releases at its next turn.
+            return;
+        }
+
+        var wake = false;
+        PoolHandoff first = default;
+        List<PoolHandoff>? more = null;
+        try
+        {
+            if (!Releasable())
+            {
+                return;
+            }
+
+            if (!FitForReuse() || !_cancelGate.TryPause())
+            {
+                wake = true;
+                return;
+            }
+
+            try
+            {
+                foreach (var link in TakeBinding())
+                {
+                    link.StopWatching();
+                    if (link.SawError && link.ParsedSinceBound)
+                    {
+                        link.Connection.PreparedUncertain = true;
+                    }
+
+                    if (!_services.Pool.Return(link.Connection, out var handoff))
+                    {
+                        // The pool is closing: nothing more is handed out.
+                        link.Connection.Break();
+                        _services.Pool.Forget(link.Connection);
+                        _ = link.Connection.DisposeAsync().AsTask();
+                    }
+                    else if (handoff.IsEmpty)
+                    {
+                        // Nobody waited: the connection is idle in its pool.
+                    }
+                    else if (first.IsEmpty)
+                    {
+                        first = handoff;
+                    }
+                    else
+                    {
+                        (more ??= []).Add(handoff);
+                    }
+                }
+            }
+            finally
+            {
+                _cancelGate.Resume();
+            }
+
+            Redraw();
+        }
+        finally
+        {
+            Volatile.Write(ref _bindingOwner, Parked);
+            if (wake)
+            {
+                _clientReader?.CancelPendingRead();
+            }
+        }
+
+        first.Complete();
+        if (more is not null)
+        {
+            foreach (var handoff in more)
+            {
+                handoff.Complete();
+            }
+        }
+    }
+
+    /// <summary>Every connection of the session can go back to its pool as it is (<see cref="ReturnSharedAsync"/> handles the others).</summary>
+    private bool FitForReuse()
+    {
+        var nodes = _services.Nodes.Current.Nodes.Length;
+        foreach (var link in _backends.Links)
+        {
+            if (link.Dead || link.NodeDown || link.Connection.IsBroken || link.Connection.Key.NodeId >= nodes)
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private bool IsQuiet()

@@ -144,16 +144,39 @@ internal sealed partial class ClientSession
                 IdleCheckPeriod(idleLimit))
             : null;
         Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
+        try
+        {
+            return await PumpClientLoopAsync(reader, idleLimit, shutdown);
+        }
+        finally
+        {
+            // Whatever ends the pump, the reply pump touches the connections no more once it returns.
+            Unpark();
+        }
+    }
+
+    private async Task<SessionEnd> PumpClientLoopAsync(PipeReader reader, TimeSpan idleLimit, CancellationToken shutdown)
+    {
         var maxMessage = _services.Settings.Get(Params.MaxPacketSize);
         while (true)
         {
             if (_transactionMode)
             {
-                // The reply pump wakes this read when the session goes quiet: its connections go back before it waits.
+                // Connections the reply pump could not give back (a cancel to wait for, one to close) go back now; then,
+                // while this pump waits for the client, the reply pump may release them itself.
                 await ReleaseBindingAsync(shutdown);
+                if (!Park())
+                {
+                    continue;
+                }
             }
 
             var result = await reader.ReadAsync(shutdown);
+            if (_transactionMode)
+            {
+                Unpark();
+            }
+
             if (result.IsCanceled)
             {
                 shutdown.ThrowIfCancellationRequested();
@@ -417,8 +440,8 @@ internal sealed partial class ClientSession
 
                 if (Interlocked.Decrement(ref _repliesInFlight) == 0 && _transactionMode)
                 {
-                    // Every reply read: the client side may give the connections back now (it owns them, so it does it).
-                    _clientReader?.CancelPendingRead();
+                    // Every reply read: the connections may go back now.
+                    ReleaseFromReplyPump();
                 }
 
                 continue;
