@@ -165,34 +165,9 @@ internal sealed partial class BackendConnection
     {
         var credential = await passwords(method, cancellationToken) ?? throw new BackendException(NodeId, SqlState.InvalidPassword,
             $"backend node {NodeId} asks user \"{Key.User}\" for a password ({method}) and Poold has none to give (no pool_passwd entry, or one Poold cannot log in with)");
-        if (Fingerprint(credential) is { } fingerprint)
-        {
-            RememberPassword(fingerprint);
-        }
-
+        _openedWith = CredentialTag.Of(credential);
         return credential;
     }
-
-    /// <summary>
-    /// Whether a client whose backend login would use <paramref name="credential"/> may have this connection: it was
-    /// opened without a password (trust), or with that very password or stored hash. A cached connection never lets a
-    /// client in on someone else's login, and gives no one more than a fresh login would.
-    /// </summary>
-    public bool WasOpenedWith(StoredCredential? credential) => AcceptsPassword(Fingerprint(credential));
-
-    /// <summary>
-    /// What identifies a credential for <see cref="WasOpenedWith"/>: the password, or else the md5 hash, or else the SCRAM
-    /// verifier a client proved its key against (the key is H⁻¹ of its StoredKey, so the verifier names it), each in its
-    /// own domain.
-    /// </summary>
-    private static Secret? Fingerprint(StoredCredential? credential) => credential switch
-    {
-        { Password: { } password } => new Secret("password\0" + password.Reveal()),
-        { Md5Hash: { } hash } => new Secret("md5 hash\0" + hash.Reveal()),
-        { ClientKey: { } key } => new Secret("scram key\0" + key.Verifier.Iterations.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\0"
-                                             + Convert.ToBase64String(key.Verifier.Salt) + "\0" + Convert.ToBase64String(key.Verifier.StoredKey)),
-        _ => null,
-    };
 
     private Secret PlainPassword(StoredCredential credential, string method) => credential.Password ?? throw NoUsablePassword(credential, method);
 

@@ -3,9 +3,7 @@ using System.Buffers.Binary;
 using System.IO.Pipelines;
 using System.Net.Security;
 using System.Net.Sockets;
-using System.Security.Cryptography;
 using System.Text;
-using Poold.Auth;
 using Poold.Config;
 using Poold.Protocol;
 using Poold.Tls;
@@ -26,8 +24,8 @@ internal sealed partial class BackendConnection : IAsyncDisposable
     private readonly Stream _stream;
     private readonly MessageBuffer _out = new();
     private readonly List<KeyValuePair<string, string>> _parameters = [];
-    private byte[]? _passwordSalt;
-    private byte[]? _passwordHash;
+    /// <summary>The credential of the login that opened this connection (null after a trust login).</summary>
+    private CredentialTag? _openedWith;
     private int _disposed;
 
     private BackendConnection(BackendSettings node, PoolKey key, Socket socket, Stream stream, bool isTls, long createdAt)
@@ -293,13 +291,6 @@ internal sealed partial class BackendConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Remembers a salted hash of the password that opened this connection, to check later clients against.</summary>
-    private void RememberPassword(Secret password)
-    {
-        _passwordSalt = RandomNumberGenerator.GetBytes(16);
-        _passwordHash = HashPassword(_passwordSalt, password);
-    }
-
     /// <summary>
     /// For a connection with nothing outstanding: true when the server has closed it or has something to say unasked
     /// (a FATAL before it goes, e.g. "terminating connection due to immediate shutdown command") — a node that died or
@@ -318,25 +309,12 @@ internal sealed partial class BackendConnection : IAsyncDisposable
     }
 
     /// <summary>
-    /// Whether <paramref name="password"/> is the one this connection was opened with (always true for trust). A cached
-    /// connection must never let a client in on someone else's login.
+    /// Whether a client whose backend login would use the credential <paramref name="tag"/> names may have this
+    /// connection: it was opened without a password (trust), or with that very credential. A cached connection never
+    /// lets a client in on someone else's login, and gives no one more than a fresh login would.
     /// </summary>
-    public bool AcceptsPassword(Secret? password) =>
-        AuthMethod == BackendAuthMethod.Trust
-        || (password is not null && _passwordHash is not null
-            && CryptographicOperations.FixedTimeEquals(HashPassword(_passwordSalt!, password), _passwordHash));
-
-    private static byte[] HashPassword(byte[] salt, Secret password)
-    {
-        var bytes = Encoding.UTF8.GetBytes(password.Reveal());
-        var input = new byte[salt.Length + bytes.Length];
-        salt.CopyTo(input, 0);
-        bytes.CopyTo(input, salt.Length);
-        var hash = SHA256.HashData(input);
-        CryptographicOperations.ZeroMemory(bytes);
-        CryptographicOperations.ZeroMemory(input);
-        return hash;
-    }
+    public bool WasOpenedWith(CredentialTag? tag) =>
+        AuthMethod == BackendAuthMethod.Trust || (tag is not null && _openedWith is not null && _openedWith.Matches(tag));
 
     internal void UpdateParameter(string name, string value)
     {

@@ -64,8 +64,30 @@ internal sealed class BackendSet
 
     private void Publish()
     {
-        Volatile.Write(ref _published, [.. _links.Values.Select(l => (l.Connection.NodeId, l.Connection.ProcessId)).OrderBy(b => b.NodeId)]);
-        Volatile.Write(ref _cancelTargets, [.. _links.Values.Select(l => new CancelTarget(l.Connection.Node, l.Connection.ProcessId, l.Connection.SecretKey))]);
+        if (_links.Count == 0)
+        {
+            Volatile.Write(ref _published, []);
+            Volatile.Write(ref _cancelTargets, []);
+            return;
+        }
+
+        var published = new (int NodeId, int ProcessId)[_links.Count];
+        var targets = new CancelTarget[_links.Count];
+        var i = 0;
+        foreach (var link in _links.Values)
+        {
+            var connection = link.Connection;
+            published[i] = (connection.NodeId, connection.ProcessId);
+            targets[i++] = new CancelTarget(connection.Node, connection.ProcessId, connection.SecretKey);
+        }
+
+        if (published.Length > 1)
+        {
+            Array.Sort(published, static (a, b) => a.NodeId.CompareTo(b.NodeId));
+        }
+
+        Volatile.Write(ref _published, published);
+        Volatile.Write(ref _cancelTargets, targets);
     }
 }
 

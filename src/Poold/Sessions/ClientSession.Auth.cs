@@ -96,11 +96,28 @@ internal sealed partial class ClientSession
     /// An idle connection for <paramref name="key"/> that this client may have: one the backend let in without a
     /// password, or one opened with the credential a fresh login of this client would use. Others stay in the pool.
     /// </summary>
-    private ValueTask<BackendConnection?> TakeCachedAsync(PoolKey key, CancellationToken cancellationToken)
+    private ValueTask<BackendConnection?> TakeCachedAsync(PoolKey key, CancellationToken cancellationToken) =>
+        _services.Pool.TakeAsync(key, MayUse(), cancellationToken);
+
+    /// <summary>
+    /// Whether this client may have a connection from the pool (<see cref="BackendConnection.WasOpenedWith"/>): made
+    /// once per credential, since a transaction-mode session asks at every transaction.
+    /// </summary>
+    private Func<BackendConnection, bool> MayUse()
     {
-        var credential = SessionCredential;
-        return _services.Pool.TakeAsync(key, c => c.WasOpenedWith(credential), cancellationToken);
+        var source = (object?)_backendCredential ?? _clientPassword;
+        if (_mayUse is null || !ReferenceEquals(source, _mayUseSource))
+        {
+            var tag = CredentialTag.Of(SessionCredential);
+            _mayUse = c => c.WasOpenedWith(tag);
+            _mayUseSource = source;
+        }
+
+        return _mayUse;
     }
+
+    private Func<BackendConnection, bool>? _mayUse;
+    private object? _mayUseSource;
 
     // ---- enable_pool_hba = on ----
 

@@ -53,9 +53,24 @@ internal sealed partial class ClientSession
     /// <summary>The pool a connection to <paramref name="nodeId"/> comes from (transaction-mode pools have keys of their own).</summary>
     private PoolKey BackendKey(int nodeId)
     {
+        if (nodeId < _backendKeys.Length && _backendKeys[nodeId] is { } known)
+        {
+            return known;
+        }
+
         var key = PoolKey.Create(nodeId, BackendStartupParameters);
-        return _transactionMode ? key with { Options = SharedPoolMark + key.Options } : key;
+        key = _transactionMode ? key with { Options = SharedPoolMark + key.Options } : key;
+        if (nodeId >= _backendKeys.Length)
+        {
+            Array.Resize(ref _backendKeys, nodeId + 1);
+        }
+
+        _backendKeys[nodeId] = key;
+        return key;
     }
+
+    /// <summary>The pool keys of this session by node (its startup parameters do not change): made once, not per transaction.</summary>
+    private PoolKey?[] _backendKeys = [];
 
     private const string SharedPoolMark = "\u0003transaction";
 
@@ -96,10 +111,9 @@ internal sealed partial class ClientSession
             BackendConnection? shared;
             try
             {
-                var credential = SessionCredential;
                 var limits = SharedLimits.From(_services.Settings);
                 Volatile.Write(ref _waitingForServer, true);
-                shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, c => c.WasOpenedWith(credential), ct);
+                shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, MayUse(), ct);
             }
             catch (PoolWaitTimeoutException) when (!wait || (_primaryNodeId >= 0 && _backends.Count == 0))
             {
