@@ -9,8 +9,17 @@ namespace Poold.Sessions;
 /// <summary>Every log line a session writes, in one place: constant templates, no secrets.</summary>
 internal sealed partial class ClientSession
 {
+    /// <summary>The session's logger when <paramref name="level"/> is written at all, else null (and nothing is made).</summary>
+    private Serilog.ILogger? At(LogEventLevel level) => _services.Log.IsEnabled(level) ? _log ??= MakeLogger() : null;
+
+    private Serilog.ILogger MakeLogger()
+    {
+        var log = _services.Log.ForContext<ClientSession>().ForContext("SessionId", Id);
+        return _logContext is { } context ? log.ForContext(context) : log;
+    }
+
     private void LogTls(SslStream ssl) =>
-        _log.Debug("TLS established: {Protocol} {Cipher}", ssl.SslProtocol, ssl.NegotiatedCipherSuite);
+        At(LogEventLevel.Debug)?.Debug("TLS established: {Protocol} {Cipher}", ssl.SslProtocol, ssl.NegotiatedCipherSuite);
 
     /// <summary>
     /// Once the startup packet is read, the session's logger carries the user, database, application name and client
@@ -24,14 +33,15 @@ internal sealed partial class ClientSession
             ? (settings.Get(Config.Params.LogHostname) ? ResolveHost(ip.Address) : ip.Address.ToString(),
                 ip.Port.ToString(System.Globalization.CultureInfo.InvariantCulture))
             : ("[local]", "");
-        _log = _log.ForContext([
+        _log = null;
+        _logContext = [
             new PropertyEnricher(Hosting.LinePrefix.UserProperty, user), new PropertyEnricher(Hosting.LinePrefix.DatabaseProperty, database),
             new PropertyEnricher(Hosting.LinePrefix.ApplicationProperty, _startup?["application_name"] ?? ""),
             new PropertyEnricher(Hosting.LinePrefix.HostProperty, host), new PropertyEnricher(Hosting.LinePrefix.PortProperty, port),
-        ]);
+        ];
         if (settings.Get(Config.Params.LogConnections))
         {
-            _log.Information("connection received: host={Host} port={Port} user={User} database={Database} tls={Tls}", host, port, user, database, tls);
+            At(LogEventLevel.Information)?.Information("connection received: host={Host} port={Port} user={User} database={Database} tls={Tls}", host, port, user, database, tls);
         }
     }
 
@@ -49,94 +59,94 @@ internal sealed partial class ClientSession
     }
 
     private void LogHbaMatch(Auth.Hba.HbaRecord record) =>
-        _log.Debug("pool_hba.conf record {Where} matched: method {Method}", record.Where, record.Method);
+        At(LogEventLevel.Debug)?.Debug("pool_hba.conf record {Where} matched: method {Method}", record.Where, record.Method);
 
     private void LogCertificateMismatch(string commonName) =>
-        _log.Information("client certificate CN {CommonName} is not user {User}", commonName, User);
+        At(LogEventLevel.Information)?.Information("client certificate CN {CommonName} is not user {User}", commonName, User);
 
     private void LogCertificateRevoked(string serial) =>
-        _log.Information("client certificate serial {Serial} of user {User} is revoked by ssl_crl_file / ssl_crl_dir", serial, User);
+        At(LogEventLevel.Information)?.Information("client certificate serial {Serial} of user {User} is revoked by ssl_crl_file / ssl_crl_dir", serial, User);
 
-    private void LogStoredCredentialUnusable(string reason) => _log.Error("pool_passwd: {Reason}", reason);
+    private void LogStoredCredentialUnusable(string reason) => At(LogEventLevel.Error)?.Error("pool_passwd: {Reason}", reason);
 
     private void LogAuthQueryFound(bool fromCache) =>
-        _log.Debug("auth_query: verifier of user {User} {Where}", User, fromCache ? "from the cache" : "fetched from the primary");
+        At(LogEventLevel.Debug)?.Debug("auth_query: verifier of user {User} {Where}", User, fromCache ? "from the cache" : "fetched from the primary");
 
     private void LogAuthQueryRefetched(Auth.AuthQueryStatus status) =>
-        _log.Information("auth_query: the proof of user {User} failed against the cached verifier; fetched again: {Status}", User, status);
+        At(LogEventLevel.Information)?.Information("auth_query: the proof of user {User} failed against the cached verifier; fetched again: {Status}", User, status);
 
-    private void LogAuthQueryProblem(string problem) => _log.Error("{Problem}", problem);
+    private void LogAuthQueryProblem(string problem) => At(LogEventLevel.Error)?.Error("{Problem}", problem);
 
-    private void LogScram(string mechanism) => _log.Debug("client authenticated with {Mechanism}", mechanism);
+    private void LogScram(string mechanism) => At(LogEventLevel.Debug)?.Debug("client authenticated with {Mechanism}", mechanism);
 
-    private void LogPasswordFailed(string why) => _log.Information("password authentication failed for user {User}: {Why}", User, why);
+    private void LogPasswordFailed(string why) => At(LogEventLevel.Information)?.Information("password authentication failed for user {User}: {Why}", User, why);
 
-    private void LogBalanceNode(int nodeId, string why) => _log.Debug("load-balance node {NodeId} ({Why})", nodeId, why);
+    private void LogBalanceNode(int nodeId, string why) => At(LogEventLevel.Debug)?.Debug("load-balance node {NodeId} ({Why})", nodeId, why);
 
     /// <summary>Every routed batch: the metric by rule, and with log_per_node_statement (or debug) the line that says why.</summary>
     private void LogRoute(int nodeId, string reason)
     {
         _services.Metrics?.Routed(nodeId, reason);
-        if (_services.Settings.Get(Config.Params.LogPerNodeStatement) || _log.IsEnabled(LogEventLevel.Debug))
+        if (_services.Settings.Get(Config.Params.LogPerNodeStatement) || _services.Log.IsEnabled(LogEventLevel.Debug))
         {
-            _log.Information("statement to node {NodeId} ({Rule}): {Reason}", nodeId, Routing.RouteRules.Of(reason), reason);
+            At(LogEventLevel.Information)?.Information("statement to node {NodeId} ({Rule}): {Reason}", nodeId, Routing.RouteRules.Of(reason), reason);
         }
     }
 
     private void LogCatchUpError(int nodeId, string message) =>
-        _log.Warning("node {NodeId} refused a statement Poold replayed to keep the session in step: {Message}", nodeId, message);
+        At(LogEventLevel.Warning)?.Warning("node {NodeId} refused a statement Poold replayed to keep the session in step: {Message}", nodeId, message);
 
     private void LogBalanceNodeUnavailable(int nodeId, string reason) =>
-        _log.Warning("load-balance node {NodeId} is unavailable for this session, reads go to the primary: {Reason}", nodeId, reason);
+        At(LogEventLevel.Warning)?.Warning("load-balance node {NodeId} is unavailable for this session, reads go to the primary: {Reason}", nodeId, reason);
 
     private void LogConnected(BackendConnection backend) =>
-        _log.Debug("opened backend connection to node {NodeId} (backend pid {BackendPid}, {AuthMethod})",
+        At(LogEventLevel.Debug)?.Debug("opened backend connection to node {NodeId} (backend pid {BackendPid}, {AuthMethod})",
             backend.NodeId, backend.ProcessId, backend.AuthMethod);
 
     private void LogReused(BackendConnection backend) =>
-        _log.Debug("reused cached backend connection to node {NodeId} (backend pid {BackendPid})", backend.NodeId, backend.ProcessId);
+        At(LogEventLevel.Debug)?.Debug("reused cached backend connection to node {NodeId} (backend pid {BackendPid})", backend.NodeId, backend.ProcessId);
 
     private void LogBackendRejected(BackendRejectedException e) =>
-        _log.Information("backend node {NodeId} refused user {User}: {SqlState} {Message}", e.NodeId, User, e.SqlState, e.Error.Message);
+        At(LogEventLevel.Information)?.Information("backend node {NodeId} refused user {User}: {SqlState} {Message}", e.NodeId, User, e.SqlState, e.Error.Message);
 
     private void LogBackendFailure(BackendException e) =>
-        _log.Warning("backend node {NodeId} failed for this session: {Message}", e.NodeId, e.Message);
+        At(LogEventLevel.Warning)?.Warning("backend node {NodeId} failed for this session: {Message}", e.NodeId, e.Message);
 
     private void LogClientFatal(ClientFatalException e) =>
-        _log.Information("session refused: {SqlState} {Message}", e.SqlState, e.Message);
+        At(LogEventLevel.Information)?.Information("session refused: {SqlState} {Message}", e.SqlState, e.Message);
 
     private void LogProtocolViolation(PgProtocolException e) =>
-        _log.Information("protocol violation by the client: {SqlState} {Message}", e.SqlState, e.Message);
+        At(LogEventLevel.Information)?.Information("protocol violation by the client: {SqlState} {Message}", e.SqlState, e.Message);
 
     private void LogClientGone(Exception e)
     {
-        if (_log.IsEnabled(LogEventLevel.Debug))
+        if (_services.Log.IsEnabled(LogEventLevel.Debug))
         {
-            _log.Debug("client connection ended: {Reason}", e.Message);
+            At(LogEventLevel.Debug)?.Debug("client connection ended: {Reason}", e.Message);
         }
     }
 
-    private void LogUnexpected(Exception e) => _log.Error(e, "unexpected error; the session is closed");
+    private void LogUnexpected(Exception e) => At(LogEventLevel.Error)?.Error(e, "unexpected error; the session is closed");
 
     private void LogCancelToPeer(int peerId, string host, int port) =>
-        _log.Information("cancel request for a session of peer {PeerId}: forwarded to {Host}:{Port}", peerId, host, port);
+        At(LogEventLevel.Information)?.Information("cancel request for a session of peer {PeerId}: forwarded to {Host}:{Port}", peerId, host, port);
 
     private void LogCancelToPeerFailed(int peerId, string reason) =>
-        _log.Warning("cancel request could not be forwarded to peer {PeerId}: {Reason}", peerId, reason);
+        At(LogEventLevel.Warning)?.Warning("cancel request could not be forwarded to peer {PeerId}: {Reason}", peerId, reason);
 
     private void LogCancelUnknown(int processId) =>
-        _log.Information("cancel request for unknown session {TargetId} or wrong key: ignored", processId);
+        At(LogEventLevel.Information)?.Information("cancel request for unknown session {TargetId} or wrong key: ignored", processId);
 
     private void LogReplicationRelay(ReplicationMode mode, int nodeId, int processId) =>
-        _log.Information("{Mode} replication connection relayed to primary node {NodeId} (backend pid {Pid}), uncached", mode, nodeId, processId);
+        At(LogEventLevel.Information)?.Information("{Mode} replication connection relayed to primary node {NodeId} (backend pid {Pid}), uncached", mode, nodeId, processId);
 
     private void LogDatabaseFreed(string database, int closed) =>
-        _log.Information("closed {Count} idle cached connections to database {Database} before a statement that needs it free", closed, database);
+        At(LogEventLevel.Information)?.Information("closed {Count} idle cached connections to database {Database} before a statement that needs it free", closed, database);
 
     private void LogCancelFailed(int nodeId, string reason) =>
-        _log.Warning("could not forward a cancel request to backend node {NodeId}: {Reason}", nodeId, reason);
+        At(LogEventLevel.Warning)?.Warning("could not forward a cancel request to backend node {NodeId}: {Reason}", nodeId, reason);
 
-    private void LogCancelForwarded(int target) => _log.Debug("forwarding cancel request to the backend of session {TargetId}", target);
+    private void LogCancelForwarded(int target) => At(LogEventLevel.Debug)?.Debug("forwarding cancel request to the backend of session {TargetId}", target);
 
     private void LogEnded(SessionEnd end)
     {
@@ -146,15 +156,15 @@ internal sealed partial class ClientSession
             var duration = _services.Time.GetUtcNow() - StartedAt;
             var time = string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"{(int)duration.TotalHours}:{duration.Minutes:00}:{duration.Seconds:00}.{duration.Milliseconds:000}");
-            _log.Information("disconnection: session time: {SessionTime} user={User} database={Database} end={End}", time, User, Database, end);
+            At(LogEventLevel.Information)?.Information("disconnection: session time: {SessionTime} user={User} database={Database} end={End}", time, User, Database, end);
         }
     }
 
     private void LogPinned(string reason) =>
-        _log.Information("transaction pooling: the session keeps its server connections to its end because of {Reason}", reason);
+        At(LogEventLevel.Information)?.Information("transaction pooling: the session keeps its server connections to its end because of {Reason}", reason);
 
     private void LogPrimaryFollowed(int from, int to) =>
-        _log.Information("the primary changed between transactions (node {From} to node {To}): the next transaction runs on node {To}", from, to, to);
+        At(LogEventLevel.Information)?.Information("the primary changed between transactions (node {From} to node {To}): the next transaction runs on node {To}", from, to, to);
 
-    private void LogWaitTimeout(string message) => _log.Warning("transaction pooling: {Message}", message);
+    private void LogWaitTimeout(string message) => At(LogEventLevel.Warning)?.Warning("transaction pooling: {Message}", message);
 }

@@ -125,7 +125,7 @@ internal sealed partial class ClientSession : IPoolCommandSession
     private void EnqueueSynthetic(byte[] answer)
     {
         Interlocked.Increment(ref _outstanding);
-        _replies.Writer.TryWrite(new ReplyEntry(_backends.Primary!, Relay: true, 0, _lastSequence, answer));
+        _replies.TryWrite(new ReplyEntry(_backends.Primary!, Relay: true, 0, _lastSequence, answer));
         if (Volatile.Read(ref _watchPrimary))
         {
             _backends.Primary!.Connection.Reader.CancelPendingRead();

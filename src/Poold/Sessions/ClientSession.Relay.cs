@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
-using System.Threading.Channels;
 using Poold.Config;
 using Poold.Pooling;
 using Poold.Protocol;
@@ -29,12 +28,7 @@ internal sealed partial class ClientSession
     private bool _watchPrimary;
 
     /// <summary>Replies to read, in the order the requests were sent: each is read from its node up to its ReadyForQuery.</summary>
-    private readonly Channel<ReplyEntry> _replies = Channel.CreateUnbounded<ReplyEntry>(new UnboundedChannelOptions
-    {
-        SingleReader = true,
-        SingleWriter = true,
-        AllowSynchronousContinuations = true,
-    });
+    private readonly ReplyQueue<ReplyEntry> _replies = new();
 
     /// <summary>
     /// One batch's replies on one node: relayed to the client (the batch's main node) or read and dropped (catch-up
@@ -105,7 +99,7 @@ internal sealed partial class ClientSession
         }
         finally
         {
-            _replies.Writer.TryComplete();
+            _replies.Complete();
             foreach (var link in _backends.Links)
             {
                 link.Connection.Reader.CancelPendingRead();
@@ -144,75 +138,70 @@ internal sealed partial class ClientSession
                 IdleCheckPeriod(idleLimit))
             : null;
         Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
+        var maxMessage = _services.Settings.Get(Params.MaxPacketSize);
         try
         {
-            return await PumpClientLoopAsync(reader, idleLimit, shutdown);
+            while (true)
+            {
+                if (_transactionMode)
+                {
+                    // Connections the reply pump could not give back (a cancel to wait for, one to close) go back now; then,
+                    // while this pump waits for the client, the reply pump may release them itself.
+                    await ReleaseBindingAsync(shutdown);
+                    if (!Park())
+                    {
+                        continue;
+                    }
+                }
+
+                var result = await reader.ReadAsync(shutdown);
+                if (_transactionMode)
+                {
+                    Unpark();
+                }
+
+                if (result.IsCanceled)
+                {
+                    shutdown.ThrowIfCancellationRequested();
+                    ThrowIfIdleTooLong(idleLimit);
+                    continue;
+                }
+
+                Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
+                var buffer = result.Buffer;
+                var handled = 0;
+                while (TryReadClientFrame(ref buffer, maxMessage, out var code, out var frame, out var body))
+                {
+                    _bytesIn += frame.Length;
+                    if (++handled % MessagesPerTurn == 0)
+                    {
+                        // A client pipelining thousands of messages in one read must not hold the socket engine's event thread
+                        // (continuations run inline there): hand the rest to the thread pool so other sockets get their turn.
+                        await Task.Yield();
+                    }
+
+                    if (code == (byte)FrontendCode.Terminate)
+                    {
+                        await FlushBatchAsync(shutdown);
+                        reader.AdvanceTo(buffer.Start);
+                        return SessionEnd.Terminated;
+                    }
+
+                    await OnClientMessageAsync(code, frame, body, shutdown);
+                }
+
+                await FlushBatchIfStreamingAsync(shutdown);
+                reader.AdvanceTo(buffer.Start, buffer.End);
+                if (result.IsCompleted)
+                {
+                    return SessionEnd.ClientClosed;
+                }
+            }
         }
         finally
         {
             // Whatever ends the pump, the reply pump touches the connections no more once it returns.
             Unpark();
-        }
-    }
-
-    private async Task<SessionEnd> PumpClientLoopAsync(PipeReader reader, TimeSpan idleLimit, CancellationToken shutdown)
-    {
-        var maxMessage = _services.Settings.Get(Params.MaxPacketSize);
-        while (true)
-        {
-            if (_transactionMode)
-            {
-                // Connections the reply pump could not give back (a cancel to wait for, one to close) go back now; then,
-                // while this pump waits for the client, the reply pump may release them itself.
-                await ReleaseBindingAsync(shutdown);
-                if (!Park())
-                {
-                    continue;
-                }
-            }
-
-            var result = await reader.ReadAsync(shutdown);
-            if (_transactionMode)
-            {
-                Unpark();
-            }
-
-            if (result.IsCanceled)
-            {
-                shutdown.ThrowIfCancellationRequested();
-                ThrowIfIdleTooLong(idleLimit);
-                continue;
-            }
-
-            Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
-            var buffer = result.Buffer;
-            var handled = 0;
-            while (TryReadClientFrame(ref buffer, maxMessage, out var code, out var frame, out var body))
-            {
-                _bytesIn += frame.Length;
-                if (++handled % MessagesPerTurn == 0)
-                {
-                    // A client pipelining thousands of messages in one read must not hold the socket engine's event thread
-                    // (continuations run inline there): hand the rest to the thread pool so other sockets get their turn.
-                    await Task.Yield();
-                }
-
-                if (code == (byte)FrontendCode.Terminate)
-                {
-                    await FlushBatchAsync(shutdown);
-                    reader.AdvanceTo(buffer.Start);
-                    return SessionEnd.Terminated;
-                }
-
-                await OnClientMessageAsync(code, frame, body, shutdown);
-            }
-
-            await FlushBatchIfStreamingAsync(shutdown);
-            reader.AdvanceTo(buffer.Start, buffer.End);
-            if (result.IsCompleted)
-            {
-                return SessionEnd.ClientClosed;
-            }
         }
     }
 
@@ -254,7 +243,7 @@ internal sealed partial class ClientSession
         // No hop to the thread pool to start: the first wait (for a batch) comes at once and returns to the caller.
         while (true)
         {
-            if (_replies.Reader.TryRead(out var entry))
+            if (_replies.TryRead(out var entry))
             {
                 if (entry.Synthetic is { } answer)
                 {
@@ -447,7 +436,7 @@ internal sealed partial class ClientSession
                 continue;
             }
 
-            if (_replies.Reader.Completion.IsCompleted)
+            if (_replies.IsDone)
             {
                 return;
             }
@@ -456,10 +445,9 @@ internal sealed partial class ClientSession
             {
                 await RelayAsynchronousAsync(_backends.Primary!, stop);
             }
-            else if (!await _replies.Reader.WaitToReadAsync(CancellationToken.None))
+            else if (!await _replies.WaitToReadAsync())
             {
-                // Without a token the channel reuses one waiter instead of allocating one per wait; the relay's end
-                // completes the channel, which wakes this wait.
+                // The relay's end completes the queue, which wakes this wait.
                 return;
             }
         }
@@ -474,7 +462,7 @@ internal sealed partial class ClientSession
         var reader = link.Connection.Reader;
         var result = await reader.ReadAsync(stop);
         var buffer = result.Buffer;
-        if (result.IsCanceled || _replies.Reader.TryPeek(out _))
+        if (result.IsCanceled || _replies.TryPeek(out _))
         {
             reader.AdvanceTo(buffer.Start);
             return;
@@ -642,7 +630,7 @@ internal sealed partial class ClientSession
         }
         catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException
                                       or ObjectDisposedException or PgProtocolException or InvalidOperationException or BackendException
-                                      or ChannelClosedException or ClientGoneException)
+                                      or ClientGoneException)
         {
             // The pump is being stopped; its error, if any, was reported by whoever ended the relay.
         }

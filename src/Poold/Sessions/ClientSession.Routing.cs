@@ -31,7 +31,7 @@ internal sealed partial class ClientSession
 
     private readonly BackendSet _backends = new();
     private readonly object _routingLock = new();
-    private ArrayBufferWriter<byte> _batch = new(4096);
+    private readonly PooledBufferWriter _batch = new();
     private readonly List<BatchMessage> _batchMessages = [];
     private readonly List<Classification> _batchStatements = [];
 
@@ -512,15 +512,8 @@ internal sealed partial class ClientSession
         }
         finally
         {
-            if (_batch.Capacity > 4 * MaxBufferedBatch)
-            {
-                // A large message passed through: give its memory back instead of keeping the peak for the session's life.
-                _batch = new ArrayBufferWriter<byte>(4096);
-            }
-            else
-            {
-                _batch.Clear();
-            }
+            // The array goes back to the pool: between batches the session holds no buffer.
+            _batch.Clear();
 
             _batchMessages.Clear();
             _batchStatements.Clear();
@@ -1098,7 +1091,7 @@ internal sealed partial class ClientSession
             Interlocked.Increment(ref _outstanding);
         }
 
-        _replies.Writer.TryWrite(new ReplyEntry(link, relay, skip, sequence, Control: control, SentAt: now));
+        _replies.TryWrite(new ReplyEntry(link, relay, skip, sequence, Control: control, SentAt: now));
         if (Volatile.Read(ref _watchPrimary))
         {
             _backends.Primary!.Connection.Reader.CancelPendingRead();

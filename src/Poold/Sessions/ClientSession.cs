@@ -27,7 +27,11 @@ internal sealed partial class ClientSession
     private readonly Socket _socket;
     private readonly bool _isUnixSocket;
     private readonly bool _rejectAsTooMany;
-    private ILogger _log;
+    /// <summary>This session's logger, made at its first line (most sessions write none at the usual levels): see <see cref="At"/>.</summary>
+    private ILogger? _log;
+
+    /// <summary>The line prefix's properties (user, database, application, host, port), once the startup packet is in.</summary>
+    private Serilog.Core.ILogEventEnricher[]? _logContext;
     private readonly MessageBuffer _out = new();
     private Stream _client;
     private bool _clientIsTls;
@@ -46,7 +50,6 @@ internal sealed partial class ClientSession
         _isUnixSocket = socket.AddressFamily == AddressFamily.Unix;
         _rejectAsTooMany = rejectAsTooMany;
         Id = id;
-        _log = services.Log.ForContext<ClientSession>().ForContext("SessionId", id);
         _client = new NetworkStream(socket, ownsSocket: true);
         _registry = new StatementRegistry(services.Time);
         StartedAt = services.Time.GetUtcNow();
