@@ -41,6 +41,7 @@ internal sealed partial class ClientSession
                     var ssl = new SslStream(_client, leaveInnerStreamOpen: false);
                     _client = ssl;
                     await ssl.AuthenticateAsServerAsync(_services.Tls.ServerOptions(), cancellationToken);
+                    Tls.TlsIdleMemory.ReleaseBuffersWhenIdle(ssl);
                     _clientIsTls = true;
                     _services.Metrics?.TlsHandshake(succeeded: true);
                     LogTls(ssl);

@@ -1,0 +1,55 @@
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Poold.Tls;
+
+namespace Poold.Tests.Tls;
+
+public class TlsIdleMemoryTests
+{
+    [Test]
+    public async Task AServerConnection_TakesTheMode_AndCarriesDataBothWaysBetweenIdleSpells()
+    {
+        using var key = RSA.Create(2048);
+        var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        using var created = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddHours(1));
+        using var certificate = X509CertificateLoader.LoadPkcs12(created.Export(X509ContentType.Pfx), null);
+
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        using var clientSocket = new TcpClient();
+        var accept = listener.AcceptTcpClientAsync();
+        await clientSocket.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
+        using var serverSocket = await accept;
+
+        await using var server = new SslStream(serverSocket.GetStream());
+        await using var client = new SslStream(clientSocket.GetStream(), false,
+            (_, presented, _, _) => presented is not null && presented.GetCertHashString() == certificate.GetCertHashString());
+        await Task.WhenAll(
+            server.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = certificate }),
+            client.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = "localhost" }));
+
+        Assert.That(TlsIdleMemory.ReleaseBuffersWhenIdle(server), Is.True, "OpenSSL 3 and .NET's SslStream on Linux: the mode is set");
+
+        var buffer = new byte[70_000];
+        for (var round = 0; round < 5; round++)
+        {
+            // Each exchange starts from empty buffers (released while idle) and spans several TLS records.
+            var payload = RandomNumberGenerator.GetBytes(40_000 + round);
+            await client.WriteAsync(payload);
+            await client.FlushAsync();
+            Assert.That(await ReadExactlyAsync(server, buffer, payload.Length), Is.EqualTo(payload));
+            await server.WriteAsync(payload);
+            await server.FlushAsync();
+            Assert.That(await ReadExactlyAsync(client, buffer, payload.Length), Is.EqualTo(payload));
+        }
+    }
+
+    private static async Task<byte[]> ReadExactlyAsync(Stream stream, byte[] buffer, int length)
+    {
+        await stream.ReadExactlyAsync(buffer.AsMemory(0, length)).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+        return buffer[..length];
+    }
+}
