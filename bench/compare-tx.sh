@@ -17,10 +17,10 @@
 # (/proc/PID/smaps_rollup) right after each run, and VmHWM (peak RSS since start) at the end. Failed = pgbench's
 # "number of failed transactions" plus clients that aborted (an error outside serialization/deadlock aborts a client).
 #
-#   DURATION (10) seconds per pgbench run, ROUNDS (3), SCALE (10), CLIENTS ("200 1000"), POOL_SIZE (20), THREADS (2)
-#   pgbench -j, CONNECTS_PER_SECOND (100): pgbench's -T includes the clients' logins (SCRAM), so each run gets
-#   DURATION + clients / CONNECTS_PER_SECOND seconds (pgbench's TPS leaves the connection time out),
-#   BASE_PORT (27432) first PostgreSQL port; the proxies use the ports after it.
+#   DURATION (10) seconds per pgbench run, ROUNDS (3), WARMUP (10) seconds of each select workload per target first,
+#   SCALE (10), CLIENTS ("200 1000"), POOL_SIZE (20), THREADS (2) pgbench -j, CONNECTS_PER_SECOND (100): pgbench's -T
+#   includes the clients' logins (SCRAM), so each run gets DURATION + clients / CONNECTS_PER_SECOND seconds
+#   (pgbench's TPS leaves the connection time out), BASE_PORT (27432) first PostgreSQL port; the proxies use the ports after it.
 #
 # Prints a markdown report and writes it to bench/results/. Everything it starts, it stops.
 set -euo pipefail
@@ -30,6 +30,9 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
+# Poold's JIT (tiered, with PGO) needs tens of thousands of transactions to reach its final code; on a loaded 2-core
+# machine 3 s were not enough (the proxy CPU per transaction kept falling over the first three 8-s runs).
+WARMUP=${WARMUP:-10}
 SCALE=${SCALE:-10}
 CLIENTS=${CLIENTS:-"200 1000"}
 POOL_SIZE=${POOL_SIZE:-20}
@@ -226,13 +229,13 @@ PY
 # Not measured: every target serves the select workloads at the first client count for a few seconds first, so Poold's
 # JIT has produced its optimised code (tiered compilation) before round 1.
 first_clients=${CLIENTS%% *}
-log "warm-up: 3 s of each select workload through each target at $first_clients clients"
+log "warm-up: $WARMUP s of each select workload through each target at $first_clients clients"
 for workload in "${workloads[@]}"; do
     name=${workload%%:*}; rest=${workload#*:}; args=${rest%%:*}; targets=${rest#*:}
     case $name in select-*) ;; *) continue ;; esac
     for target in $targets; do
         PGPASSWORD=$USER_PASSWORD timeout 120 pgbench -h 127.0.0.1 -p "${port_of[$target]}" -U "$USER_NAME" $args \
-            -c "$first_clients" -j "$THREADS" -T 3 -n "$USER_NAME" >/dev/null 2>&1 || true
+            -c "$first_clients" -j "$THREADS" -T "$WARMUP" -n "$USER_NAME" >/dev/null 2>&1 || true
     done
 done
 
