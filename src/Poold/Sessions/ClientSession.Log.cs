@@ -15,7 +15,13 @@ internal sealed partial class ClientSession
     private Serilog.ILogger MakeLogger()
     {
         var log = _services.Log.ForContext<ClientSession>().ForContext("SessionId", Id);
-        return _logContext is { } context ? log.ForContext(context) : log;
+        return _logContext is var (user, database, application, host, port)
+            ? log.ForContext([
+                new PropertyEnricher(Hosting.LinePrefix.UserProperty, user), new PropertyEnricher(Hosting.LinePrefix.DatabaseProperty, database),
+                new PropertyEnricher(Hosting.LinePrefix.ApplicationProperty, application), new PropertyEnricher(Hosting.LinePrefix.HostProperty, host),
+                new PropertyEnricher(Hosting.LinePrefix.PortProperty, port),
+            ])
+            : log;
     }
 
     private void LogTls(SslStream ssl) =>
@@ -34,11 +40,7 @@ internal sealed partial class ClientSession
                 ip.Port.ToString(System.Globalization.CultureInfo.InvariantCulture))
             : ("[local]", "");
         _log = null;
-        _logContext = [
-            new PropertyEnricher(Hosting.LinePrefix.UserProperty, user), new PropertyEnricher(Hosting.LinePrefix.DatabaseProperty, database),
-            new PropertyEnricher(Hosting.LinePrefix.ApplicationProperty, _startup?["application_name"] ?? ""),
-            new PropertyEnricher(Hosting.LinePrefix.HostProperty, host), new PropertyEnricher(Hosting.LinePrefix.PortProperty, port),
-        ];
+        _logContext = (user, database, _startup?["application_name"] ?? "", host, port);
         if (settings.Get(Config.Params.LogConnections))
         {
             At(LogEventLevel.Information)?.Information("connection received: host={Host} port={Port} user={User} database={Database} tls={Tls}", host, port, user, database, tls);

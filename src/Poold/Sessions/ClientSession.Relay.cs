@@ -154,7 +154,8 @@ internal sealed partial class ClientSession
                     }
                 }
 
-                var result = await reader.ReadAsync(shutdown);
+                // No token: the registration above ends this wait (one registration per session, not one per read).
+                var result = await reader.ReadAsync(CancellationToken.None);
                 if (_transactionMode)
                 {
                     Unpark();

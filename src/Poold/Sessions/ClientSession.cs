@@ -31,7 +31,7 @@ internal sealed partial class ClientSession
     private ILogger? _log;
 
     /// <summary>The line prefix's properties (user, database, application, host, port), once the startup packet is in.</summary>
-    private Serilog.Core.ILogEventEnricher[]? _logContext;
+    private (string User, string Database, string Application, string Host, string Port)? _logContext;
     private readonly MessageBuffer _out = new();
     private Stream _client;
     private bool _clientIsTls;
