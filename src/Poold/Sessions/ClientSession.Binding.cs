@@ -290,9 +290,9 @@ internal sealed partial class ClientSession
     private bool Park()
     {
         Interlocked.Exchange(ref _bindingOwner, Parked);
-        if (Volatile.Read(ref _repliesInFlight) != 0)
+        if (Volatile.Read(ref _repliesInFlight) != 0 || Volatile.Read(ref _outstanding) != 0)
         {
-            // The reply pump sees the park when the last of them is read.
+            // The reply pump sees the park when the last of them is read (or Poold's own answer written).
             return true;
         }
 

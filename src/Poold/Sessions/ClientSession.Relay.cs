@@ -254,6 +254,11 @@ internal sealed partial class ClientSession
                     if (Interlocked.Decrement(ref _outstanding) == 0)
                     {
                         Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
+                        if (_transactionMode && Volatile.Read(ref _repliesInFlight) == 0)
+                        {
+                            // Poold's answer was the last thing outstanding: the connections may go back now.
+                            ReleaseFromReplyPump();
+                        }
                     }
 
                     continue;

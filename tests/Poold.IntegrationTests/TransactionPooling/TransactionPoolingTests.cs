@@ -304,6 +304,26 @@ public class TransactionPoolingTests
     }
 
     [Test]
+    public async Task AnAnswerOfPooldsLast_TheConnectionStillGoesBack_WithoutTheClientSendingMore()
+    {
+        // One server connection; a query and a pool command pipelined: the pool command's answer (Poold's own) is the
+        // last thing the session waits for. The connection must go back then, not at the client's next message.
+        await using var poold = await StartAsync("default_pool_size = 1\nquery_wait_timeout = 5\n");
+        await using var first = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-pipelined");
+        await using var second = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-next");
+        await first.SendAsync(RawClient.Query("SELECT pg_sleep(0.2)"), RawClient.Query("SHOW POOL_NODES"));
+        var answers = await first.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+        answers.AddRange(await first.ReadUntilReadyAsync(TimeSpan.FromSeconds(10)));
+        Assert.That(answers.Count(m => m.Code == 'E'), Is.Zero, string.Join(" ", answers));
+
+        // The first client now sends nothing; the second must get the one connection well within query_wait_timeout.
+        await second.SendAsync(RawClient.Query("SELECT 7"));
+        var reply = await second.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+        Assert.That(reply.Any(m => m.Code == 'E'), Is.False, string.Join(" ", reply));
+        Assert.That(reply.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("7"));
+    }
+
+    [Test]
     public async Task PoolExhausted_TheWaitingClientGets53300AfterQueryWaitTimeout()
     {
         await using var poold = await StartAsync("default_pool_size = 1\nquery_wait_timeout = 1\n");
