@@ -454,6 +454,7 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
             var auth = AuthFiles.Load(merged, _options.HbaFile, _options.KeyFile, _log);
             var tls = TlsSetup.Reload(merged, _services.Tls, _log);
             Volatile.Write(ref _services, _services with { Settings = merged, Auth = auth, Routing = RoutingOptions.From(merged), Tls = tls });
+            Logging.Reconfigure(_log, merged);
             _log.Information("configuration reloaded from {File}", _options.ConfigFile);
         }
         catch (ConfigException e)
