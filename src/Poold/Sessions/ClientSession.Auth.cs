@@ -179,10 +179,15 @@ internal sealed partial class ClientSession
         }
 
         using var cert = new X509Certificate2(certificate);
-        if (_services.Tls.IsRevoked(cert))
+        switch (_services.Tls.CheckRevocation(cert))
         {
-            LogCertificateRevoked(cert.SerialNumber);
-            throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification, $"certificate authentication failed for user \"{User}\": the certificate has been revoked");
+            case { Verdict: RevocationVerdict.Revoked }:
+                LogCertificateRevoked(cert.SerialNumber);
+                throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification, $"certificate authentication failed for user \"{User}\": the certificate has been revoked");
+            case { Verdict: RevocationVerdict.CrlExpired } expired:
+                LogCrlExpired(cert.SerialNumber, expired.CrlFile!, expired.NextUpdate!.Value);
+                throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification,
+                    $"certificate authentication failed for user \"{User}\": the certificate revocation list has expired");
         }
 
         var commonName = CertificateNames.CommonName(cert);

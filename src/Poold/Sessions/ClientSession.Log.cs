@@ -57,6 +57,10 @@ internal sealed partial class ClientSession
     private void LogCertificateRevoked(string serial) =>
         _log.Information("client certificate serial {Serial} of user {User} is revoked by ssl_crl_file / ssl_crl_dir", serial, User);
 
+    private void LogCrlExpired(string serial, string crlFile, DateTime nextUpdate) =>
+        _log.Error("client certificate serial {Serial} of user {User} refused: the revocation list {File} expired at {NextUpdate:u} "
+                   + "(nextUpdate); install a current list and reload", serial, User, crlFile, nextUpdate);
+
     private void LogStoredCredentialUnusable(string reason) => _log.Error("pool_passwd: {Reason}", reason);
 
     private void LogAuthQueryFound(bool fromCache) =>
