@@ -12,7 +12,7 @@ namespace Poold.IntegrationTests.Auth;
 /// least-privilege SECURITY DEFINER function the README documents, and logs in to every node with the ClientKey the
 /// client proved. Nothing reversible is stored, and the password never reaches Poold.
 /// </summary>
-public class AuthQueryTests
+public partial class AuthQueryTests
 {
     private const string AuthUser = "poold_auth";
     private const string AuthPassword = "poold_auth_pw!";
