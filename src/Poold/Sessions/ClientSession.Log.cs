@@ -67,7 +67,7 @@ internal sealed partial class ClientSession
         _log.Debug("auth_query: verifier of user {User} {Where}", User, fromCache ? "from the cache" : "fetched from the primary");
 
     private void LogAuthQueryRefetched(Auth.AuthQueryStatus status) =>
-        _log.Information("auth_query: the proof of user {User} failed against the cached verifier; fetched again: {Status}", User, status);
+        _log.Information("auth_query: the proof of user {User} failed against the cached answer; fetched again: {Status}", User, status);
 
     private void LogAuthQueryProblem(string problem) => _log.Error("{Problem}", problem);
 
