@@ -51,6 +51,20 @@ ensure_peers() {
     return 0
 }
 
+# Other drivers for the auth_query client tests: PgJDBC (run by java as a single-file program) and psycopg2 under
+# Debian's /usr/bin/python3. Installed when root; otherwise those tests are skipped with the reason.
+ensure_client_drivers() {
+    if [ "$(id -u)" -ne 0 ]; then
+        [ -e /usr/share/java/postgresql.jar ] && command -v java >/dev/null 2>&1 \
+            || log "java or PgJDBC missing (apt-get install -y default-jre-headless libpostgresql-jdbc-java): the JDBC test is skipped"
+        return 0
+    fi
+    local java=/usr/bin/java
+    command -v java >/dev/null 2>&1 && java=$(command -v java)
+    ensure_packages "$java" default-jre-headless /usr/share/java/postgresql.jar libpostgresql-jdbc-java \
+        /usr/lib/python3/dist-packages/psycopg2 python3-psycopg2
+}
+
 ensure_dotnet() {
     command -v dotnet >/dev/null 2>&1 || die "the .NET SDK (dotnet, 10.0) is not on PATH"
     export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1

@@ -13,6 +13,7 @@ ensure_dotnet
 ensure_postgres
 ensure_peers
 ensure_patroni
+ensure_client_drivers
 
 results=$(mktemp -d)
 trap 'rm -rf "$results"; stop_docker' EXIT

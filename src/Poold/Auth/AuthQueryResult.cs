@@ -58,9 +58,13 @@ internal sealed record AuthQueryResult(AuthQueryStatus Status, StoredCredential?
 
         if (password.StartsWith(ScramSha256.Mechanism + "$", StringComparison.Ordinal))
         {
-            return ScramVerifier.TryParse(password, out var verifier)
-                ? new(AuthQueryStatus.Found, StoredCredential.FromScramVerifier(verifier), null)
-                : new(AuthQueryStatus.Unusable, null, $"auth_query returned a malformed SCRAM-SHA-256 verifier for user \"{user}\"");
+            if (!ScramVerifier.TryParse(password, out var verifier))
+            {
+                return new(AuthQueryStatus.Unusable, null, $"auth_query returned a malformed SCRAM-SHA-256 verifier for user \"{user}\"");
+            }
+
+            ScramVerifier.NoteAuthQueryIterations(verifier.Iterations);
+            return new(AuthQueryStatus.Found, StoredCredential.FromScramVerifier(verifier), null);
         }
 
         if (IsMd5Hash(password))

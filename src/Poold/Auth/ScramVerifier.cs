@@ -113,13 +113,34 @@ internal sealed class ScramVerifier
         return verifier;
     }
 
+    /// <summary>The iteration count of the last verifier auth_query returned (PostgreSQL's default until one is seen).</summary>
+    private static int _authQueryIterations = DefaultIterations;
+
+    /// <summary>auth_query returned a verifier with <paramref name="iterations"/>: unknown users are offered the same count.</summary>
+    public static void NoteAuthQueryIterations(int iterations) => Volatile.Write(ref _authQueryIterations, iterations);
+
     /// <summary>
     /// PostgreSQL's mock verifier: what a user without a usable stored password is challenged with, so that the exchange
-    /// looks like a real one (same salt on each attempt, default iterations) and fails only at the proof. Its keys are
-    /// random: no proof matches them.
+    /// looks like a real one (same salt on each attempt) and fails only at the proof; no proof matches it. It also costs
+    /// what a known user's verifier costs, so the time to the 28P01 says nothing either:
+    /// <list type="bullet">
+    /// <item>like a pool_passwd password (<paramref name="likeAuthQuery"/> false): the default iteration count, and one
+    /// PBKDF2 per user name, cached as <see cref="ForPassword"/> caches a stored password's;</item>
+    /// <item>like an auth_query verifier: no PBKDF2 (the database stores the keys), and the iteration count the database's
+    /// verifiers have (the last one seen).</item>
+    /// </list>
     /// </summary>
-    public static ScramVerifier Mock(string user) =>
-        new(DefaultIterations, SaltFor(user), RandomNumberGenerator.GetBytes(32), RandomNumberGenerator.GetBytes(32));
+    public static ScramVerifier Mock(string user, bool likeAuthQuery = false)
+    {
+        if (likeAuthQuery)
+        {
+            return new(Volatile.Read(ref _authQueryIterations), SaltFor(user), RandomNumberGenerator.GetBytes(32), RandomNumberGenerator.GetBytes(32));
+        }
+
+        // A password nobody knows (it is never shown, and differs per process), derived like a real one.
+        var password = Convert.ToBase64String(HMACSHA256.HashData(SaltSecret, ScramSha256.Utf8("SCRAM mock password\0" + user)));
+        return ForPassword(user, new Secret(password));
+    }
 
     /// <summary>A 16-byte salt for <paramref name="user"/>: HMAC-SHA-256 of the name under this process's secret.</summary>
     public static byte[] SaltFor(string user) =>

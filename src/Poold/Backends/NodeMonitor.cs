@@ -50,6 +50,9 @@ internal sealed class NodeMonitor : IAsyncDisposable
     /// </summary>
     public Action? RequestDiscovery { get; set; }
 
+    /// <summary>Called after each health-check attempt with the node id and its duration in seconds (the metrics' histogram).</summary>
+    public Action<int, double>? HealthCheckTimed { get; set; }
+
     private async Task RunAsync(CancellationToken stop)
     {
         await Task.Yield();
@@ -163,6 +166,7 @@ internal sealed class NodeMonitor : IAsyncDisposable
                 settings.Get(Params.HealthCheckPassword, node.Id), settings.Get(Params.HealthCheckDatabase, node.Id),
                 settings.Get(Params.HealthCheckTimeout, node.Id), settings, stop));
             var ms = watch.Elapsed.TotalMilliseconds;
+            HealthCheckTimed?.Invoke(node.Id, ms / 1000);
             lock (stats)
             {
                 stats.Total++;

@@ -176,23 +176,23 @@ internal static class Params
 
     // ---- Logging and files --------------------------------------------------------------------------------------
     public static readonly Parameter<IReadOnlyList<string>> LogDestination =
-        List("log_destination", "stderr", ',', Start, "logging destination");
+        List("log_destination", "stderr", ',', Reload, "logging destination");
 
     public static readonly Parameter<LogFormat> LogFormatting = Enum("log_format", LogFormat.Text, [("text", LogFormat.Text), ("json", LogFormat.Json)],
-        Start, "text: log_line_prefix lines; json: one compact JSON object per event (Serilog CLEF) [Poold]");
+        Reload, "text: log_line_prefix lines; json: one compact JSON object per event (Serilog CLEF) [Poold]");
 
     public static readonly Parameter<SyslogFacility> SyslogFacilityParam = Enum("syslog_facility", SyslogFacility.Local0,
         [("LOCAL0", SyslogFacility.Local0), ("LOCAL1", SyslogFacility.Local1), ("LOCAL2", SyslogFacility.Local2), ("LOCAL3", SyslogFacility.Local3),
             ("LOCAL4", SyslogFacility.Local4), ("LOCAL5", SyslogFacility.Local5), ("LOCAL6", SyslogFacility.Local6), ("LOCAL7", SyslogFacility.Local7)],
-        Start, "syslog local facility");
+        Reload, "syslog local facility");
 
-    public static readonly Parameter<string> SyslogIdent = String("syslog_ident", "pgpool", Start, "syslog program ident string");
+    public static readonly Parameter<string> SyslogIdent = String("syslog_ident", "pgpool", Reload, "syslog program ident string");
 
-    public static readonly Parameter<string> SyslogSocket = String("syslog_socket", "/dev/log", Start,
+    public static readonly Parameter<string> SyslogSocket = String("syslog_socket", "/dev/log", Reload,
         "the local syslog datagram socket log_destination = 'syslog' writes to [Poold]");
 
     public static readonly Parameter<string> LogLinePrefix =
-        String("log_line_prefix", "%m: %a pid %p: ", Start, "printf-style string to output at beginning of each log line");
+        String("log_line_prefix", "%m: %a pid %p: ", Reload, "printf-style string to output at beginning of each log line");
 
     public static readonly Parameter<ErrorVerbosity> LogErrorVerbosity = Enum("log_error_verbosity", ErrorVerbosity.Default,
         [("terse", ErrorVerbosity.Terse), ("default", ErrorVerbosity.Default), ("verbose", ErrorVerbosity.Verbose)], Session,

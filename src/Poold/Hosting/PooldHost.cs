@@ -142,6 +142,7 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
             }
         };
         Monitor = new NodeMonitor(() => Settings, () => Volatile.Read(ref _services).Auth, registry, _services.Tls, time, _log);
+        Monitor.HealthCheckTimed = _services.Metrics is { } metrics ? metrics.HealthCheckTimed : null;
         _services.BackendFailed = Monitor.ReportBackendError;
         if (settings.Get(Params.BackendDiscoveryMode) == BackendDiscovery.Patroni)
         {
@@ -193,6 +194,7 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
     {
         time ??= TimeProvider.System;
         var tls = TlsSetup.Create(settings);
+        tls.WarnAboutExpiredCrls(log);
         var auth = AuthFiles.Load(settings, options.HbaFile, options.KeyFile, log);
         var services = new SessionServices(settings, tls, auth, new ConnectionPool(PoolLimits.From(settings), time), new NodeRegistry(settings, time),
             new CancelRegistry(), RoutingOptions.From(settings), new FunctionCatalog(), new Pcp.NodeCounters(), time, log);
@@ -212,8 +214,9 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
         var host = new PooldHost(options, services, listeners, log);
         services.Admission = host;
         host.WarnAboutCleartext();
-        host.StartNodeTracking(settings, options, time);
+        // Metrics first: the node monitor reports each health check's duration to them from its first check.
         host.StartMetrics(settings, log);
+        host.StartNodeTracking(settings, options, time);
         foreach (var listener in listeners)
         {
             log.Information("listening on {Endpoint}{Tls}", listener.Description, tls.Enabled && !listener.IsUnix ? " (TLS available)" : "");
@@ -454,6 +457,7 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
             var auth = AuthFiles.Load(merged, _options.HbaFile, _options.KeyFile, _log);
             var tls = TlsSetup.Reload(merged, _services.Tls, _log);
             Volatile.Write(ref _services, _services with { Settings = merged, Auth = auth, Routing = RoutingOptions.From(merged), Tls = tls });
+            Logging.Reconfigure(_log, merged);
             _log.Information("configuration reloaded from {File}", _options.ConfigFile);
         }
         catch (ConfigException e)

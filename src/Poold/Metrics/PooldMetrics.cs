@@ -34,6 +34,9 @@ internal sealed class PooldMetrics
         "client disconnected", "other",
     ];
 
+    /// <summary>Health checks: a login round trip, from a millisecond on loopback to health_check_timeout (20 s by default).</summary>
+    private static readonly double[] HealthCheckBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30];
+
     private static readonly double[] LatencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
     private readonly Counter.Child[][] _routed;
@@ -54,7 +57,7 @@ internal sealed class PooldMetrics
     private readonly Gauge _lagging;
     private readonly Counter _healthChecks;
     private readonly Counter _healthRetries;
-    private readonly Counter _healthDuration;
+    private readonly Histogram.Child[] _healthDuration;
     private readonly Gauge _healthMaxDuration;
     private readonly Gauge _healthLastSuccess;
     private readonly Counter _failovers;
@@ -107,7 +110,9 @@ internal sealed class PooldMetrics
         _healthChecks = factory.CreateCounter("poold_health_checks_total", "Health checks by node and result (success, failure, skip).",
             ["node", "result"]);
         _healthRetries = factory.CreateCounter("poold_health_check_retries_total", "Health check retries by node.", ["node"]);
-        _healthDuration = factory.CreateCounter("poold_health_check_duration_seconds_total", "Time spent in health checks, by node.", ["node"]);
+        var healthDuration = factory.CreateHistogram("poold_health_check_duration_seconds", "Duration of each health check (login round trip), by node.",
+            ["node"], new HistogramConfiguration { Buckets = HealthCheckBuckets });
+        _healthDuration = [.. nodes.Select(n => healthDuration.WithLabels(n))];
         _healthMaxDuration = factory.CreateGauge("poold_health_check_duration_max_seconds", "Longest health check so far, by node.", ["node"]);
         _healthLastSuccess = factory.CreateGauge("poold_health_check_last_success_timestamp_seconds",
             "Unix time of the node's last successful health check (0: none yet).", ["node"]);
@@ -126,6 +131,15 @@ internal sealed class PooldMetrics
     public int NodeCount { get; }
 
     // ---- counted on the way (lock-free, no allocation) ----
+
+    /// <summary>A health check of <paramref name="nodeId"/> took <paramref name="seconds"/> (success or failure).</summary>
+    public void HealthCheckTimed(int nodeId, double seconds)
+    {
+        if ((uint)nodeId < (uint)_healthDuration.Length)
+        {
+            _healthDuration[nodeId].Observe(seconds);
+        }
+    }
 
     /// <summary>A statement (batch) went to <paramref name="nodeId"/> under the rule behind <paramref name="reason"/>.</summary>
     public void Routed(int nodeId, string reason)
@@ -235,7 +249,6 @@ internal sealed class PooldMetrics
                     _healthChecks.WithLabels(id, "failure").IncTo(health.Fail);
                     _healthChecks.WithLabels(id, "skip").IncTo(health.Skip);
                     _healthRetries.WithLabels(id).IncTo(health.Retry);
-                    _healthDuration.WithLabels(id).IncTo(health.TotalDurationMs / 1000);
                     _healthMaxDuration.WithLabels(id).Set(health.MaxDurationMs / 1000);
                     _healthLastSuccess.WithLabels(id).Set(health.LastSuccess?.ToUnixTimeMilliseconds() / 1000.0 ?? 0);
                 }

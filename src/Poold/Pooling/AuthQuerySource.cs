@@ -51,7 +51,10 @@ internal sealed class AuthQuerySource(TimeProvider time) : IAsyncDisposable
         }
 
         var result = await FetchAsync(user, authUser, database, settings, auth, primary, tls, cancellationToken);
-        if (result.Status == AuthQueryStatus.Found && cacheTime > TimeSpan.Zero)
+        // "No such user" is cached like a verifier: an unknown user then costs the same round trips as a known one with
+        // a wrong password (a cache hit, then the fetch again after the failed proof), and a flood of unknown names does
+        // not become a flood of queries.
+        if (result.Status is AuthQueryStatus.Found or AuthQueryStatus.NotFound && cacheTime > TimeSpan.Zero)
         {
             if (_cache.Count >= MaxCachedUsers)
             {

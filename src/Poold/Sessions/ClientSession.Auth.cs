@@ -196,10 +196,15 @@ internal sealed partial class ClientSession
         }
 
         using var cert = new X509Certificate2(certificate);
-        if (_services.Tls.IsRevoked(cert))
+        switch (_services.Tls.CheckRevocation(cert))
         {
-            LogCertificateRevoked(cert.SerialNumber);
-            throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification, $"certificate authentication failed for user \"{User}\": the certificate has been revoked");
+            case { Verdict: RevocationVerdict.Revoked }:
+                LogCertificateRevoked(cert.SerialNumber);
+                throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification, $"certificate authentication failed for user \"{User}\": the certificate has been revoked");
+            case { Verdict: RevocationVerdict.CrlExpired } expired:
+                LogCrlExpired(cert.SerialNumber, expired.CrlFile!, expired.NextUpdate!.Value);
+                throw new ClientFatalException(SqlState.InvalidAuthorizationSpecification,
+                    $"certificate authentication failed for user \"{User}\": the certificate revocation list has expired");
         }
 
         var commonName = CertificateNames.CommonName(cert);
@@ -365,7 +370,7 @@ internal sealed partial class ClientSession
         var (result, _) = await _services.AuthQueries.LookupAsync(User!, Database!, _services.Settings, _services.Auth,
             _services.Nodes.Current.Primary?.Settings, _services.Tls, refresh: true, cancellationToken);
         LogAuthQueryRefetched(result.Status);
-        if (result.Status != AuthQueryStatus.Found && result.Problem is { } problem)
+        if (result.Status is AuthQueryStatus.Unusable or AuthQueryStatus.Failed && result.Problem is { } problem)
         {
             LogAuthQueryProblem(problem);
         }
@@ -428,21 +433,34 @@ internal sealed partial class ClientSession
     /// </summary>
     private async Task<ClientFatalException> FailAfterMockAsync(BackendAuthMethod method, string why, CancellationToken cancellationToken)
     {
-        _credentialFromCache = false;
+        // An answer from auth_query's cache (a cached "no such user" too) is fetched again after the failed proof, as for
+        // a known user with a wrong password: the same round trips before the same 28P01, and the cache learns whether
+        // the user exists now.
+        var fromCache = _credentialFromCache;
         switch (method)
         {
             case BackendAuthMethod.Md5:
+                _credentialFromCache = false;
                 await ChallengeMd5Async(null, cancellationToken);
                 break;
             case BackendAuthMethod.ScramSha256:
-                await ChallengeScramAsync(ScramVerifier.Mock(User!), why, cancellationToken);
+                // Fails at the proof, after fetching again when the answer was cached (no fresh verifier has the mock's salt).
+                await ChallengeScramAsync(ScramVerifier.Mock(User!, likeAuthQuery: AuthQueryEnabled && _services.Auth.Passwords.Find(User!) is null),
+                    why, cancellationToken);
                 break;
             default:
+                _credentialFromCache = false;
                 _out.Clear();
                 _out.Authentication(AuthRequest.CleartextPassword);
                 await FlushOutAsync(cancellationToken);
                 await ReadPasswordMessageAsync(cancellationToken);
                 break;
+        }
+
+        if (fromCache)
+        {
+            _credentialFromCache = true;
+            await RefetchCredentialAsync(cancellationToken);
         }
 
         return PasswordFailed(why);

@@ -69,13 +69,17 @@ internal sealed partial class ClientSession
     private void LogCertificateRevoked(string serial) =>
         At(LogEventLevel.Information)?.Information("client certificate serial {Serial} of user {User} is revoked by ssl_crl_file / ssl_crl_dir", serial, User);
 
+    private void LogCrlExpired(string serial, string crlFile, DateTime nextUpdate) =>
+        At(LogEventLevel.Error)?.Error("client certificate serial {Serial} of user {User} refused: the revocation list {File} expired at {NextUpdate:u} "
+                                      + "(nextUpdate); install a current list and reload", serial, User, crlFile, nextUpdate);
+
     private void LogStoredCredentialUnusable(string reason) => At(LogEventLevel.Error)?.Error("pool_passwd: {Reason}", reason);
 
     private void LogAuthQueryFound(bool fromCache) =>
         At(LogEventLevel.Debug)?.Debug("auth_query: verifier of user {User} {Where}", User, fromCache ? "from the cache" : "fetched from the primary");
 
     private void LogAuthQueryRefetched(Auth.AuthQueryStatus status) =>
-        At(LogEventLevel.Information)?.Information("auth_query: the proof of user {User} failed against the cached verifier; fetched again: {Status}", User, status);
+        At(LogEventLevel.Information)?.Information("auth_query: the proof of user {User} failed against the cached answer; fetched again: {Status}", User, status);
 
     private void LogAuthQueryProblem(string problem) => At(LogEventLevel.Error)?.Error("{Problem}", problem);
 

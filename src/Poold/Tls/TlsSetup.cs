@@ -107,6 +107,7 @@ internal sealed partial class TlsSetup
             {
                 log.Information("reload: TLS certificate, key, CA and revocation files loaded again ({Crls} revocation lists)",
                     fresh.RevocationListCount);
+                fresh.WarnAboutExpiredCrls(log);
             }
 
             return fresh;

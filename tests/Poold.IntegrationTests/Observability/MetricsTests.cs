@@ -119,6 +119,35 @@ public class MetricsTests
     }
 
     [Test]
+    public async Task HealthCheckDuration_IsAHistogramPerNode_WithMillisecondToSecondBuckets()
+    {
+        var (poold, port) = await StartAsync([1, 1, 1], Checks);
+        await using var _ = poold;
+        const string name = "poold_health_check_duration_seconds";
+        var scrape = await UntilAsync(port, s => s.Value(name + "_count", L("node", "0")) >= 2 && s.Value(name + "_count", L("node", "2")) >= 1,
+            "health checks to be timed on nodes 0 and 2");
+        var text = await Http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"));
+        Assert.That(text, Does.Contain($"# TYPE {name} histogram\n"));
+
+        var buckets = scrape.Samples(name + "_bucket", L("node", "0"))
+            .Select(b => (Le: b.Labels["le"] == "+Inf" ? double.PositiveInfinity : double.Parse(b.Labels["le"], CultureInfo.InvariantCulture), b.Value))
+            .OrderBy(b => b.Le).ToList();
+        Assert.That(buckets.First().Le, Is.LessThanOrEqualTo(0.001), "a loopback login takes a few milliseconds");
+        Assert.That(buckets[^2].Le, Is.GreaterThanOrEqualTo(20), "up to health_check_timeout's default");
+        Assert.That(buckets.Last().Le, Is.EqualTo(double.PositiveInfinity));
+        var count = scrape.Value(name + "_count", L("node", "0"));
+        Assert.That(buckets.Select(b => b.Value), Is.Ordered, "buckets are cumulative");
+        Assert.That(buckets.Last().Value, Is.EqualTo(count));
+        Assert.That(buckets[^2].Value, Is.EqualTo(count), "no loopback health check takes 30 s");
+        var sum = scrape.Value(name + "_sum", L("node", "0"));
+        Assert.That(sum, Is.GreaterThan(0).And.LessThan(count * 5), "seconds, not milliseconds");
+        Assert.That(scrape.Value(name + "_count", L("node", "0")),
+            Is.LessThanOrEqualTo(scrape.Value("poold_health_checks_total", L("node", "0"), L("result", "success"))
+                                 + scrape.Value("poold_health_checks_total", L("node", "0"), L("result", "failure")) + 1),
+            "one observation per check attempt");
+    }
+
+    [Test]
     public async Task LoginFailures_AreCountedByReason_WithoutUserNames()
     {
         var (poold, port) = await StartAsync([1, 0, 0], ssl: false);

@@ -212,6 +212,28 @@ public class OperationsTests
     }
 
     [Test]
+    public async Task ExpiredCrl_RefusesClientCertificatesWith28000_WarnsAtStart_AndACurrentListOnReloadLetsThemIn()
+    {
+        await using var poold = await StartCertPooldAsync("", new Dictionary<string, string> { ["crl.pem"] = Pki("expired-crl.pem") });
+        var crlPath = Path.Combine(poold.Directory, "crl.pem");
+        await poold.WaitForLogAsync($"WARNING: the revocation list {crlPath} of \"CN=Poold Test CA\" expired at");
+        await using (var good = Connect(poold, "good"))
+        {
+            var refused = Assert.ThrowsAsync<PostgresException>(async () => await good.OpenAsync());
+            Assert.That((refused!.SqlState, refused.MessageText),
+                Is.EqualTo(("28000", $"certificate authentication failed for user \"{TestRoles.SslUser}\": the certificate revocation list has expired")),
+                "OpenSSL's CRL check fails with X509_V_ERR_CRL_HAS_EXPIRED: a list past its nextUpdate is not trusted");
+        }
+
+        await poold.WaitForLogAsync($"refused: the revocation list {crlPath} expired at");
+        await File.WriteAllTextAsync(crlPath, Pki("crl.pem"));
+        poold.Host.Reload();
+        await using var after = Connect(poold, "good");
+        await after.OpenAsync();
+        Assert.That(await new NpgsqlCommand("SELECT current_user", after).ExecuteScalarAsync(), Is.EqualTo(TestRoles.SslUser));
+    }
+
+    [Test]
     public async Task Reload_RotatesTheServerCertificate_ForNewHandshakesOnly_AndKeepsItWhenTheNewFilesDoNotLoad()
     {
         await using var poold = await StartCertPooldAsync("", new Dictionary<string, string>

@@ -48,6 +48,10 @@ internal sealed partial class PromText
         return matches.Count == 0 ? 0 : matches[0].Value;
     }
 
+    /// <summary>Every sample of <paramref name="name"/> with these labels, with its labels.</summary>
+    public IEnumerable<(IReadOnlyDictionary<string, string> Labels, double Value)> Samples(string name, params (string Key, string Value)[] labels) =>
+        _samples.Where(s => s.Name == name && labels.All(l => s.Labels.GetValueOrDefault(l.Key) == l.Value)).Select(s => ((IReadOnlyDictionary<string, string>)s.Labels, s.Value));
+
     public bool Contains(string name) => _samples.Any(s => s.Name == name);
 
     public IEnumerable<string> LabelValues(string name, string label) =>

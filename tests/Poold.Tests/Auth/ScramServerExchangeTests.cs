@@ -104,6 +104,34 @@ public class ScramServerExchangeTests
     }
 
     [Test]
+    public void Mock_LikeAPoolPasswdPassword_CostsOnePbkdf2PerUser_CachedAsAStoredPasswordIs()
+    {
+        var first = ScramVerifier.Mock("mock-cost-user");
+        Assert.That(ScramVerifier.Mock("mock-cost-user"), Is.SameAs(first), "derived once, then from the cache, as ForPassword's");
+        Assert.That(ScramVerifier.Mock("mock-cost-user-2"), Is.Not.SameAs(first));
+        Assert.That(first.Iterations, Is.EqualTo(ScramVerifier.DefaultIterations));
+    }
+
+    [Test]
+    [NonParallelizable]
+    public void Mock_LikeAuthQuery_OffersTheIterationCountOfTheDatabasesVerifiers()
+    {
+        var salted = ScramVerifier.Create("pw", new byte[16], 10_000);
+        var text = $"SCRAM-SHA-256$10000:{Convert.ToBase64String(salted.Salt)}${Convert.ToBase64String(salted.StoredKey)}:{Convert.ToBase64String(salted.ServerKey)}";
+        try
+        {
+            Assert.That(AuthQueryResult.FromRows("known", [["known", text]]).Status, Is.EqualTo(AuthQueryStatus.Found));
+            var mock = ScramVerifier.Mock("unknown", likeAuthQuery: true);
+            Assert.That((mock.Iterations, mock.Salt.Length), Is.EqualTo((10_000, 16)), "an unknown user is offered what a known one is");
+            Assert.That(ScramVerifier.Mock("unknown", likeAuthQuery: true).StoredKey, Is.Not.EqualTo(mock.StoredKey), "no PBKDF2: random keys");
+        }
+        finally
+        {
+            ScramVerifier.NoteAuthQueryIterations(ScramVerifier.DefaultIterations);
+        }
+    }
+
+    [Test]
     public void Mock_NoProofMatches_TheRightPasswordIncluded()
     {
         var server = new ScramServerExchange(ScramVerifier.Mock("u"), channelBindingHash: null);

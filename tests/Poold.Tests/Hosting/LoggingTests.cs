@@ -49,6 +49,29 @@ public class LoggingTests
     }
 
     [Test]
+    public void Reconfigure_SwapsPrefixLevelAndFormat_ForLoggersAlreadyHandedOut()
+    {
+        var stderr = new StringWriter();
+        using var root = Logging.Create(TestSettings.Parse("log_line_prefix = 'one: '\nlog_min_messages = warning"), debug: false, stderr);
+        var component = root.ForContext("SessionId", 5);
+        component.Information("hidden at warning");
+        component.Warning("first");
+        Logging.Reconfigure(root, TestSettings.Parse("log_line_prefix = 'two: '\nlog_min_messages = info"));
+        component.Information("second");
+        Logging.Reconfigure(root, TestSettings.Parse("log_format = json\nlog_min_messages = info"));
+        component.Information("third");
+        root.Dispose();
+
+        var lines = stderr.ToString().TrimEnd().Split(Environment.NewLine);
+        Assert.That(lines, Has.Length.EqualTo(3), stderr.ToString());
+        Assert.That(lines[0], Is.EqualTo("one: WARNING: session 5: first"));
+        Assert.That(lines[1], Is.EqualTo("two: INFORMATION: session 5: second"), "the old pipeline was flushed before the new one wrote");
+        using var json = JsonDocument.Parse(lines[2]);
+        Assert.That(json.RootElement.GetProperty("@m").GetString(), Is.EqualTo("third"));
+        Assert.That(json.RootElement.TryGetProperty("SessionPrefix", out _), Is.False, "the text-only property is not in JSON");
+    }
+
+    [Test]
     public void Syslog_WithoutTheSocket_DropsEventsAndGoesOn()
     {
         using var logger = Logging.Create(TestSettings.Parse("log_destination = 'stderr,syslog'\nsyslog_socket = '/nonexistent/log'"), debug: false,

@@ -5,7 +5,7 @@ namespace Poold.Tests.Tls;
 /// <summary>
 /// A test PKI made by the <c>openssl</c> CLI, as operators make theirs: a CA (and a foreign CA with the same name),
 /// client certificates <c>good</c> and <c>revoked</c> for one CN, CRLs (<c>empty-crl.pem</c> before the revocation,
-/// <c>crl.pem</c> after, <c>foreign-crl.pem</c> signed by the other CA), server certificates <c>server</c> and
+/// <c>crl.pem</c> after, <c>expired-crl.pem</c> the same list whose nextUpdate passed a day ago, <c>foreign-crl.pem</c> signed by the other CA), server certificates <c>server</c> and
 /// <c>server2</c> with plain keys, and <c>server.key</c> encrypted the traditional way (<c>server.trad.key</c>,
 /// Proc-Type: 4,ENCRYPTED), as PKCS#8 (<c>server.p8.key</c>), and an EC key (<c>ec.crt</c>, <c>ec.trad.key</c>).
 /// Shared with the integration tests (linked file).
@@ -42,6 +42,7 @@ internal static class OpenSslPki
         q openssl ca -config ca.cnf -gencrl -out empty-crl.pem
         q openssl ca -config ca.cnf -revoke revoked.crt
         q openssl ca -config ca.cnf -gencrl -out crl.pem
+        q openssl ca -config ca.cnf -gencrl -crl_lastupdate "$(date -u -d '-2 days' +%Y%m%d%H%M%SZ)" -crl_nextupdate "$(date -u -d '-1 day' +%Y%m%d%H%M%SZ)" -out expired-crl.pem
         sed 's/ca.key/other-ca.key/; s/certificate = ca.crt/certificate = other-ca.crt/' ca.cnf > other-ca.cnf
         q openssl ca -config other-ca.cnf -gencrl -out foreign-crl.pem
         for s in server server2; do

@@ -102,6 +102,46 @@ public class TlsKeyAndCrlTests
     }
 
     [Test]
+    public void ExpiredCrl_RefusesEveryCertificateOfItsIssuer_UnlessACurrentListIsThere()
+    {
+        var tls = Create("server.key", $"ssl_ca_cert = '{_dir}/ca.crt'\nssl_crl_file = '{_dir}/expired-crl.pem'");
+        using var revoked = X509Certificate2.CreateFromPem(File.ReadAllText(Path.Combine(_dir, "revoked.crt")));
+        using var good = X509Certificate2.CreateFromPem(File.ReadAllText(Path.Combine(_dir, "good.crt")));
+        var check = tls.CheckRevocation(good);
+        Assert.That(check.Verdict, Is.EqualTo(RevocationVerdict.CrlExpired), "OpenSSL: X509_V_ERR_CRL_HAS_EXPIRED");
+        Assert.That(check.CrlFile, Is.EqualTo(Path.Combine(_dir, "expired-crl.pem")));
+        Assert.That(check.NextUpdate, Is.LessThan(DateTime.UtcNow.AddHours(-23)).And.GreaterThan(DateTime.UtcNow.AddHours(-25)));
+        Assert.That(tls.IsRevoked(revoked), Is.True);
+
+        var crls = Directory.CreateDirectory(Path.Combine(_dir, "crls-expired")).FullName;
+        File.Copy(Path.Combine(_dir, "expired-crl.pem"), Path.Combine(crls, "a.r0"), overwrite: true);
+        File.Copy(Path.Combine(_dir, "crl.pem"), Path.Combine(crls, "b.r0"), overwrite: true);
+        var withCurrent = Create("server.key", $"ssl_ca_cert = '{_dir}/ca.crt'\nssl_crl_dir = '{crls}'");
+        Assert.That(withCurrent.CheckRevocation(good).Verdict, Is.EqualTo(RevocationVerdict.Good), "the current list is used");
+        Assert.That(withCurrent.CheckRevocation(revoked).Verdict, Is.EqualTo(RevocationVerdict.Revoked));
+    }
+
+    [Test]
+    public void ExpiredCrl_IsAWarningInTheLog_NamingTheFileAndNextUpdate()
+    {
+        var tls = Create("server.key", $"ssl_ca_cert = '{_dir}/ca.crt'\nssl_crl_file = '{_dir}/expired-crl.pem'");
+        var log = new StringWriter();
+        using (var logger = new Serilog.LoggerConfiguration().WriteTo.Sink(new TextSink(log)).CreateLogger())
+        {
+            tls.WarnAboutExpiredCrls(logger);
+            Create("server.key", $"ssl_ca_cert = '{_dir}/ca.crt'\nssl_crl_file = '{_dir}/crl.pem'").WarnAboutExpiredCrls(logger);
+        }
+
+        Assert.That(log.ToString().TrimEnd().Split('\n'), Has.Length.EqualTo(1), "a current list is not warned about");
+        Assert.That(log.ToString(), Does.Contain($"Warning the revocation list \"{_dir}/expired-crl.pem\"").And.Contain("expired at"));
+    }
+
+    private sealed class TextSink(TextWriter output) : Serilog.Core.ILogEventSink
+    {
+        public void Emit(Serilog.Events.LogEvent logEvent) => output.WriteLine($"{logEvent.Level} {logEvent.RenderMessage(System.Globalization.CultureInfo.InvariantCulture)}");
+    }
+
+    [Test]
     public void CrlDir_LoadsEveryList()
     {
         var crls = Directory.CreateDirectory(Path.Combine(_dir, "crls")).FullName;
