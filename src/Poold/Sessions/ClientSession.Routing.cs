@@ -39,7 +39,7 @@ internal sealed partial class ClientSession
     private static readonly List<BatchMessage> NoMessages = [];
     private readonly StatementRegistry _registry;
     private readonly SessionStateHistory _state = new();
-    private readonly Random _random = new();
+    private readonly Random _random = Random.Shared;
     private NodeLink? _lockedLink;
     private NodeLink? _copyLink;
     private NodeLink? _failedLink;
