@@ -286,6 +286,7 @@ internal sealed partial class ClientSession
             (nodeId, reason) = ChooseForStatements(new ReadOnlySpan<Classification>(ref c), forced: null);
         }
 
+        (nodeId, reason) = await ReadYourWritesAsync(nodeId, reason, ct);
         if (c.Deallocates is { } deallocated)
         {
             // Where the statement lives (a protocol-level statement may live on a replica); every other holder drops it
@@ -320,6 +321,7 @@ internal sealed partial class ClientSession
         }
 
         await SendAsync(link, frame, relay: true, reason, ct, classification: c);
+        await AfterDispatchAsync(link, complete: true, copy: c.Verb == "COPY", ct);
         if (RecordSessionState(c, sql))
         {
             AppliedHere(link, c);
@@ -369,6 +371,7 @@ internal sealed partial class ClientSession
                 ApplyTransactionEffects(locked, messages);
                 await WriteAndFlushAsync(locked.Connection, bytes, ct);
                 AfterBatch(locked, messages);
+                await AfterDispatchAsync(locked, sync, copy: false, ct);
                 if (sync)
                 {
                     _lockedLink = null;
@@ -447,6 +450,7 @@ internal sealed partial class ClientSession
                 (nodeId, reason) = ChooseForStatements(CollectionsMarshal.AsSpan(statements), forced);
             }
 
+            (nodeId, reason) = await ReadYourWritesAsync(nodeId, reason, ct);
             NodeLink link;
             try
             {
@@ -503,6 +507,7 @@ internal sealed partial class ClientSession
 
             _copyLink = link;
             AfterBatch(link, messages);
+            await AfterDispatchAsync(link, sync, statements.Exists(s => s.Verb == "COPY"), ct);
             foreach (var statement in statements)
             {
                 _services.Counters.Count(link.Connection.NodeId, statement.Verb);
@@ -1082,7 +1087,7 @@ internal sealed partial class ClientSession
     /// <summary>SET/RESET/DISCARD outside SET LOCAL: kept, one entry per parameter, to replay on nodes that join later.</summary>
     private bool RecordSessionState(Classification c, string sql) => _state.Record(c, sql);
 
-    private void Enqueue(NodeLink link, bool relay, int skip, BatchControl? control = null)
+    private void Enqueue(NodeLink link, bool relay, int skip, BatchControl? control = null, WalPositionCapture? capture = null)
     {
         Interlocked.Increment(ref _repliesInFlight);
         Interlocked.Increment(ref link.Pending);
@@ -1098,7 +1103,7 @@ internal sealed partial class ClientSession
             Interlocked.Increment(ref _outstanding);
         }
 
-        _replies.Writer.TryWrite(new ReplyEntry(link, relay, skip, sequence, Control: control, SentAt: now));
+        _replies.Writer.TryWrite(new ReplyEntry(link, relay, skip, sequence, Control: control, SentAt: now, Capture: capture));
         if (Volatile.Read(ref _watchPrimary))
         {
             _backends.Primary!.Connection.Reader.CancelPendingRead();
