@@ -13,14 +13,14 @@ internal readonly record struct ReplaySample(ulong Lsn, long SentAt);
 /// <summary>
 /// The WAL positions <c>read_your_writes</c> routes by: one poller per node, each with one connection of its own
 /// (sr_check_user, as the replication check), asking <c>pg_last_wal_replay_lsn()</c> on a standby and
-/// <c>pg_current_wal_lsn()</c> on the primary every <c>read_your_writes_poll_interval</c>, and at once when a session
+/// <c>pg_current_wal_insert_lsn()</c> on the primary every <c>read_your_writes_poll_interval</c>, and at once when a session
 /// asks for a fresh position (<see cref="FreshAsync"/>; sessions that ask together share one query). A node's poller
 /// starts on the first question and stops while the option is off, so nothing runs when nobody uses it.
 /// </summary>
 internal sealed class ReplayTracker : IAsyncDisposable
 {
     private const string PositionQuery =
-        "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END";
+        "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END";
 
     private readonly Func<PooldSettings> _settings;
     private readonly Func<AuthFiles> _auth;
@@ -192,6 +192,10 @@ internal sealed class ReplayTracker : IAsyncDisposable
                         return;
                     }
                 }
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                // Poold stops.
             }
             finally
             {

@@ -10,17 +10,19 @@ namespace Poold.Sessions;
 
 /// <summary>
 /// <c>read_your_writes = session</c>. When a change of data becomes durable (an autocommit write, or the COMMIT of a
-/// transaction that wrote: <see cref="SessionRouter.TakeDurableWrite"/>), Poold sends <c>SELECT pg_current_wal_lsn()</c>
-/// on the same primary connection right behind it, pipelined: the server runs it once the commit is done, so its answer
-/// is at or after the commit's end, and the client waits for nothing (its ReadyForQuery is relayed first). The next read
-/// of the session takes that position (<see cref="_sessionLsn"/>, kept on the client side: it outlives a transaction
-/// mode binding and Poold's own reconnects) and goes to its load-balance node only if that standby has replayed it, as
-/// the <see cref="ReplayTracker"/> knows or learns on demand; else to another standby that has, or to the primary,
-/// after waiting at most <c>read_your_writes_wait</c> for one to catch up (<see cref="ReadYourWrites"/> decides).
+/// transaction that wrote: <see cref="SessionRouter.TakeDurableWrite"/>), Poold sends
+/// <c>SELECT pg_current_wal_insert_lsn()</c> on the same primary connection right behind it, pipelined: the server runs
+/// it once the commit is done, so its answer is at or after the commit record's end (the insert position, not
+/// <c>pg_current_wal_lsn()</c>, the write position, which lags behind commits while synchronous_commit is off), and the
+/// client waits for nothing (its ReadyForQuery is relayed first). The next read of the session takes that position
+/// (<see cref="_sessionLsn"/>, kept on the client side: it outlives a transaction-mode binding and Poold's own
+/// reconnects) and goes to its load-balance node only if that standby has replayed it, as the <see cref="ReplayTracker"/>
+/// knows or learns on demand; else to another standby that has, or to the primary, after waiting at most
+/// <c>read_your_writes_wait</c> for one to catch up (<see cref="ReadYourWrites"/> decides).
 /// </summary>
 internal sealed partial class ClientSession
 {
-    private static readonly byte[] WalPositionQuery = QueryFrame("SELECT pg_current_wal_lsn()");
+    private static readonly byte[] WalPositionQuery = QueryFrame("SELECT pg_current_wal_insert_lsn()");
 
     /// <summary>The WAL position every read of this session must see: at or after the end of its last durable write (0: none).</summary>
     private ulong _sessionLsn;
@@ -256,7 +258,7 @@ internal sealed partial class ClientSession
     }
 }
 
-/// <summary>The answer to Poold's <c>SELECT pg_current_wal_lsn()</c> on the primary, read by the reply pump (0 when it failed).</summary>
+/// <summary>The answer to Poold's <c>SELECT pg_current_wal_insert_lsn()</c> on the primary, read by the reply pump (0 when it failed).</summary>
 internal sealed class WalPositionCapture
 {
     private readonly TaskCompletionSource<ulong> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
