@@ -72,14 +72,14 @@ internal sealed partial class ClientSession
     /// A read the balancer sent to <paramref name="nodeId"/>: where it goes once the session's writes are taken into
     /// account (see the type's summary), and why. Sessions that have not written return at once.
     /// </summary>
-    private async Task<(int NodeId, string Reason)> ReadYourWritesAsync(int nodeId, string reason, CancellationToken ct)
-    {
-        if (!ReadYourWritesOn || (_sessionLsn == 0 && _lsnCapture is null && !_lsnUnknown) || nodeId == _primaryNodeId
-            || !RouteRules.IsBalanceRule(RouteRules.Of(reason)))
-        {
-            return (nodeId, reason);
-        }
+    private ValueTask<(int NodeId, string Reason)> ReadYourWritesAsync(int nodeId, string reason, CancellationToken ct) =>
+        !ReadYourWritesOn || (_sessionLsn == 0 && _lsnCapture is null && !_lsnUnknown) || nodeId == _primaryNodeId
+        || !RouteRules.IsBalanceRule(RouteRules.Of(reason))
+            ? ValueTask.FromResult((nodeId, reason))
+            : new ValueTask<(int, string)>(RouteAfterWriteAsync(nodeId, reason, ct));
 
+    private async Task<(int NodeId, string Reason)> RouteAfterWriteAsync(int nodeId, string reason, CancellationToken ct)
+    {
         var settings = _services.Settings;
         var wait = settings.Get(Params.ReadYourWritesWait);
         var poll = settings.Get(Params.ReadYourWritesPollInterval);
@@ -135,12 +135,12 @@ internal sealed partial class ClientSession
             return (nodeId, reason);
         }
 
-        // What the poll knows is behind: ask the standbys now (one query each on the poller's connection, shared by the
-        // sessions that ask together).
+        // What the poll knows is behind: ask the standbys it shows behind now (one query each on the poller's connection,
+        // shared by the sessions that ask together).
         var asks = new Task<ReplaySample>[standbys.Length];
         for (var i = 0; i < standbys.Length; i++)
         {
-            asks[i] = tracker.FreshAsync(standbys[i].NodeId);
+            asks[i] = standbys[i].ReplayLsn >= _sessionLsn ? NothingNew : tracker.FreshAsync(standbys[i].NodeId);
         }
 
         await Completes(Task.WhenAll(asks), Remaining(), ct);
@@ -188,6 +188,8 @@ internal sealed partial class ClientSession
         return (_primaryNodeId, string.Create(CultureInfo.InvariantCulture,
             $"{why} (after waiting {_services.Time.GetElapsedTime(started).TotalMilliseconds:0} ms)"));
     }
+
+    private static readonly Task<ReplaySample> NothingNew = Task.FromResult(default(ReplaySample));
 
     private const string NotKnownYet = RouteRules.StandbyBehind + ": the session's WAL position is not known yet: the primary";
 
