@@ -42,13 +42,20 @@ internal sealed class ReplayTracker : IAsyncDisposable
         _log = log.ForContext<ReplayTracker>();
     }
 
-    /// <summary>The newest position known for the node (Lsn 0 when none is).</summary>
+    /// <summary>The newest position known for the node (Lsn 0 when none is); starts the node's poll when it does not run.</summary>
     public ReplaySample Latest(int nodeId)
     {
         lock (_lock)
         {
-            return _pollers.TryGetValue(nodeId, out var poller) ? poller.Latest : default;
+            if (_pollers.TryGetValue(nodeId, out var poller))
+            {
+                poller.EnsureRunning();
+                return poller.Latest;
+            }
         }
+
+        PollerFor(nodeId);
+        return default;
     }
 
     /// <summary>A position read by a query sent after this call (Lsn 0 when the node did not answer).</summary>

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using System.Text.RegularExpressions;
 using Npgsql;
 using Poold.IntegrationTests.Cluster;
 using Poold.IntegrationTests.Support;
@@ -90,6 +91,25 @@ public class ReadYourWritesTests
         public override string ToString() => $"stale {Stale}, reads by node [{string.Join(", ", ByNode)}]";
     }
 
+    /// <summary>How many statements went where, and why (the per-statement log lines, WAL positions left out).</summary>
+    private static void PrintRoutes(PooldInstance poold)
+    {
+        const string Marker = "statement to node";
+        foreach (var g in poold.Log.Split('\n').Where(l => l.Contains(Marker, StringComparison.Ordinal))
+                     .Select(l => Regex.Replace(l[l.IndexOf(Marker, StringComparison.Ordinal)..], "[0-9A-F]+/[0-9A-F]+", "X/X"))
+                     .GroupBy(l => l).OrderByDescending(g => g.Count()).Take(12))
+        {
+            TestContext.Out.WriteLine($"{g.Count(),5} {g.Key}");
+        }
+    }
+
+    /// <summary>
+    /// How many of the reads must find the up-to-date replica: it replays a commit in about a millisecond, but on a loaded
+    /// machine a read can come before that, and with read_your_writes_wait = 0 it then goes to the primary (seen: 36 % to
+    /// 95 % of the reads on replica 1, depending on the load). Without the option's standby choice it would be 0 or all.
+    /// </summary>
+    private const int UpToDateShare = Iterations / 10;
+
     private const string ReadBack = $"SELECT inet_server_port(), EXISTS (SELECT 1 FROM {Table} WHERE id = @id)";
 
     /// <summary>Npgsql (the extended protocol): an autocommit INSERT, or one inside BEGIN … COMMIT, then the read at once.</summary>
@@ -131,7 +151,8 @@ public class ReadYourWritesTests
         TestContext.Out.WriteLine($"{Iterations} write-then-read iterations in {watch.Elapsed.TotalSeconds:0.0} s: {tally}");
 
         Assert.That(tally.Stale, Is.Zero, tally.ToString());
-        Assert.That(tally.ByNode[1], Is.GreaterThan(Iterations / 4), "reads keep going to the standby that has replayed the write: " + tally);
+        PrintRoutes(poold);
+        Assert.That(tally.ByNode[1], Is.GreaterThan(UpToDateShare), "reads keep going to the standby that has replayed the write: " + tally);
         Assert.That(poold.Log, Does.Contain("(standby behind session LSN): standby behind session LSN: node 2 has replayed"),
             "the late replica was drawn and passed over, with the rule in the per-statement log line");
     }
@@ -154,9 +175,10 @@ public class ReadYourWritesTests
         await using var connection = await OpenAsync(poold);
         var tally = await WriteThenReadAsync(connection, Iterations, explicitTransactions: true);
         TestContext.Out.WriteLine(tally.ToString());
+        PrintRoutes(poold);
 
         Assert.That(tally.Stale, Is.Zero, tally.ToString());
-        Assert.That(tally.ByNode[1], Is.GreaterThan(Iterations / 4), tally.ToString());
+        Assert.That(tally.ByNode[1], Is.GreaterThan(UpToDateShare), tally.ToString());
     }
 
     [Test]
@@ -261,6 +283,32 @@ public class ReadYourWritesTests
             Assert.That(longest, Is.LessThan(250), "no read waited for the 300 ms delay");
             Assert.That(poold.Log, Does.Contain("no standby has: the primary (after waiting"));
         }
+    }
+
+    [Test]
+    public async Task ExplainRoute_NamesTheRule_OnceTheSessionHasWritten()
+    {
+        await using var poold = await StartAsync("session", weights: [0, 0, 1]);
+        await using var connection = await OpenAsync(poold);
+        Assert.That(await ExplainAsync(connection), Is.EqualTo((2, "weight draw")), "no write yet: the load-balance node");
+
+        await using (var insert = new NpgsqlCommand($"INSERT INTO {Table} VALUES ({Interlocked.Increment(ref _nextId)})", connection))
+        {
+            await insert.ExecuteNonQueryAsync();
+        }
+
+        Assert.That(await ExplainAsync(connection), Is.EqualTo((0, "standby behind session LSN")),
+            "the only standby replays 300 ms late: the primary");
+        await Poll.UntilAsync(async () => await ExplainAsync(connection) == (2, "weight draw"), TimeSpan.FromSeconds(10),
+            "the late replica to replay the write (the poll sees it), and reads to go back to it");
+    }
+
+    private static async Task<(int Node, string Rule)> ExplainAsync(NpgsqlConnection connection)
+    {
+        await using var command = new NpgsqlCommand("PGPOOL EXPLAIN ROUTE SELECT 1", connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        return (int.Parse(reader.GetString(0), CultureInfo.InvariantCulture), reader.GetString(1));
     }
 
     private static List<string> DataRow(byte[] body)
