@@ -84,6 +84,7 @@ wait_ready() { # NAME PORT PID
     die "$1 did not start on port $2"
 }
 
+declare -A pid_of=()
 start_poold() { # NAME PORT READ_YOUR_WRITES
     local name=$1 port=$2
     mkdir -p "$work/$name"
@@ -118,6 +119,7 @@ CONF
     local pid=$!
     pids+=("$pid")
     wait_ready "$name" "$port" "$pid"
+    pid_of[$name]=$pid
 }
 
 start_poold poold-off "$OFF_PORT" off
@@ -143,6 +145,25 @@ INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :a
 END;
 SELECT pg_current_wal_insert_lsn();
 SQL
+
+# CPU time (clock ticks) of a process and all its descendants, with the children it has reaped (as compare.sh).
+cpu_ticks_of_tree() { # PID...
+    local pids=" $* " frontier="$*" next pid child ticks total=0
+    while [ -n "$frontier" ]; do
+        next=""
+        for pid in $frontier; do
+            for child in $(pgrep -P "$pid" 2>/dev/null); do pids+="$child "; next+="$child "; done
+        done
+        frontier=$next
+    done
+    for pid in $pids; do
+        ticks=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13 + $14 + $15}')
+        total=$((total + ${ticks:-0}))
+    done
+    echo "$total"
+}
+clock_ticks=$(getconf CLK_TCK)
+postmasters="$(for i in 0 1 2; do head -1 "$work/pg/node$i/postmaster.pid"; done | tr '\n' ' ')"
 
 # Statements Poold routed to the standbys (nodes 1 and 2) so far.
 standby_decisions() { # METRICS_PORT
@@ -179,19 +200,27 @@ for round in $(seq 1 "$ROUNDS"); do
         IFS=: read -r workload target args <<<"$run"
         before=0
         [ -n "${metrics_of[$target]:-}" ] && before=$(standby_decisions "${metrics_of[$target]}")
+        pg_before=$(cpu_ticks_of_tree $postmasters)
+        proxy_before=0
+        [ -n "${pid_of[$target]:-}" ] && proxy_before=$(cpu_ticks_of_tree "${pid_of[$target]}")
         out=$(PGPASSWORD=$USER_PASSWORD timeout $((DURATION * 3 + 60)) pgbench -h 127.0.0.1 -p "${port_of[$target]}" -U "$USER_NAME" \
             $args -T "$DURATION" -n "$USER_NAME" 2>&1) || true
         tps=$(printf '%s\n' "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
         lat=$(printf '%s\n' "$out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' | head -1)
         done_tx=$(printf '%s\n' "$out" | sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' | head -1)
-        share="-"
+        share="-" pg_cpu="-" proxy_cpu="-"
+        if [ "${done_tx:-0}" -gt 0 ]; then
+            # CPU per transaction, in microseconds: all PostgreSQL processes of the three nodes, and the Poold process.
+            pg_cpu=$(( ($(cpu_ticks_of_tree $postmasters) - pg_before) * 1000000 / clock_ticks / done_tx ))
+            [ -n "${pid_of[$target]:-}" ] && proxy_cpu=$(( ($(cpu_ticks_of_tree "${pid_of[$target]}") - proxy_before) * 1000000 / clock_ticks / done_tx ))
+        fi
         if [ -n "${metrics_of[$target]:-}" ] && [ "${done_tx:-0}" -gt 0 ]; then
             after=$(standby_decisions "${metrics_of[$target]}")
             # One read per transaction in write-read and select; TPC-B's read is in its writing transaction.
             share=$(python3 -c "print(f'{100 * ($after - $before) / $done_tx:.1f}')")
         fi
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$workload" "$target" "${tps:-0}" "${lat:-0}" "$share" >>"$results"
-        log "round $round $workload $target: tps=${tps:-FAILED} latency=${lat:-?} ms reads on standbys=${share}%"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$workload" "$target" "${tps:-0}" "${lat:-0}" "$share" "$pg_cpu" "$proxy_cpu" >>"$results"
+        log "round $round $workload $target: tps=${tps:-FAILED} latency=${lat:-?} ms reads on standbys=${share}% PostgreSQL CPU/tx=${pg_cpu} us Poold CPU/tx=${proxy_cpu} us"
     done
 done
 
@@ -204,22 +233,28 @@ import sys, statistics, collections, datetime
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 cores, rounds, duration, lag, load = sys.argv[2:7]
 tps = collections.defaultdict(list); lat = collections.defaultdict(list); share = collections.defaultdict(list)
-for _, w, t, x, l, s in rows:
+pg = collections.defaultdict(list); proxy = collections.defaultdict(list)
+for _, w, t, x, l, s, c, p in rows:
     tps[(w, t)].append(float(x)); lat[(w, t)].append(float(l))
     if s != "-": share[(w, t)].append(float(s))
+    if c != "-": pg[(w, t)].append(int(c))
+    if p != "-": proxy[(w, t)].append(int(p))
+med = lambda xs: f"{statistics.median(xs):.0f}" if xs else "-"
 print(f"# read_your_writes benchmark, {datetime.date.today()}, {cores} cores (load average at the end: {load})\n")
 print(f"Median of {rounds} interleaved rounds, {duration} s per pgbench run after a warm-up; local PostgreSQL 15 primary + 2 streaming "
       f"replicas, synchronous_commit on; replica 2 recovery_min_apply_delay = {lag} ms; Poold weights 0/1/1 (reads to standbys only), "
       "read_your_writes off (poold-off) or session (poold-ryw), read_your_writes_wait = 0, poll interval 20 ms; 8 clients.\n")
-print("| workload | target | TPS | avg latency (ms) | reads on standbys | vs off |")
-print("|---|---|---:|---:|---:|---:|")
+print("CPU per transaction is user + system time during the run divided by the transactions: all PostgreSQL processes of the "
+      "three nodes, and the Poold process; it depends far less than TPS on what else the machine runs.\n")
+print("| workload | target | TPS | avg latency (ms) | reads on standbys | TPS vs off | PostgreSQL CPU/tx (µs) | Poold CPU/tx (µs) |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
 for w in dict.fromkeys(r[1] for r in rows):
     for t in dict.fromkeys(r[2] for r in rows if r[1] == w):
         m = statistics.median(tps[(w, t)])
         base = "poold-off" if t.startswith("poold") else "direct"
         ratio = f"{m / statistics.median(tps[(w, base)]):.3f}x" if tps[(w, base)] and t != base else "-"
         s = f"{statistics.median(share[(w, t)]):.1f}%" if share[(w, t)] else "-"
-        print(f"| {w} | {t} | {m:.0f} | {statistics.median(lat[(w, t)]):.2f} | {s} | {ratio} |")
+        print(f"| {w} | {t} | {m:.0f} | {statistics.median(lat[(w, t)]):.2f} | {s} | {ratio} | {med(pg[(w, t)])} | {med(proxy[(w, t)])} |")
 PY
 cat "$report"
 log "written to $report"

@@ -106,6 +106,9 @@ internal sealed class ReplayTracker : IAsyncDisposable
 
         private ReplaySample _latest;
 
+        /// <summary>The last attempt failed (warned once per run of failures).</summary>
+        private bool _failing;
+
         public Task Loop { get; private set; } = Task.CompletedTask;
 
         public ReplaySample Latest => _latest;
@@ -174,11 +177,20 @@ internal sealed class ReplayTracker : IAsyncDisposable
                         {
                             _latest = sample;
                         }
+
+                        _failing = false;
                     }
                     catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException or OperationCanceledException
                                                   or TimeoutException or PgProtocolException or ScramException && !stop.IsCancellationRequested)
                     {
-                        owner._log.Debug("read_your_writes: node {NodeId} did not give its WAL position: {Reason}", nodeId, e.Message);
+                        if (!_failing)
+                        {
+                            // Once per run of failures: reads after writes go to the primary meanwhile (check sr_check_user).
+                            owner._log.Warning("read_your_writes: node {NodeId} did not give its WAL position ({Reason}): reads after a write go elsewhere until it does",
+                                nodeId, e.Message);
+                        }
+
+                        _failing = true;
                         if (connection is not null)
                         {
                             await connection.DisposeAsync();
