@@ -96,7 +96,10 @@ internal sealed class ReplayTracker : IAsyncDisposable
         _stop.Dispose();
     }
 
-    /// <summary>One node's poll: a loop that runs while the option is on and the node is up.</summary>
+    /// <summary>A node's poll stops when no session has asked about the node for this long (the next question starts it).</summary>
+    private static readonly TimeSpan IdleStop = TimeSpan.FromSeconds(10);
+
+    /// <summary>One node's poll: a loop that runs while the option is on, the node is up and sessions ask about it.</summary>
     private sealed class Poller(ReplayTracker owner, int nodeId) : IDisposable
     {
         private readonly SemaphoreSlim _wake = new(0, 1);
@@ -115,9 +118,13 @@ internal sealed class ReplayTracker : IAsyncDisposable
 
         public void Dispose() => _wake.Dispose();
 
+        /// <summary>When a session last asked about the node (a timestamp of the owner's time provider).</summary>
+        private long _lastAsked;
+
         /// <summary>Caller holds the owner's lock (so does the loop when it writes <see cref="Latest"/>).</summary>
         public void EnsureRunning()
         {
+            Volatile.Write(ref _lastAsked, owner._time.GetTimestamp());
             if (Loop.IsCompleted && !owner._stop.IsCancellationRequested)
             {
                 Loop = RunAsync(owner._stop.Token);
@@ -155,7 +162,8 @@ internal sealed class ReplayTracker : IAsyncDisposable
                     var settings = owner._settings();
                     var node = owner._registry.Current.Nodes is var nodes && nodeId < nodes.Length ? nodes[nodeId] : null;
                     if (settings.Get(Params.ReadYourWrites) == ReadYourWritesMode.Off || node is null
-                        || node.Status is not (NodeStatus.Up or NodeStatus.Waiting))
+                        || node.Status is not (NodeStatus.Up or NodeStatus.Waiting)
+                        || owner._time.GetElapsedTime(Volatile.Read(ref _lastAsked)) > IdleStop)
                     {
                         // Nobody needs it now: the next question starts the loop again.
                         Interlocked.Exchange(ref _next, NewSource()).TrySetResult(default);

@@ -35,6 +35,9 @@ internal sealed partial class ClientSession
 
     private bool ReadYourWritesOn => _services.Routing.ReadYourWrites && _services.Replay is not null;
 
+    /// <summary>read_your_writes holds this session's reads to nodes that have replayed its writes: it has written.</summary>
+    private bool ReadsFollowWrites => ReadYourWritesOn && (_sessionLsn != 0 || _lsnCapture is not null || _lsnUnknown);
+
     /// <summary>
     /// After a batch is written to <paramref name="link"/>: when it made a change of data durable, the primary's WAL
     /// position is asked right behind it. <paramref name="complete"/> is false for a batch sent before its Sync (the

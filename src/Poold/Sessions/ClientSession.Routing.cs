@@ -881,7 +881,9 @@ internal sealed partial class ClientSession
             _balanceNodeId = _balancer!.Choose(_services.Nodes.Current, Database!, _startup!["application_name"], _random) is var (next, _)
                              && next != id ? next : _primaryNodeId;
             _balanceWhy = UnavailableRedrawn;
-            return _balanceNodeId == id ? await PrimaryLinkAsync(ct) : await LinkAsync(_balanceNodeId, ct);
+
+            // A session that has written reads on the primary: the node drawn again has not been checked for its writes.
+            return _balanceNodeId == id || ReadsFollowWrites ? await PrimaryLinkAsync(ct) : await LinkAsync(_balanceNodeId, ct);
         }
 
         if (id == _primaryNodeId)
@@ -911,7 +913,8 @@ internal sealed partial class ClientSession
         }
         catch (PoolWaitTimeoutException) when (holding)
         {
-            return _backends.Primary ?? _backends.Links.First();
+            // A session that has written may read only where its writes are known to be: the primary, waited for if need be.
+            return _backends.Primary ?? (ReadsFollowWrites ? await PrimaryLinkAsync(ct) : _backends.Links.First());
         }
         catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException or TimeoutException)
         {

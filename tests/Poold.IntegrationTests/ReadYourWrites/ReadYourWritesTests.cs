@@ -76,7 +76,8 @@ public class ReadYourWritesTests
     /// <summary>Where reads ran (by node index) and how many of them missed the row written just before.</summary>
     private sealed class Tally(PgCluster cluster)
     {
-        public int Stale;
+        public int Stale { get; set; }
+
         public int[] ByNode { get; } = new int[3];
 
         public void Read(int port, bool found)
@@ -283,6 +284,46 @@ public class ReadYourWritesTests
             Assert.That(longest, Is.LessThan(250), "no read waited for the 300 ms delay");
             Assert.That(poold.Log, Does.Contain("no standby has: the primary (after waiting"));
         }
+    }
+
+    [Test]
+    public async Task OptionOn_TheSessionsPositionOutlivesItsServerConnections()
+    {
+        // Session mode: every 25 iterations the session's server connection to replica 1 (the up-to-date one, where its
+        // reads after writes go) is closed by the server; Poold opens a new one (the node stays attached), and the position
+        // the session wrote up to still rules its reads: a read whose standby turns out to be gone goes to the primary,
+        // never to a node drawn again (replica 2, weighted 9 to 1, would be drawn and is late).
+        await using var poold = await StartAsync("session", weights: [0, 1, 9], extra: "failover_on_backend_error = off\n");
+        var builder = poold.ConnectionString(TestRoles.TrustUser, "", sslMode: SslMode.Disable);
+        builder.Pooling = false;
+        builder.ApplicationName = "ryw-reconnect";
+        await using var connection = new NpgsqlConnection(builder.ConnectionString);
+        await connection.OpenAsync();
+        var tally = new Tally(_cluster);
+        var terminated = 0L;
+        for (var round = 0; round < 8; round++)
+        {
+            var part = await WriteThenReadAsync(connection, 25);
+            tally.Stale += part.Stale;
+            for (var n = 0; n < 3; n++)
+            {
+                tally.ByNode[n] += part.ByNode[n];
+            }
+
+            terminated += (long)(await _cluster.ScalarAsync(1,
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'ryw-reconnect'"))!;
+
+            // Gone before the session's next read, so the read never races the server's FATAL on that connection.
+            await Poll.UntilAsync(async () => (long)(await _cluster.ScalarAsync(1,
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ryw-reconnect'"))! == 0,
+                TimeSpan.FromSeconds(10), "the session's connection to replica 1 to end");
+        }
+
+        TestContext.Out.WriteLine($"{tally}, {terminated} server connections closed");
+        PrintRoutes(poold);
+        Assert.That(terminated, Is.GreaterThanOrEqualTo(2), "the session's connection to replica 1 was closed under it, round after round");
+        Assert.That(tally.ByNode[1], Is.GreaterThan(0), "reads went back to a replica after each reconnect: " + tally);
+        Assert.That(tally.Stale, Is.Zero, tally.ToString());
     }
 
     [Test]
