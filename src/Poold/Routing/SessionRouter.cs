@@ -204,9 +204,27 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
     /// A statement that changes data (WAL a standby must replay before it shows the change): a write the classifier
     /// sends to the primary, or a read that calls a function that may write. SET, SAVEPOINT and the like do not count.
     /// </summary>
-    private bool ChangesData(Classification c) =>
-        c.Target == RouteTarget.Primary ? c.Writes && c.SettingKey is null && c.SessionSerializable is null
-        : c.Target == RouteTarget.LoadBalance && c.Functions.Any(f => FunctionWrites(f) is not null);
+    private bool ChangesData(Classification c)
+    {
+        if (c.Target == RouteTarget.Primary)
+        {
+            return c.Writes && c.SettingKey is null && c.SessionSerializable is null;
+        }
+
+        if (c.Target == RouteTarget.LoadBalance)
+        {
+            // An indexed loop, not Any: no delegate or enumerator per statement.
+            for (var i = 0; i < c.Functions.Count; i++)
+            {
+                if (FunctionWrites(c.Functions[i]) is not null)
+                {
+                    return true;
+                }
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>The transaction status the client was given for the newest batch: corrects the dispatched view.</summary>
     public void ReadyForQuery(bool inTransaction)
