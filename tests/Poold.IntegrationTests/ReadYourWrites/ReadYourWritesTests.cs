@@ -326,6 +326,43 @@ public class ReadYourWritesTests
         Assert.That(tally.Stale, Is.Zero, tally.ToString());
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task OptionOn_AfterCopyFromStdin_TheReadSeesTheCopiedRow(bool extended)
+    {
+        // COPY leaves the connection in copy mode, so its position is asked at the next read (the shared poll of the
+        // primary). Only the late replica takes reads: without the option every read would miss its row.
+        await using var poold = await StartAsync("session", weights: [0, 0, 1]);
+        await using var client = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "ryw-copy");
+        var tally = new Tally(_cluster);
+        for (var i = 0; i < 10; i++)
+        {
+            var id = Interlocked.Increment(ref _nextId);
+            var text = id.ToString(CultureInfo.InvariantCulture);
+            if (extended)
+            {
+                await client.SendAsync(RawClient.Parse("", $"COPY {Table} (id) FROM STDIN"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
+                await client.ReadUntilAsync("G");
+                await client.SendAsync(RawClient.CopyData(text + "\n"), RawClient.CopyDone(), RawClient.Sync());
+            }
+            else
+            {
+                await client.SendAsync(RawClient.Query($"COPY {Table} (id) FROM STDIN"));
+                await client.ReadUntilAsync("G");
+                await client.SendAsync(RawClient.CopyData(text + "\n"), RawClient.CopyDone());
+            }
+
+            Assert.That((await client.ReadUntilReadyAsync()).Any(m => m.Code == 'E'), Is.False);
+            await client.SendAsync(RawClient.Query(ReadBack.Replace("@id", text, StringComparison.Ordinal)));
+            var columns = DataRow((await client.ReadUntilReadyAsync()).Single(m => m.Code == 'D').Body);
+            tally.Read(int.Parse(columns[0], CultureInfo.InvariantCulture), columns[1] == "t");
+        }
+
+        TestContext.Out.WriteLine(tally.ToString());
+        Assert.That(tally.Stale, Is.Zero, tally.ToString());
+        Assert.That(poold.Log, Does.Contain("(standby behind session LSN)"));
+    }
+
     [Test]
     public async Task ExplainRoute_NamesTheRule_OnceTheSessionHasWritten()
     {
