@@ -299,6 +299,18 @@ internal static class Params
     public static readonly Parameter<bool> PreferLowerDelayStandby =
         Bool("prefer_lower_delay_standby", false, Reload, "load balancing considering streaming delay");
 
+    /// <summary>Poold's own: a session's reads after its write go only to standbys that have replayed it (off | session).</summary>
+    public static readonly Parameter<ReadYourWritesMode> ReadYourWrites = Enum("read_your_writes", ReadYourWritesMode.Off,
+        [("off", ReadYourWritesMode.Off), ("session", ReadYourWritesMode.Session)], Reload, "reads after a session's write see it");
+
+    /// <summary>Poold's own: how long a read may wait for a standby to replay the session's write (0: never waits).</summary>
+    public static readonly Parameter<TimeSpan> ReadYourWritesWait =
+        Time("read_your_writes_wait", TimeSpan.Zero, UnitKind.Milliseconds, Reload, "longest wait for a standby to replay a session's write");
+
+    /// <summary>Poold's own: the period of the replay-position poll read_your_writes runs on each node.</summary>
+    public static readonly Parameter<TimeSpan> ReadYourWritesPollInterval = Time("read_your_writes_poll_interval", TimeSpan.FromMilliseconds(20),
+        UnitKind.Milliseconds, Reload, "period of the replay position poll for read_your_writes");
+
     // ---- Health check (each also exists with a node suffix) -----------------------------------------------------
     public static readonly Parameter<TimeSpan> HealthCheckPeriod = Time("health_check_period", Seconds0, UnitKind.Seconds, Reload,
         "health check period", NodeScope.GlobalWithNodeOverride);
@@ -458,7 +470,7 @@ internal static class Params
             Logdir, ConnectionCache, ResetQueryList, LoadBalanceMode, IgnoreLeadingWhiteSpace, ReadOnlyFunctionList,
             WriteFunctionList, PrimaryRoutingQueryPatternList, DisableLoadBalanceOnWrite, DmlAdaptiveObjectRelationshipList,
             StatementLevelLoadBalance, SrCheckPeriod, SrCheckUser, SrCheckPassword, SrCheckDatabase, DelayThreshold,
-            DelayThresholdByTime, PreferLowerDelayStandby, FollowPrimaryCommand, DatabaseRedirectPreferenceList,
+            DelayThresholdByTime, PreferLowerDelayStandby, ReadYourWrites, ReadYourWritesWait, ReadYourWritesPollInterval, FollowPrimaryCommand, DatabaseRedirectPreferenceList,
             AppNameRedirectPreferenceList, UserRedirectPreferenceList, AllowSqlComments, HealthCheckPeriod, HealthCheckTimeout,
             HealthCheckUser, HealthCheckPassword, HealthCheckDatabase, HealthCheckMaxRetries, HealthCheckRetryDelay, ConnectTimeout,
             FailoverCommand, FailbackCommand, FailoverOnBackendError, FailoverOnBackendShutdown, DetachFalsePrimary, AutoFailback,

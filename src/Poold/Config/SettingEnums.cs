@@ -20,6 +20,13 @@ internal enum LoadBalanceOnWrite
     DmlAdaptive,
 }
 
+/// <summary>read_your_writes: off, or a session's reads follow its own writes.</summary>
+internal enum ReadYourWritesMode
+{
+    Off,
+    Session,
+}
+
 internal enum CheckTempTable
 {
     Catalog,

@@ -144,6 +144,8 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
         Monitor = new NodeMonitor(() => Settings, () => Volatile.Read(ref _services).Auth, registry, _services.Tls, time, _log);
         Monitor.HealthCheckTimed = _services.Metrics is { } metrics ? metrics.HealthCheckTimed : null;
         _services.BackendFailed = Monitor.ReportBackendError;
+        Replay = new ReplayTracker(() => Settings, () => Volatile.Read(ref _services).Auth, registry, _services.Tls, time, _log);
+        _services.Replay = Replay;
         if (settings.Get(Params.BackendDiscoveryMode) == BackendDiscovery.Patroni)
         {
             Patroni = new PatroniFollower(() => Settings, registry, _log);
@@ -153,6 +155,9 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
 
         Monitor.Start();
     }
+
+    /// <summary>read_your_writes: the nodes' WAL positions (its pollers run only while a session needs them).</summary>
+    public ReplayTracker? Replay { get; private set; }
 
     /// <summary>backend_discovery = patroni: what follows Patroni's view of the cluster (null otherwise).</summary>
     public PatroniFollower? Patroni { get; private set; }
@@ -512,6 +517,12 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
         }
 
         await Task.WhenAll(_sessions.Values);
+        if (Replay is { } replay)
+        {
+            // After the sessions: they ask it until they end.
+            await replay.DisposeAsync();
+        }
+
         await _services.Pool.DisposeAsync();
         await _services.AuthQueries.DisposeAsync();
         if (MetricsEndpoint is { } metrics)

@@ -94,6 +94,9 @@ internal sealed class LoadBalancer
         return nodes.Nodes.Last(n => Eligible(n, nodes, exclude, standbysOnly)).Id;
     }
 
+    /// <summary>A standby that may take load-balanced reads (up, weight above 0, not over delay_threshold).</summary>
+    public static bool IsReadStandby(NodeState node, NodeSnapshot nodes) => Eligible(node, nodes, exclude: null, standbysOnly: true);
+
     private static bool Eligible(NodeState node, NodeSnapshot nodes, int? exclude, bool standbysOnly) =>
         node.Status is NodeStatus.Up or NodeStatus.Waiting && node.Settings.Weight > 0 && !node.NoLoadBalance && node.Id != exclude
         && !node.Replication.Lagging

@@ -38,6 +38,8 @@ internal static class RouteRules
     public const string RedirectList = "redirect list";
     public const string DelayThreshold = "delay threshold";
     public const string NodeUnavailable = "node unavailable";
+    public const string WaitingForReplay = "waiting for replay";
+    public const string StandbyBehind = "standby behind session LSN";
 
     /// <summary>Every rule, in a fixed order (the metric's label values are bound up front from it).</summary>
     public static IReadOnlyList<string> All { get; } =
@@ -45,11 +47,14 @@ internal static class RouteRules
         Write, ForUpdate, SelectInto, MultiStatement, NoLoadBalanceComment, CommentOrText, PrimaryPattern, Explain, Serializable,
         LoadBalanceOff, TransactionWrote, DmlAdaptive, SessionWrote, TempTable, SystemCatalog, VolatileFunction, WriteFunctionList,
         ReadOnlyFunctionList, StandbyUnsafeFunction, FailedTransaction, Portal, SessionState, Begin, LastTransactionWrote, FunctionCall,
-        WeightDraw, RedirectList, DelayThreshold, NodeUnavailable,
+        WeightDraw, RedirectList, DelayThreshold, NodeUnavailable, WaitingForReplay, StandbyBehind,
     ];
 
     /// <summary>The rules under which a statement reads on the session's load-balance node (a draw, not a constraint).</summary>
     public static bool IsBalanceRule(string rule) => rule is WeightDraw or RedirectList or DelayThreshold or NodeUnavailable;
+
+    /// <summary>The rules read_your_writes gives when it moves a read off the session's load-balance node (or holds it there).</summary>
+    public static bool IsReadYourWritesRule(string rule) => rule is WaitingForReplay or StandbyBehind;
 
     /// <summary>The index in <see cref="All"/> of the rule behind <paramref name="reason"/>.</summary>
     public static int IndexOf(string reason)
@@ -109,6 +114,8 @@ internal static class RouteRules
             _ when reason.StartsWith("redirect preference", StringComparison.Ordinal) => RedirectList,
             _ when reason.StartsWith(DelayThresholdReason, StringComparison.Ordinal) => DelayThreshold,
             _ when reason.StartsWith(UnavailableReason, StringComparison.Ordinal) => NodeUnavailable,
+            _ when reason.StartsWith(WaitingForReplay, StringComparison.Ordinal) => WaitingForReplay,
+            _ when reason.StartsWith(StandbyBehind, StringComparison.Ordinal) => StandbyBehind,
             _ => Write,
         };
     }

@@ -30,6 +30,9 @@ internal sealed class RoutingOptions
 
     public CheckTempTable TempTableCheck { get; init; } = CheckTempTable.Catalog;
 
+    /// <summary>read_your_writes = session: the router notes when a session's change of data becomes durable.</summary>
+    public bool ReadYourWrites { get; init; }
+
     public static RoutingOptions Default { get; } = new();
 
     public static RoutingOptions From(PooldSettings settings) => new()
@@ -44,6 +47,7 @@ internal sealed class RoutingOptions
         DmlRelationships = Relationships(settings.Get(Params.DmlAdaptiveObjectRelationshipList)),
         StatementLevel = settings.Get(Params.StatementLevelLoadBalance),
         TempTableCheck = settings.Get(Params.CheckTempTableMode),
+        ReadYourWrites = settings.Get(Params.ReadYourWrites) == ReadYourWritesMode.Session,
     };
 
     /// <summary>pgpool's pattern rules: POSIX extended, case-insensitive, anchored unless the pattern anchors itself.</summary>

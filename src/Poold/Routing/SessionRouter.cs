@@ -28,6 +28,12 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
     private bool _sessionWrote;
     private bool _sessionSerializable;
 
+    /// <summary>read_your_writes: the open transaction changed data (a write, or a call of a function that may write).</summary>
+    private bool _transactionChangedData;
+
+    /// <summary>read_your_writes: a change of data became durable with what was dispatched last (see <see cref="TakeDurableWrite"/>).</summary>
+    private bool _durableWrite;
+
     /// <summary>Inside an explicit transaction (as dispatched).</summary>
     public bool InTransaction { get; private set; }
 
@@ -138,8 +144,21 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
                 _transactionSerializable = true;
                 break;
             case TransactionEffect.End:
+                _durableWrite |= _transactionChangedData;
                 EndTransaction();
                 return;
+        }
+
+        if (options.ReadYourWrites && ChangesData(c))
+        {
+            if (InTransaction)
+            {
+                _transactionChangedData = true;
+            }
+            else
+            {
+                _durableWrite = true;
+            }
         }
 
         if (c.SessionSerializable is { } serializable)
@@ -170,6 +189,43 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
         }
     }
 
+    /// <summary>
+    /// read_your_writes: whether the statements dispatched since the last call made a change of data durable (an
+    /// autocommit write, or the end of a transaction that wrote); resets it. ROLLBACK counts too: harmless, and rare.
+    /// </summary>
+    public bool TakeDurableWrite()
+    {
+        var wrote = _durableWrite;
+        _durableWrite = false;
+        return wrote;
+    }
+
+    /// <summary>
+    /// A statement that changes data (WAL a standby must replay before it shows the change): a write the classifier
+    /// sends to the primary, or a read that calls a function that may write. SET, SAVEPOINT and the like do not count.
+    /// </summary>
+    private bool ChangesData(Classification c)
+    {
+        if (c.Target == RouteTarget.Primary)
+        {
+            return c.Writes && c.SettingKey is null && c.SessionSerializable is null;
+        }
+
+        if (c.Target == RouteTarget.LoadBalance)
+        {
+            // An indexed loop, not Any: no delegate or enumerator per statement.
+            for (var i = 0; i < c.Functions.Count; i++)
+            {
+                if (FunctionWrites(c.Functions[i]) is not null)
+                {
+                    return true;
+                }
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>The transaction status the client was given for the newest batch: corrects the dispatched view.</summary>
     public void ReadyForQuery(bool inTransaction)
     {
@@ -186,6 +242,7 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
     private void StartTransaction()
     {
         InTransaction = true;
+        _transactionChangedData = false;
         _transactionWrote = false;
         _transactionSerializable = false;
         _writtenObjects.Clear();
@@ -205,6 +262,7 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
 
         InTransaction = false;
         _transactionWrote = false;
+        _transactionChangedData = false;
         _transactionSerializable = false;
         _writtenObjects.Clear();
     }

@@ -44,6 +44,7 @@ internal sealed partial class ClientSession
             (nodeId, reason) = ChooseForStatements(new ReadOnlySpan<Classification>(ref c), forced: null);
         }
 
+        (nodeId, reason) = ExplainReadYourWrites(nodeId, reason);
         var rule = RouteRules.Of(reason);
         return (nodeId, rule, RouteRules.IsBalanceRule(rule) || rule == RouteRules.SessionState ? $"{c.Reason}: {reason}" : reason);
     }

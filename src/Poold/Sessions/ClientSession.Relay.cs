@@ -36,7 +36,7 @@ internal sealed partial class ClientSession
     /// messages answer statements Poold injected at the head of the batch, and are not the client's.
     /// </summary>
     private readonly record struct ReplyEntry(NodeLink Link, bool Relay, int SkipLeading, long Sequence, byte[]? Synthetic = null,
-        BatchControl? Control = null, long SentAt = 0);
+        BatchControl? Control = null, long SentAt = 0, WalPositionCapture? Capture = null);
 
     /// <summary>
     /// A batch sent before its Sync: the client side may later end it with a Sync of Poold's (<see cref="SwallowReadyForQuery"/>,
@@ -311,8 +311,9 @@ internal sealed partial class ClientSession
                                 break;
                             }
 
-                            var inspected = code is (byte)BackendCode.ReadyForQuery or (byte)BackendCode.ParameterStatus or (byte)BackendCode.ParseComplete
-                                or (byte)BackendCode.CloseComplete or (byte)BackendCode.ErrorResponse && length <= MaxInspectedFrame;
+                            var inspected = (code is (byte)BackendCode.ReadyForQuery or (byte)BackendCode.ParameterStatus or (byte)BackendCode.ParseComplete
+                                                 or (byte)BackendCode.CloseComplete or (byte)BackendCode.ErrorResponse
+                                             || (code == (byte)BackendCode.DataRow && entry.Capture is not null)) && length <= MaxInspectedFrame;
                             if (!inspected)
                             {
                                 var available = Math.Min(1 + (long)length, buffer.Length);
@@ -339,7 +340,11 @@ internal sealed partial class ClientSession
                             }
 
                             buffer = buffer.Slice(frame.End);
-                            if (code == (byte)BackendCode.ParameterStatus)
+                            if (code == (byte)BackendCode.DataRow)
+                            {
+                                entry.Capture!.Read(body);
+                            }
+                            else if (code == (byte)BackendCode.ParameterStatus)
                             {
                                 var (name, value) = BackendConnection.ParseParameterStatus(body);
                                 link.Connection.UpdateParameter(name, value);
@@ -386,6 +391,7 @@ internal sealed partial class ClientSession
                                 ObserveLatency(entry);
                                 OnReadyForQuery(entry, status);
                                 entry.Control?.Complete(status);
+                                entry.Capture?.Complete();
                                 done = true;
                             }
                         }
@@ -430,6 +436,7 @@ internal sealed partial class ClientSession
                 catch
                 {
                     entry.Control?.Abandon();
+                    entry.Capture?.Complete();
                     throw;
                 }
 

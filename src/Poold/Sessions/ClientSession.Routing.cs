@@ -286,6 +286,7 @@ internal sealed partial class ClientSession
             (nodeId, reason) = ChooseForStatements(new ReadOnlySpan<Classification>(ref c), forced: null);
         }
 
+        (nodeId, reason) = await ReadYourWritesAsync(nodeId, reason, ct);
         if (c.Deallocates is { } deallocated)
         {
             // Where the statement lives (a protocol-level statement may live on a replica); every other holder drops it
@@ -320,6 +321,7 @@ internal sealed partial class ClientSession
         }
 
         await SendAsync(link, frame, relay: true, reason, ct, classification: c);
+        await AfterDispatchAsync(link, complete: true, copy: c.Verb == "COPY", ct);
         if (RecordSessionState(c, sql))
         {
             AppliedHere(link, c);
@@ -369,6 +371,7 @@ internal sealed partial class ClientSession
                 ApplyTransactionEffects(locked, messages);
                 await WriteAndFlushAsync(locked.Connection, bytes, ct);
                 AfterBatch(locked, messages);
+                await AfterDispatchAsync(locked, sync, copy: false, ct);
                 if (sync)
                 {
                     _lockedLink = null;
@@ -447,6 +450,7 @@ internal sealed partial class ClientSession
                 (nodeId, reason) = ChooseForStatements(CollectionsMarshal.AsSpan(statements), forced);
             }
 
+            (nodeId, reason) = await ReadYourWritesAsync(nodeId, reason, ct);
             NodeLink link;
             try
             {
@@ -503,6 +507,7 @@ internal sealed partial class ClientSession
 
             _copyLink = link;
             AfterBatch(link, messages);
+            await AfterDispatchAsync(link, sync, statements.Exists(s => s.Verb == "COPY"), ct);
             foreach (var statement in statements)
             {
                 _services.Counters.Count(link.Connection.NodeId, statement.Verb);
@@ -869,7 +874,9 @@ internal sealed partial class ClientSession
             _balanceNodeId = _balancer!.Choose(_services.Nodes.Current, Database!, _startup!["application_name"], _random) is var (next, _)
                              && next != id ? next : _primaryNodeId;
             _balanceWhy = UnavailableRedrawn;
-            return _balanceNodeId == id ? await PrimaryLinkAsync(ct) : await LinkAsync(_balanceNodeId, ct);
+
+            // A session that has written reads on the primary: the node drawn again has not been checked for its writes.
+            return _balanceNodeId == id || ReadsFollowWrites ? await PrimaryLinkAsync(ct) : await LinkAsync(_balanceNodeId, ct);
         }
 
         if (id == _primaryNodeId)
@@ -899,7 +906,8 @@ internal sealed partial class ClientSession
         }
         catch (PoolWaitTimeoutException) when (holding)
         {
-            return _backends.Primary ?? _backends.Links.First();
+            // A session that has written may read only where its writes are known to be: the primary, waited for if need be.
+            return _backends.Primary ?? (ReadsFollowWrites ? await PrimaryLinkAsync(ct) : _backends.Links.First());
         }
         catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException or TimeoutException)
         {
@@ -1075,7 +1083,7 @@ internal sealed partial class ClientSession
     /// <summary>SET/RESET/DISCARD outside SET LOCAL: kept, one entry per parameter, to replay on nodes that join later.</summary>
     private bool RecordSessionState(Classification c, string sql) => _state.Record(c, sql);
 
-    private void Enqueue(NodeLink link, bool relay, int skip, BatchControl? control = null)
+    private void Enqueue(NodeLink link, bool relay, int skip, BatchControl? control = null, WalPositionCapture? capture = null)
     {
         Interlocked.Increment(ref _repliesInFlight);
         Interlocked.Increment(ref link.Pending);
@@ -1091,7 +1099,7 @@ internal sealed partial class ClientSession
             Interlocked.Increment(ref _outstanding);
         }
 
-        _replies.TryWrite(new ReplyEntry(link, relay, skip, sequence, Control: control, SentAt: now));
+        _replies.TryWrite(new ReplyEntry(link, relay, skip, sequence, Control: control, SentAt: now, Capture: capture));
         if (Volatile.Read(ref _watchPrimary))
         {
             _backends.Primary!.Connection.Reader.CancelPendingRead();

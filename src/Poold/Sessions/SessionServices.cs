@@ -34,6 +34,9 @@ internal sealed record SessionServices(
     /// <summary>The session slots (num_init_children); null admits everyone (tests that build a session alone).</summary>
     public ISessionAdmission? Admission { get; set; }
 
+    /// <summary>The WAL positions read_your_writes routes by; null in tests that build a session alone (the option then does nothing).</summary>
+    public ReplayTracker? Replay { get; set; }
+
     /// <summary>The Prometheus metrics; null when metrics_port = 0 (and in tests that build a session alone).</summary>
     public Metrics.PooldMetrics? Metrics { get; set; }
 }
