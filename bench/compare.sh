@@ -11,8 +11,11 @@
 #
 # Prints a markdown table and writes it to bench/results/. Everything it starts, it stops.
 #
-# Transaction mode (pool_mode = transaction, 200 and 1,000 clients over default_pool_size = 20, Poold vs PgBouncer in
-# transaction mode, p99 latency): bench/compare-tx.sh. Idle clients' memory in transaction mode: bench/idle-clients.sh.
+# Then its two further sections, each a script of its own that also runs alone (with this run's DURATION and ROUNDS):
+# transaction mode (pool_mode = transaction, 200 and 1,000 clients over default_pool_size = 20, Poold vs PgBouncer in
+# transaction mode, p99 latency): bench/compare-tx.sh (TX_SECTION=0 skips it); read_your_writes on and off (TPC-B and
+# write-then-read, share of reads on standbys): bench/ryw.sh (RYW_SECTION=0 skips it). Idle clients' memory in
+# transaction mode: bench/idle-clients.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -395,3 +398,16 @@ for t, rss, conns in idle:
 PY
 cat "$report"
 log "written to $report"
+
+# ---- the further sections, after this run's servers are stopped ----
+cleanup
+trap - EXIT INT TERM
+set -e
+if [ "${TX_SECTION:-1}" = 1 ]; then
+    log "section: transaction mode (bench/compare-tx.sh)"
+    DURATION=$DURATION ROUNDS=$ROUNDS bash bench/compare-tx.sh
+fi
+if [ "${RYW_SECTION:-1}" = 1 ]; then
+    log "section: read_your_writes (bench/ryw.sh)"
+    DURATION=$DURATION ROUNDS=$ROUNDS bash bench/ryw.sh
+fi
