@@ -20,7 +20,8 @@
 #   DURATION (10) seconds per pgbench run, ROUNDS (3), WARMUP (10) seconds of each select workload per target first,
 #   SCALE (10), CLIENTS ("200 1000"), POOL_SIZE (20), THREADS (2) pgbench -j, CONNECTS_PER_SECOND (100): pgbench's -T
 #   includes the clients' logins (SCRAM), so each run gets DURATION + clients / CONNECTS_PER_SECOND seconds
-#   (pgbench's TPS leaves the connection time out), BASE_PORT (27432) first PostgreSQL port; the proxies use the ports after it.
+#   (pgbench's TPS leaves the connection time out), BASE_PORT (27432) first PostgreSQL port; the proxies use the ports after it;
+#   BENCH_NOTE: a sentence on the machine's state during the run, put in the report.
 #
 # Prints a markdown report and writes it to bench/results/. Everything it starts, it stops.
 set -euo pipefail
@@ -308,7 +309,7 @@ mkdir -p bench/results
 report=bench/results/$(date +%Y-%m-%d)-tx-${cores}cores.md
 {
     python3 - "$results" "$work/probe.tsv" "$cores" "$ROUNDS" "$DURATION" "$POOL_SIZE" "$command_line" "$THREADS" <<'PY'
-import sys, statistics, collections, datetime
+import os, sys, statistics, collections, datetime
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 probe = open(sys.argv[2]).read().rstrip("\n").split("\t")
 cores, rounds, duration, pool, cmd, threads = sys.argv[3:9]
@@ -322,7 +323,7 @@ def total(key, i):
     return sum(int(r[i]) for r in by[key] if r[i].isdigit())
 clients = sorted({k[0] for k in by}); workloads = list(dict.fromkeys(r[2] for r in rows))
 targets = ["poold-tx-primary", "poold-tx-lb", "pgbouncer-tx"]
-print(f"# Transaction pooling benchmark, {datetime.date.today()}, {cores} cores (shared machine)\n")
+print(f"# Transaction pooling benchmark, {datetime.date.today()}, {cores} cores\n")
 print(f"Command: `{cmd}`\n")
 print(f"Median of {rounds} interleaved rounds after a warm-up; pgbench `-j {threads}` (TPC-B -M prepared: one thread per client, see "
       f"below), `-n`, `-T` = {duration} s + clients / 100 s (TPC-B -M prepared: clients / 50 s; pgbench's -T includes the logins, its TPS leaves them out); "
@@ -330,8 +331,8 @@ print(f"Median of {rounds} interleaved rounds after a warm-up; pgbench `-j {thre
       f"Poold and PgBouncer 1.18 in `pool_mode = transaction` with `default_pool_size = {pool}`. "
       "poold-tx-primary (load_balance_mode = off) and pgbouncer-tx send everything to the primary; poold-tx-lb balances "
       "reads over the three nodes (20 server connections per node).\n")
-print("The figures were taken on a shared 2-core machine (other test runs were going on at the same time): compare targets "
-      "within one run (they are interleaved), not across runs.\n")
+print("pgbench, the proxies and the three PostgreSQL servers share this machine's cores: compare targets within one run "
+      "(they are interleaved), not across runs or machines. " + os.environ.get("BENCH_NOTE", "") + "\n")
 print("- p99: 99th percentile of every transaction's latency from pgbench's per-transaction log (`-l`, no sampling).\n"
       "- failed: pgbench's failed transactions plus aborted clients (summed over the rounds).\n"
       "- proxy CPU: user + system time of the proxy process during the run, per transaction.\n"
