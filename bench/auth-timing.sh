@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 . scripts/cluster.sh
+. bench/lib.sh
 
 N=${N:-200}
 COLD=${COLD:-100}
@@ -20,11 +21,7 @@ ensure_postgres
 work=$(mktemp -d /tmp/poold-auth-timing.XXXXXX)
 chmod 755 "$work"
 pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    cluster_stop "$work/pg" 0
-    rm -rf "$work"
-}
+cleanup() { bench_stop 0; }
 trap cleanup EXIT
 
 dotnet build src/Poold -c Release -v q -nologo >/dev/null

@@ -28,6 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 . scripts/cluster.sh
+. bench/lib.sh
 
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
@@ -62,18 +63,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 work=$(mktemp -d /tmp/poold-bench-tx.XXXXXX)
 chmod 755 "$work"
 pids=()
-cleanup() {
-    set +e
-    trap '' INT TERM
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null
-    done
-    cluster_stop "$work/pg" 2
-    rm -rf "$work"
-    log "stopped"
-}
+cleanup() { bench_stop 2; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -84,40 +74,10 @@ export PG_MAX_CONNECTIONS=300
 cluster_start "$work/pg" "$DIRECT_PORT" 2
 cluster_sql "$work/pg" "$DIRECT_PORT" "CREATE ROLE $USER_NAME LOGIN PASSWORD '$USER_PASSWORD'"
 cluster_sql "$work/pg" "$DIRECT_PORT" "CREATE DATABASE $USER_NAME OWNER $USER_NAME"
-log "pgbench -i -s $SCALE"
-PGPASSWORD=$USER_PASSWORD pgbench -h 127.0.0.1 -p "$DIRECT_PORT" -U "$USER_NAME" -i -q -s "$SCALE" "$USER_NAME" >/dev/null 2>&1 \
-    || die "pgbench -i failed"
-for _ in $(seq 1 100); do
-    lag=$(as_pg psql -h "$work/pg" -p "$DIRECT_PORT" -U postgres -qAt -c \
-        "SELECT count(*) FROM pg_stat_replication WHERE replay_lsn < pg_current_wal_insert_lsn()")
-    [ "$lag" = 0 ] && break
-    sleep 0.2
-done
+bench_data "$DIRECT_PORT" "$SCALE"
 
 # ---- the shared secrets, as bench/compare.sh ----
-(umask 077; printf 'bench-key-%s\n' "$RANDOM$RANDOM" >"$work/pgpoolkey")
-aes=$(dotnet src/PgEnc/bin/Release/net10.0/pg_enc.dll -k "$work/pgpoolkey" "$USER_PASSWORD" | sed -n 's/^pool_passwd string: //p')
-printf '%s:%s\n' "$USER_NAME" "$aes" >"$work/pool_passwd"
-printf 'host all all 127.0.0.1/32 scram-sha-256\nlocal all all scram-sha-256\n' >"$work/pool_hba.conf"
-printf '"%s" "%s"\n' "$USER_NAME" "$USER_PASSWORD" >"$work/userlist.txt"
-chmod 644 "$work/pool_passwd" "$work/pool_hba.conf" "$work/userlist.txt"
-
-backends() {
-    for i in 0 1 2; do
-        printf "backend_hostname%s = '127.0.0.1'\nbackend_port%s = %s\nbackend_weight%s = 1\nbackend_application_name%s = 'replica%s'\n" \
-            "$i" "$i" "$((DIRECT_PORT + i))" "$i" "$i" "$i"
-    done
-}
-
-wait_ready() { # NAME PORT PID
-    for _ in $(seq 1 300); do
-        PGPASSWORD=$USER_PASSWORD psql "host=127.0.0.1 port=$2 user=$USER_NAME dbname=$USER_NAME sslmode=disable" -qAtc "SELECT 1" \
-            >/dev/null 2>&1 && return 0
-        kill -0 "$3" 2>/dev/null || die "$1 exited at start (see $work)"
-        sleep 0.2
-    done
-    die "$1 did not start on port $2"
-}
+bench_secrets
 
 start_poold_tx() { # NAME PORT LOAD_BALANCE
     local name=$1 port=$2 balance=$3
@@ -130,7 +90,7 @@ pcp_listen_addresses = ''
 pcp_socket_dir = '$work/$name'
 pcp_port = $((port + 10))
 load_balance_mode = $balance
-$(backends)
+$(bench_backends "$DIRECT_PORT")
 pool_mode = transaction
 default_pool_size = $POOL_SIZE
 max_client_conn = $((max_clients + 100))

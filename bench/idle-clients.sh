@@ -18,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 . scripts/cluster.sh
+. bench/lib.sh
 
 COUNT=${COUNT:-10000}
 CONCURRENCY=${CONCURRENCY:-100}
@@ -38,18 +39,7 @@ ports=$(awk '{print $2 - $1}' /proc/sys/net/ipv4/ip_local_port_range)
 work=$(mktemp -d /tmp/poold-idle.XXXXXX)
 chmod 755 "$work"
 pids=()
-cleanup() {
-    set +e
-    trap '' INT TERM
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null
-    done
-    cluster_stop "$work/pg" 0
-    rm -rf "$work"
-    log "stopped"
-}
+cleanup() { bench_stop 0; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

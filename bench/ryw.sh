@@ -18,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 . scripts/cluster.sh
+. bench/lib.sh
 
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
@@ -35,18 +36,7 @@ ensure_postgres
 work=$(mktemp -d /tmp/poold-ryw.XXXXXX)
 chmod 755 "$work"
 pids=()
-cleanup() {
-    set +e
-    trap '' INT TERM
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null
-    done
-    cluster_stop "$work/pg" 2
-    rm -rf "$work"
-    log "stopped"
-}
+cleanup() { bench_stop 2; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -58,31 +48,9 @@ if [ "$LAG_MS" -gt 0 ]; then
     cluster_sql "$work/pg" "$((DIRECT_PORT + 2))" "ALTER SYSTEM SET recovery_min_apply_delay = '${LAG_MS}ms'"
     cluster_sql "$work/pg" "$((DIRECT_PORT + 2))" "SELECT pg_reload_conf()"
 fi
-log "pgbench -i -s $SCALE"
-PGPASSWORD=$USER_PASSWORD pgbench -h 127.0.0.1 -p "$DIRECT_PORT" -U "$USER_NAME" -i -q -s "$SCALE" "$USER_NAME" >/dev/null 2>&1 \
-    || die "pgbench -i failed"
-for _ in $(seq 1 100); do
-    lag=$(as_pg psql -h "$work/pg" -p "$DIRECT_PORT" -U postgres -qAt -c \
-        "SELECT count(*) FROM pg_stat_replication WHERE replay_lsn < pg_current_wal_insert_lsn()")
-    [ "$lag" = 0 ] && break
-    sleep 0.2
-done
+bench_data "$DIRECT_PORT" "$SCALE"
 
-(umask 077; printf 'bench-key-%s\n' "$RANDOM$RANDOM" >"$work/pgpoolkey")
-aes=$(dotnet src/PgEnc/bin/Release/net10.0/pg_enc.dll -k "$work/pgpoolkey" "$USER_PASSWORD" | sed -n 's/^pool_passwd string: //p')
-printf '%s:%s\n' "$USER_NAME" "$aes" >"$work/pool_passwd"
-printf 'host all all 127.0.0.1/32 scram-sha-256\nlocal all all scram-sha-256\n' >"$work/pool_hba.conf"
-chmod 644 "$work/pool_passwd" "$work/pool_hba.conf"
-
-wait_ready() { # NAME PORT PID
-    for _ in $(seq 1 300); do
-        PGPASSWORD=$USER_PASSWORD psql "host=127.0.0.1 port=$2 user=$USER_NAME dbname=$USER_NAME sslmode=disable" -qAtc "SELECT 1" \
-            >/dev/null 2>&1 && return 0
-        kill -0 "$3" 2>/dev/null || die "$1 exited at start (see $work)"
-        sleep 0.2
-    done
-    die "$1 did not start on port $2"
-}
+bench_secrets
 
 declare -A pid_of=()
 start_poold() { # NAME PORT READ_YOUR_WRITES
