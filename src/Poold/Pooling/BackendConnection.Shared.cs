@@ -24,7 +24,24 @@ internal sealed partial class BackendConnection
     /// client drops them all (DEALLOCATE ALL) before it relies on any.
     /// </summary>
     public bool PreparedUncertain { get; set; }
+
+    /// <summary>
+    /// This connection as a session's only one, the way the session publishes it to other threads (SHOW POOL_PROCESSES,
+    /// a CancelRequest): immutable one-element snapshots made once, so binding it transaction after transaction allocates
+    /// nothing. Read only by the session that has the connection checked out.
+    /// </summary>
+    public (int NodeId, int ProcessId)[] PublishedAlone => _publishedAlone ??= [(NodeId, ProcessId)];
+
+    private (int NodeId, int ProcessId)[]? _publishedAlone;
+
+    /// <inheritdoc cref="PublishedAlone"/>
+    public CancelTarget[] CancelTargetsAlone => _cancelTargetsAlone ??= [new CancelTarget(Node, ProcessId, SecretKey)];
+
+    private CancelTarget[]? _cancelTargetsAlone;
 }
+
+/// <summary>Where a CancelRequest for a session goes: a node and the backend's key there.</summary>
+internal readonly record struct CancelTarget(Config.BackendSettings Node, int ProcessId, int SecretKey);
 
 /// <summary>A named statement on a server connection: the client's Parse frame, and when a batch last used it (LRU).</summary>
 internal sealed class ServerStatement(byte[] parseFrame, long lastUsed)

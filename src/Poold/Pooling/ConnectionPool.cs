@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Threading.Tasks.Sources;
 using Poold.Config;
 
 namespace Poold.Pooling;
@@ -19,6 +21,12 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
     /// <summary>Transaction-mode pools: connections open per key (idle or in use) and the clients waiting, in arrival order.</summary>
     private readonly Dictionary<PoolKey, SharedPool> _shared = [];
+
+    /// <summary>Ends the waits past query_wait_timeout (<see cref="ExpireWaiters"/>); made at the first wait.</summary>
+    private ITimer? _waitTimer;
+
+    /// <summary>When <see cref="_waitTimer"/> fires next (a timestamp; <see cref="long.MaxValue"/> when it is not armed).</summary>
+    private long _waitTimerDue = long.MaxValue;
     private readonly TimeProvider _time;
     private readonly ITimer? _pruneTimer;
     private PoolLimits _limits;
@@ -281,16 +289,18 @@ internal sealed class ConnectionPool : IAsyncDisposable
     /// Transaction mode: a server connection for <paramref name="key"/>. Returns an idle one that <paramref name="accept"/>
     /// allows and that is still good, or null when the caller is to open a new one (its slot is then reserved: it calls
     /// <see cref="Opened"/> with the connection or <see cref="OpenFailed"/>). With <c>default_pool_size</c> connections
-    /// of the key (or <c>max_db_connections</c> of the node) open and none idle, the client waits, first come first
-    /// served, for one to be returned or closed; after <paramref name="limits"/>' wait it gets <see cref="PoolWaitTimeoutException"/>.
+    /// of the key (or <c>max_db_connections</c> of the node) open and none idle, the client waits in
+    /// <paramref name="waiter"/>, first come first served, for one to be returned or closed; after <paramref name="limits"/>'
+    /// wait it gets <see cref="PoolWaitTimeoutException"/>.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<BackendConnection?> AcquireAsync(PoolKey key, SharedLimits limits, Func<BackendConnection, bool> accept,
-        CancellationToken cancellationToken)
+        PoolWaiter waiter, CancellationToken cancellationToken)
     {
-        var started = _time.GetTimestamp();
+        var deadline = _time.GetTimestamp() + (long)(limits.Wait.TotalSeconds * _time.TimestampFrequency);
         while (true)
         {
-            PoolWaiter? waiter = null;
+            var wait = false;
             BackendConnection? handed = null;
             BackendConnection? unwanted = null;
             lock (_lock)
@@ -299,7 +309,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
                 var pool = SharedLocked(key, limits);
                 if (pool.Waiters.Count > 0)
                 {
-                    waiter = Enqueue(pool);
+                    wait = true;
                 }
                 else if (TakeIdleLocked(key, accept) is { } idle)
                 {
@@ -317,7 +327,17 @@ internal sealed class ConnectionPool : IAsyncDisposable
                 }
                 else
                 {
-                    waiter = Enqueue(pool);
+                    wait = true;
+                }
+
+                if (wait)
+                {
+                    if (_time.GetTimestamp() >= deadline)
+                    {
+                        throw new PoolWaitTimeoutException(key, limits.Wait);
+                    }
+
+                    EnqueueLocked(pool, waiter, key, limits.Wait, deadline);
                 }
             }
 
@@ -327,9 +347,16 @@ internal sealed class ConnectionPool : IAsyncDisposable
                 return null;
             }
 
-            if (waiter is not null)
+            if (wait)
             {
-                handed = await WaitAsync(waiter, key, limits, started, cancellationToken);
+                // One registration per wait, on a source whose nodes are reused; the deadline is the pool's timer's.
+                using (cancellationToken.CanBeCanceled
+                           ? cancellationToken.UnsafeRegister(static (w, token) => ((PoolWaiter)w!).Cancel(token), waiter)
+                           : default)
+                {
+                    handed = await waiter.WaitAsync();
+                }
+
                 if (handed is null)
                 {
                     return null;
@@ -353,51 +380,98 @@ internal sealed class ConnectionPool : IAsyncDisposable
         }
     }
 
-    /// <summary>
-    /// Waits in line for a connection (or a slot to open one: null) until query_wait_timeout. Whoever hands something over
-    /// takes the waiter out of the line first (<see cref="PoolWaiter.Granted"/>), so a wait that ends at the same moment
-    /// still receives it and gives it back: nothing is lost.
-    /// </summary>
-    private async ValueTask<BackendConnection?> WaitAsync(PoolWaiter waiter, PoolKey key, SharedLimits limits, long started,
-        CancellationToken cancellationToken)
+    /// <summary>Puts <paramref name="waiter"/> at the end of <paramref name="pool"/>'s line and makes sure the timer wakes by its deadline.</summary>
+    private void EnqueueLocked(SharedPool pool, PoolWaiter waiter, PoolKey key, TimeSpan wait, long deadline)
     {
-        var remaining = limits.Wait - _time.GetElapsedTime(started);
-        try
+        waiter.Enter(this, key, wait, deadline);
+        pool.Waiters.AddLast(waiter.Node);
+        if (deadline < _waitTimerDue)
         {
-            return remaining > TimeSpan.Zero ? await waiter.Task.WaitAsync(remaining, _time, cancellationToken) : throw new TimeoutException();
+            ArmWaitTimerLocked(deadline);
         }
-        catch (Exception e) when (e is TimeoutException or OperationCanceledException)
+    }
+
+    private void ArmWaitTimerLocked(long deadline)
+    {
+        _waitTimerDue = deadline;
+        if (_waitTimer is null)
         {
-            bool granted;
-            lock (_lock)
+            using (ExecutionContext.SuppressFlow())
             {
-                granted = waiter.Granted;
-                if (!granted)
-                {
-                    _shared[key].Waiters.Remove(waiter);
-                }
+                _waitTimer = _time.CreateTimer(static p => ((ConnectionPool)p!).ExpireWaiters(), this, Timeout.InfiniteTimeSpan,
+                    Timeout.InfiniteTimeSpan);
             }
-
-            if (granted)
-            {
-                // Handed something just as the wait ended: give it back rather than lose it or its slot.
-                if (await waiter.Task is { } late)
-                {
-                    Return(late);
-                }
-                else
-                {
-                    OpenFailed(key);
-                }
-            }
-
-            if (e is OperationCanceledException)
-            {
-                throw;
-            }
-
-            throw new PoolWaitTimeoutException(key, limits.Wait);
         }
+
+        var due = TimeSpan.FromSeconds(Math.Max(0, deadline - _time.GetTimestamp()) / (double)_time.TimestampFrequency);
+        _waitTimer.Change(due + TimerSlack, Timeout.InfiniteTimeSpan);
+    }
+
+    /// <summary>A timer may fire a little early: this much later, every deadline it was armed for has passed.</summary>
+    private static readonly TimeSpan TimerSlack = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>
+    /// The wait timer: every waiter past its deadline leaves its line with <see cref="PoolWaitTimeoutException"/>; the
+    /// timer is armed again for the earliest deadline left. One timer for the pool, not one per wait: waits come and go
+    /// thousands of times a second and almost all end by a handover long before their deadline.
+    /// </summary>
+    private void ExpireWaiters()
+    {
+        List<PoolWaiter>? expired = null;
+        lock (_lock)
+        {
+            var now = _time.GetTimestamp();
+            var next = long.MaxValue;
+            foreach (var pool in _shared.Values)
+            {
+                for (var n = pool.Waiters.First; n is not null;)
+                {
+                    var following = n.Next;
+                    if (n.Value.Deadline <= now)
+                    {
+                        pool.Waiters.Remove(n);
+                        (expired ??= []).Add(n.Value);
+                    }
+                    else
+                    {
+                        next = Math.Min(next, n.Value.Deadline);
+                    }
+
+                    n = following;
+                }
+            }
+
+            _waitTimerDue = long.MaxValue;
+            if (next != long.MaxValue && !_disposed)
+            {
+                ArmWaitTimerLocked(next);
+            }
+        }
+
+        if (expired is not null)
+        {
+            foreach (var waiter in expired)
+            {
+                waiter.Fail(new PoolWaitTimeoutException(waiter.Key, waiter.Wait));
+            }
+        }
+    }
+
+    /// <summary>The waiting client's session ends (shutdown): it leaves the line unless something was already handed to it.</summary>
+    private void CancelWait(PoolWaiter waiter, CancellationToken token)
+    {
+        lock (_lock)
+        {
+            if (waiter.Node.List is not { } line)
+            {
+                // Handed a connection (or timed out) just now: its result is on the way.
+                return;
+            }
+
+            line.Remove(waiter.Node);
+        }
+
+        waiter.Fail(new OperationCanceledException(token));
     }
 
     /// <summary>A transaction-mode connection opened on a slot <see cref="AcquireAsync"/> reserved.</summary>
@@ -483,14 +557,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
         return pool;
     }
 
-    private static PoolWaiter Enqueue(SharedPool pool)
-    {
-        var waiter = new PoolWaiter();
-        pool.Waiters.AddLast(waiter);
-        return waiter;
-    }
-
-    /// <summary>The first client in line, taken out of it (and marked granted), or null when none waits.</summary>
+    /// <summary>The first client in line, taken out of it (whoever takes a waiter out of its line completes it), or null when none waits.</summary>
     private static PoolWaiter? DequeueLocked(SharedPool pool)
     {
         if (pool.Waiters.First is not { } first)
@@ -499,7 +566,6 @@ internal sealed class ConnectionPool : IAsyncDisposable
         }
 
         pool.Waiters.RemoveFirst();
-        first.Value.Granted = true;
         return first.Value;
     }
 
@@ -592,7 +658,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
         // Completed off this thread: the pool's lock is held here, and the waiter's session would run under it.
         var waiter = DequeueLocked(pool)!;
-        ThreadPool.UnsafeQueueUserWorkItem(static w => w.TrySetResult(null), waiter, preferLocal: false);
+        ThreadPool.UnsafeQueueUserWorkItem(static w => w.Complete(null), waiter, preferLocal: false);
         return true;
     }
 
@@ -609,13 +675,53 @@ internal sealed class ConnectionPool : IAsyncDisposable
     }
 
     /// <summary>
-    /// A client waiting for a connection of a transaction-mode pool. Completed without a hop to the thread pool: the
-    /// session that returns a connection hands it over and the waiter's session runs on at once, as an event loop would.
+    /// A client's place in a transaction-mode pool's line: one per session, reused wait after wait (no allocation per
+    /// wait). Whoever takes it out of its line — a returning session handing over its connection, a freed slot, the
+    /// deadline timer, a cancel — completes it, exactly once. Completed without a hop to the thread pool: the session
+    /// that returns a connection hands it over and the waiter's session runs on at once, as an event loop would.
     /// </summary>
-    internal sealed class PoolWaiter : TaskCompletionSource<BackendConnection?>
+    internal sealed class PoolWaiter : IValueTaskSource<BackendConnection?>
     {
-        /// <summary>Taken out of the line to be handed something (under the pool's lock): its result is coming.</summary>
-        public bool Granted;
+        private ManualResetValueTaskSourceCore<BackendConnection?> _core = new() { RunContinuationsAsynchronously = false };
+        private ConnectionPool? _pool;
+
+        public PoolWaiter() => Node = new LinkedListNode<PoolWaiter>(this);
+
+        /// <summary>Its place in a line; in no list while it does not wait, or once it was taken out.</summary>
+        public LinkedListNode<PoolWaiter> Node { get; }
+
+        public PoolKey Key { get; private set; } = null!;
+
+        public TimeSpan Wait { get; private set; }
+
+        /// <summary>When the wait gives up (a <see cref="TimeProvider"/> timestamp).</summary>
+        public long Deadline { get; private set; }
+
+        /// <summary>Starts a wait (under the pool's lock, before it joins the line).</summary>
+        public void Enter(ConnectionPool pool, PoolKey key, TimeSpan wait, long deadline)
+        {
+            _core.Reset();
+            _pool = pool;
+            Key = key;
+            Wait = wait;
+            Deadline = deadline;
+        }
+
+        public ValueTask<BackendConnection?> WaitAsync() => new(this, _core.Version);
+
+        /// <summary>Hands over a connection, or null for a slot to open one.</summary>
+        public void Complete(BackendConnection? connection) => _core.SetResult(connection);
+
+        public void Fail(Exception error) => _core.SetException(error);
+
+        public void Cancel(CancellationToken token) => _pool?.CancelWait(this, token);
+
+        public BackendConnection? GetResult(short token) => _core.GetResult(token);
+
+        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            _core.OnCompleted(continuation, state, token, flags);
     }
 
     /// <summary>
@@ -692,7 +798,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
             {
                 while (DequeueLocked(pool) is { } waiter)
                 {
-                    ThreadPool.UnsafeQueueUserWorkItem(static w => w.TrySetException(new ObjectDisposedException(nameof(ConnectionPool))), waiter,
+                    ThreadPool.UnsafeQueueUserWorkItem(static w => w.Fail(new ObjectDisposedException(nameof(ConnectionPool))), waiter,
                         preferLocal: false);
                 }
             }
@@ -701,6 +807,11 @@ internal sealed class ConnectionPool : IAsyncDisposable
         if (_pruneTimer is not null)
         {
             await _pruneTimer.DisposeAsync();
+        }
+
+        if (_waitTimer is not null)
+        {
+            await _waitTimer.DisposeAsync();
         }
 
         foreach (var connection in all)
@@ -734,7 +845,7 @@ internal sealed record PoolLimits(bool Cache, int MaxPerNode, int MaxIdlePerKey,
 }
 
 /// <summary>Transaction mode's bounds: default_pool_size per pool, max_db_connections per node (0 = none), query_wait_timeout.</summary>
-internal sealed record SharedLimits(int PoolSize, int NodeMax, TimeSpan Wait)
+internal readonly record struct SharedLimits(int PoolSize, int NodeMax, TimeSpan Wait)
 {
     public static SharedLimits From(PooldSettings settings) => new(settings.Get(Params.DefaultPoolSize), settings.Get(Params.MaxDbConnections),
         settings.Get(Params.QueryWaitTimeout));
@@ -747,7 +858,7 @@ internal readonly struct PoolHandoff(ConnectionPool.PoolWaiter? waiter, BackendC
     public bool IsEmpty => waiter is null;
 
     /// <summary>Gives the connection to the waiter; its session continues on this thread. Nothing to do when no one waited.</summary>
-    public void Complete() => waiter?.TrySetResult(connection);
+    public void Complete() => waiter?.Complete(connection);
 }
 
 /// <summary>One transaction-mode pool as SHOW POOL_POOLS reports it.</summary>

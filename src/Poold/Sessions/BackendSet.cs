@@ -1,4 +1,4 @@
-using Poold.Config;
+using Poold.Pooling;
 
 namespace Poold.Sessions;
 
@@ -52,15 +52,21 @@ internal sealed class BackendSet
         Publish();
     }
 
-    /// <summary>Empties the set (published at once, so a cancel that comes now finds nothing) and returns what it held.</summary>
+    /// <summary>
+    /// Empties the set (published at once, so a cancel that comes now finds nothing) and returns what it held: a list the
+    /// set reuses, valid until the next call (only the set's owner calls it, and goes through the list before it calls again).
+    /// </summary>
     public List<NodeLink> TakeAll()
     {
-        var links = _links.Values.ToList();
+        _taken.Clear();
+        _taken.AddRange(_links.Values);
         _links.Clear();
         Primary = null;
         Publish();
-        return links;
+        return _taken;
     }
+
+    private readonly List<NodeLink> _taken = [];
 
     private void Publish()
     {
@@ -68,6 +74,18 @@ internal sealed class BackendSet
         {
             Volatile.Write(ref _published, []);
             Volatile.Write(ref _cancelTargets, []);
+            return;
+        }
+
+        if (_links.Count == 1)
+        {
+            // The usual case in transaction mode: the connection's own snapshot, made once for its life.
+            foreach (var link in _links.Values)
+            {
+                Volatile.Write(ref _published, link.Connection.PublishedAlone);
+                Volatile.Write(ref _cancelTargets, link.Connection.CancelTargetsAlone);
+            }
+
             return;
         }
 
@@ -90,6 +108,3 @@ internal sealed class BackendSet
         Volatile.Write(ref _cancelTargets, targets);
     }
 }
-
-/// <summary>Where a CancelRequest for a session goes: a node and the backend's key there.</summary>
-internal readonly record struct CancelTarget(BackendSettings Node, int ProcessId, int SecretKey);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Poold.Config;
 using Poold.Pooling;
 using Poold.Protocol;
@@ -19,6 +20,9 @@ internal sealed partial class ClientSession
 {
     /// <summary>pool_mode (or pool_mode_database_list) for this session's database is transaction.</summary>
     private bool _transactionMode;
+
+    /// <summary>This session's place in a pool's line when it waits for a server connection (one wait at a time: the client pump's).</summary>
+    private ConnectionPool.PoolWaiter? _poolWaiter;
 
     /// <summary>Why a transaction-mode session keeps its connections to its end; null while it does not.</summary>
     private string? _pinnedBy;
@@ -101,7 +105,8 @@ internal sealed partial class ClientSession
     /// pool closes its least recently used idle connection past num_init_children × max_pool); in transaction mode one
     /// from the node's shared pool, waiting when default_pool_size are busy.
     /// </summary>
-    private async Task<BackendConnection> ConnectAsync(Backends.NodeState node, CancellationToken ct, bool wait = true)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<BackendConnection> ConnectAsync(Backends.NodeState node, CancellationToken ct, bool wait = true)
     {
         var key = BackendKey(node.Id);
         var pool = _services.Pool;
@@ -113,7 +118,7 @@ internal sealed partial class ClientSession
             {
                 var limits = SharedLimits.From(_services.Settings);
                 Volatile.Write(ref _waitingForServer, true);
-                shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, MayUse(), ct);
+                shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, MayUse(), _poolWaiter ??= new(), ct);
             }
             catch (PoolWaitTimeoutException) when (!wait || (_primaryNodeId >= 0 && _backends.Count == 0))
             {
@@ -192,9 +197,10 @@ internal sealed partial class ClientSession
 
     /// <summary>The session's link to the primary, bound now when the session holds none (transaction mode).</summary>
     private ValueTask<NodeLink> PrimaryLinkAsync(CancellationToken ct) =>
-        _backends.Primary is { } primary ? ValueTask.FromResult(primary) : new ValueTask<NodeLink>(BindPrimaryAsync(ct));
+        _backends.Primary is { } primary ? ValueTask.FromResult(primary) : BindPrimaryAsync(ct);
 
-    private async Task<NodeLink> BindPrimaryAsync(CancellationToken ct)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<NodeLink> BindPrimaryAsync(CancellationToken ct)
     {
         var nodes = _services.Nodes.Current;
         if (_primaryNodeId < 0 || _primaryNodeId >= nodes.Nodes.Length)

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using Poold.Backends;
@@ -132,7 +133,8 @@ internal sealed partial class ClientSession
 
     // ---- reading the client's messages ----
 
-    private async Task OnClientMessageAsync(byte code, ReadOnlySequence<byte> frame, ReadOnlySequence<byte> body, CancellationToken ct)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask OnClientMessageAsync(byte code, ReadOnlySequence<byte> frame, ReadOnlySequence<byte> body, CancellationToken ct)
     {
         switch (code)
         {
@@ -259,7 +261,8 @@ internal sealed partial class ClientSession
 
     // ---- simple Query ----
 
-    private async Task DispatchQueryAsync(ReadOnlySequence<byte> frame, ReadOnlySequence<byte> body, CancellationToken ct)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask DispatchQueryAsync(ReadOnlySequence<byte> frame, ReadOnlySequence<byte> body, CancellationToken ct)
     {
         _lastBatchExtended = false;
         var span = body.IsSingleSegment ? body.FirstSpan : body.ToArray();
@@ -353,7 +356,8 @@ internal sealed partial class ClientSession
 
     // ---- extended protocol ----
 
-    private async Task DispatchBatchAsync(bool sync, CancellationToken ct)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask DispatchBatchAsync(bool sync, CancellationToken ct)
     {
         if (_batch.WrittenCount == 0)
         {
@@ -807,7 +811,8 @@ internal sealed partial class ClientSession
 
     // ---- sending ----
 
-    private async Task SendAsync(NodeLink link, ReadOnlySequence<byte> frame, bool relay, string reason, CancellationToken ct,
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask SendAsync(NodeLink link, ReadOnlySequence<byte> frame, bool relay, string reason, CancellationToken ct,
         Classification? classification = null)
     {
         if (classification?.Verb == "LISTEN")
@@ -844,7 +849,7 @@ internal sealed partial class ClientSession
     private ValueTask<NodeLink> LinkAsync(int id, CancellationToken ct) =>
         _backends.TryGet(id, out var existing) && IsUsable(existing)
             ? ValueTask.FromResult(existing)
-            : new ValueTask<NodeLink>(OpenLinkAsync(id, ct));
+            : OpenLinkAsync(id, ct);
 
     /// <summary>
     /// The primary, or a standby connection that is busy, was used in the last few milliseconds, or has not been
@@ -855,7 +860,8 @@ internal sealed partial class ClientSession
                                             || _services.Time.GetElapsedTime(link.LastUsed) < ProbeAfterIdle
                                             || !link.Connection.IsClosedByPeer()));
 
-    private async Task<NodeLink> OpenLinkAsync(int id, CancellationToken ct)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<NodeLink> OpenLinkAsync(int id, CancellationToken ct)
     {
         if (_backends.TryGet(id, out var existing))
         {
@@ -926,7 +932,7 @@ internal sealed partial class ClientSession
     private async Task<int> CatchUpAsync(NodeLink link, List<BatchMessage> messages, CancellationToken ct)
     {
         var connection = link.Connection;
-        if (link.StaleStatements.Count == 0 && link.AppliedHistory == _state.Version && messages.Count == 0 && link.TransactionOpen == InTransactionNow())
+        if (!link.HasStaleStatements && link.AppliedHistory == _state.Version && messages.Count == 0 && link.TransactionOpen == InTransactionNow())
         {
             return 0;
         }

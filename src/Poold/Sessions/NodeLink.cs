@@ -47,11 +47,18 @@ internal sealed class NodeLink(BackendConnection connection)
     /// <summary>A Parse ran on this connection while bound.</summary>
     public bool ParsedSinceBound { get; set; }
 
-    /// <summary>Named prepared statements that exist on this connection.</summary>
-    public HashSet<string> Statements { get; } = new(StringComparer.Ordinal);
+    /// <summary>Named prepared statements that exist on this connection (made at first use: most transactions bind none).</summary>
+    public HashSet<string> Statements => _statements ??= new(StringComparer.Ordinal);
+
+    private HashSet<string>? _statements;
 
     /// <summary>Statements the client closed elsewhere that still exist here: closed before this connection's next batch.</summary>
-    public HashSet<string> StaleStatements { get; } = new(StringComparer.Ordinal);
+    public HashSet<string> StaleStatements => _staleStatements ??= new(StringComparer.Ordinal);
+
+    private HashSet<string>? _staleStatements;
+
+    /// <summary>Whether <see cref="StaleStatements"/> has any, without making the set.</summary>
+    public bool HasStaleStatements => _staleStatements is { Count: > 0 };
 
     /// <summary>The node was detached (a hung or dead server): a statement waiting on it ends with an error at once.</summary>
     public bool NodeDown => _nodeDown;

@@ -53,7 +53,16 @@ internal sealed class SessionStateHistory
         }
         else
         {
-            _entries.RemoveAll(entry => entry.Key == c.SettingKey);
+            // A loop, not RemoveAll with a lambda: the lambda's closure over c would be allocated on every call, early
+            // return or not (every statement of a transaction-mode session comes through here).
+            var key = c.SettingKey;
+            for (var i = _entries.Count - 1; i >= 0; i--)
+            {
+                if (_entries[i].Key == key)
+                {
+                    _entries.RemoveAt(i);
+                }
+            }
         }
 
         _entries.Add(new HistoryEntry(c.SettingKey, sql, QueryFrame(sql), c.Deallocates == "*"));

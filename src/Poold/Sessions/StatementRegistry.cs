@@ -57,13 +57,16 @@ internal sealed class StatementRegistry(TimeProvider time)
     public void CatchUp(NodeLink link, List<BatchMessage> messages, bool shared, int cap, List<byte[]> frames)
     {
         var connection = link.Connection;
-        foreach (var stale in link.StaleStatements)
+        if (link.HasStaleStatements)
         {
-            frames.Add(CloseFrame(stale));
-            connection.Prepared.Remove(stale);
-        }
+            foreach (var stale in link.StaleStatements)
+            {
+                frames.Add(CloseFrame(stale));
+                connection.Prepared.Remove(stale);
+            }
 
-        link.StaleStatements.Clear();
+            link.StaleStatements.Clear();
+        }
         if (shared)
         {
             MakeRoom(link, messages, cap, frames);
