@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Net.Sockets;
 using Poold.Auth;
 using Poold.Backends;
@@ -22,7 +21,13 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
     private readonly List<Listener> _listeners;
     private readonly CancellationTokenSource _acceptStop = new();
     private readonly CancellationTokenSource _sessionStop = new();
-    private readonly ConcurrentDictionary<int, Task> _sessions = new();
+    /// <summary>Sessions started and not yet ended: the stop waits for none to be left (<see cref="_sessionsEnded"/>).</summary>
+    private int _runningSessions;
+
+    /// <summary>Set by the stop once no session can start any more; the last session to end then completes <see cref="_sessionsEnded"/>.</summary>
+    private int _draining;
+
+    private readonly TaskCompletionSource _sessionsEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly SemaphoreSlim _slots;
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<Task> _acceptLoops = [];
@@ -396,17 +401,10 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
         var session = new ClientSession(Volatile.Read(ref _services), socket, id, reject);
 
         // Started here, on the accepting thread, up to its first wait (the client's next packet): handing it to the
-        // thread pool cost a thread wake-up per connection and the pool's spinning afterwards. Its table entry is
-        // removed by a continuation attached after the entry is added, so even a session that ends at once leaves none.
-        var task = RunSessionAsync(session);
-        _sessions[id] = task;
-        task.ContinueWith(static (finished, state) =>
-        {
-            if (state is ValueTuple<PooldHost, int> entry)
-            {
-                entry.Item1._sessions.TryRemove(entry.Item2, out _);
-            }
-        }, (this, id), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        // thread pool cost a thread wake-up per connection and the pool's spinning afterwards. Counted, not kept in a
+        // table: an idle session costs a table entry and a continuation less (the stop only needs to know when none is left).
+        Interlocked.Increment(ref _runningSessions);
+        _ = RunSessionAsync(session);
     }
 
     private async Task RunSessionAsync(ClientSession session)
@@ -433,6 +431,11 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
             else
             {
                 Interlocked.Decrement(ref _unadmitted);
+            }
+
+            if (Interlocked.Decrement(ref _runningSessions) == 0 && Volatile.Read(ref _draining) == 1)
+            {
+                _sessionsEnded.TrySetResult();
             }
         }
     }
@@ -516,7 +519,15 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
             await _sessionStop.CancelAsync();
         }
 
-        await Task.WhenAll(_sessions.Values);
+        // The accept loops have ended: no session starts now. Whichever comes last, this check or the last session's end,
+        // completes the wait (both are full fences, so one of them sees the other).
+        Interlocked.Exchange(ref _draining, 1);
+        if (Volatile.Read(ref _runningSessions) == 0)
+        {
+            _sessionsEnded.TrySetResult();
+        }
+
+        await _sessionsEnded.Task;
         if (Replay is { } replay)
         {
             // After the sessions: they ask it until they end.

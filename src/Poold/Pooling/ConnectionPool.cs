@@ -22,6 +22,14 @@ internal sealed class ConnectionPool : IAsyncDisposable
     /// <summary>Transaction-mode pools: connections open per key (idle or in use) and the clients waiting, in arrival order.</summary>
     private readonly Dictionary<PoolKey, SharedPool> _shared = [];
 
+    /// <summary>
+    /// Waiters no wait uses now, for the next ones: a wait allocates nothing, and an idle client holds no waiter (there
+    /// are about as many as clients that wait at once, up to <see cref="MaxFreeWaiters"/>).
+    /// </summary>
+    private readonly Stack<PoolWaiter> _freeWaiters = new();
+
+    private const int MaxFreeWaiters = 4096;
+
     /// <summary>Ends the waits past query_wait_timeout (<see cref="ExpireWaiters"/>); made at the first wait.</summary>
     private ITimer? _waitTimer;
 
@@ -67,14 +75,14 @@ internal sealed class ConnectionPool : IAsyncDisposable
     }
 
     /// <summary>
-    /// Takes the most recently used idle connection for <paramref name="key"/> that <paramref name="accept"/> allows, or
-    /// null, unchecked; the others stay idle. <paramref name="accept"/> runs under the pool's lock: it must be quick.
+    /// Takes the most recently used idle connection for <paramref name="key"/> that a client with <paramref name="credential"/>
+    /// may use (<see cref="BackendConnection.WasOpenedWith"/>), or null, unchecked; the others stay idle.
     /// </summary>
-    private BackendConnection? TryTakeUnchecked(PoolKey key, Func<BackendConnection, bool> accept)
+    private BackendConnection? TryTakeUnchecked(PoolKey key, CredentialTag? credential)
     {
         lock (_lock)
         {
-            return TakeIdleLocked(key, accept);
+            return TakeIdleLocked(key, credential);
         }
     }
 
@@ -89,15 +97,15 @@ internal sealed class ConnectionPool : IAsyncDisposable
     }
 
     /// <summary>
-    /// Takes an idle connection for <paramref name="key"/> that <paramref name="accept"/> allows and that is still good,
+    /// Takes an idle connection for <paramref name="key"/> that a client with <paramref name="credential"/> may use and that is still good,
     /// or null. A connection the server closed or
     /// wrote to while it sat idle (a restart, <c>pg_terminate_backend</c>, <c>idle_session_timeout</c>) is closed and the
     /// next one tried; one idle for longer than <c>server_check_delay</c> first answers <c>server_check_query</c> (a round
     /// trip, as PgBouncer does), which catches a peer that vanished without a FIN (a NAT that dropped the flow).
     /// </summary>
-    public async ValueTask<BackendConnection?> TakeAsync(PoolKey key, Func<BackendConnection, bool> accept, CancellationToken cancellationToken)
+    public async ValueTask<BackendConnection?> TakeAsync(PoolKey key, CredentialTag? credential, CancellationToken cancellationToken)
     {
-        while (TryTakeUnchecked(key, accept) is { } connection)
+        while (TryTakeUnchecked(key, credential) is { } connection)
         {
             if (await IsGoodAsync(connection, cancellationToken))
             {
@@ -286,21 +294,21 @@ internal sealed class ConnectionPool : IAsyncDisposable
     }
 
     /// <summary>
-    /// Transaction mode: a server connection for <paramref name="key"/>. Returns an idle one that <paramref name="accept"/>
-    /// allows and that is still good, or null when the caller is to open a new one (its slot is then reserved: it calls
+    /// Transaction mode: a server connection for <paramref name="key"/>. Returns an idle one that a client with <paramref name="credential"/>
+    /// may use and that is still good, or null when the caller is to open a new one (its slot is then reserved: it calls
     /// <see cref="Opened"/> with the connection or <see cref="OpenFailed"/>). With <c>default_pool_size</c> connections
-    /// of the key (or <c>max_db_connections</c> of the node) open and none idle, the client waits in
-    /// <paramref name="waiter"/>, first come first served, for one to be returned or closed; after <paramref name="limits"/>'
-    /// wait it gets <see cref="PoolWaitTimeoutException"/>.
+    /// of the key (or <c>max_db_connections</c> of the node) open and none idle, the client waits, first come first
+    /// served, for one to be returned or closed; after <paramref name="limits"/>' wait it gets <see cref="PoolWaitTimeoutException"/>.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<BackendConnection?> AcquireAsync(PoolKey key, SharedLimits limits, Func<BackendConnection, bool> accept,
-        PoolWaiter waiter, CancellationToken cancellationToken)
+    public async ValueTask<BackendConnection?> AcquireAsync(PoolKey key, SharedLimits limits, CredentialTag? credential,
+        CancellationToken cancellationToken)
     {
         var deadline = _time.GetTimestamp() + (long)(limits.Wait.TotalSeconds * _time.TimestampFrequency);
         while (true)
         {
             var wait = false;
+            PoolWaiter? waiter = null;
             BackendConnection? handed = null;
             BackendConnection? unwanted = null;
             lock (_lock)
@@ -311,7 +319,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
                 {
                     wait = true;
                 }
-                else if (TakeIdleLocked(key, accept) is { } idle)
+                else if (TakeIdleLocked(key, credential) is { } idle)
                 {
                     handed = idle;
                 }
@@ -337,6 +345,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
                         throw new PoolWaitTimeoutException(key, limits.Wait);
                     }
 
+                    waiter = _freeWaiters.Count > 0 ? _freeWaiters.Pop() : new PoolWaiter();
                     EnqueueLocked(pool, waiter, key, limits.Wait, deadline);
                 }
             }
@@ -350,11 +359,25 @@ internal sealed class ConnectionPool : IAsyncDisposable
             if (wait)
             {
                 // One registration per wait, on a source whose nodes are reused; the deadline is the pool's timer's.
-                using (cancellationToken.CanBeCanceled
-                           ? cancellationToken.UnsafeRegister(static (w, token) => ((PoolWaiter)w!).Cancel(token), waiter)
-                           : default)
+                try
                 {
-                    handed = await waiter.WaitAsync();
+                    using (cancellationToken.CanBeCanceled
+                               ? cancellationToken.UnsafeRegister(static (w, token) => ((PoolWaiter)w!).Cancel(token), waiter)
+                               : default)
+                    {
+                        handed = await waiter!.WaitAsync();
+                    }
+                }
+                finally
+                {
+                    // Out of every line and its result taken: the next wait may use it.
+                    lock (_lock)
+                    {
+                        if (_freeWaiters.Count < MaxFreeWaiters)
+                        {
+                            _freeWaiters.Push(waiter!);
+                        }
+                    }
                 }
 
                 if (handed is null)
@@ -363,12 +386,12 @@ internal sealed class ConnectionPool : IAsyncDisposable
                 }
             }
 
-            if (accept(handed!) && await IsGoodAsync(handed!, cancellationToken))
+            if (handed!.WasOpenedWith(credential) && await IsGoodAsync(handed!, cancellationToken))
             {
                 return handed;
             }
 
-            if (!handed!.IsBroken && !handed.IsClosedByPeer() && !accept(handed))
+            if (!handed!.IsBroken && !handed.IsClosedByPeer() && !handed.WasOpenedWith(credential))
             {
                 // Good, but opened with another credential (pass-through): closed, and its slot is this client's to open one.
                 await handed.DisposeAsync();
@@ -569,7 +592,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
         return first.Value;
     }
 
-    private BackendConnection? TakeIdleLocked(PoolKey key, Func<BackendConnection, bool> accept)
+    private BackendConnection? TakeIdleLocked(PoolKey key, CredentialTag? credential)
     {
         if (!_idle.TryGetValue(key, out var list))
         {
@@ -578,7 +601,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
         for (var n = list.Last; n is not null; n = n.Previous)
         {
-            if (accept(n.Value))
+            if (n.Value.WasOpenedWith(credential))
             {
                 var connection = n.Value;
                 Unlink(connection);
@@ -675,8 +698,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
     }
 
     /// <summary>
-    /// A client's place in a transaction-mode pool's line: one per session, reused wait after wait (no allocation per
-    /// wait). Whoever takes it out of its line — a returning session handing over its connection, a freed slot, the
+    /// A client's place in a transaction-mode pool's line, reused wait after wait (no allocation per wait). Whoever takes it out of its line — a returning session handing over its connection, a freed slot, the
     /// deadline timer, a cancel — completes it, exactly once. Completed without a hop to the thread pool: the session
     /// that returns a connection hands it over and the waiter's session runs on at once, as an event loop would.
     /// </summary>

@@ -107,7 +107,7 @@ internal sealed record StartupPacket(StartupKind Kind, int ProtocolVersion, IRea
                 return result;
             }
 
-            var name = Encoding.UTF8.GetString(s[..nameEnd]);
+            var name = StringInterner.Intern(Encoding.UTF8.GetString(s[..nameEnd]));
             s = s[(nameEnd + 1)..];
             var valueEnd = s.IndexOf((byte)0);
             if (valueEnd < 0)
@@ -115,7 +115,7 @@ internal sealed record StartupPacket(StartupKind Kind, int ProtocolVersion, IRea
                 throw new PgProtocolException(SqlState.ProtocolViolation, $"invalid startup packet layout: no value for \"{name}\"");
             }
 
-            var value = Encoding.UTF8.GetString(s[..valueEnd]);
+            var value = StringInterner.Intern(Encoding.UTF8.GetString(s[..valueEnd]));
             s = s[(valueEnd + 1)..];
             var existing = result.FindIndex(p => p.Key == name);
             if (existing >= 0)

@@ -17,8 +17,31 @@ internal sealed class LoadBalancer
     private readonly IReadOnlyList<Redirect> _byApplication;
     private readonly IReadOnlyList<Redirect> _byDatabase;
 
+    /// <summary>The balancer of the last settings asked for (they are immutable; a reload makes new ones).</summary>
+    private static LoadBalancer? s_last;
+
+    private readonly PooldSettings _settings;
+
+    /// <summary>
+    /// The balancer for <paramref name="settings"/>: one shared by every session under them (it holds no session state),
+    /// rather than one per session with its redirect lists parsed again at every login.
+    /// </summary>
+    public static LoadBalancer For(PooldSettings settings)
+    {
+        var last = Volatile.Read(ref s_last);
+        if (last is not null && ReferenceEquals(last._settings, settings))
+        {
+            return last;
+        }
+
+        last = new LoadBalancer(settings);
+        Volatile.Write(ref s_last, last);
+        return last;
+    }
+
     public LoadBalancer(PooldSettings settings)
     {
+        _settings = settings;
         _byApplication = Redirect.ParseList(settings.Get(Params.AppNameRedirectPreferenceList));
         _byDatabase = Redirect.ParseList(settings.Get(Params.DatabaseRedirectPreferenceList));
         Enabled = settings.Get(Params.LoadBalanceMode);

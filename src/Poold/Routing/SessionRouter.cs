@@ -20,8 +20,9 @@ internal enum NodeChoice : byte
 /// </summary>
 internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog catalog, string database)
 {
-    private readonly HashSet<string> _tempTables = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _writtenObjects = new(StringComparer.Ordinal);
+    /// <summary>Made at first use, as <see cref="_writtenObjects"/>: most sessions never need them, and an idle one should cost little.</summary>
+    private HashSet<string>? _tempTables;
+    private HashSet<string>? _writtenObjects;
     private bool _transactionWrote;
     private bool _transactionSerializable;
     private bool _earlierTransactionWrote;
@@ -74,7 +75,7 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
                     return (NodeChoice.Primary, "the transaction has written (disable_load_balance_on_write = transaction)");
                 case LoadBalanceOnWrite.TransTransaction when _transactionWrote || _earlierTransactionWrote:
                     return (NodeChoice.Primary, "a transaction of this session has written (disable_load_balance_on_write = trans_transaction)");
-                case LoadBalanceOnWrite.DmlAdaptive when c.Names.Any(_writtenObjects.Contains):
+                case LoadBalanceOnWrite.DmlAdaptive when _writtenObjects is { } written && c.Names.Any(written.Contains):
                     return (NodeChoice.Primary, "reads an object the transaction wrote (disable_load_balance_on_write = dml_adaptive)");
             }
         }
@@ -84,7 +85,7 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
             return (NodeChoice.Primary, "the session has written (disable_load_balance_on_write = always)");
         }
 
-        if (options.TempTableCheck != CheckTempTable.None && c.Names.FirstOrDefault(_tempTables.Contains) is { } temp)
+        if (options.TempTableCheck != CheckTempTable.None && _tempTables is { } tempTables && c.Names.FirstOrDefault(tempTables.Contains) is { } temp)
         {
             return (NodeChoice.Primary, $"uses temporary table {temp}");
         }
@@ -168,7 +169,7 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
 
         if (c.CreatedTempTable is { } temp)
         {
-            _tempTables.Add(temp);
+            (_tempTables ??= new(StringComparer.Ordinal)).Add(temp);
         }
 
         if (c.Writes)
@@ -179,6 +180,7 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
                 _transactionWrote = true;
                 foreach (var name in c.Names)
                 {
+                    _writtenObjects ??= new(StringComparer.Ordinal);
                     _writtenObjects.Add(name);
                     if (options.DmlRelationships.TryGetValue(name, out var dependents))
                     {
@@ -245,7 +247,7 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
         _transactionChangedData = false;
         _transactionWrote = false;
         _transactionSerializable = false;
-        _writtenObjects.Clear();
+        _writtenObjects?.Clear();
     }
 
     private void EndTransaction()
@@ -264,6 +266,6 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
         _transactionWrote = false;
         _transactionChangedData = false;
         _transactionSerializable = false;
-        _writtenObjects.Clear();
+        _writtenObjects?.Clear();
     }
 }

@@ -12,7 +12,8 @@ namespace Poold.Sessions;
 /// </summary>
 internal sealed class BackendSet
 {
-    private readonly Dictionary<int, NodeLink> _links = [];
+    /// <summary>At most one link per node, and a session has a few nodes: a list searched in order beats a dictionary, in time and memory.</summary>
+    private readonly List<NodeLink> _links = [];
     private IReadOnlyList<(int NodeId, int ProcessId)> _published = [];
     private CancelTarget[] _cancelTargets = [];
 
@@ -21,7 +22,7 @@ internal sealed class BackendSet
 
     public int Count => _links.Count;
 
-    public Dictionary<int, NodeLink>.ValueCollection Links => _links.Values;
+    public List<NodeLink> Links => _links;
 
     /// <summary>(node, backend pid) of every link, for other threads (SHOW POOL_PROCESSES, pcp_proc_info, the metrics).</summary>
     public IReadOnlyList<(int NodeId, int ProcessId)> Published => Volatile.Read(ref _published);
@@ -29,11 +30,38 @@ internal sealed class BackendSet
     /// <summary>Where a CancelRequest for this session goes now, for the thread that handles it.</summary>
     public CancelTarget[] CancelTargets => Volatile.Read(ref _cancelTargets);
 
-    public bool TryGet(int nodeId, out NodeLink link) => _links.TryGetValue(nodeId, out link!);
+    public bool TryGet(int nodeId, out NodeLink link)
+    {
+        var i = IndexOf(nodeId);
+        link = i >= 0 ? _links[i] : null!;
+        return i >= 0;
+    }
+
+    private int IndexOf(int nodeId)
+    {
+        for (var i = 0; i < _links.Count; i++)
+        {
+            if (_links[i].Connection.NodeId == nodeId)
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
 
     public void Add(NodeLink link, bool primary = false)
     {
-        _links[link.Connection.NodeId] = link;
+        var i = IndexOf(link.Connection.NodeId);
+        if (i >= 0)
+        {
+            _links[i] = link;
+        }
+        else
+        {
+            _links.Add(link);
+        }
+
         if (primary)
         {
             Primary = link;
@@ -44,9 +72,15 @@ internal sealed class BackendSet
 
     public void Remove(int nodeId)
     {
-        if (_links.Remove(nodeId, out var removed) && removed == Primary)
+        var i = IndexOf(nodeId);
+        if (i >= 0)
         {
-            Primary = null;
+            if (_links[i] == Primary)
+            {
+                Primary = null;
+            }
+
+            _links.RemoveAt(i);
         }
 
         Publish();
@@ -59,7 +93,7 @@ internal sealed class BackendSet
     public List<NodeLink> TakeAll()
     {
         _taken.Clear();
-        _taken.AddRange(_links.Values);
+        _taken.AddRange(_links);
         _links.Clear();
         Primary = null;
         Publish();
@@ -80,19 +114,15 @@ internal sealed class BackendSet
         if (_links.Count == 1)
         {
             // The usual case in transaction mode: the connection's own snapshot, made once for its life.
-            foreach (var link in _links.Values)
-            {
-                Volatile.Write(ref _published, link.Connection.PublishedAlone);
-                Volatile.Write(ref _cancelTargets, link.Connection.CancelTargetsAlone);
-            }
-
+            Volatile.Write(ref _published, _links[0].Connection.PublishedAlone);
+            Volatile.Write(ref _cancelTargets, _links[0].Connection.CancelTargetsAlone);
             return;
         }
 
         var published = new (int NodeId, int ProcessId)[_links.Count];
         var targets = new CancelTarget[_links.Count];
         var i = 0;
-        foreach (var link in _links.Values)
+        foreach (var link in _links)
         {
             var connection = link.Connection;
             published[i] = (connection.NodeId, connection.ProcessId);

@@ -100,24 +100,25 @@ internal sealed partial class ClientSession
         _services.Pool.TakeAsync(key, MayUse(), cancellationToken);
 
     /// <summary>
-    /// Whether this client may have a connection from the pool (<see cref="BackendConnection.WasOpenedWith"/>): made
+    /// What this client may take from the pool (<see cref="BackendConnection.WasOpenedWith"/>): its credential's tag, made
     /// once per credential, since a transaction-mode session asks at every transaction.
     /// </summary>
-    private Func<BackendConnection, bool> MayUse()
+    private CredentialTag? MayUse()
     {
         var source = (object?)_backendCredential ?? _clientPassword;
-        if (_mayUse is null || !ReferenceEquals(source, _mayUseSource))
+        if (!_mayUseMade || !ReferenceEquals(source, _mayUseSource))
         {
-            var tag = CredentialTag.Of(SessionCredential);
-            _mayUse = c => c.WasOpenedWith(tag);
+            _mayUse = CredentialTag.Of(SessionCredential);
             _mayUseSource = source;
+            _mayUseMade = true;
         }
 
         return _mayUse;
     }
 
-    private Func<BackendConnection, bool>? _mayUse;
+    private CredentialTag? _mayUse;
     private object? _mayUseSource;
+    private bool _mayUseMade;
 
     // ---- enable_pool_hba = on ----
 

@@ -21,9 +21,6 @@ internal sealed partial class ClientSession
     /// <summary>pool_mode (or pool_mode_database_list) for this session's database is transaction.</summary>
     private bool _transactionMode;
 
-    /// <summary>This session's place in a pool's line when it waits for a server connection (one wait at a time: the client pump's).</summary>
-    private ConnectionPool.PoolWaiter? _poolWaiter;
-
     /// <summary>Why a transaction-mode session keeps its connections to its end; null while it does not.</summary>
     private string? _pinnedBy;
 
@@ -118,7 +115,7 @@ internal sealed partial class ClientSession
             {
                 var limits = SharedLimits.From(_services.Settings);
                 Volatile.Write(ref _waitingForServer, true);
-                shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, MayUse(), _poolWaiter ??= new(), ct);
+                shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, MayUse(), ct);
             }
             catch (PoolWaitTimeoutException) when (!wait || (_primaryNodeId >= 0 && _backends.Count == 0))
             {
@@ -253,6 +250,8 @@ internal sealed partial class ClientSession
             await ReturnSharedAsync(link, cancelled, ct);
         }
 
+        // The list is the set's, reused: it must not keep the links (an idle session holds none).
+        links.Clear();
         Redraw();
     }
 
@@ -346,9 +345,10 @@ internal sealed partial class ClientSession
                 return;
             }
 
+            var links = TakeBinding();
             try
             {
-                foreach (var link in TakeBinding())
+                foreach (var link in links)
                 {
                     link.StopWatching();
                     if (link.SawError && link.ParsedSinceBound)
@@ -379,6 +379,7 @@ internal sealed partial class ClientSession
             }
             finally
             {
+                links.Clear();
                 _cancelGate.Resume();
             }
 

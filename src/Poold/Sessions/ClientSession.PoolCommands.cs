@@ -6,7 +6,10 @@ namespace Poold.Sessions;
 /// <summary>pgpool's SQL commands (SHOW POOL_NODES …), answered by Poold in the session, in both protocols.</summary>
 internal sealed partial class ClientSession : IPoolCommandSession
 {
-    public Dictionary<string, string> PoolOverrides { get; } = new(StringComparer.Ordinal);
+    public Dictionary<string, string> PoolOverrides => _poolOverrides ??= new(StringComparer.Ordinal);
+
+    /// <summary>Made at the first pgpool_set (and <see cref="_poolStatementsMade"/> at the first Poold statement parsed): an idle session holds neither.</summary>
+    private Dictionary<string, string>? _poolOverrides;
 
     private PoolResult RunPoolCommand(string sql) =>
         PoolCommands.Execute(sql, _services.Settings, _services.Nodes.Current, _services.Cancels.Sessions, _services.Counters, this,
@@ -44,16 +47,16 @@ internal sealed partial class ClientSession : IPoolCommandSession
             switch (m.Code)
             {
                 case (byte)FrontendCode.Parse:
-                    _poolStatements[m.Name] = m.Query ?? "";
+                    PoolStatements[m.Name] = m.Query ?? "";
                     buffer.Empty(BackendCode.ParseComplete);
                     break;
                 case (byte)FrontendCode.Bind:
-                    portals[m.Name] = _poolStatements.GetValueOrDefault(m.StatementName, "");
+                    portals[m.Name] = PoolStatements.GetValueOrDefault(m.StatementName, "");
                     buffer.Empty(BackendCode.BindComplete);
                     break;
                 case (byte)FrontendCode.Describe:
                     {
-                        var sql = m.StatementName == "S" ? _poolStatements.GetValueOrDefault(m.Name, "") : portals.GetValueOrDefault(m.Name, "");
+                        var sql = m.StatementName == "S" ? PoolStatements.GetValueOrDefault(m.Name, "") : portals.GetValueOrDefault(m.Name, "");
                         if (m.StatementName == "S")
                         {
                             buffer.NoParameters();
@@ -94,7 +97,9 @@ internal sealed partial class ClientSession : IPoolCommandSession
         EnqueueSynthetic(buffer.Written.ToArray());
     }
 
-    private readonly Dictionary<string, string> _poolStatements = new(StringComparer.Ordinal);
+    private Dictionary<string, string> PoolStatements => _poolStatementsMade ??= new(StringComparer.Ordinal);
+
+    private Dictionary<string, string>? _poolStatementsMade;
 
     private static void AppendResult(MessageBuffer buffer, PoolResult result, bool describe)
     {

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using Poold.Config;
 using Poold.Pooling;
 using Poold.Protocol;
@@ -241,214 +242,12 @@ internal sealed partial class ClientSession
     /// </summary>
     private async Task PumpRepliesAsync(CancellationToken stop)
     {
-        // No hop to the thread pool to start: the first wait (for a batch) comes at once and returns to the caller.
+        // No hop to the thread pool to start: the first wait (for a batch) comes at once and returns to the caller. An
+        // idle session waits here, in this small state machine; the large one that reads replies (DrainRepliesAsync) is
+        // rented from a pool while there are replies to read and given back when the queue is empty.
         while (true)
         {
-            if (_replies.TryRead(out var entry))
-            {
-                if (entry.Synthetic is { } answer)
-                {
-                    // Poold's own answer (SHOW POOL_NODES …), in its place among the backends' replies.
-                    await ClientWriteAsync(answer, stop);
-                    await ClientFlushAsync(stop);
-                    if (Interlocked.Decrement(ref _outstanding) == 0)
-                    {
-                        Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
-                        if (_transactionMode && Volatile.Read(ref _repliesInFlight) == 0)
-                        {
-                            // Poold's answer was the last thing outstanding: the connections may go back now.
-                            ReleaseFromReplyPump();
-                        }
-                    }
-
-                    continue;
-                }
-
-                // The rest of a large frame, streamed as it arrives (part of it may already be with the client).
-                long remaining = 0;
-                try
-                {
-                    // One batch's replies, read up to and including its ReadyForQuery, relayed or dropped. Inline rather
-                    // than a method: a call per batch would allocate its state machine for every statement.
-                    var link = entry.Link;
-                    var reader = link.Connection.Reader;
-                    var skip = entry.SkipLeading;
-                    while (true)
-                    {
-                        var result = await reader.ReadAsync(stop);
-                        if (result.IsCanceled)
-                        {
-                            stop.ThrowIfCancellationRequested();
-                            if (link.NodeDown)
-                            {
-                                throw new BackendException(link.Connection.NodeId, SqlState.ConnectionFailure,
-                                    $"backend node {link.Connection.NodeId} was detached while running this statement");
-                            }
-
-                            continue;
-                        }
-
-                        var buffer = result.Buffer;
-                        var runStart = buffer.Start;
-                        var done = false;
-                        while (!done)
-                        {
-                            if (remaining > 0)
-                            {
-                                var take = Math.Min(remaining, buffer.Length);
-                                buffer = buffer.Slice(take);
-                                remaining -= take;
-                                if (remaining > 0)
-                                {
-                                    break;
-                                }
-
-                                continue;
-                            }
-
-                            if (!FrameReader.TryReadHeader(buffer, int.MaxValue, out var code, out var length))
-                            {
-                                break;
-                            }
-
-                            var inspected = (code is (byte)BackendCode.ReadyForQuery or (byte)BackendCode.ParameterStatus or (byte)BackendCode.ParseComplete
-                                                 or (byte)BackendCode.CloseComplete or (byte)BackendCode.ErrorResponse
-                                             || (code == (byte)BackendCode.DataRow && entry.Capture is not null)) && length <= MaxInspectedFrame;
-                            if (!inspected)
-                            {
-                                var available = Math.Min(1 + (long)length, buffer.Length);
-                                buffer = buffer.Slice(available);
-                                remaining = 1 + (long)length - available;
-                                continue;
-                            }
-
-                            if (buffer.Length < 1 + length)
-                            {
-                                break;
-                            }
-
-                            var frame = buffer.Slice(0, 1 + length);
-                            var body = frame.Slice(FrameReader.HeaderLength);
-                            if (code is (byte)BackendCode.ParseComplete or (byte)BackendCode.CloseComplete && skip > 0)
-                            {
-                                // Poold's own injected statement: send what came before it, leave it out.
-                                skip--;
-                                await RelayRunAsync(entry, result.Buffer, runStart, frame.Start, stop);
-                                buffer = buffer.Slice(frame.End);
-                                runStart = buffer.Start;
-                                continue;
-                            }
-
-                            buffer = buffer.Slice(frame.End);
-                            if (code == (byte)BackendCode.DataRow)
-                            {
-                                entry.Capture!.Read(body);
-                            }
-                            else if (code == (byte)BackendCode.ParameterStatus)
-                            {
-                                var (name, value) = BackendConnection.ParseParameterStatus(body);
-                                link.Connection.UpdateParameter(name, value);
-                            }
-                            else if (code == (byte)BackendCode.ErrorResponse)
-                            {
-                                var error = ErrorFields.Parse(body);
-                                link.SawError = true;
-                                if (!entry.Relay)
-                                {
-                                    LogCatchUpError(link.Connection.NodeId, error.Message);
-                                }
-
-                                if (entry.Control is { } failed)
-                                {
-                                    failed.Failed = true;
-                                }
-
-                                if (entry.Relay && error.Severity is "FATAL" or "PANIC")
-                                {
-                                    // The server ends the connection with its own words (pg_terminate_backend: 57P01): the
-                                    // client has them, and gets nothing of Poold's after them.
-                                    _serverFatalRelayed = true;
-                                }
-
-                                if (error.SqlState is "57P01" or "57P02")
-                                {
-                                    // failover_on_backend_shutdown: the server is going down (confirmed by a login attempt).
-                                    _services.BackendFailed?.Invoke(link.Connection.NodeId, $"the server is shutting down ({error.SqlState})", true);
-                                }
-                            }
-                            else if (code == (byte)BackendCode.ReadyForQuery && body.Length == 1)
-                            {
-                                // A ReadyForQuery that answers Poold's own Sync (see EndLockedBatchAsync) stays here.
-                                var swallow = entry.Control is { SwallowReadyForQuery: true };
-                                await RelayRunAsync(entry, result.Buffer, runStart, swallow ? frame.Start : buffer.Start, stop);
-                                runStart = buffer.Start;
-                                if (entry.Relay)
-                                {
-                                    await ClientFlushAsync(stop);
-                                }
-
-                                var status = (TransactionStatus)body.FirstSpan[0];
-                                ObserveLatency(entry);
-                                OnReadyForQuery(entry, status);
-                                entry.Control?.Complete(status);
-                                entry.Capture?.Complete();
-                                done = true;
-                            }
-                        }
-
-                        if (done)
-                        {
-                            // What follows the ReadyForQuery belongs to the next batch: not examined yet.
-                            reader.AdvanceTo(buffer.Start);
-                            link.FrameRemaining = 0;
-                            break;
-                        }
-
-                        await RelayRunAsync(entry, result.Buffer, runStart, buffer.Start, stop);
-                        if (entry.Relay)
-                        {
-                            await ClientFlushAsync(stop);
-                        }
-
-                        reader.AdvanceTo(buffer.Start, buffer.End);
-                        link.FrameRemaining = remaining;
-                        if (result.IsCompleted)
-                        {
-                            throw new BackendException(link.Connection.NodeId, SqlState.ConnectionFailure,
-                                $"backend node {link.Connection.NodeId} closed the connection unexpectedly");
-                        }
-                    }
-                }
-                catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException
-                                              && entry.Link != _backends.Primary && !entry.Link.TransactionOpen && !stop.IsCancellationRequested)
-                {
-                    // A standby died under a statement outside a transaction: that statement fails, the session goes on,
-                    // unless part of a frame already reached the client (no error can be framed after it).
-                    entry.Link.Connection.Break();
-                    if (remaining > 0 && entry.Relay)
-                    {
-                        _clientMidFrame = true;
-                        throw;
-                    }
-
-                    await FailStandbyEntryAsync(entry, e.Message, stop);
-                }
-                catch
-                {
-                    entry.Control?.Abandon();
-                    entry.Capture?.Complete();
-                    throw;
-                }
-
-                if (Interlocked.Decrement(ref _repliesInFlight) == 0 && _transactionMode)
-                {
-                    // Every reply read: the connections may go back now.
-                    ReleaseFromReplyPump();
-                }
-
-                continue;
-            }
-
+            await DrainRepliesAsync(stop);
             if (_replies.IsDone)
             {
                 return;
@@ -462,6 +261,214 @@ internal sealed partial class ClientSession
             {
                 // The relay's end completes the queue, which wakes this wait.
                 return;
+            }
+        }
+    }
+
+    /// <summary>Reads the replies of every batch queued, in order, until the queue is empty.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask DrainRepliesAsync(CancellationToken stop)
+    {
+        while (_replies.TryRead(out var entry))
+        {
+            if (entry.Synthetic is { } answer)
+            {
+                // Poold's own answer (SHOW POOL_NODES …), in its place among the backends' replies.
+                await ClientWriteAsync(answer, stop);
+                await ClientFlushAsync(stop);
+                if (Interlocked.Decrement(ref _outstanding) == 0)
+                {
+                    Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
+                    if (_transactionMode && Volatile.Read(ref _repliesInFlight) == 0)
+                    {
+                        // Poold's answer was the last thing outstanding: the connections may go back now.
+                        ReleaseFromReplyPump();
+                    }
+                }
+
+                continue;
+            }
+
+            // The rest of a large frame, streamed as it arrives (part of it may already be with the client).
+            long remaining = 0;
+            try
+            {
+                // One batch's replies, read up to and including its ReadyForQuery, relayed or dropped. Inline rather
+                // than a method of its own: a call per batch would cost a state machine per statement.
+                var link = entry.Link;
+                var reader = link.Connection.Reader;
+                var skip = entry.SkipLeading;
+                while (true)
+                {
+                    var result = await reader.ReadAsync(stop);
+                    if (result.IsCanceled)
+                    {
+                        stop.ThrowIfCancellationRequested();
+                        if (link.NodeDown)
+                        {
+                            throw new BackendException(link.Connection.NodeId, SqlState.ConnectionFailure,
+                                $"backend node {link.Connection.NodeId} was detached while running this statement");
+                        }
+
+                        continue;
+                    }
+
+                    var buffer = result.Buffer;
+                    var runStart = buffer.Start;
+                    var done = false;
+                    while (!done)
+                    {
+                        if (remaining > 0)
+                        {
+                            var take = Math.Min(remaining, buffer.Length);
+                            buffer = buffer.Slice(take);
+                            remaining -= take;
+                            if (remaining > 0)
+                            {
+                                break;
+                            }
+
+                            continue;
+                        }
+
+                        if (!FrameReader.TryReadHeader(buffer, int.MaxValue, out var code, out var length))
+                        {
+                            break;
+                        }
+
+                        var inspected = (code is (byte)BackendCode.ReadyForQuery or (byte)BackendCode.ParameterStatus or (byte)BackendCode.ParseComplete
+                                             or (byte)BackendCode.CloseComplete or (byte)BackendCode.ErrorResponse
+                                         || (code == (byte)BackendCode.DataRow && entry.Capture is not null)) && length <= MaxInspectedFrame;
+                        if (!inspected)
+                        {
+                            var available = Math.Min(1 + (long)length, buffer.Length);
+                            buffer = buffer.Slice(available);
+                            remaining = 1 + (long)length - available;
+                            continue;
+                        }
+
+                        if (buffer.Length < 1 + length)
+                        {
+                            break;
+                        }
+
+                        var frame = buffer.Slice(0, 1 + length);
+                        var body = frame.Slice(FrameReader.HeaderLength);
+                        if (code is (byte)BackendCode.ParseComplete or (byte)BackendCode.CloseComplete && skip > 0)
+                        {
+                            // Poold's own injected statement: send what came before it, leave it out.
+                            skip--;
+                            await RelayRunAsync(entry, result.Buffer, runStart, frame.Start, stop);
+                            buffer = buffer.Slice(frame.End);
+                            runStart = buffer.Start;
+                            continue;
+                        }
+
+                        buffer = buffer.Slice(frame.End);
+                        if (code == (byte)BackendCode.DataRow)
+                        {
+                            entry.Capture!.Read(body);
+                        }
+                        else if (code == (byte)BackendCode.ParameterStatus)
+                        {
+                            var (name, value) = BackendConnection.ParseParameterStatus(body);
+                            link.Connection.UpdateParameter(name, value);
+                        }
+                        else if (code == (byte)BackendCode.ErrorResponse)
+                        {
+                            var error = ErrorFields.Parse(body);
+                            link.SawError = true;
+                            if (!entry.Relay)
+                            {
+                                LogCatchUpError(link.Connection.NodeId, error.Message);
+                            }
+
+                            if (entry.Control is { } failed)
+                            {
+                                failed.Failed = true;
+                            }
+
+                            if (entry.Relay && error.Severity is "FATAL" or "PANIC")
+                            {
+                                // The server ends the connection with its own words (pg_terminate_backend: 57P01): the
+                                // client has them, and gets nothing of Poold's after them.
+                                _serverFatalRelayed = true;
+                            }
+
+                            if (error.SqlState is "57P01" or "57P02")
+                            {
+                                // failover_on_backend_shutdown: the server is going down (confirmed by a login attempt).
+                                _services.BackendFailed?.Invoke(link.Connection.NodeId, $"the server is shutting down ({error.SqlState})", true);
+                            }
+                        }
+                        else if (code == (byte)BackendCode.ReadyForQuery && body.Length == 1)
+                        {
+                            // A ReadyForQuery that answers Poold's own Sync (see EndLockedBatchAsync) stays here.
+                            var swallow = entry.Control is { SwallowReadyForQuery: true };
+                            await RelayRunAsync(entry, result.Buffer, runStart, swallow ? frame.Start : buffer.Start, stop);
+                            runStart = buffer.Start;
+                            if (entry.Relay)
+                            {
+                                await ClientFlushAsync(stop);
+                            }
+
+                            var status = (TransactionStatus)body.FirstSpan[0];
+                            ObserveLatency(entry);
+                            OnReadyForQuery(entry, status);
+                            entry.Control?.Complete(status);
+                            entry.Capture?.Complete();
+                            done = true;
+                        }
+                    }
+
+                    if (done)
+                    {
+                        // What follows the ReadyForQuery belongs to the next batch: not examined yet.
+                        reader.AdvanceTo(buffer.Start);
+                        link.FrameRemaining = 0;
+                        break;
+                    }
+
+                    await RelayRunAsync(entry, result.Buffer, runStart, buffer.Start, stop);
+                    if (entry.Relay)
+                    {
+                        await ClientFlushAsync(stop);
+                    }
+
+                    reader.AdvanceTo(buffer.Start, buffer.End);
+                    link.FrameRemaining = remaining;
+                    if (result.IsCompleted)
+                    {
+                        throw new BackendException(link.Connection.NodeId, SqlState.ConnectionFailure,
+                            $"backend node {link.Connection.NodeId} closed the connection unexpectedly");
+                    }
+                }
+            }
+            catch (Exception e) when (e is BackendException or IOException or System.Net.Sockets.SocketException
+                                          && entry.Link != _backends.Primary && !entry.Link.TransactionOpen && !stop.IsCancellationRequested)
+            {
+                // A standby died under a statement outside a transaction: that statement fails, the session goes on,
+                // unless part of a frame already reached the client (no error can be framed after it).
+                entry.Link.Connection.Break();
+                if (remaining > 0 && entry.Relay)
+                {
+                    _clientMidFrame = true;
+                    throw;
+                }
+
+                await FailStandbyEntryAsync(entry, e.Message, stop);
+            }
+            catch
+            {
+                entry.Control?.Abandon();
+                entry.Capture?.Complete();
+                throw;
+            }
+
+            if (Interlocked.Decrement(ref _repliesInFlight) == 0 && _transactionMode)
+            {
+                // Every reply read: the connections may go back now.
+                ReleaseFromReplyPump();
             }
         }
     }

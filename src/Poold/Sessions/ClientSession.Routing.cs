@@ -113,7 +113,7 @@ internal sealed partial class ClientSession
         var settings = _services.Settings;
         var options = _services.Routing;
         _router = new SessionRouter(options, _services.Functions, Database!);
-        _balancer = new LoadBalancer(settings);
+        _balancer = LoadBalancer.For(settings);
         var nodes = _services.Nodes.Current;
         (_balanceNodeId, _balanceWhy) = _balancer.Choose(nodes, Database!, _startup!["application_name"], _random);
         LogBalanceNode(_balanceNodeId, _balanceWhy);
@@ -553,7 +553,7 @@ internal sealed partial class ClientSession
 
         foreach (var m in messages)
         {
-            if (m.Code == (byte)FrontendCode.Bind && !_poolStatements.ContainsKey(m.StatementName) && !StatementRegistry.ParsedBefore(messages, m.StatementName, messages.Count))
+            if (m.Code == (byte)FrontendCode.Bind && !(_poolStatementsMade?.ContainsKey(m.StatementName) ?? false) && !StatementRegistry.ParsedBefore(messages, m.StatementName, messages.Count))
             {
                 return false;
             }

@@ -56,7 +56,7 @@ internal sealed partial class ClientSession
 
         // Read once: SHOW POOL_POOLS and pcp_proc_info may ask after the socket is closed.
         var remote = socket.RemoteEndPoint as System.Net.IPEndPoint;
-        _clientHost = remote?.Address.ToString() ?? "[local]";
+        _clientHost = remote is not null ? StringInterner.Intern(remote.Address.ToString()) : "[local]";
         _clientPort = remote?.Port.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-1";
     }
 

@@ -16,20 +16,29 @@ namespace Poold.Sessions;
 /// </summary>
 internal sealed class StatementRegistry(TimeProvider time)
 {
-    private readonly Dictionary<string, PreparedStatement> _statements = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, NodeLink> _portals = new(StringComparer.Ordinal);
+    /// <summary>Made at the first Parse (and Bind): a session of simple queries never needs them.</summary>
+    private Dictionary<string, PreparedStatement>? _statementsMade;
+    private Dictionary<string, NodeLink>? _portalsMade;
+
+    private Dictionary<string, PreparedStatement> Statements => _statementsMade ??= new(StringComparer.Ordinal);
+
+    private Dictionary<string, NodeLink> Portals => _portalsMade ??= new(StringComparer.Ordinal);
 
     /// <summary>The classification of the client's statement <paramref name="name"/>, or null when it has none of that name.</summary>
-    public Classification? Find(string name) => _statements.TryGetValue(name, out var s) ? s.Classification : null;
+    public Classification? Find(string name) => _statementsMade is { } made && made.TryGetValue(name, out var s) ? s.Classification : null;
 
     /// <summary>The client's statement <paramref name="name"/>, when it has one.</summary>
-    public bool TryGet(string name, out PreparedStatement statement) => _statements.TryGetValue(name, out statement!);
+    public bool TryGet(string name, out PreparedStatement statement)
+    {
+        statement = null!;
+        return _statementsMade is { } made && made.TryGetValue(name, out statement!);
+    }
 
     /// <summary>The link a portal was bound on (its Execute must go there), or null.</summary>
-    public NodeLink? PortalHolder(string portal) => _portals.TryGetValue(portal, out var holder) ? holder : null;
+    public NodeLink? PortalHolder(string portal) => _portalsMade is { } made && made.TryGetValue(portal, out var holder) ? holder : null;
 
     /// <summary>Portals end with their transaction: once a transaction-mode session gives its connections back, none is left.</summary>
-    public void ForgetPortals() => _portals.Clear();
+    public void ForgetPortals() => _portalsMade?.Clear();
 
     /// <summary>Transaction mode, a server connection just bound: which of the client's statements it already has (the same Parse).</summary>
     public void Adopt(NodeLink link)
@@ -41,7 +50,12 @@ internal sealed class StatementRegistry(TimeProvider time)
             return;
         }
 
-        foreach (var (name, statement) in _statements)
+        if (_statementsMade is null)
+        {
+            return;
+        }
+
+        foreach (var (name, statement) in _statementsMade)
         {
             if (connection.Prepared.TryGetValue(name, out var onServer) && onServer.ParseFrame.AsSpan().SequenceEqual(statement.ParseFrame))
             {
@@ -82,7 +96,7 @@ internal sealed class StatementRegistry(TimeProvider time)
             }
 
             var name = m.Code == (byte)FrontendCode.Bind ? m.StatementName : m.Name;
-            if (!link.Statements.Contains(name) && !ParsedBefore(messages, name, i) && _statements.TryGetValue(name, out var statement))
+            if (!link.Statements.Contains(name) && !ParsedBefore(messages, name, i) && Statements.TryGetValue(name, out var statement))
             {
                 if (shared && connection.Prepared.Remove(name))
                 {
@@ -163,9 +177,9 @@ internal sealed class StatementRegistry(TimeProvider time)
             {
                 case (byte)FrontendCode.Parse:
                     var parse = written.Slice(offset, 1 + length);
-                    if (!_statements.TryGetValue(m.Name, out var known) || !parse.SequenceEqual(known.ParseFrame))
+                    if (!Statements.TryGetValue(m.Name, out var known) || !parse.SequenceEqual(known.ParseFrame))
                     {
-                        _statements[m.Name] = known = new PreparedStatement(m.Name, parse.ToArray(), m.Classification!);
+                        Statements[m.Name] = known = new PreparedStatement(m.Name, parse.ToArray(), m.Classification!);
                     }
 
                     foreach (var other in links)
@@ -186,10 +200,10 @@ internal sealed class StatementRegistry(TimeProvider time)
 
                     break;
                 case (byte)FrontendCode.Bind:
-                    _portals[m.Name] = link;
+                    Portals[m.Name] = link;
                     break;
                 case (byte)FrontendCode.Close when m.StatementName == "S":
-                    _statements.Remove(m.Name);
+                    Statements.Remove(m.Name);
                     link.Connection.Prepared.Remove(m.Name);
                     foreach (var other in links)
                     {
@@ -201,7 +215,7 @@ internal sealed class StatementRegistry(TimeProvider time)
 
                     break;
                 case (byte)FrontendCode.Close:
-                    _portals.Remove(m.Name);
+                    Portals.Remove(m.Name);
                     break;
             }
 
@@ -218,7 +232,7 @@ internal sealed class StatementRegistry(TimeProvider time)
     {
         if (name == "*")
         {
-            _statements.Clear();
+            Statements.Clear();
             foreach (var link in links)
             {
                 if (link.Connection.NodeId != chosen)
@@ -247,7 +261,7 @@ internal sealed class StatementRegistry(TimeProvider time)
         }
 
         var target = holders.FirstOrDefault(l => l == primary) ?? holders[0];
-        _statements.Remove(name);
+        Statements.Remove(name);
         target.Connection.Prepared.Remove(name);
         foreach (var holder in holders)
         {
