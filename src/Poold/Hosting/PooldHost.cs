@@ -404,39 +404,29 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
         // thread pool cost a thread wake-up per connection and the pool's spinning afterwards. Counted, not kept in a
         // table: an idle session costs a table entry and a continuation less (the stop only needs to know when none is left).
         Interlocked.Increment(ref _runningSessions);
-        _ = RunSessionAsync(session);
+        _ = session.RunAsync(_sessionStop.Token);
     }
 
-    private async Task RunSessionAsync(ClientSession session)
+    /// <summary><see cref="ISessionAdmission"/>: a session's slot (or its count in transaction mode) is free again.</summary>
+    public void Ended(ClientSession session)
     {
-        try
+        if (session.Admitted && session.TransactionMode)
         {
-            await session.RunAsync(_sessionStop.Token);
+            Interlocked.Decrement(ref _transactionClients);
         }
-        catch (Exception e)
+        else if (session.Admitted)
         {
-            _log.Error(e, "session {SessionId} escaped its error boundary", session.Id);
+            Interlocked.Decrement(ref _activeSessions);
+            _slots.Release();
         }
-        finally
+        else
         {
-            if (session.Admitted && session.TransactionMode)
-            {
-                Interlocked.Decrement(ref _transactionClients);
-            }
-            else if (session.Admitted)
-            {
-                Interlocked.Decrement(ref _activeSessions);
-                _slots.Release();
-            }
-            else
-            {
-                Interlocked.Decrement(ref _unadmitted);
-            }
+            Interlocked.Decrement(ref _unadmitted);
+        }
 
-            if (Interlocked.Decrement(ref _runningSessions) == 0 && Volatile.Read(ref _draining) == 1)
-            {
-                _sessionsEnded.TrySetResult();
-            }
+        if (Interlocked.Decrement(ref _runningSessions) == 0 && Volatile.Read(ref _draining) == 1)
+        {
+            _sessionsEnded.TrySetResult();
         }
     }
 

@@ -171,29 +171,13 @@ internal sealed partial class ClientSession
 
                 Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
                 var buffer = result.Buffer;
-                var handled = 0;
-                while (TryReadClientFrame(ref buffer, maxMessage, out var code, out var frame, out var body))
+                if (await HandleClientBytesAsync(buffer, maxMessage, shutdown) is { } consumed)
                 {
-                    _bytesIn += frame.Length;
-                    if (++handled % MessagesPerTurn == 0)
-                    {
-                        // A client pipelining thousands of messages in one read must not hold the socket engine's event thread
-                        // (continuations run inline there): hand the rest to the thread pool so other sockets get their turn.
-                        await Task.Yield();
-                    }
-
-                    if (code == (byte)FrontendCode.Terminate)
-                    {
-                        await FlushBatchAsync(shutdown);
-                        reader.AdvanceTo(buffer.Start);
-                        return SessionEnd.Terminated;
-                    }
-
-                    await OnClientMessageAsync(code, frame, body, shutdown);
+                    reader.AdvanceTo(consumed);
+                    return SessionEnd.Terminated;
                 }
 
-                await FlushBatchIfStreamingAsync(shutdown);
-                reader.AdvanceTo(buffer.Start, buffer.End);
+                reader.AdvanceTo(_clientConsumed, buffer.End);
                 if (result.IsCompleted)
                 {
                     return SessionEnd.ClientClosed;
@@ -205,6 +189,42 @@ internal sealed partial class ClientSession
             // Whatever ends the pump, the reply pump touches the connections no more once it returns.
             Unpark();
         }
+    }
+
+    /// <summary>Where the last <see cref="HandleClientBytesAsync"/> stopped: the start of a message not yet whole.</summary>
+    private SequencePosition _clientConsumed;
+
+    /// <summary>
+    /// Handles the whole messages of one client read, and leaves where it stopped in <see cref="_clientConsumed"/>.
+    /// Returns the position after a Terminate when the client sent one (the session ends), else null. A method of its
+    /// own, with a pooled state machine: the client pump's own, which every idle session keeps, stays small.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<SequencePosition?> HandleClientBytesAsync(ReadOnlySequence<byte> buffer, int maxMessage, CancellationToken shutdown)
+    {
+        var handled = 0;
+        while (TryReadClientFrame(ref buffer, maxMessage, out var code, out var frame, out var body))
+        {
+            _bytesIn += frame.Length;
+            if (++handled % MessagesPerTurn == 0)
+            {
+                // A client pipelining thousands of messages in one read must not hold the socket engine's event thread
+                // (continuations run inline there): hand the rest to the thread pool so other sockets get their turn.
+                await Task.Yield();
+            }
+
+            if (code == (byte)FrontendCode.Terminate)
+            {
+                await FlushBatchAsync(shutdown);
+                return buffer.Start;
+            }
+
+            await OnClientMessageAsync(code, frame, body, shutdown);
+        }
+
+        await FlushBatchIfStreamingAsync(shutdown);
+        _clientConsumed = buffer.Start;
+        return null;
     }
 
     /// <summary>A whole client message, or false for more bytes; a header announcing more than max_packet_size ends the session (54000).</summary>

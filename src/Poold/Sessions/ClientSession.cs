@@ -76,35 +76,49 @@ internal sealed partial class ClientSession
 
     public string ClientPort => _clientPort;
 
-    /// <summary>Runs the session to its end. Never throws: whatever happens stays inside this session.</summary>
+    /// <summary>
+    /// Runs the session to its end. Never throws: whatever happens stays inside this session, and the host hears of its
+    /// end (<see cref="ISessionAdmission.Ended"/>) from here, last, rather than from a wrapper or continuation of its own.
+    /// </summary>
     public async Task RunAsync(CancellationToken shutdown)
     {
         var end = SessionEnd.Failed;
         try
         {
-            if (!await StartAsync(shutdown))
+            try
             {
-                return;
-            }
+                if (!await StartAsync(shutdown))
+                {
+                    return;
+                }
 
-            end = _replication == ReplicationMode.None ? await RelayAsync(shutdown) : await RelayReplicationAsync(shutdown);
+                end = _replication == ReplicationMode.None ? await RelayAsync(shutdown) : await RelayReplicationAsync(shutdown);
+            }
+            catch (Exception e)
+            {
+                await ReportAsync(e, shutdown);
+            }
+            finally
+            {
+                if (_cancelProcessId != 0)
+                {
+                    _services.Cancels.Unregister(_cancelProcessId, _secretKey);
+                }
+
+                await ReleaseBackendsAsync(end);
+                ForgetClientKey();
+                await CloseClientAsync();
+                LogEnded(end);
+                _services.Metrics?.SessionEnded(_bytesIn, _bytesOut);
+            }
         }
         catch (Exception e)
         {
-            await ReportAsync(e, shutdown);
+            _services.Log.Error(e, "session {SessionId} escaped its error boundary", Id);
         }
         finally
         {
-            if (_cancelProcessId != 0)
-            {
-                _services.Cancels.Unregister(_cancelProcessId, _secretKey);
-            }
-
-            await ReleaseBackendsAsync(end);
-            ForgetClientKey();
-            await CloseClientAsync();
-            LogEnded(end);
-            _services.Metrics?.SessionEnded(_bytesIn, _bytesOut);
+            _services.Admission?.Ended(this);
         }
     }
 

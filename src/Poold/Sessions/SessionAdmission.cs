@@ -16,4 +16,7 @@ internal interface ISessionAdmission
     /// counts against max_client_conn, and is refused at once past it.
     /// </summary>
     public ValueTask<bool> TryEnterAsync(ClientSession session, bool transactionMode, CancellationToken cancellationToken);
+
+    /// <summary>The session has ended, admitted or not (called once, by the session, last): what it held is the host's again.</summary>
+    public void Ended(ClientSession session);
 }
