@@ -11,11 +11,12 @@
 #
 # Prints a markdown table and writes it to bench/results/. Everything it starts, it stops.
 #
-# Then its two further sections, each a script of its own that also runs alone (with this run's DURATION and ROUNDS):
+# Then its three further sections, each a script of its own that also runs alone (with this run's DURATION and ROUNDS):
 # transaction mode (pool_mode = transaction, 200 and 1,000 clients over default_pool_size = 20, Poold vs PgBouncer in
 # transaction mode, p99 latency): bench/compare-tx.sh (TX_SECTION=0 skips it); read_your_writes on and off (TPC-B and
-# write-then-read, share of reads on standbys): bench/ryw.sh (RYW_SECTION=0 skips it). Idle clients' memory in
-# transaction mode: bench/idle-clients.sh.
+# write-then-read, share of reads on standbys): bench/ryw.sh (RYW_SECTION=0 skips it); the same peers over TLS
+# (sslmode=require, TLS 1.3; proxy CPU and memory, TLS session resumption): bench/compare-tls.sh (TLS_SECTION=0 skips it).
+# Idle clients' memory in transaction mode: bench/idle-clients.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -368,4 +369,8 @@ fi
 if [ "${RYW_SECTION:-1}" = 1 ]; then
     log "section: read_your_writes (bench/ryw.sh)"
     DURATION=$DURATION ROUNDS=$ROUNDS bash bench/ryw.sh
+fi
+if [ "${TLS_SECTION:-1}" = 1 ]; then
+    log "section: TLS (bench/compare-tls.sh)"
+    DURATION=$DURATION ROUNDS=$ROUNDS bash bench/compare-tls.sh
 fi

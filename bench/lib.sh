@@ -51,10 +51,11 @@ bench_backends() {
     done
 }
 
-# wait_ready NAME PORT PID: until a query through the proxy on PORT answers; dies when PID exits or after 60 s.
+# wait_ready NAME PORT PID [SSLMODE]: until a query through the proxy on PORT answers (sslmode SSLMODE, default
+# disable); dies when PID exits or after 60 s.
 wait_ready() {
     for _ in $(seq 1 300); do
-        PGPASSWORD=$USER_PASSWORD psql "host=127.0.0.1 port=$2 user=$USER_NAME dbname=$USER_NAME sslmode=disable" -qAtc "SELECT 1" \
+        PGPASSWORD=$USER_PASSWORD psql "host=127.0.0.1 port=$2 user=$USER_NAME dbname=$USER_NAME sslmode=${4:-disable}" -qAtc "SELECT 1" \
             >/dev/null 2>&1 && return 0
         kill -0 "$3" 2>/dev/null || die "$1 exited at start (see $work)"
         sleep 0.2
