@@ -97,6 +97,18 @@ internal sealed partial class ClientSession
             }
 
             end = await toBackends;
+            if (end == SessionEnd.ClientClosed)
+            {
+                // The client closed its side after whole messages (a half-close: shutdown(SHUT_WR), or a FIN in the same
+                // read as its last query). PostgreSQL answers every message it has read before it acts on the end of the
+                // stream: so does Poold. Nothing more is queued now; the reply pump reads what is owed and stops. A
+                // client that closed both ways makes the first write fail, which ends it too. Bounded: a statement still
+                // running after DrainTimeout is cancelled as for any client that leaves (ReleaseAsync), so a vanished
+                // client does not hold a server connection for as long as its query runs.
+                _replies.Complete();
+                _backends.Primary?.Connection.Reader.CancelPendingRead();
+                await Task.WhenAny(fromBackends, Task.Delay(DrainTimeout, _services.Time, shutdown));
+            }
         }
         finally
         {
