@@ -302,96 +302,52 @@ internal sealed class ConnectionPool : IAsyncDisposable
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<BackendConnection?> AcquireAsync(PoolKey key, SharedLimits limits, CredentialTag? credential,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, Granted granted = default)
     {
         var deadline = _time.GetTimestamp() + (long)(limits.Wait.TotalSeconds * _time.TimestampFrequency);
         while (true)
         {
-            var wait = false;
-            PoolWaiter? waiter = null;
-            BackendConnection? handed = null;
-            BackendConnection? unwanted = null;
-            lock (_lock)
+            BackendConnection? handed;
+            if (granted.Present)
             {
-                ObjectDisposedException.ThrowIf(_disposed, this);
-                var pool = SharedLocked(key, limits);
-                if (pool.Waiters.Count > 0)
+                // Found or waited for already, at the top of the caller's dispatch (BeginWait).
+                handed = granted.Connection;
+                granted = default;
+            }
+            else
+            {
+                var (decision, found, waiter) = Decide(key, limits, credential, deadline);
+                switch (decision)
                 {
-                    wait = true;
-                }
-                else if (TakeIdleLocked(key, credential) is { } idle)
-                {
-                    handed = idle;
-                }
-                else if (TryReserveSharedLocked(pool, key.NodeId))
-                {
-                    return null;
-                }
-                else if (_idle.TryGetValue(key, out var others) && others.First is { } other)
-                {
-                    // Idle, but opened with another credential (pass-through): it gives its slot to this client.
-                    unwanted = other.Value;
-                    Unlink(unwanted);
-                }
-                else
-                {
-                    wait = true;
-                }
+                    case Decision.Open:
+                        return null;
+                    case Decision.ReplaceUnwanted:
+                        await found!.DisposeAsync();
+                        return null;
+                    case Decision.Wait:
+                        using (var wait = new PendingWait(this, waiter!, cancellationToken))
+                        {
+                            handed = await wait.Task;
+                        }
 
-                if (wait)
-                {
-                    if (_time.GetTimestamp() >= deadline)
-                    {
-                        throw new PoolWaitTimeoutException(key, limits.Wait);
-                    }
-
-                    waiter = _freeWaiters.Count > 0 ? _freeWaiters.Pop() : new PoolWaiter();
-                    EnqueueLocked(pool, waiter, key, limits.Wait, deadline);
+                        break;
+                    default:
+                        handed = found;
+                        break;
                 }
             }
 
-            if (unwanted is not null)
+            if (handed is null)
             {
-                await unwanted.DisposeAsync();
                 return null;
             }
 
-            if (wait)
-            {
-                // One registration per wait, on a source whose nodes are reused; the deadline is the pool's timer's.
-                try
-                {
-                    using (cancellationToken.CanBeCanceled
-                               ? cancellationToken.UnsafeRegister(static (w, token) => ((PoolWaiter)w!).Cancel(token), waiter)
-                               : default)
-                    {
-                        handed = await waiter!.WaitAsync();
-                    }
-                }
-                finally
-                {
-                    // Out of every line and its result taken: the next wait may use it.
-                    lock (_lock)
-                    {
-                        if (_freeWaiters.Count < MaxFreeWaiters)
-                        {
-                            _freeWaiters.Push(waiter!);
-                        }
-                    }
-                }
-
-                if (handed is null)
-                {
-                    return null;
-                }
-            }
-
-            if (handed!.WasOpenedWith(credential) && await IsGoodAsync(handed!, cancellationToken))
+            if (handed.WasOpenedWith(credential) && await IsGoodAsync(handed, cancellationToken))
             {
                 return handed;
             }
 
-            if (!handed!.IsBroken && !handed.IsClosedByPeer() && !handed.WasOpenedWith(credential))
+            if (!handed.IsBroken && !handed.IsClosedByPeer() && !handed.WasOpenedWith(credential))
             {
                 // Good, but opened with another credential (pass-through): closed, and its slot is this client's to open one.
                 await handed.DisposeAsync();
@@ -402,6 +358,144 @@ internal sealed class ConnectionPool : IAsyncDisposable
             await handed.DisposeAsync();
         }
     }
+
+    /// <summary>
+    /// Transaction mode, before a batch goes down the caller's chain of calls: what <see cref="AcquireAsync"/> would find
+    /// for <paramref name="key"/> now — an idle connection, a slot reserved to open one, or a place in line — to be
+    /// awaited at the top of the caller's dispatch (at a handover one state machine resumes, not the whole chain) and
+    /// then given to AcquireAsync as <see cref="Granted"/>, which checks the connection. Whatever it gives must reach
+    /// AcquireAsync or go back (<see cref="Return(BackendConnection)"/>, <see cref="OpenFailed"/>).
+    /// </summary>
+    public PendingWait BeginWait(PoolKey key, SharedLimits limits, CredentialTag? credential, CancellationToken cancellationToken)
+    {
+        var deadline = _time.GetTimestamp() + (long)(limits.Wait.TotalSeconds * _time.TimestampFrequency);
+        var (decision, found, waiter) = Decide(key, limits, credential, deadline);
+        switch (decision)
+        {
+            case Decision.Wait:
+                return new PendingWait(this, waiter!, cancellationToken);
+            case Decision.ReplaceUnwanted:
+                _ = found!.DisposeAsync().AsTask();
+                return PendingWait.Done(this, null);
+            default:
+                return PendingWait.Done(this, found);
+        }
+    }
+
+    private enum Decision
+    {
+        /// <summary>An idle connection was taken.</summary>
+        Take,
+
+        /// <summary>A slot was reserved: the caller opens a connection.</summary>
+        Open,
+
+        /// <summary>An idle connection of another credential was taken to be closed: its slot is the caller's.</summary>
+        ReplaceUnwanted,
+
+        /// <summary>The caller is in line.</summary>
+        Wait,
+    }
+
+    /// <summary>What a client asking for <paramref name="key"/> gets now: a connection, a slot, or a place in line (past the deadline: the timeout).</summary>
+    private (Decision Decision, BackendConnection? Found, PoolWaiter? Waiter) Decide(PoolKey key, SharedLimits limits, CredentialTag? credential,
+        long deadline)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var pool = SharedLocked(key, limits);
+            if (pool.Waiters.Count == 0)
+            {
+                if (TakeIdleLocked(key, credential) is { } idle)
+                {
+                    return (Decision.Take, idle, null);
+                }
+
+                if (TryReserveSharedLocked(pool, key.NodeId))
+                {
+                    return (Decision.Open, null, null);
+                }
+
+                if (_idle.TryGetValue(key, out var others) && others.First is { } other)
+                {
+                    // Idle, but opened with another credential (pass-through): it gives its slot to this client.
+                    var unwanted = other.Value;
+                    Unlink(unwanted);
+                    return (Decision.ReplaceUnwanted, unwanted, null);
+                }
+            }
+
+            if (_time.GetTimestamp() >= deadline)
+            {
+                throw new PoolWaitTimeoutException(key, limits.Wait);
+            }
+
+            var waiter = _freeWaiters.Count > 0 ? _freeWaiters.Pop() : new PoolWaiter();
+            EnqueueLocked(pool, waiter, key, limits.Wait, deadline);
+            return (Decision.Wait, null, waiter);
+        }
+    }
+
+    /// <summary>A waiter back from its wait (out of every line, its result taken): the next wait may use it.</summary>
+    private void Recycle(PoolWaiter waiter)
+    {
+        lock (_lock)
+        {
+            if (_freeWaiters.Count < MaxFreeWaiters)
+            {
+                _freeWaiters.Push(waiter);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A client in a pool's line: what it awaits (a connection, or null for a slot to open one) and, once that is over,
+    /// <see cref="Dispose"/> (its cancellation registration ended, its waiter recycled). One registration per wait, on a
+    /// source whose nodes are reused; the deadline is the pool's timer's.
+    /// </summary>
+    internal readonly struct PendingWait : IDisposable
+    {
+        private readonly ConnectionPool _pool;
+        private readonly PoolWaiter? _waiter;
+        private readonly CancellationTokenRegistration _registration;
+        private readonly BackendConnection? _done;
+
+        public PendingWait(ConnectionPool pool, PoolWaiter waiter, CancellationToken cancellationToken)
+        {
+            _pool = pool;
+            _waiter = waiter;
+            _done = null;
+            _registration = cancellationToken.CanBeCanceled
+                ? cancellationToken.UnsafeRegister(static (w, token) => ((PoolWaiter)w!).Cancel(token), waiter)
+                : default;
+        }
+
+        private PendingWait(ConnectionPool pool, BackendConnection? done)
+        {
+            _pool = pool;
+            _waiter = null;
+            _registration = default;
+            _done = done;
+        }
+
+        /// <summary>No wait after all: what the pool had at once (a connection, or null for a reserved slot).</summary>
+        public static PendingWait Done(ConnectionPool pool, BackendConnection? connection) => new(pool, connection);
+
+        public ValueTask<BackendConnection?> Task => _waiter is { } waiter ? waiter.WaitAsync() : ValueTask.FromResult(_done);
+
+        public void Dispose()
+        {
+            if (_waiter is { } waiter)
+            {
+                _registration.Dispose();
+                _pool.Recycle(waiter);
+            }
+        }
+    }
+
+    /// <summary>What a wait begun with <see cref="BeginWait"/> gave, for <see cref="AcquireAsync"/>: a connection, or null for a reserved slot.</summary>
+    internal readonly record struct Granted(bool Present, BackendConnection? Connection);
 
     /// <summary>Puts <paramref name="waiter"/> at the end of <paramref name="pool"/>'s line and makes sure the timer wakes by its deadline.</summary>
     private void EnqueueLocked(SharedPool pool, PoolWaiter waiter, PoolKey key, TimeSpan wait, long deadline)

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Poold.Backends;
 using Poold.Config;
 using Poold.Pooling;
 using Poold.Protocol;
@@ -110,12 +111,13 @@ internal sealed partial class ClientSession
         if (_transactionMode)
         {
             var waitStart = _services.Time.GetTimestamp();
+            var granted = TakeGrant(key);
             BackendConnection? shared;
             try
             {
                 var limits = SharedLimits.From(_services.Settings);
-                Volatile.Write(ref _waitingForServer, true);
-                shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, MayUse(), ct);
+                Volatile.Write(ref _waitingForServer, !granted.Present);
+                shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, MayUse(), ct, granted);
             }
             catch (PoolWaitTimeoutException) when (!wait || (_primaryNodeId >= 0 && _backends.Count == 0))
             {
@@ -130,7 +132,10 @@ internal sealed partial class ClientSession
             finally
             {
                 Volatile.Write(ref _waitingForServer, false);
-                _services.Metrics?.PoolWaited(_services.Time.GetElapsedTime(waitStart));
+                if (!granted.Present)
+                {
+                    _services.Metrics?.PoolWaited(_services.Time.GetElapsedTime(waitStart));
+                }
             }
 
             if (shared is not null)
@@ -178,6 +183,113 @@ internal sealed partial class ClientSession
             throw;
         }
     }
+
+    /// <summary>
+    /// Transaction mode, a batch about to bind the session's first server connection of a transaction: the pool key it
+    /// will bind (the node <see cref="OpenLinkAsync"/> would choose for <paramref name="nodeId"/>), or null when the
+    /// session holds a connection already (it never waits then) or the choice is not that simple. The dispatch then waits
+    /// for that pool itself (<see cref="BeginSharedWait"/>), so that at the handover only its state machine resumes, not
+    /// the chain of calls under it (OpenLink, BindPrimary, Connect, Acquire), which then runs through without waiting.
+    /// </summary>
+    private PoolKey? SharedBindKey(int nodeId)
+    {
+        if (!_transactionMode || _backends.Count > 0 || _grantedKey is not null || _primaryNodeId < 0)
+        {
+            return null;
+        }
+
+        var nodes = _services.Nodes.Current.Nodes;
+        if (_primaryNodeId >= nodes.Length)
+        {
+            return null;
+        }
+
+        var id = nodeId != _primaryNodeId && nodeId >= 0 && nodeId < nodes.Length
+                 && nodes[nodeId].Status is NodeStatus.Up or NodeStatus.Waiting
+            ? nodeId
+            : _primaryNodeId;
+        return BackendKey(id);
+    }
+
+    /// <summary>What the pool has for <paramref name="key"/> now, or a place in its line (see <see cref="ConnectionPool.BeginWait"/>).</summary>
+    private ConnectionPool.PendingWait BeginSharedWait(PoolKey key, CancellationToken ct)
+    {
+        var wait = _services.Pool.BeginWait(key, SharedLimits.From(_services.Settings), MayUse(), ct);
+        _sharedWaitStart = _services.Time.GetTimestamp();
+        Volatile.Write(ref _waitingForServer, true);
+        return wait;
+    }
+
+    /// <summary>
+    /// What the wait begun by <see cref="BeginSharedWait"/> gave (a connection, or null for a slot reserved to open one):
+    /// kept for <see cref="ConnectAsync"/>. Only a wait that ended with something is a grant: one that timed out or was
+    /// cancelled holds nothing to give back.
+    /// </summary>
+    private void Granted(PoolKey key, BackendConnection? connection)
+    {
+        _grantedKey = key;
+        _grantedConnection = connection;
+        EndSharedWait();
+    }
+
+    private void EndSharedWait()
+    {
+        if (_sharedWaitStart != 0)
+        {
+            Volatile.Write(ref _waitingForServer, false);
+            _services.Metrics?.PoolWaited(_services.Time.GetElapsedTime(_sharedWaitStart));
+            _sharedWaitStart = 0;
+        }
+    }
+
+    /// <summary>The grant for <paramref name="key"/>, taken (ConnectAsync checks and uses it); none for another key.</summary>
+    private ConnectionPool.Granted TakeGrant(PoolKey key)
+    {
+        if (_grantedKey is null || !_grantedKey.Equals(key))
+        {
+            return default;
+        }
+
+        var granted = new ConnectionPool.Granted(true, _grantedConnection);
+        _grantedKey = null;
+        _grantedConnection = null;
+        return granted;
+    }
+
+    /// <summary>
+    /// After the dispatch bound its connection (or failed to): a grant it did not use (the chain chose another node, or
+    /// it failed first) goes back to the pool — the connection to the next client in line, a reserved slot freed.
+    /// </summary>
+    private void ReturnUnusedGrant()
+    {
+        EndSharedWait();
+        if (_grantedKey is not { } key)
+        {
+            return;
+        }
+
+        var connection = _grantedConnection;
+        _grantedKey = null;
+        _grantedConnection = null;
+        if (connection is null)
+        {
+            _services.Pool.OpenFailed(key);
+        }
+        else if (!_services.Pool.Return(connection))
+        {
+            connection.Break();
+            _services.Pool.Forget(connection);
+            _ = connection.DisposeAsync().AsTask();
+        }
+    }
+
+    /// <summary>A grant from <see cref="BeginSharedWait"/> not yet used: its pool key (null when none), and the connection (null: a reserved slot).</summary>
+    private PoolKey? _grantedKey;
+
+    private BackendConnection? _grantedConnection;
+
+    /// <summary>When the wait begun by <see cref="BeginSharedWait"/> started (0 when none is under way).</summary>
+    private long _sharedWaitStart;
 
     /// <summary>
     /// Transaction mode, at login: the connection the client logged in through gets the client's startup state now, so

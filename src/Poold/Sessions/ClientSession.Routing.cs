@@ -300,12 +300,22 @@ internal sealed partial class ClientSession
         NodeLink link;
         try
         {
+            if (SharedBindKey(nodeId) is { } bindKey)
+            {
+                using var wait = BeginSharedWait(bindKey, ct);
+                Granted(bindKey, await wait.Task);
+            }
+
             link = await LinkAsync(nodeId, ct);
         }
         catch (PoolWaitTimeoutException e)
         {
             AnswerWaitTimeout(e, sync: true);
             return;
+        }
+        finally
+        {
+            ReturnUnusedGrant();
         }
 
         await CloseLeftoverTransactionsAsync(ct);
@@ -458,12 +468,22 @@ internal sealed partial class ClientSession
             NodeLink link;
             try
             {
+                if (SharedBindKey(nodeId) is { } bindKey)
+                {
+                    using var wait = BeginSharedWait(bindKey, ct);
+                    Granted(bindKey, await wait.Task);
+                }
+
                 link = await LinkAsync(nodeId, ct);
             }
             catch (PoolWaitTimeoutException e)
             {
                 AnswerWaitTimeout(e, sync);
                 return;
+            }
+            finally
+            {
+                ReturnUnusedGrant();
             }
 
             await CloseLeftoverTransactionsAsync(ct);
