@@ -520,8 +520,9 @@ internal sealed class ConnectionPool : IAsyncDisposable
             }
         }
 
-        var due = TimeSpan.FromSeconds(Math.Max(0, deadline - _time.GetTimestamp()) / (double)_time.TimestampFrequency);
-        _waitTimer.Change(due + TimerSlack, Timeout.InfiniteTimeSpan);
+        // At most a day ahead (a timer takes less than 49 days): fired early, it finds nothing due and is armed again.
+        var seconds = Math.Min(Math.Max(0, deadline - _time.GetTimestamp()) / (double)_time.TimestampFrequency, TimeSpan.FromDays(1).TotalSeconds);
+        _waitTimer.Change(TimeSpan.FromSeconds(seconds) + TimerSlack, Timeout.InfiniteTimeSpan);
     }
 
     /// <summary>A timer may fire a little early: this much later, every deadline it was armed for has passed.</summary>

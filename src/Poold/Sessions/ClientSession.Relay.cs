@@ -182,17 +182,12 @@ internal sealed partial class ClientSession
                 }
 
                 Volatile.Write(ref _idleSince, _services.Time.GetTimestamp());
-                var buffer = result.Buffer;
-                if (await HandleClientBytesAsync(buffer, maxMessage, shutdown) is { } consumed)
-                {
-                    reader.AdvanceTo(consumed);
-                    return SessionEnd.Terminated;
-                }
 
-                reader.AdvanceTo(_clientConsumed, buffer.End);
-                if (result.IsCompleted)
+                // Nothing of the read is used here after this call: the state machine kept while the session is idle
+                // holds no reference to the read's buffer (a pooled array, which the pool may have dropped meanwhile).
+                if (await HandleClientReadAsync(reader, result, maxMessage, shutdown) is { } end)
                 {
-                    return SessionEnd.ClientClosed;
+                    return end;
                 }
             }
         }
@@ -203,17 +198,15 @@ internal sealed partial class ClientSession
         }
     }
 
-    /// <summary>Where the last <see cref="HandleClientBytesAsync"/> stopped: the start of a message not yet whole.</summary>
-    private SequencePosition _clientConsumed;
-
     /// <summary>
-    /// Handles the whole messages of one client read, and leaves where it stopped in <see cref="_clientConsumed"/>.
-    /// Returns the position after a Terminate when the client sent one (the session ends), else null. A method of its
-    /// own, with a pooled state machine: the client pump's own, which every idle session keeps, stays small.
+    /// Handles the whole messages of one client read and advances the reader past them. Returns how the session ends
+    /// when it does (Terminate, or the client's end of stream), else null. A method of its own, with a pooled state
+    /// machine: the client pump's own, which every idle session keeps, stays small and holds nothing of the read.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<SequencePosition?> HandleClientBytesAsync(ReadOnlySequence<byte> buffer, int maxMessage, CancellationToken shutdown)
+    private async ValueTask<SessionEnd?> HandleClientReadAsync(PipeReader reader, ReadResult result, int maxMessage, CancellationToken shutdown)
     {
+        var buffer = result.Buffer;
         var handled = 0;
         while (TryReadClientFrame(ref buffer, maxMessage, out var code, out var frame, out var body))
         {
@@ -228,15 +221,16 @@ internal sealed partial class ClientSession
             if (code == (byte)FrontendCode.Terminate)
             {
                 await FlushBatchAsync(shutdown);
-                return buffer.Start;
+                reader.AdvanceTo(buffer.Start);
+                return SessionEnd.Terminated;
             }
 
             await OnClientMessageAsync(code, frame, body, shutdown);
         }
 
         await FlushBatchIfStreamingAsync(shutdown);
-        _clientConsumed = buffer.Start;
-        return null;
+        reader.AdvanceTo(buffer.Start, buffer.End);
+        return result.IsCompleted ? SessionEnd.ClientClosed : null;
     }
 
     /// <summary>A whole client message, or false for more bytes; a header announcing more than max_packet_size ends the session (54000).</summary>
