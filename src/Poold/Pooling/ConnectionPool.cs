@@ -254,6 +254,17 @@ internal sealed class ConnectionPool : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A checked-out connection that is not coming back (the pool refused it, or it must not be reused): marked broken,
+    /// forgotten, and closed in the background.
+    /// </summary>
+    public void Discard(BackendConnection connection)
+    {
+        connection.Break();
+        Forget(connection);
+        _ = connection.DisposeAsync().AsTask();
+    }
+
     /// <summary>Accounts for a connection that is no longer open; a transaction-mode slot it held goes to the first waiter.</summary>
     private void DroppedLocked(BackendConnection connection)
     {

@@ -277,9 +277,7 @@ internal sealed partial class ClientSession
         }
         else if (!_services.Pool.Return(connection))
         {
-            connection.Break();
-            _services.Pool.Forget(connection);
-            _ = connection.DisposeAsync().AsTask();
+            _services.Pool.Discard(connection);
         }
     }
 
@@ -471,9 +469,7 @@ internal sealed partial class ClientSession
                     if (!_services.Pool.Return(link.Connection, out var handoff))
                     {
                         // The pool is closing: nothing more is handed out.
-                        link.Connection.Break();
-                        _services.Pool.Forget(link.Connection);
-                        _ = link.Connection.DisposeAsync().AsTask();
+                        _services.Pool.Discard(link.Connection);
                     }
                     else if (handoff.IsEmpty)
                     {
