@@ -160,9 +160,15 @@ public class MetricsTests
             Assert.That(error!.SqlState, Is.EqualTo("28P01"));
         }
 
-        // Npgsql may try more than once: every refusal Poold logged is one failure counted, with the reason "password".
-        var after = await UntilAsync(port, s => s.Value("poold_login_failures_total", L("reason", "password")) > 0, "the failure to be counted");
-        var refusals = poold.Log.Split('\n').Count(l => l.Contains("28P01 password authentication failed", StringComparison.Ordinal));
+        // Npgsql may try more than once: every refusal Poold logged is one failure counted, with the reason "password". The
+        // counter and the log line of a refusal are written one after the other: polled until they agree (a failure counted
+        // twice never agrees, and the poll's deadline fails the test).
+        int Refusals() => poold.Log.Split('\n').Count(l => l.Contains("28P01 password authentication failed", StringComparison.Ordinal));
+        var after = await UntilAsync(port, s => s.Value("poold_login_failures_total", L("reason", "password")) > 0
+                                                && s.Value("poold_login_failures_total", L("reason", "password"))
+                                                == before.Value("poold_login_failures_total", L("reason", "password")) + Refusals(),
+            "every refusal in the log to be counted, once");
+        var refusals = Refusals();
         Assert.That(refusals, Is.GreaterThanOrEqualTo(1));
         Assert.That(after.Value("poold_login_failures_total", L("reason", "password")),
             Is.EqualTo(before.Value("poold_login_failures_total", L("reason", "password")) + refusals));
