@@ -316,6 +316,9 @@ internal sealed partial class BackendConnection : IAsyncDisposable
     public bool WasOpenedWith(CredentialTag? tag) =>
         AuthMethod == BackendAuthMethod.Trust || (tag is not null && _openedWith is not null && _openedWith.Matches(tag));
 
+    /// <summary>The tag of the credential this connection logged in with (null: none, a trust login).</summary>
+    internal CredentialTag? OpenedWith => _openedWith;
+
     internal void UpdateParameter(string name, string value)
     {
         var i = _parameters.FindIndex(p => p.Key == name);

@@ -54,6 +54,9 @@ internal sealed class ConnectionPool : IAsyncDisposable
         }
     }
 
+    /// <summary>What transaction-mode logins were told, so the next ones need no server connection (<see cref="LoginWelcome"/>).</summary>
+    public LoginWelcomes Welcomes { get; } = new();
+
     /// <summary>Connections Poold has open to <paramref name="nodeId"/>, idle or in use.</summary>
     public int OpenCount(int nodeId)
     {
@@ -155,6 +158,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
     /// </summary>
     public async Task PurgeNodeAsync(int nodeId)
     {
+        Welcomes.Clear();
         var purged = new List<BackendConnection>();
         lock (_lock)
         {
@@ -184,6 +188,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
     /// </summary>
     public async Task<int> PurgeDatabaseAsync(string database)
     {
+        Welcomes.Clear();
         var purged = new List<BackendConnection>();
         lock (_lock)
         {

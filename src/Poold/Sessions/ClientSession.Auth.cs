@@ -84,13 +84,26 @@ internal sealed partial class ClientSession
             await CredentialForBackendAsync(method, cancellationToken);
         }
 
+        if (_transactionMode && !NeedsFunctionLoad(snapshot)
+            && pool.Welcomes.Find(key, StateText(), MayUse(), snapshot.PrimaryGeneration) is { } welcome)
+        {
+            // Transaction mode, a pool a client with this startup state and credential has logged in to before: the
+            // client is told what that one was told, and takes a server connection only for its first transaction.
+            _welcome = welcome;
+            return;
+        }
+
         var backend = await ConnectAsync(primary, cancellationToken);
         Volatile.Write(ref _backend, backend);
         if (_transactionMode)
         {
             await ApplyStartupStateAsync(backend, cancellationToken);
+            pool.Welcomes.Remember(backend, StateText(), snapshot.PrimaryGeneration);
         }
     }
+
+    /// <summary>Transaction mode: the login answered from <see cref="ConnectionPool.Welcomes"/>, with no server connection; null otherwise.</summary>
+    private LoginWelcome? _welcome;
 
     /// <summary>
     /// An idle connection for <paramref name="key"/> that this client may have: one the backend let in without a

@@ -103,22 +103,29 @@ internal sealed partial class ClientSession
     /// <summary>Sets up routing once the primary connection is authenticated: the router, the balance node, the function catalog.</summary>
     private async Task PrepareRoutingAsync(CancellationToken cancellationToken)
     {
-        var connection = _backend!;
         _primaryGeneration = _loginSnapshot!.PrimaryGeneration;
-        _primaryNodeId = connection.NodeId;
-        var primary = new NodeLink(connection);
-        PrepareSharedLink(primary);
-        primary.WatchNode(_services.Nodes.DownToken(connection.NodeId));
-        _backends.Add(primary, primary: true);
+        var connection = _backend;
+        if (connection is null)
+        {
+            // Transaction mode, logged in from the pool's welcome: the first transaction binds the primary.
+            _primaryNodeId = _loginSnapshot.PrimaryNodeId;
+        }
+        else
+        {
+            _primaryNodeId = connection.NodeId;
+            var primary = new NodeLink(connection);
+            PrepareSharedLink(primary);
+            primary.WatchNode(_services.Nodes.DownToken(connection.NodeId));
+            _backends.Add(primary, primary: true);
+        }
+
         var settings = _services.Settings;
-        var options = _services.Routing;
-        _router = new SessionRouter(options, _services.Functions, Database!);
+        _router = new SessionRouter(_services.Routing, _services.Functions, Database!);
         _balancer = LoadBalancer.For(settings);
         var nodes = _services.Nodes.Current;
         (_balanceNodeId, _balanceWhy) = _balancer.Choose(nodes, Database!, _startup!["application_name"], _random);
         LogBalanceNode(_balanceNodeId, _balanceWhy);
-        if (options.LoadBalanceMode && options.WriteFunctions.Count == 0 && options.ReadOnlyFunctions.Count == 0
-            && nodes.Nodes.Any(n => n.Status == NodeStatus.Up && n.Settings.Weight > 0) && _services.Functions.NeedsLoad(Database!))
+        if (connection is not null && NeedsFunctionLoad(nodes))
         {
             try
             {
@@ -129,6 +136,17 @@ internal sealed partial class ClientSession
                 LogCatchUpError(connection.NodeId, e.Error.Message);
             }
         }
+    }
+
+    /// <summary>
+    /// Whether routing needs the volatility of this database's functions read from the server before the first batch
+    /// (load balancing on, no function list configured, a standby to balance to, not read yet).
+    /// </summary>
+    private bool NeedsFunctionLoad(NodeSnapshot nodes)
+    {
+        var options = _services.Routing;
+        return options.LoadBalanceMode && options.WriteFunctions.Count == 0 && options.ReadOnlyFunctions.Count == 0
+               && nodes.Nodes.Any(n => n.Status == NodeStatus.Up && n.Settings.Weight > 0) && _services.Functions.NeedsLoad(Database!);
     }
 
     // ---- reading the client's messages ----

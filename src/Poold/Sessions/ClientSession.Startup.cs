@@ -149,19 +149,20 @@ internal sealed partial class ClientSession
         return body;
     }
 
-    /// <summary>AuthenticationOk, the backend's ParameterStatus values, Poold's BackendKeyData, ReadyForQuery.</summary>
+    /// <summary>AuthenticationOk, the backend's ParameterStatus values (or the pool's, <see cref="Pooling.LoginWelcome"/>), Poold's BackendKeyData, ReadyForQuery.</summary>
     private async Task SendStartupResponseAsync(CancellationToken cancellationToken)
     {
-        var backend = _backend!;
+        var backend = _backend;
         _out.Clear();
         _out.Authentication(AuthRequest.Ok);
-        foreach (var (name, value) in backend.Parameters)
+        foreach (var (name, value) in backend?.Parameters ?? _welcome!.Parameters)
         {
             _out.ParameterStatus(name, value);
         }
 
+        _welcome = null;
         _out.BackendKeyData(_cancelProcessId, _secretKey);
-        _out.ReadyForQuery(backend.TransactionStatus);
+        _out.ReadyForQuery(backend?.TransactionStatus ?? TransactionStatus.Idle);
         await _client.WriteAsync(_out.Written, cancellationToken);
         await _client.FlushAsync(cancellationToken);
     }

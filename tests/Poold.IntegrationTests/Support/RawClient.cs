@@ -40,6 +40,7 @@ internal sealed class RawClient : IAsyncDisposable
         body.CopyTo(packet, 8);
         await client.SendAsync(packet);
         var login = await client.ReadUntilReadyAsync();
+        client.Login = login;
         if (login.Any(m => m.Code == 'E'))
         {
             throw new InvalidOperationException("login failed: " + login.First(m => m.Code == 'E').Text);
@@ -54,6 +55,13 @@ internal sealed class RawClient : IAsyncDisposable
     }
 
     public Socket Socket => _socket;
+
+    /// <summary>What the server sent at login, up to its first ReadyForQuery (AuthenticationOk, ParameterStatus …).</summary>
+    public IReadOnlyList<BackendMessage> Login { get; private set; } = [];
+
+    /// <summary>The ParameterStatus values of the login, by name.</summary>
+    public IReadOnlyDictionary<string, string> LoginParameters =>
+        Login.Where(m => m.Code == 'S').Select(m => m.Text.Split('|')).ToDictionary(f => f[0], f => f[1]);
 
     /// <summary>The BackendKeyData of the login: the process id and secret a CancelRequest for this session carries.</summary>
     public (int ProcessId, int Secret) BackendKey { get; private set; }

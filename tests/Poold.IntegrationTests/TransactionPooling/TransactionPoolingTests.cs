@@ -330,7 +330,7 @@ public class TransactionPoolingTests
         await using var holder = Connection(poold, "txpool-holder");
         await holder.OpenAsync();
 
-        // A login takes a server connection for its authentication and startup parameters: logged in before the holder's transaction.
+        // The first login with this startup state goes through a server connection: logged in before the holder's transaction.
         await using var waiter = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-waiter");
         await using var tx = await holder.BeginTransactionAsync();
         await new NpgsqlCommand("SELECT 1", holder, tx).ExecuteScalarAsync();
