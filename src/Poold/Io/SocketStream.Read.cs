@@ -177,6 +177,12 @@ internal sealed partial class SocketStream
             }
 
             _readBuffer = default;
+            if (error is ObjectDisposedException)
+            {
+                // Closed under a waiting read: as NetworkStream says it (callers catch IOException for a gone peer).
+                error = Aborted(reading: true);
+            }
+
             if (outcome == Outcome.Done)
             {
                 // Last: the reader's continuation runs here and may start the next read.

@@ -156,6 +156,11 @@ internal sealed partial class SocketStream
             }
 
             _writeBuffer = default;
+            if (error is ObjectDisposedException)
+            {
+                error = Aborted(reading: false);
+            }
+
             if (outcome == Outcome.Done)
             {
                 _writeCore.SetResult(true);

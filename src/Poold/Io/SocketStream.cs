@@ -154,7 +154,8 @@ internal sealed partial class SocketStream : Stream, IValueTaskSource<int>, IVal
             _socket.Dispose();
             _engine.Release(Token);
 
-            // A parked operation, taken here, sees _disposed and fails with ObjectDisposedException.
+            // A parked operation, taken here, sees _disposed and fails as NetworkStream's do: an IOException over
+            // SocketError.OperationAborted. A call that starts after this gets an ObjectDisposedException.
             if (Interlocked.CompareExchange(ref _readParked, 0, 1) == 1)
             {
                 ResumeRead();
@@ -173,6 +174,8 @@ internal sealed partial class SocketStream : Stream, IValueTaskSource<int>, IVal
         new(reading ? $"Unable to read data from the transport connection: {new SocketException((int)error).Message}."
                 : $"Unable to write data to the transport connection: {new SocketException((int)error).Message}.",
             new SocketException((int)error));
+
+    private static IOException Aborted(bool reading) => Failure(SocketError.OperationAborted, reading);
 
     private ObjectDisposedException Disposed() => new(GetType().FullName);
 
