@@ -306,6 +306,32 @@ public sealed class SocketStreamTests : IDisposable
     }
 
     [Test]
+    public async Task Connect_ToAUnixSocket_GivesAWorkingStream()
+    {
+        Assume.That(SocketStreams.UseEpoll, Is.True, "POOLD_IO_ENGINE=dotnet");
+        var path = Path.Combine(Path.GetTempPath(), $"poold-io-{Environment.ProcessId}-{Guid.NewGuid():N}.sock");
+        try
+        {
+            using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            listener.Bind(new UnixDomainSocketEndPoint(path));
+            listener.Listen(1);
+            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            await using var stream = await SocketStreams.ConnectAsync(socket, new UnixDomainSocketEndPoint(path), CancellationToken.None)
+                .AsTask().WaitAsync(Deadline);
+            using var peer = listener.Accept();
+            peer.Send(Bytes(6, 1));
+            var buffer = new byte[16];
+            Assert.That(await Within(stream.ReadAsync(buffer)), Is.EqualTo(6));
+            await stream.WriteAsync(Bytes(2, 9));
+            Assert.That(peer.Receive(buffer), Is.EqualTo(2));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Test]
     public void ASlotReused_HasANewToken()
     {
         var (first, _) = EpollEngine.Shared.Reserve();
