@@ -24,7 +24,15 @@ namespace Poold.Io;
 /// sets the flag (a full fence) and then reads the parked word: at least one of them sees the other, so an edge is never
 /// lost. Whoever moves the parked word from 1 to 0 with a compare-exchange (the event thread, the parking caller that
 /// saw the flag, a cancellation callback, or <see cref="Dispose(bool)"/>) owns the operation and is the only one to
-/// complete it, or to park it again by storing 1 and re-checking. No lock is taken on this path.
+/// complete it, or to park it again by storing 1 and re-checking. No lock is taken on this path. A parked operation's
+/// cancellation registration is disposed in GetResult, before its caller can start the next one, so a late callback
+/// never meets a later operation.
+/// </para>
+/// <para>
+/// At most one read and one write may be pending at a time (the pipe reader and SslStream keep to that; a second
+/// concurrent read is a caller's bug and is not detected). An operation parked when the stream is disposed ends with an
+/// IOException over <see cref="SocketError.OperationAborted"/>, as NetworkStream's; one started after, with an
+/// ObjectDisposedException.
 /// </para>
 /// </summary>
 internal sealed partial class SocketStream : Stream, IValueTaskSource<int>, IValueTaskSource
@@ -58,6 +66,8 @@ internal sealed partial class SocketStream : Stream, IValueTaskSource<int>, IVal
     {
         _socket = socket;
         _engine = engine ?? EpollEngine.Shared;
+        _readCore.RunContinuationsAsynchronously = false;
+        _writeCore.RunContinuationsAsynchronously = false;
         socket.Blocking = false;
         _fd = (int)socket.Handle;
         (Token, _epollFd) = _engine.Reserve();
@@ -68,9 +78,6 @@ internal sealed partial class SocketStream : Stream, IValueTaskSource<int>, IVal
             _engine.Release(Token);
             throw new IOException($"epoll_ctl could not watch the socket: errno {error}");
         }
-
-        _readCore.RunContinuationsAsynchronously = false;
-        _writeCore.RunContinuationsAsynchronously = false;
     }
 
     /// <summary>This stream's registration: slot index and generation (see <see cref="EpollEngine"/>).</summary>
