@@ -203,7 +203,7 @@ internal sealed partial class BackendConnection : IAsyncDisposable
             throw new BackendException(node.Id, SqlState.ConnectionFailure,
                 $"could not connect to backend node {node.Id} ({Describe(node)}): timed out after {timeout.TotalMilliseconds:0} ms (connect_timeout)");
         }
-        catch (SocketException e)
+        catch (Exception e) when (e is SocketException or IOException)
         {
             throw new BackendException(node.Id, SqlState.ConnectionFailure,
                 $"could not connect to backend node {node.Id} ({Describe(node)}): {e.Message}", e);
