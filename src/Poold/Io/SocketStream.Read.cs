@@ -19,6 +19,11 @@ internal sealed partial class SocketStream
             return ValueTask.FromCanceled<int>(cancellationToken);
         }
 
+        if (buffer.IsEmpty)
+        {
+            return WaitReadableAsync(cancellationToken);
+        }
+
         // EAGAIN clears Edge before its recv: the loop parks unless an edge came in between.
         while (Volatile.Read(ref _readiness) != 0)
         {
@@ -37,6 +42,54 @@ internal sealed partial class SocketStream
         }
 
         return ParkRead(buffer, cancellationToken);
+    }
+
+    /// <summary>
+    /// A zero-byte read: the caller holds no buffer while it waits (ContiguousPipeReader), so it must not be woken for
+    /// input already taken. Edge may outlive what it announced — a read that filled its buffer exactly (a 5-byte
+    /// header at login) sets it on a guess, and an event can be handled after the read that took its bytes — so a set
+    /// flag is checked with a one-byte MSG_PEEK, Edge cleared first as before a recv: data or the end completes the
+    /// read, EAGAIN parks it. A read parked here and resumed by an event is not checked again: that edge is new. Without
+    /// the check an idle session woke once, took a 16 KB buffer and parked its real read holding it.
+    /// </summary>
+    private ValueTask<int> WaitReadableAsync(CancellationToken cancellationToken)
+    {
+        var flags = Volatile.Read(ref _readiness);
+        if ((flags & Hangup) != 0 || Volatile.Read(ref _disposed) != 0)
+        {
+            return TryReceive(Span<byte>.Empty, out _, out var error) == Outcome.Failed
+                ? ValueTask.FromException<int>(error!)
+                : new ValueTask<int>(0);
+        }
+
+        if (flags != 0)
+        {
+            Interlocked.And(ref _readiness, ~Edge);
+            Span<byte> probe = stackalloc byte[1];
+            SocketError result;
+            int count;
+            try
+            {
+                do
+                {
+                    count = _socket.Receive(probe, SocketFlags.Peek, out result);
+                }
+                while (result == SocketError.Interrupted);
+            }
+            catch (ObjectDisposedException)
+            {
+                return ValueTask.FromException<int>(Disposed());
+            }
+
+            if (result != SocketError.WouldBlock)
+            {
+                // Data, the end, or an error: readable. The read that follows takes the data or reports the end or error.
+                Interlocked.Or(ref _readiness, result == SocketError.Success && count > 0 ? Edge : Edge | Hangup);
+                return new ValueTask<int>(0);
+            }
+        }
+
+        return ParkRead(Memory<byte>.Empty, cancellationToken);
     }
 
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>

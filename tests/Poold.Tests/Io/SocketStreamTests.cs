@@ -106,6 +106,26 @@ public sealed class SocketStreamTests : IDisposable
     }
 
     [Test]
+    public async Task AZeroByteRead_AfterAReadThatFilledItsBufferExactly_WaitsForMoreData()
+    {
+        // A full read leaves the stream marked readable on a guess (more may be queued); the login's exact-sized reads
+        // (a 5-byte header, then the body) end that way. An idle session's zero-byte wait must not be woken by that
+        // guess: it would then take a buffer and park its real read holding it.
+        var header = new byte[5];
+        _peer.Send(Bytes(5, 2));
+        Assert.That(await Within(_stream.ReadAsync(header)), Is.EqualTo(5));
+        Assert.That(_stream.MayHaveInput, Is.True, "a read that filled its buffer cannot know it drained the socket");
+
+        var waiting = _stream.ReadAsync(Memory<byte>.Empty).AsTask();
+        Assert.That(waiting.IsCompleted, Is.False, "the socket is drained: the wait goes on");
+        _peer.Send(Bytes(3, 4));
+        Assert.That(await waiting.WaitAsync(Deadline), Is.Zero);
+        var buffer = new byte[16];
+        Assert.That(await Within(_stream.ReadAsync(buffer)), Is.EqualTo(3));
+        Assert.That(buffer[..3], Is.EqualTo(Bytes(3, 4)));
+    }
+
+    [Test]
     public async Task ThePeerClosing_EndsTheStream_AfterTheDataThatCameWithTheClose()
     {
         var buffer = new byte[64];
