@@ -1,6 +1,5 @@
 using System.Net.Sockets;
 using System.Security.Authentication;
-using Poold.Io;
 using Poold.Pooling;
 using Poold.Protocol;
 using Serilog;
@@ -51,7 +50,7 @@ internal sealed partial class ClientSession
         _isUnixSocket = socket.AddressFamily == AddressFamily.Unix;
         _rejectAsTooMany = rejectAsTooMany;
         Id = id;
-        _client = SocketStreams.Create(socket);
+        _client = new NetworkStream(socket, ownsSocket: true);
         _registry = new StatementRegistry(services.Time);
         StartedAt = services.Time.GetUtcNow();
 
