@@ -5,6 +5,7 @@ using System.Net.Security;
 using System.Net.Sockets;
 using System.Text;
 using Poold.Config;
+using Poold.Io;
 using Poold.Protocol;
 using Poold.Tls;
 
@@ -22,14 +23,18 @@ internal sealed partial class BackendConnection : IAsyncDisposable
 
     private readonly Socket _socket;
     private readonly Stream _stream;
+
+    /// <summary>The stream on the socket itself when it is Poold's engine's (under TLS, if any): its readiness spares a poll.</summary>
+    private readonly SocketStream? _engineStream;
     private readonly MessageBuffer _out = new();
     private readonly List<KeyValuePair<string, string>> _parameters = [];
     /// <summary>The credential of the login that opened this connection (null after a trust login).</summary>
     private CredentialTag? _openedWith;
     private int _disposed;
 
-    private BackendConnection(BackendSettings node, PoolKey key, Socket socket, Stream stream, bool isTls, long createdAt)
+    private BackendConnection(BackendSettings node, PoolKey key, Socket socket, Stream stream, SocketStream? engineStream, bool isTls, long createdAt)
     {
+        _engineStream = engineStream;
         Node = node;
         Key = key;
         _socket = socket;
@@ -85,7 +90,10 @@ internal sealed partial class BackendConnection : IAsyncDisposable
         PasswordSource passwords, TlsSetup tls, TimeSpan connectTimeout, TimeProvider time, CancellationToken cancellationToken,
         BackendDialer? dial = null)
     {
-        var (socket, stream) = dial is null ? await ConnectAsync(node, connectTimeout, cancellationToken) : await dial(node, connectTimeout, cancellationToken);
+        var (socket, stream) = dial is null
+            ? await ConnectAsync(node, connectTimeout, cancellationToken, sessionStream: true)
+            : await dial(node, connectTimeout, cancellationToken);
+        var engineStream = stream as SocketStream;
         var isTls = false;
         try
         {
@@ -94,7 +102,7 @@ internal sealed partial class BackendConnection : IAsyncDisposable
                 (stream, isTls) = await NegotiateTlsAsync(node, stream, tls, cancellationToken);
             }
 
-            var connection = new BackendConnection(node, key, socket, stream, isTls, time.GetTimestamp());
+            var connection = new BackendConnection(node, key, socket, stream, engineStream, isTls, time.GetTimestamp());
             try
             {
                 await connection.StartupAsync(startup, passwords, cancellationToken);
@@ -157,7 +165,13 @@ internal sealed partial class BackendConnection : IAsyncDisposable
         return Path.Combine(dir, $".s.PGSQL.{node.Port}");
     }
 
-    private static async Task<(Socket, Stream)> ConnectAsync(BackendSettings node, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <summary>
+    /// Connects to <paramref name="node"/>. <paramref name="sessionStream"/>: the connection will carry a session's
+    /// traffic, and gets the stream <see cref="SocketStreams"/> chooses (Poold's engine on Linux); otherwise (a cancel
+    /// request) .NET's.
+    /// </summary>
+    private static async Task<(Socket, Stream)> ConnectAsync(BackendSettings node, TimeSpan timeout, CancellationToken cancellationToken,
+        bool sessionStream = false)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         if (timeout > TimeSpan.Zero)
@@ -168,6 +182,11 @@ internal sealed partial class BackendConnection : IAsyncDisposable
         Socket socket;
         try
         {
+            if (sessionStream)
+            {
+                return await ConnectSessionStreamAsync(node, cts.Token);
+            }
+
             if (node.IsUnixSocket)
             {
                 socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -175,9 +194,7 @@ internal sealed partial class BackendConnection : IAsyncDisposable
             }
             else
             {
-                socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-                // A backend host that vanishes (power loss, network partition) is noticed on an idle connection too.
-                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+                socket = NewTcpSocket(System.Net.Sockets.AddressFamily.InterNetworkV6, dualMode: true);
                 await ConnectOrDisposeAsync(socket, new System.Net.DnsEndPoint(node.Hostname, node.Port), cts.Token);
             }
         }
@@ -186,13 +203,55 @@ internal sealed partial class BackendConnection : IAsyncDisposable
             throw new BackendException(node.Id, SqlState.ConnectionFailure,
                 $"could not connect to backend node {node.Id} ({Describe(node)}): timed out after {timeout.TotalMilliseconds:0} ms (connect_timeout)");
         }
-        catch (SocketException e)
+        catch (Exception e) when (e is SocketException or IOException)
         {
             throw new BackendException(node.Id, SqlState.ConnectionFailure,
                 $"could not connect to backend node {node.Id} ({Describe(node)}): {e.Message}", e);
         }
 
         return (socket, new NetworkStream(socket, ownsSocket: true));
+    }
+
+    private static Socket NewTcpSocket(AddressFamily family, bool dualMode)
+    {
+        var socket = dualMode ? new Socket(SocketType.Stream, ProtocolType.Tcp) : new Socket(family, SocketType.Stream, ProtocolType.Tcp);
+        socket.NoDelay = true;
+        // A backend host that vanishes (power loss, network partition) is noticed on an idle connection too.
+        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+        return socket;
+    }
+
+    /// <summary>
+    /// Connects through <see cref="SocketStreams.ConnectAsync"/>: host names resolved first (on the thread pool), then each
+    /// address tried in turn, as .NET's connect to a <see cref="System.Net.DnsEndPoint"/> does.
+    /// </summary>
+    private static async Task<(Socket, Stream)> ConnectSessionStreamAsync(BackendSettings node, CancellationToken cancellationToken)
+    {
+        if (node.IsUnixSocket)
+        {
+            var unix = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            return (unix, await SocketStreams.ConnectAsync(unix, new UnixDomainSocketEndPoint(SocketPath(node)), cancellationToken));
+        }
+
+        var addresses = System.Net.IPAddress.TryParse(node.Hostname, out var literal) ? [literal]
+            : await System.Net.Dns.GetHostAddressesAsync(node.Hostname, cancellationToken);
+        if (addresses.Length == 0)
+        {
+            throw new SocketException((int)SocketError.HostNotFound);
+        }
+
+        for (var i = 0; ; i++)
+        {
+            var socket = NewTcpSocket(addresses[i].AddressFamily, dualMode: false);
+            try
+            {
+                return (socket, await SocketStreams.ConnectAsync(socket, new System.Net.IPEndPoint(addresses[i], node.Port), cancellationToken));
+            }
+            catch (SocketException) when (i < addresses.Length - 1)
+            {
+                // The next address.
+            }
+        }
     }
 
     private static async Task ConnectOrDisposeAsync(Socket socket, System.Net.EndPoint endPoint, CancellationToken cancellationToken)
@@ -298,6 +357,12 @@ internal sealed partial class BackendConnection : IAsyncDisposable
     /// </summary>
     public bool IsClosedByPeer()
     {
+        if (_engineStream is { MayHaveInput: false })
+        {
+            // No edge since the last read drained the socket: nothing, not even a FIN, has arrived.
+            return false;
+        }
+
         try
         {
             return _socket.Poll(0, SelectMode.SelectRead);

@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Security.Authentication;
+using Poold.Io;
 using Poold.Pooling;
 using Poold.Protocol;
 using Serilog;
@@ -50,7 +51,7 @@ internal sealed partial class ClientSession
         _isUnixSocket = socket.AddressFamily == AddressFamily.Unix;
         _rejectAsTooMany = rejectAsTooMany;
         Id = id;
-        _client = new NetworkStream(socket, ownsSocket: true);
+        _client = SocketStreams.Create(socket);
         _registry = new StatementRegistry(services.Time);
         StartedAt = services.Time.GetUtcNow();
 

@@ -1,19 +1,25 @@
 using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
+using Poold.Io;
 using Poold.Protocol;
 
 namespace Poold.Tests.Protocol;
 
-/// <summary>The relay's reader over a real loopback connection: the PipeReader contract the sessions rely on.</summary>
+/// <summary>
+/// The relay's reader over a real loopback connection: the PipeReader contract the sessions rely on, over .NET's
+/// stream and over Poold's own (<see cref="SocketStream"/>).
+/// </summary>
 [FixtureLifeCycle(LifeCycle.InstancePerTestCase)]
+[TestFixture(false)]
+[TestFixture(true)]
 public sealed class ContiguousPipeReaderTests : IDisposable
 {
     private readonly Socket _peer;
-    private readonly NetworkStream _stream;
+    private readonly Stream _stream;
     private readonly ContiguousPipeReader _reader;
 
-    public ContiguousPipeReaderTests()
+    public ContiguousPipeReaderTests(bool ownEngine)
     {
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
@@ -21,7 +27,7 @@ public sealed class ContiguousPipeReaderTests : IDisposable
         var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         client.Connect(listener.LocalEndPoint!);
         _peer = listener.Accept();
-        _stream = new NetworkStream(client, ownsSocket: true);
+        _stream = ownEngine ? new SocketStream(client) : new NetworkStream(client, ownsSocket: true);
         _reader = new ContiguousPipeReader(_stream, bufferSize: 64, minimumReadSize: 16);
     }
 
@@ -178,9 +184,14 @@ public sealed class ContiguousPipeReaderTests : IDisposable
         // On the thread pool, as Poold's sessions run: on the test's own thread, since NUnit 4.6 / adapter 6.3, the
         // continuations cost ~190 bytes per read that Poold never pays.
         await Task.Run(() => RoundTripsAsync(200));
-        var before = GC.GetTotalAllocatedBytes(precise: true);
-        await Task.Run(() => RoundTripsAsync(2000));
-        var perRead = (GC.GetTotalAllocatedBytes(precise: true) - before) / 2000.0;
+        var perRead = double.MaxValue;
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            // The least of three: the test host reporting another test's result meanwhile allocates too.
+            var before = GC.GetTotalAllocatedBytes(precise: true);
+            await Task.Run(() => RoundTripsAsync(2000));
+            perRead = Math.Min(perRead, (GC.GetTotalAllocatedBytes(precise: true) - before) / 2000.0);
+        }
 
         // Counted over every thread; a state machine per read, as the pipeline's stream reader has, is about 100 bytes.
         Assert.That(perRead, Is.LessThan(16), $"{perRead:0.0} bytes per read");
