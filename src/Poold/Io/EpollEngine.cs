@@ -64,6 +64,27 @@ internal sealed unsafe class EpollEngine
     public int Registered => Volatile.Read(ref _registered);
 
     /// <summary>
+    /// How many registered streams satisfy <paramref name="match"/> (for tests and diagnostics: a count of all streams
+    /// would include other instances' sockets, and ones being released). Reads the slots without the lock.
+    /// </summary>
+    public int Count(Func<SocketStream, bool> match)
+    {
+        var count = 0;
+        foreach (var chunk in Volatile.Read(ref _chunks))
+        {
+            foreach (var stream in chunk)
+            {
+                if (stream is not null && match(stream))
+                {
+                    count++;
+                }
+            }
+        }
+
+        return count;
+    }
+
+    /// <summary>
     /// Takes a free slot and an event thread (round-robin) and returns the slot's token and that thread's epoll
     /// descriptor. The slot stays empty, so no event is delivered, until <see cref="Publish"/>.
     /// </summary>

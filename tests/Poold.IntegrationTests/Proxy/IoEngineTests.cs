@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Net;
 using Npgsql;
 using Poold.Io;
 using Poold.IntegrationTests.Cluster;
@@ -17,15 +19,38 @@ public class IoEngineTests
     {
         Assume.That(SocketStreams.UseEpoll, Is.True, "POOLD_IO_ENGINE=dotnet");
         await using var poold = await PooldInstance.StartAsync(ClusterFixture.Cluster, onlyNode: 0);
-        var before = EpollEngine.Shared.Registered;
+        int backendPort;
         await using (var connection = await poold.OpenAsync(TestRoles.ScramUser, TestRoles.Password(TestRoles.ScramUser)))
         {
             Assert.That(await new NpgsqlCommand("SELECT repeat('x', 100000)", connection).ExecuteScalarAsync(), Has.Length.EqualTo(100000));
-            Assert.That(EpollEngine.Shared.Registered - before, Is.GreaterThanOrEqualTo(2), "the client's socket and a new backend connection");
+
+            // The server's view of the session's backend connection gives that connection's local port on Poold's side.
+            backendPort = Convert.ToInt32(await new NpgsqlCommand("SELECT inet_client_port()", connection).ExecuteScalarAsync(),
+                CultureInfo.InvariantCulture);
+            Assert.That(ClientSockets(poold.Port), Is.EqualTo(1), "the client's socket is on the engine");
+            Assert.That(SocketsFrom(backendPort), Is.EqualTo(1), "the backend connection's socket is on the engine");
         }
 
         // The backend connection stays in the cache; the client's socket goes with the session.
-        await Poll.UntilAsync(() => Task.FromResult(EpollEngine.Shared.Registered - before <= 1), TimeSpan.FromSeconds(10),
+        await Poll.UntilAsync(() => Task.FromResult(ClientSockets(poold.Port) == 0), TimeSpan.FromSeconds(10),
             "the client's socket to leave the engine");
+        Assert.That(SocketsFrom(backendPort), Is.EqualTo(1), "the cached backend connection stays on the engine");
+    }
+
+    /// <summary>Sockets Poold accepted on <paramref name="listenPort"/>.</summary>
+    private static int ClientSockets(int listenPort) => EpollEngine.Shared.Count(s => LocalPort(s) == listenPort);
+
+    private static int SocketsFrom(int localPort) => EpollEngine.Shared.Count(s => LocalPort(s) == localPort);
+
+    private static int? LocalPort(SocketStream stream)
+    {
+        try
+        {
+            return (stream.Socket.LocalEndPoint as IPEndPoint)?.Port;
+        }
+        catch (ObjectDisposedException)
+        {
+            return null;
+        }
     }
 }
