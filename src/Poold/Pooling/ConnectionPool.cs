@@ -23,6 +23,16 @@ internal sealed class ConnectionPool : IAsyncDisposable
     private readonly Dictionary<PoolKey, SharedPool> _shared = [];
 
     /// <summary>
+    /// When each database's idle connections were last purged (<see cref="PurgeDatabaseAsync"/>): a connection that was
+    /// out with a client since before then (its <see cref="BackendConnection.LastUsedAt"/> is older) is not kept when it
+    /// comes back, or it would hold the database the DDL is waiting for. At most <see cref="MaxPurgeMarks"/> kept, the
+    /// oldest dropped first.
+    /// </summary>
+    private readonly Dictionary<string, long> _databasePurges = new(StringComparer.Ordinal);
+
+    private const int MaxPurgeMarks = 256;
+
+    /// <summary>
     /// Waiters no wait uses now, for the next ones: a wait allocates nothing, and an idle client holds no waiter (there
     /// are about as many as clients that wait at once, up to <see cref="MaxFreeWaiters"/>).
     /// </summary>
@@ -192,6 +202,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
         var purged = new List<BackendConnection>();
         lock (_lock)
         {
+            MarkPurgedLocked(database);
             for (var n = _lru.First; n is not null;)
             {
                 var next = n.Next;
@@ -211,6 +222,19 @@ internal sealed class ConnectionPool : IAsyncDisposable
         await Task.WhenAll(purged.Select(c => c.TerminateAsync().AsTask()));
         return purged.Count;
     }
+
+    private void MarkPurgedLocked(string database)
+    {
+        _databasePurges[database] = _time.GetTimestamp();
+        if (_databasePurges.Count > MaxPurgeMarks)
+        {
+            _databasePurges.Remove(_databasePurges.MinBy(p => p.Value).Key);
+        }
+    }
+
+    /// <summary>The connection was out with a client when its database was purged (see <see cref="_databasePurges"/>).</summary>
+    private bool PurgedWhileOutLocked(BackendConnection connection) =>
+        _databasePurges.TryGetValue(connection.Key.Database, out var purgedAt) && connection.LastUsedAt <= purgedAt;
 
     /// <summary>
     /// Accounts for a connection about to be opened to <paramref name="nodeId"/>; returns an idle connection that must be
@@ -288,7 +312,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
     {
         lock (_lock)
         {
-            if (_disposed || !_limits.Cache || !IsCacheable(connection.Key.Database) || connection.IsBroken)
+            if (_disposed || !_limits.Cache || !IsCacheable(connection.Key.Database) || connection.IsBroken || PurgedWhileOutLocked(connection))
             {
                 return false;
             }
@@ -643,7 +667,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
         handoff = default;
         lock (_lock)
         {
-            if (_disposed || connection.IsBroken)
+            if (_disposed || connection.IsBroken || PurgedWhileOutLocked(connection))
             {
                 return false;
             }

@@ -119,6 +119,39 @@ public class ClientViewTests
         }
     }
 
+    [Test]
+    public async Task AConnectionOutWithAClientWhileItsDatabaseIsPurged_IsClosedWhenItComesBack()
+    {
+        var name = $"view_db_{Guid.NewGuid():N}"[..20];
+        await ClusterFixture.Cluster.ScalarAsync(0, $"CREATE DATABASE {name}");
+        try
+        {
+            await using (var user = Connection("view-ddl-out", database: name))
+            {
+                await user.OpenAsync();
+                Assert.That(await new NpgsqlCommand("SELECT 1", user).ExecuteScalarAsync(), Is.EqualTo(1));
+
+                // The DDL purges the database's idle connections first; this one is in use, so PostgreSQL refuses
+                // (after waiting 5 s for it), as it would without Poold.
+                await using var admin = Connection("view-ddl", TestRoles.Admin, "postgres");
+                await admin.OpenAsync();
+                var refused = Assert.ThrowsAsync<PostgresException>(async () =>
+                    await new NpgsqlCommand($"ALTER DATABASE {name} RENAME TO {name}_r", admin).ExecuteNonQueryAsync());
+                Assert.That(refused!.SqlState, Is.EqualTo("55006"));
+            }
+
+            // The client left after the purge: its connection is closed, not cached, so nothing holds the database for
+            // the DDL's next try. (Cached, it would stay idle in pg_stat_activity until server_lifetime.)
+            await Poll.UntilAsync(async () => Convert.ToInt64(await ClusterFixture.Cluster.ScalarAsync(0,
+                    $"SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}'"), CultureInfo.InvariantCulture) == 0,
+                TimeSpan.FromSeconds(10), "the connection that was out during the purge to be closed");
+        }
+        finally
+        {
+            await ClusterFixture.Cluster.ScalarAsync(0, $"DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        }
+    }
+
     private async Task UseAndLeaveAsync(string database)
     {
         await using (var c = Connection("view-ddl", database: database))
