@@ -222,8 +222,9 @@ internal sealed partial class BackendConnection : IAsyncDisposable
     }
 
     /// <summary>
-    /// Connects through <see cref="SocketStreams.ConnectAsync"/>: host names resolved first (on the thread pool), then each
-    /// address tried in turn, as .NET's connect to a <see cref="System.Net.DnsEndPoint"/> does.
+    /// Connects through <see cref="SocketStreams.ConnectAsync(Socket, System.Net.EndPoint, CancellationToken)"/>: host
+    /// names resolved first (on the thread pool), then each address tried in turn, as .NET's connect to a
+    /// <see cref="System.Net.DnsEndPoint"/> does.
     /// </summary>
     private static async Task<(Socket, Stream)> ConnectSessionStreamAsync(BackendSettings node, CancellationToken cancellationToken)
     {

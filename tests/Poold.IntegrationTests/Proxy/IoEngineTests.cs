@@ -17,7 +17,7 @@ public class IoEngineTests
     [Test]
     public async Task ATlsSession_RunsOnPooldsEngine_ClientAndBackendSockets()
     {
-        Assume.That(SocketStreams.UseEpoll, Is.True, "POOLD_IO_ENGINE=dotnet");
+        Assume.That(SocketStreams.UseEpoll, Is.True, "Poold's I/O layer is opt-in: run with POOLD_IO_ENGINE=epoll");
         await using var poold = await PooldInstance.StartAsync(ClusterFixture.Cluster, onlyNode: 0);
         int backendPort;
         await using (var connection = await poold.OpenAsync(TestRoles.ScramUser, TestRoles.Password(TestRoles.ScramUser)))

@@ -302,12 +302,11 @@ public sealed class SocketStreamTests : IDisposable
     [Test]
     public async Task Connect_ThroughTheEngine_GivesAWorkingStream_AndARefusedPortIsASocketException()
     {
-        Assume.That(SocketStreams.UseEpoll, Is.True, "POOLD_IO_ENGINE=dotnet");
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         listener.Listen(1);
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await using var stream = await SocketStreams.ConnectAsync(socket, listener.LocalEndPoint!, CancellationToken.None).AsTask().WaitAsync(Deadline);
+        await using var stream = await SocketStreams.ConnectAsync(socket, listener.LocalEndPoint!, useEpoll: true, CancellationToken.None).AsTask().WaitAsync(Deadline);
         Assert.That(stream, Is.InstanceOf<SocketStream>());
         using var peer = listener.Accept();
         await stream.WriteAsync(Bytes(3, 1));
@@ -320,7 +319,7 @@ public sealed class SocketStreamTests : IDisposable
         listener.Close();
         var refused = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         var error = Assert.CatchAsync<SocketException>(async () =>
-            await SocketStreams.ConnectAsync(refused, new IPEndPoint(IPAddress.Loopback, closedPort), CancellationToken.None).AsTask().WaitAsync(Deadline));
+            await SocketStreams.ConnectAsync(refused, new IPEndPoint(IPAddress.Loopback, closedPort), useEpoll: true, CancellationToken.None).AsTask().WaitAsync(Deadline));
         Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionRefused));
         Assert.That(() => refused.Available, Throws.InstanceOf<ObjectDisposedException>(), "the failed socket is closed");
     }
@@ -328,7 +327,6 @@ public sealed class SocketStreamTests : IDisposable
     [Test]
     public async Task Connect_ToAUnixSocket_GivesAWorkingStream()
     {
-        Assume.That(SocketStreams.UseEpoll, Is.True, "POOLD_IO_ENGINE=dotnet");
         var path = Path.Combine(Path.GetTempPath(), $"poold-io-{Environment.ProcessId}-{Guid.NewGuid():N}.sock");
         try
         {
@@ -336,7 +334,7 @@ public sealed class SocketStreamTests : IDisposable
             listener.Bind(new UnixDomainSocketEndPoint(path));
             listener.Listen(1);
             var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            await using var stream = await SocketStreams.ConnectAsync(socket, new UnixDomainSocketEndPoint(path), CancellationToken.None)
+            await using var stream = await SocketStreams.ConnectAsync(socket, new UnixDomainSocketEndPoint(path), useEpoll: true, CancellationToken.None)
                 .AsTask().WaitAsync(Deadline);
             using var peer = listener.Accept();
             peer.Send(Bytes(6, 1));
