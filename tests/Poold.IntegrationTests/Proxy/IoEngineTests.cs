@@ -17,7 +17,11 @@ public class IoEngineTests
     [Test]
     public async Task ATlsSession_RunsOnPooldsEngine_ClientAndBackendSockets()
     {
-        Assume.That(SocketStreams.UseEpoll, Is.True, "Poold's I/O layer is opt-in: run with POOLD_IO_ENGINE=epoll");
+        if (!SocketStreams.UseEpoll)
+        {
+            // Ignored rather than inconclusive, so the run's summary counts it as skipped.
+            Assert.Ignore("Poold's I/O layer is opt-in: run with POOLD_IO_ENGINE=epoll");
+        }
         await using var poold = await PooldInstance.StartAsync(ClusterFixture.Cluster, onlyNode: 0);
         int backendPort;
         await using (var connection = await poold.OpenAsync(TestRoles.ScramUser, TestRoles.Password(TestRoles.ScramUser)))
