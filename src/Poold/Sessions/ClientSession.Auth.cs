@@ -60,46 +60,27 @@ internal sealed partial class ClientSession
             await AuthenticateByHbaAsync(auth, cancellationToken);
         }
 
-        _transactionMode = _replication == ReplicationMode.None && PoolModes.For(_services.Settings, Database!) == PoolMode.Transaction;
-        if (_transactionMode)
-        {
-            SeedStartupState();
-        }
+        var transactionMode = _replication == ReplicationMode.None && PoolModes.For(_services.Settings, Database!) == PoolMode.Transaction;
+        var backends = _backendSide;
+        backends.Begin(_startup!, Database!, transactionMode);
 
         await AdmitAsync(cancellationToken);
 
         var snapshot = _services.Nodes.Current;
-        _loginSnapshot = snapshot;
         var primary = snapshot.Primary ?? throw new ClientFatalException(SqlState.CannotConnectNow,
             snapshot.Nodes.Any(n => n.Status == Poold.Backends.NodeStatus.Up)
                 ? "no primary node is available: the primary is down and Poold is looking for the new one (failover)"
                 : "no backend node is available: the configuration defines no backend_port0 … or every node is down");
-        var key = BackendKey(primary.Id);
-        var pool = _services.Pool;
 
-        if (!_clientVerified && _clientPassword is null && pool.PeekAuthMethod(key) is { } method and not BackendAuthMethod.Trust)
+        if (!_clientVerified && _clientPassword is null && _services.Pool.PeekAuthMethod(backends.BackendKey(primary.Id)) is { } method
+            and not BackendAuthMethod.Trust)
         {
             // enable_pool_hba = off, and a connection is cached: the client proves itself as the backend asked when that
             // connection was opened, while the connection stays in the pool, so a failed or abandoned login costs nothing.
             await CredentialForBackendAsync(method, cancellationToken);
         }
 
-        if (_transactionMode && !NeedsFunctionLoad(snapshot)
-            && pool.Welcomes.Find(key, StateText(), MayUse(), snapshot.PrimaryGeneration) is { } welcome)
-        {
-            // Transaction mode, a pool a client with this startup state and credential has logged in to before: the
-            // client is told what that one was told, and takes a server connection only for its first transaction.
-            _welcome = welcome;
-            return;
-        }
-
-        var backend = await ConnectAsync(primary, cancellationToken);
-        Volatile.Write(ref _backend, backend);
-        if (_transactionMode)
-        {
-            await ApplyStartupStateAsync(backend, cancellationToken);
-            pool.Welcomes.Remember(backend, StateText(), snapshot.PrimaryGeneration);
-        }
+        _welcome = await backends.LogInAsync(snapshot, primary, cancellationToken);
     }
 
     /// <summary>Transaction mode: the login answered from <see cref="ConnectionPool.Welcomes"/>, with no server connection; null otherwise.</summary>
@@ -248,7 +229,7 @@ internal sealed partial class ClientSession
             return StoredCredential.FromPassword(_clientPassword);
         }
 
-        if (_primaryNodeId >= 0)
+        if (_backendSide.Running)
         {
             // The session is running: a node opened now must not ask the client anything.
             return null;

@@ -1,7 +1,6 @@
 using System.Security.Authentication;
 using Poold.Pooling;
 using Poold.Protocol;
-using Poold.Routing;
 
 namespace Poold.Sessions;
 
@@ -11,51 +10,35 @@ namespace Poold.Sessions;
 /// </summary>
 internal sealed partial class ClientSession
 {
-    private const string DelayedToPrimary = RouteRules.DelayThresholdReason + ": the primary";
-    private const string DelayedRedrawn = RouteRules.DelayThresholdReason + ": another node drawn (prefer_lower_delay_standby)";
-    private const string UnavailableRedrawn = RouteRules.UnavailableReason + ": another node drawn";
-    private const string UnavailableToPrimary = RouteRules.UnavailableReason + ": the primary";
-
-    /// <summary>Why <see cref="_balanceNodeId"/> is the load-balance node (the balancer's words: by weight, redirect preference …).</summary>
-    private string _balanceWhy = "by weight";
-
     /// <summary>Bytes of client messages read after login (written by the client pump only).</summary>
     private long _bytesIn;
 
-    /// <summary>Bytes written to the client after login (written by the reply pump only).</summary>
-    private long _bytesOut;
-
     public long BytesIn => Volatile.Read(ref _bytesIn);
 
-    public long BytesOut => Volatile.Read(ref _bytesOut);
+    public long BytesOut => _output.Bytes;
+
+    /// <summary>The backend connections this session holds (node, backend pid), readable from other threads.</summary>
+    public IReadOnlyList<(int NodeId, int ProcessId)> Backends => _backendSide.Backends;
+
+    public int BalanceNodeId => _backendSide.BalanceNodeId;
+
+    /// <summary>pgpool's process status words.</summary>
+    public string StatusText => _backendSide.StatusText;
+
+    /// <summary>Whether the session is in transaction mode (SHOW POOL_PROCESSES, the metrics).</summary>
+    public bool TransactionMode => _backendSide.TransactionMode;
+
+    /// <summary>Waiting for a server connection (transaction mode, all of the pool's busy).</summary>
+    public bool WaitingForServer => _backendSide.WaitingForServer;
+
+    /// <summary>Why the session is pinned to its connections (null when it is not, or in session mode).</summary>
+    public string? PinnedBy => _backendSide.PinnedBy;
 
     /// <summary>
     /// <c>PGPOOL EXPLAIN ROUTE statement</c>: where the statement would go now in this session, and the rule and reason
-    /// that decide, computed exactly as a real statement's route but without running it or changing the session's state
-    /// (with statement_level_load_balance, the draw it makes is the session's next one).
+    /// that decide (<see cref="BackendSide.ExplainRoute"/>).
     /// </summary>
-    public (int NodeId, string Rule, string Reason) ExplainRoute(string statement)
-    {
-        var c = QueryClassifier.Classify(statement, _services.Routing);
-        int nodeId;
-        string reason;
-        lock (_routingLock)
-        {
-            (nodeId, reason) = ChooseForStatements(new ReadOnlySpan<Classification>(ref c), forced: null);
-        }
-
-        (nodeId, reason) = ExplainReadYourWrites(nodeId, reason);
-        var rule = RouteRules.Of(reason);
-        return (nodeId, rule, RouteRules.IsBalanceRule(rule) || rule == RouteRules.SessionState ? $"{c.Reason}: {reason}" : reason);
-    }
-
-    private void ObserveLatency(ReplyEntry entry)
-    {
-        if (entry.Relay && entry.SentAt != 0 && _services.Metrics is { } metrics)
-        {
-            metrics.StatementDone(entry.Link.Connection.NodeId, _services.Time.GetElapsedTime(entry.SentAt));
-        }
-    }
+    public (int NodeId, string Rule, string Reason) ExplainRoute(string statement) => _backendSide.ExplainRoute(statement);
 
     /// <summary>The session's end, for the metrics: a login that failed (by reason, never by user), a TLS handshake that failed.</summary>
     private void CountFailure(Exception e)

@@ -1,10 +1,11 @@
 using Poold.Pcp;
+using System.Text;
 using Poold.Protocol;
 
 namespace Poold.Sessions;
 
 /// <summary>pgpool's SQL commands (SHOW POOL_NODES …), answered by Poold in the session, in both protocols.</summary>
-internal sealed partial class ClientSession : IPoolCommandSession
+internal sealed partial class ClientSession : IPoolCommandSession, ISessionClient
 {
     public Dictionary<string, string> PoolOverrides => _poolOverrides ??= new(StringComparer.Ordinal);
 
@@ -15,29 +16,30 @@ internal sealed partial class ClientSession : IPoolCommandSession
         PoolCommands.Execute(sql, _services.Settings, _services.Nodes.Current, _services.Cancels.Sessions, _services.Counters, this,
             _services.Nodes.Health, _services.Nodes.DiscoveryWarning, _services.Pool.SharedPools());
 
-    private TransactionStatus VisibleStatus()
-    {
-        lock (_routingLock)
-        {
-            return _failedLink is not null ? TransactionStatus.Failed
-                : _router!.InTransaction ? TransactionStatus.InTransaction
-                : TransactionStatus.Idle;
-        }
-    }
-
     /// <summary>A simple Query that is a pool command: RowDescription, DataRows, CommandComplete (or ErrorResponse), ReadyForQuery.</summary>
-    private void AnswerPoolQuery(string sql)
+    public bool TryAnswerPoolQuery(ReadOnlySpan<byte> query)
     {
+        if (!PoolCommands.MightBePoolCommand(query) || Encoding.UTF8.GetString(query) is not { } sql || !PoolCommands.IsPoolCommand(sql))
+        {
+            return false;
+        }
+
         var result = RunPoolCommand(sql);
         var buffer = new MessageBuffer(1024);
         AppendResult(buffer, result, describe: true);
-        buffer.ReadyForQuery(VisibleStatus());
-        EnqueueSynthetic(buffer.Written.ToArray());
+        buffer.ReadyForQuery(_backendSide.VisibleStatus());
+        _backendSide.EnqueueSynthetic(buffer.Written.ToArray());
+        return true;
     }
 
     /// <summary>An extended-protocol batch made only of pool commands: Poold answers every message itself.</summary>
-    private void AnswerPoolBatch(List<BatchMessage> messages, bool sync)
+    public bool TryAnswerPoolBatch(List<BatchMessage> messages, bool sync)
     {
+        if (!IsPoolBatch(messages))
+        {
+            return false;
+        }
+
         var buffer = new MessageBuffer(1024);
         var portals = new Dictionary<string, string>(StringComparer.Ordinal);
         var failed = false;
@@ -91,10 +93,44 @@ internal sealed partial class ClientSession : IPoolCommandSession
 
         if (sync)
         {
-            buffer.ReadyForQuery(VisibleStatus());
+            buffer.ReadyForQuery(_backendSide.VisibleStatus());
         }
 
-        EnqueueSynthetic(buffer.Written.ToArray());
+        _backendSide.EnqueueSynthetic(buffer.Written.ToArray());
+        return true;
+    }
+
+    /// <summary>Only pool commands (SHOW POOL_NODES …) parsed, and only those bound: Poold answers the batch itself.</summary>
+    private bool IsPoolBatch(List<BatchMessage> messages)
+    {
+        var anyPoolCommand = false;
+        foreach (var m in messages)
+        {
+            if (m.Code == (byte)FrontendCode.Parse)
+            {
+                if (!PoolCommands.IsPoolCommand(m.Query ?? ""))
+                {
+                    return false;
+                }
+
+                anyPoolCommand = true;
+            }
+        }
+
+        if (!anyPoolCommand)
+        {
+            return false;
+        }
+
+        foreach (var m in messages)
+        {
+            if (m.Code == (byte)FrontendCode.Bind && !(_poolStatementsMade?.ContainsKey(m.StatementName) ?? false) && !StatementRegistry.ParsedBefore(messages, m.StatementName, messages.Count))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private Dictionary<string, string> PoolStatements => _poolStatementsMade ??= new(StringComparer.Ordinal);
@@ -125,15 +161,5 @@ internal sealed partial class ClientSession : IPoolCommandSession
         }
 
         buffer.CommandComplete(result.Tag.Length > 0 ? result.Tag : $"SELECT {result.Rows.Count}");
-    }
-
-    private void EnqueueSynthetic(byte[] answer)
-    {
-        Interlocked.Increment(ref _outstanding);
-        _replies.TryWrite(new ReplyEntry(_backends.Primary!, Relay: true, 0, _lastSequence, answer));
-        if (Volatile.Read(ref _watchPrimary))
-        {
-            _backends.Primary!.Connection.Reader.CancelPendingRead();
-        }
     }
 }

@@ -40,7 +40,7 @@ internal sealed partial class ClientSession
     /// <summary>Two byte pumps between the client and its server connection; the first to end ends both.</summary>
     private async Task<SessionEnd> RelayReplicationAsync(CancellationToken shutdown)
     {
-        var backend = _backend!;
+        var backend = _backendSide.LoginConnection!;
         LogReplicationRelay(_replication, backend.NodeId, backend.ProcessId);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
         var up = Task.Run(() => ClientToServerAsync(stop.Token), CancellationToken.None);
@@ -55,7 +55,7 @@ internal sealed partial class ClientSession
 
     private async Task<SessionEnd> ClientToServerAsync(CancellationToken stop)
     {
-        var backend = _backend!;
+        var backend = _backendSide.LoginConnection!;
         var buffer = new byte[64 * 1024];
         while (true)
         {
@@ -72,7 +72,7 @@ internal sealed partial class ClientSession
 
     private async Task<SessionEnd> ServerToClientAsync(CancellationToken stop)
     {
-        var reader = _backend!.Reader;
+        var reader = _backendSide.LoginConnection!.Reader;
         while (true)
         {
             var result = await reader.ReadAsync(stop);
@@ -84,10 +84,10 @@ internal sealed partial class ClientSession
 
             foreach (var segment in result.Buffer)
             {
-                await ClientWriteAsync(segment, stop);
+                await _output.WriteAsync(segment, stop);
             }
 
-            await ClientFlushAsync(stop);
+            await _output.FlushAsync(stop);
             reader.AdvanceTo(result.Buffer.End);
             if (result.IsCompleted)
             {

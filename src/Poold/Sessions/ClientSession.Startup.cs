@@ -152,7 +152,7 @@ internal sealed partial class ClientSession
     /// <summary>AuthenticationOk, the backend's ParameterStatus values (or the pool's, <see cref="Pooling.LoginWelcome"/>), Poold's BackendKeyData, ReadyForQuery.</summary>
     private async Task SendStartupResponseAsync(CancellationToken cancellationToken)
     {
-        var backend = _backend;
+        var backend = _backendSide.LoginConnection;
         _out.Clear();
         _out.Authentication(AuthRequest.Ok);
         foreach (var (name, value) in backend?.Parameters ?? _welcome!.Parameters)

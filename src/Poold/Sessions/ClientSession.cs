@@ -16,10 +16,12 @@ internal enum SessionEnd
 }
 
 /// <summary>
-/// One client connection, from accept to close, in one direction: negotiate → startup → authenticate → acquire the
-/// backend connection → relay → release. Owns its client stream and the backend connection it has checked out; it
-/// returns that connection to the pool (after the reset queries) or closes it. Every error ends here, in one catch
-/// ladder: the client gets a PostgreSQL-style ErrorResponse with the right SQLSTATE, other sessions are untouched.
+/// The client side of one client connection, from accept to close, in one direction: negotiate → startup → authenticate
+/// → relay → release. Owns the client stream: it reads the client's messages and hands each to its
+/// <see cref="BackendSide"/>, which owns every server connection, routes and runs the batches and streams the replies
+/// back (through <see cref="ClientOutput"/>); the client side answers Poold's own SQL commands and never touches a
+/// server connection itself. Every error ends here, in one catch ladder: the client gets a PostgreSQL-style
+/// ErrorResponse with the right SQLSTATE, other sessions are untouched.
 /// </summary>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "RunAsync closes the client stream in its finally block")]
 internal sealed partial class ClientSession
@@ -37,10 +39,14 @@ internal sealed partial class ClientSession
     private Stream _client;
     private bool _clientIsTls;
     private StartupPacket? _startup;
-    private BackendConnection? _backend;
     private int _secretKey;
     private int _cancelProcessId;
-    private readonly CancelGate _cancelGate = new();
+
+    /// <summary>What the relays write to the client once the login is over.</summary>
+    private readonly ClientOutput _output = new();
+
+    /// <summary>The session's backend side: the client side hands it every message and never touches a server connection.</summary>
+    private readonly BackendSide _backendSide;
     private readonly string _clientHost;
     private readonly string _clientPort;
 
@@ -52,7 +58,7 @@ internal sealed partial class ClientSession
         _rejectAsTooMany = rejectAsTooMany;
         Id = id;
         _client = SocketStreams.Create(socket);
-        _registry = new StatementRegistry(services.Time);
+        _backendSide = new BackendSide(services, this, _output);
         StartedAt = services.Time.GetUtcNow();
 
         // Read once: SHOW POOL_POOLS and pcp_proc_info may ask after the socket is closed.
@@ -93,6 +99,8 @@ internal sealed partial class ClientSession
                     return;
                 }
 
+                // From here on the client's stream is what the relays write to: the login (and its TLS) is over.
+                _output.Stream = _client;
                 end = _replication == ReplicationMode.None ? await RelayAsync(shutdown) : await RelayReplicationAsync(shutdown);
             }
             catch (Exception e)
@@ -106,11 +114,11 @@ internal sealed partial class ClientSession
                     _services.Cancels.Unregister(_cancelProcessId, _secretKey);
                 }
 
-                await ReleaseBackendsAsync(end);
+                await _backendSide.ReleaseAllAsync(end, replication: _replication != ReplicationMode.None);
                 ForgetClientKey();
                 await CloseClientAsync();
                 LogEnded(end);
-                _services.Metrics?.SessionEnded(_bytesIn, _bytesOut);
+                _services.Metrics?.SessionEnded(_bytesIn, _output.Bytes);
             }
         }
         catch (Exception e)
@@ -145,7 +153,7 @@ internal sealed partial class ClientSession
             await AuthenticateAsync(timeout.Token);
             if (_replication == ReplicationMode.None)
             {
-                await PrepareRoutingAsync(timeout.Token);
+                await _backendSide.PrepareRoutingAsync(timeout.Token);
             }
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !shutdown.IsCancellationRequested)
@@ -158,10 +166,11 @@ internal sealed partial class ClientSession
         // and pg_terminate_backend agree with its driver. The secret is Poold's, so the cancel comes back here.
         // In transaction mode no backend pid is the client's for long: it gets a random one (PgBouncer's choice), and
         // SHOW POOL_PROCESSES shows which backend serves it at the moment.
-        var processId = _transactionMode ? 0 : _backend!.ProcessId;
+        var transactionMode = _backendSide.TransactionMode;
+        var processId = transactionMode ? 0 : _backendSide.LoginConnection!.ProcessId;
         do
         {
-            if (_transactionMode)
+            if (transactionMode)
             {
                 processId = System.Security.Cryptography.RandomNumberGenerator.GetInt32(1, int.MaxValue);
             }
@@ -201,12 +210,13 @@ internal sealed partial class ClientSession
         if (_services.Admission is { } admission)
         {
             var waitStart = _services.Time.GetTimestamp();
-            Admitted = await admission.TryEnterAsync(this, _transactionMode, cancellationToken);
+            var transactionMode = _backendSide.TransactionMode;
+            Admitted = await admission.TryEnterAsync(this, transactionMode, cancellationToken);
             _services.Metrics?.PoolWaited(_services.Time.GetElapsedTime(waitStart));
             if (!Admitted)
             {
                 throw new ClientFatalException(SqlState.TooManyConnections,
-                    _transactionMode ? "no more connections allowed (max_client_conn)" : "sorry, too many clients already");
+                    transactionMode ? "no more connections allowed (max_client_conn)" : "sorry, too many clients already");
             }
         }
     }
@@ -221,14 +231,14 @@ internal sealed partial class ClientSession
                 LogBackendRejected(rejected);
                 await TrySendAsync(rejected.Frame);
                 break;
-            case BackendException backend when _serverFatalRelayed:
+            case BackendException backend when _backendSide.ServerFatalRelayed:
                 // The server said why it closed the connection (FATAL 57P01 after pg_terminate_backend, a shutdown):
                 // the client has the server's words, as on a direct connection.
                 LogBackendFailure(backend);
                 break;
             case BackendException backend:
                 LogBackendFailure(backend);
-                if (backend.SqlState == SqlState.ConnectionFailure && _startup is not null && _backends.Primary is not null)
+                if (backend.SqlState == SqlState.ConnectionFailure && _startup is not null && _backendSide.HoldsPrimary)
                 {
                     _services.BackendFailed?.Invoke(backend.NodeId, backend.Message, false);
                 }
@@ -275,7 +285,7 @@ internal sealed partial class ClientSession
 
     private async Task TrySendAsync(ReadOnlyMemory<byte> data)
     {
-        if (_clientMidFrame)
+        if (_output.MidFrame)
         {
             // Part of a backend frame already went out: an error now would be read as the rest of it.
             return;
@@ -296,7 +306,7 @@ internal sealed partial class ClientSession
 
     private async Task CloseClientAsync()
     {
-        if (_sentFatal && !_clientMidFrame)
+        if (_sentFatal && !_output.MidFrame)
         {
             await LingerAsync();
         }
@@ -341,42 +351,15 @@ internal sealed partial class ClientSession
         }
     }
 
-    /// <summary>
-    /// Forwards a client's CancelRequest to every backend this session is using, all at once, and returns when the
-    /// servers have taken them. Reads only the session's published (immutable) list of backends; once the session is
-    /// releasing its connections, the cancel finds nothing to do.
-    /// </summary>
-    public async Task ForwardCancelAsync(CancellationToken cancellationToken)
-    {
-        if (!_cancelGate.TryEnter())
-        {
-            return;
-        }
+    /// <summary>Forwards a client's CancelRequest to the backends running this session's statement (<see cref="BackendSide.ForwardCancelAsync"/>).</summary>
+    public Task ForwardCancelAsync(CancellationToken cancellationToken) => _backendSide.ForwardCancelAsync(cancellationToken);
 
-        try
-        {
-            var targets = _backends.CancelTargets;
-            if (targets.Length == 0 && Volatile.Read(ref _backend) is { } lone)
-            {
-                targets = [new CancelTarget(lone.Node, lone.ProcessId, lone.SecretKey)];
-            }
+    Serilog.ILogger? ISessionClient.At(Serilog.Events.LogEventLevel level) => At(level);
 
-            await Task.WhenAll(targets.Select(async target =>
-            {
-                try
-                {
-                    var timeout = _services.Settings.Get(Config.Params.ConnectTimeout, target.Node.Id);
-                    await BackendConnection.SendCancelAsync(target.Node, target.ProcessId, target.SecretKey, timeout, cancellationToken);
-                }
-                catch (Exception e) when (e is BackendException or IOException or SocketException or OperationCanceledException)
-                {
-                    LogCancelFailed(target.Node.Id, e.Message);
-                }
-            }));
-        }
-        finally
-        {
-            _cancelGate.Exit();
-        }
-    }
+    ValueTask<Auth.StoredCredential?> ISessionClient.CredentialForBackendAsync(BackendAuthMethod method, CancellationToken cancellationToken) =>
+        CredentialForBackendAsync(method, cancellationToken);
+
+    CredentialTag? ISessionClient.MayUse() => MayUse();
+
+    void ISessionClient.WakeClientPump() => _clientReader?.CancelPendingRead();
 }

@@ -19,7 +19,7 @@ namespace Poold.Sessions;
 /// when it first joins it, and named prepared statements are parsed on a node when a Bind needs them there, with the
 /// extra ParseComplete kept from the client.
 /// </summary>
-internal sealed partial class ClientSession
+internal sealed partial class BackendSide
 {
     /// <summary>
     /// A standby connection idle for longer than this is checked (one poll) before it is used again; within a burst of
@@ -101,7 +101,7 @@ internal sealed partial class ClientSession
         : Volatile.Read(ref _outstanding) > 0 ? "Execute command" : "Idle";
 
     /// <summary>Sets up routing once the primary connection is authenticated: the router, the balance node, the function catalog.</summary>
-    private async Task PrepareRoutingAsync(CancellationToken cancellationToken)
+    public async Task PrepareRoutingAsync(CancellationToken cancellationToken)
     {
         _primaryGeneration = _loginSnapshot!.PrimaryGeneration;
         var connection = _backend;
@@ -120,16 +120,16 @@ internal sealed partial class ClientSession
         }
 
         var settings = _services.Settings;
-        _router = new SessionRouter(_services.Routing, _services.Functions, Database!);
+        _router = new SessionRouter(_services.Routing, _services.Functions, _database!);
         _balancer = LoadBalancer.For(settings);
         var nodes = _services.Nodes.Current;
-        (_balanceNodeId, _balanceWhy) = _balancer.Choose(nodes, Database!, _startup!["application_name"], _random);
+        (_balanceNodeId, _balanceWhy) = _balancer.Choose(nodes, _database!, _startup!["application_name"], _random);
         LogBalanceNode(_balanceNodeId, _balanceWhy);
         if (connection is not null && NeedsFunctionLoad(nodes))
         {
             try
             {
-                await _services.Functions.LoadAsync(Database!, connection, cancellationToken);
+                await _services.Functions.LoadAsync(_database!, connection, cancellationToken);
             }
             catch (BackendRejectedException e)
             {
@@ -146,13 +146,13 @@ internal sealed partial class ClientSession
     {
         var options = _services.Routing;
         return options.LoadBalanceMode && options.WriteFunctions.Count == 0 && options.ReadOnlyFunctions.Count == 0
-               && nodes.Nodes.Any(n => n.Status == NodeStatus.Up && n.Settings.Weight > 0) && _services.Functions.NeedsLoad(Database!);
+               && nodes.Nodes.Any(n => n.Status == NodeStatus.Up && n.Settings.Weight > 0) && _services.Functions.NeedsLoad(_database!);
     }
 
     // ---- reading the client's messages ----
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask OnClientMessageAsync(byte code, ReadOnlySequence<byte> frame, ReadOnlySequence<byte> body, CancellationToken ct)
+    public async ValueTask OnClientMessageAsync(byte code, ReadOnlySequence<byte> frame, ReadOnlySequence<byte> body, CancellationToken ct)
     {
         switch (code)
         {
@@ -260,7 +260,7 @@ internal sealed partial class ClientSession
         }
     }
 
-    private async Task FlushBatchIfStreamingAsync(CancellationToken ct)
+    public async Task FlushBatchIfStreamingAsync(CancellationToken ct)
     {
         if (_batch.WrittenCount > MaxBufferedBatch)
         {
@@ -269,7 +269,7 @@ internal sealed partial class ClientSession
     }
 
     /// <summary>Sends what is buffered of an unfinished batch (before a Query, COPY data, or Terminate).</summary>
-    private async Task FlushBatchAsync(CancellationToken ct)
+    public async Task FlushBatchAsync(CancellationToken ct)
     {
         if (_batch.WrittenCount > 0)
         {
@@ -285,9 +285,8 @@ internal sealed partial class ClientSession
         _lastBatchExtended = false;
         var span = body.IsSingleSegment ? body.FirstSpan : body.ToArray();
         var text = QueryBytes(span, 0);
-        if (PoolCommands.MightBePoolCommand(text) && Encoding.UTF8.GetString(text) is var poolSql && PoolCommands.IsPoolCommand(poolSql))
+        if (_client.TryAnswerPoolQuery(text))
         {
-            AnswerPoolQuery(poolSql);
             return;
         }
 
@@ -427,9 +426,8 @@ internal sealed partial class ClientSession
                 return;
             }
 
-            if (IsPoolBatch(messages))
+            if (_client.TryAnswerPoolBatch(messages, sync))
             {
-                AnswerPoolBatch(messages, sync);
                 return;
             }
 
@@ -565,39 +563,6 @@ internal sealed partial class ClientSession
             _batchMessages.Clear();
             _batchStatements.Clear();
         }
-    }
-
-    /// <summary>Only pool commands (SHOW POOL_NODES …) parsed, and only those bound: Poold answers the batch itself.</summary>
-    private bool IsPoolBatch(List<BatchMessage> messages)
-    {
-        var anyPoolCommand = false;
-        foreach (var m in messages)
-        {
-            if (m.Code == (byte)FrontendCode.Parse)
-            {
-                if (!PoolCommands.IsPoolCommand(m.Query ?? ""))
-                {
-                    return false;
-                }
-
-                anyPoolCommand = true;
-            }
-        }
-
-        if (!anyPoolCommand)
-        {
-            return false;
-        }
-
-        foreach (var m in messages)
-        {
-            if (m.Code == (byte)FrontendCode.Bind && !(_poolStatementsMade?.ContainsKey(m.StatementName) ?? false) && !StatementRegistry.ParsedBefore(messages, m.StatementName, messages.Count))
-            {
-                return false;
-            }
-        }
-
-        return true;
     }
 
     /// <summary>The statement a message at <paramref name="at"/> refers to: the last Parse of that name before it in the batch, else the registry.</summary>
@@ -840,7 +805,7 @@ internal sealed partial class ClientSession
         if (gone || (_services.Routing.StatementLevel && !_router!.InTransaction))
         {
             // A detached node gets no more reads: the session draws again among the nodes that are up.
-            (_balanceNodeId, _balanceWhy) = _balancer!.Choose(nodes, Database!, _startup!["application_name"], _random);
+            (_balanceNodeId, _balanceWhy) = _balancer!.Choose(nodes, _database!, _startup!["application_name"], _random);
             why = ReferenceEquals(why, DelayedRedrawn) ? why : _balanceWhy;
         }
 
@@ -915,7 +880,7 @@ internal sealed partial class ClientSession
 
             _services.Pool.Forget(existing.Connection);
             await existing.Connection.DisposeAsync();
-            _balanceNodeId = _balancer!.Choose(_services.Nodes.Current, Database!, _startup!["application_name"], _random) is var (next, _)
+            _balanceNodeId = _balancer!.Choose(_services.Nodes.Current, _database!, _startup!["application_name"], _random) is var (next, _)
                              && next != id ? next : _primaryNodeId;
             _balanceWhy = UnavailableRedrawn;
 

@@ -15,12 +15,12 @@ namespace Poold.Sessions;
 /// it once the commit is done, so its answer is at or after the commit record's end (the insert position, not
 /// <c>pg_current_wal_lsn()</c>, the write position, which lags behind commits while synchronous_commit is off), and the
 /// client waits for nothing (its ReadyForQuery is relayed first). The next read of the session takes that position
-/// (<see cref="_sessionLsn"/>, kept on the client side: it outlives a transaction-mode binding and Poold's own
-/// reconnects) and goes to its load-balance node only if that standby has replayed it, as the <see cref="ReplayTracker"/>
+/// (<see cref="_sessionLsn"/>, kept by the backend side for the whole session: it outlives a transaction-mode binding
+/// and Poold's own reconnects) and goes to its load-balance node only if that standby has replayed it, as the <see cref="ReplayTracker"/>
 /// knows or learns on demand; else to another standby that has, or to the primary, after waiting at most
 /// <c>read_your_writes_wait</c> for one to catch up (<see cref="ReadYourWrites"/> decides).
 /// </summary>
-internal sealed partial class ClientSession
+internal sealed partial class BackendSide
 {
     private static readonly byte[] WalPositionQuery = QueryFrame("SELECT pg_current_wal_insert_lsn()");
 

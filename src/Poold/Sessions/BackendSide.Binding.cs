@@ -17,7 +17,7 @@ namespace Poold.Sessions;
 /// LISTEN, temporary tables, session advisory locks, WITH HOLD cursors, SET ROLE / SESSION AUTHORIZATION, LOAD)
 /// pins the session to the connections it holds (<see cref="SessionPins"/>).
 /// </summary>
-internal sealed partial class ClientSession
+internal sealed partial class BackendSide
 {
     /// <summary>pool_mode (or pool_mode_database_list) for this session's database is transaction.</summary>
     private bool _transactionMode;
@@ -30,9 +30,6 @@ internal sealed partial class ClientSession
 
     /// <summary>Reply entries queued and not yet finished by the reply pump (every frame of them read).</summary>
     private int _repliesInFlight;
-
-    /// <summary>The client pump's reader: the reply pump wakes it when the session goes quiet, so it releases its connections.</summary>
-    private Protocol.ContiguousPipeReader? _clientReader;
 
     /// <summary>Whether the session is in transaction mode (SHOW POOL_PROCESSES, the metrics).</summary>
     public bool TransactionMode => _transactionMode;
@@ -53,7 +50,7 @@ internal sealed partial class ClientSession
         _transactionMode ? [.. _startup!.Parameters.Where(p => IsKeyParameter(p.Key))] : _startup!.Parameters;
 
     /// <summary>The pool a connection to <paramref name="nodeId"/> comes from (transaction-mode pools have keys of their own).</summary>
-    private PoolKey BackendKey(int nodeId)
+    public PoolKey BackendKey(int nodeId)
     {
         if (nodeId < _backendKeys.Length && _backendKeys[nodeId] is { } known)
         {
@@ -117,7 +114,7 @@ internal sealed partial class ClientSession
             {
                 var limits = SharedLimits.From(_services.Settings);
                 Volatile.Write(ref _waitingForServer, !granted.Present);
-                shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, MayUse(), ct, granted);
+                shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, _client.MayUse(), ct, granted);
             }
             catch (PoolWaitTimeoutException) when (!wait || (_primaryNodeId >= 0 && _backends.Count == 0))
             {
@@ -146,7 +143,7 @@ internal sealed partial class ClientSession
 
             try
             {
-                var opened = await BackendConnection.OpenAsync(node.Settings, key, BackendStartupParameters, CredentialForBackendAsync, _services.Tls,
+                var opened = await BackendConnection.OpenAsync(node.Settings, key, BackendStartupParameters, _client.CredentialForBackendAsync, _services.Tls,
                     _services.Settings.Get(Params.ConnectTimeout, node.Id), _services.Time, ct);
                 ConnectionPool.Opened(opened);
                 LogConnected(opened);
@@ -172,7 +169,7 @@ internal sealed partial class ClientSession
 
         try
         {
-            var connection = await BackendConnection.OpenAsync(node.Settings, key, BackendStartupParameters, CredentialForBackendAsync, _services.Tls,
+            var connection = await BackendConnection.OpenAsync(node.Settings, key, BackendStartupParameters, _client.CredentialForBackendAsync, _services.Tls,
                 _services.Settings.Get(Params.ConnectTimeout, node.Id), _services.Time, ct);
             LogConnected(connection);
             return connection;
@@ -214,7 +211,7 @@ internal sealed partial class ClientSession
     /// <summary>What the pool has for <paramref name="key"/> now, or a place in its line (see <see cref="ConnectionPool.BeginWait"/>).</summary>
     private ConnectionPool.PendingWait BeginSharedWait(PoolKey key, CancellationToken ct)
     {
-        var wait = _services.Pool.BeginWait(key, SharedLimits.From(_services.Settings), MayUse(), ct);
+        var wait = _services.Pool.BeginWait(key, SharedLimits.From(_services.Settings), _client.MayUse(), ct);
         _sharedWaitStart = _services.Time.GetTimestamp();
         Volatile.Write(ref _waitingForServer, true);
         return wait;
@@ -345,7 +342,7 @@ internal sealed partial class ClientSession
     /// Usually the reply pump has done this already, the moment the last reply was read (<see cref="ReleaseFromReplyPump"/>);
     /// this is the client pump's way, for what that one leaves: a cancel to wait for, a connection to close.
     /// </summary>
-    private async Task ReleaseBindingAsync(CancellationToken ct)
+    public async Task ReleaseBindingAsync(CancellationToken ct)
     {
         if (!Releasable())
         {
@@ -383,7 +380,7 @@ internal sealed partial class ClientSession
     {
         if (_balancer is not null && !_services.Routing.StatementLevel)
         {
-            (_balanceNodeId, _balanceWhy) = _balancer.Choose(_services.Nodes.Current, Database!, _startup!["application_name"], _random);
+            (_balanceNodeId, _balanceWhy) = _balancer.Choose(_services.Nodes.Current, _database!, _startup!["application_name"], _random);
         }
     }
 
@@ -402,7 +399,7 @@ internal sealed partial class ClientSession
     /// The client pump is about to wait for the client: the reply pump may release the connections meanwhile. Returns
     /// false when the session went quiet just before (the reply pump saw the client pump busy): release first.
     /// </summary>
-    private bool Park()
+    public bool Park()
     {
         Interlocked.Exchange(ref _bindingOwner, Parked);
         if (Volatile.Read(ref _repliesInFlight) != 0 || Volatile.Read(ref _outstanding) != 0)
@@ -416,7 +413,7 @@ internal sealed partial class ClientSession
     }
 
     /// <summary>The client pump takes its state back, waiting out a release the reply pump is in the middle of (a few microseconds).</summary>
-    private void Unpark()
+    public void Unpark()
     {
         var spin = new SpinWait();
         while (Interlocked.CompareExchange(ref _bindingOwner, OwnedByClientPump, Parked) == OwnedByReplyPump)
@@ -498,7 +495,7 @@ internal sealed partial class ClientSession
             Volatile.Write(ref _bindingOwner, Parked);
             if (wake)
             {
-                _clientReader?.CancelPendingRead();
+                _client.WakeClientPump();
             }
         }
 
