@@ -175,9 +175,38 @@ internal sealed partial class PgCluster : IAsyncDisposable
         var lsn = (string)(await ScalarAsync(0, "SELECT pg_current_wal_insert_lsn()::text"))!;
         foreach (var node in _nodes.Skip(1).Where(n => n.Running))
         {
-            await Poll.UntilAsync(async () => (bool)(await ScalarAsync(node.Index,
-                    $"SELECT coalesce(pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn, false)"))!,
-                timeout ?? TimeSpan.FromSeconds(30), $"{node} to replay up to {lsn}");
+            try
+            {
+                await Poll.UntilAsync(async () => (bool)(await ScalarAsync(node.Index,
+                        $"SELECT coalesce(pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn, false)"))!,
+                    timeout ?? TimeSpan.FromSeconds(30), $"{node} to replay up to {lsn}");
+            }
+            catch (TimeoutException e)
+            {
+                // What holds replay back is nearly always a session on the standby: say which, and what it last ran.
+                throw new TimeoutException($"{e.Message}; sessions on {node}: {await DescribeSessionsAsync(node.Index)}", e);
+            }
+        }
+    }
+
+    /// <summary>The client sessions on a node, one line each (for a failure message): pid, user, application, state, transaction age, wait, query.</summary>
+    private async Task<string> DescribeSessionsAsync(int index)
+    {
+        try
+        {
+            await using var connection = new NpgsqlConnection(ConnectionString(index).ConnectionString);
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand(
+                """
+                SELECT string_agg(format('[pid %s %s app=%s %s xact=%ss wait=%s:%s query=%s]', pid, usename, application_name, state,
+                       round(extract(epoch FROM now() - xact_start)::numeric, 1), wait_event_type, wait_event, left(query, 200)), ' ')
+                FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+                """, connection);
+            return (await command.ExecuteScalarAsync()) as string ?? "none";
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException or TimeoutException)
+        {
+            return $"(could not list them: {e.Message})";
         }
     }
 
