@@ -21,7 +21,8 @@
 #   SCALE (10), CLIENTS ("200 1000"), POOL_SIZE (20), THREADS (2) pgbench -j, CONNECTS_PER_SECOND (100): pgbench's -T
 #   includes the clients' logins (SCRAM), so each run gets DURATION + clients / CONNECTS_PER_SECOND seconds
 #   (pgbench's TPS leaves the connection time out), BASE_PORT (27432) first PostgreSQL port; the proxies use the ports after it;
-#   BENCH_NOTE: a sentence on the machine's state during the run, put in the report.
+#   BENCH_NOTE: a sentence on the machine's state during the run, put in the report; WORKLOADS (all): the workloads
+#   to run, by name (select-simple select-extended select-prepared tpcb-simple tpcb-prepared).
 #
 # Prints a markdown report and writes it to bench/results/. Everything it starts, it stops.
 set -euo pipefail
@@ -47,7 +48,7 @@ POOLD_LB_PORT=$((BASE_PORT + 11))
 PGBOUNCER_PORT=$((BASE_PORT + 12))
 USER_NAME=bench
 USER_PASSWORD=bench
-command_line="DURATION=$DURATION ROUNDS=$ROUNDS SCALE=$SCALE CLIENTS=\"$CLIENTS\" POOL_SIZE=$POOL_SIZE THREADS=$THREADS bench/compare-tx.sh"
+command_line="DURATION=$DURATION ROUNDS=$ROUNDS SCALE=$SCALE CLIENTS=\"$CLIENTS\" POOL_SIZE=$POOL_SIZE THREADS=$THREADS${WORKLOADS:+ WORKLOADS=\"$WORKLOADS\"} bench/compare-tx.sh"
 
 max_clients=0
 for c in $CLIENTS; do [ "$c" -gt "$max_clients" ] && max_clients=$c; done
@@ -156,6 +157,15 @@ poold_targets="poold-tx-primary poold-tx-lb"
 workloads=("select-simple:-S -M simple:$all_targets" "select-extended:-S -M extended:$all_targets"
            "select-prepared:-S -M prepared:$poold_targets" "tpcb-simple:-M simple:$all_targets"
            "tpcb-prepared:-M prepared:$poold_targets")
+if [ -n "${WORKLOADS:-}" ]; then
+    # Only the workloads named (a profiling run): WORKLOADS="select-simple tpcb-simple".
+    kept=()
+    for workload in "${workloads[@]}"; do
+        [[ " $WORKLOADS " == *" ${workload%%:*} "* ]] && kept+=("$workload")
+    done
+    [ ${#kept[@]} -gt 0 ] || die "WORKLOADS=\"$WORKLOADS\" names none of: select-simple select-extended select-prepared tpcb-simple tpcb-prepared"
+    workloads=("${kept[@]}")
+fi
 clock_ticks=$(getconf CLK_TCK)
 
 cpu_ticks() { # PID: utime + stime (+ reaped children) of one process

@@ -47,6 +47,12 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
         _services = services;
         _listeners = listeners;
         _log = log;
+        if (Io.SocketStreams.UseEpoll)
+        {
+            // What the I/O layer's watchdog finds (a lost wake-up, a blocked event thread) goes to this host's log.
+            Io.EpollEngine.Warn = message => log.Warning("{Finding}", message);
+        }
+
         _slots = new SemaphoreSlim(services.Settings.Get(Params.NumInitChildren));
         _nextSessionId = Random.Shared.Next(1000, 30000);
     }

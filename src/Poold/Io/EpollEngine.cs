@@ -14,14 +14,28 @@ namespace Poold.Io;
 /// one of its events no longer carries that token, and the event is dropped. The table grows in fixed chunks that never
 /// move, so the event threads read it without a lock; registering and unregistering (once per connection) take one.
 /// </para>
+/// <para>
+/// A watchdog (<see cref="Sweep"/>, every <see cref="SweepPeriod"/>) is the layer's safety net and its witness: an
+/// operation parked with no edge since, on a socket that poll(2) finds ready at two sweeps in a row, lost its wake-up;
+/// it is woken from there, counted (<see cref="LostWakeups"/>) and reported (<see cref="Warn"/>). An event thread that
+/// has spent longer than a period in one batch of events (a continuation that blocks it) is reported too. One poll(2)
+/// over the parked sockets per sweep: about a millisecond for ten thousand idle clients.
+/// </para>
 /// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "an engine lives as long as the process: its event threads and its watchdog's timer with it")]
 internal sealed unsafe class EpollEngine
 {
     private const int ChunkBits = 10;
     private const int ChunkSize = 1 << ChunkBits;
     private const int MaxEvents = 256;
 
-    private static readonly Lazy<EpollEngine> SharedEngine = new(() => new EpollEngine(Math.Clamp(Environment.ProcessorCount, 1, 4)));
+    private static readonly Lazy<EpollEngine> SharedEngine = new(() => new EpollEngine(Math.Clamp(Environment.ProcessorCount, 1, 4), start: true));
+
+    /// <summary>How often the watchdog looks (see the type's summary).</summary>
+    internal static readonly TimeSpan SweepPeriod = TimeSpan.FromSeconds(2);
+
+    /// <summary>Where the watchdog's findings go (the host's log); nowhere until the host sets it.</summary>
+    public static Action<string>? Warn { get; set; }
 
     /// <summary>The process's engine, started at first use.</summary>
     public static EpollEngine Shared => SharedEngine.Value;
@@ -37,9 +51,27 @@ internal sealed unsafe class EpollEngine
     private int _nextThread;
     private int _registered;
 
-    private EpollEngine(int threads)
+    /// <summary>Per event thread: when it started handling its current batch of events (Environment.TickCount64), 0 while it waits.</summary>
+    private readonly long[] _busySince;
+    private readonly long[] _busyReported;
+    private readonly Timer? _watchdog;
+    private int _sweeping;
+    private long _lostWakeups;
+
+    /// <summary>Parked operations found ready at the last sweep: lost wake-ups if they are still parked, the same way, at the next.</summary>
+    private HashSet<(SocketStream Stream, bool Write, short Version)> _suspects = [];
+    private readonly List<(SocketStream Stream, bool Write, short Version)> _candidates = [];
+    private EpollNative.PollFd[] _pollFds = [];
+
+    /// <summary>
+    /// <paramref name="start"/> false (tests): no event thread and no watchdog timer; nothing is delivered but what
+    /// <see cref="Sweep"/> finds.
+    /// </summary>
+    internal EpollEngine(int threads, bool start)
     {
         _epollFds = new int[threads];
+        _busySince = new long[threads];
+        _busyReported = new long[threads];
         for (var i = 0; i < threads; i++)
         {
             var fd = EpollNative.Create();
@@ -51,12 +83,34 @@ internal sealed unsafe class EpollEngine
             _epollFds[i] = fd;
         }
 
+        if (!start)
+        {
+            return;
+        }
+
         for (var i = 0; i < threads; i++)
         {
-            var epfd = _epollFds[i];
-            new Thread(() => Loop(epfd)) { IsBackground = true, Name = $"poold epoll {i}" }.Start();
+            var index = i;
+            new Thread(() => Loop(index)) { IsBackground = true, Name = $"poold epoll {i}" }.Start();
+        }
+
+        _watchdog = new Timer(static e => ((EpollEngine)e!).Sweep(), this, SweepPeriod, SweepPeriod);
+    }
+
+    /// <summary>Closes the epoll descriptors of an engine made without event threads (tests); a started engine is the process's.</summary>
+    internal void Close()
+    {
+        if (_watchdog is null)
+        {
+            foreach (var fd in _epollFds)
+            {
+                EpollNative.Close(fd);
+            }
         }
     }
+
+    /// <summary>Wake-ups the watchdog found lost (and gave) since start.</summary>
+    public long LostWakeups => Interlocked.Read(ref _lostWakeups);
 
     public int ThreadCount => _epollFds.Length;
 
@@ -164,8 +218,9 @@ internal sealed unsafe class EpollEngine
         return stream is not null && stream.Token == token ? stream : null;
     }
 
-    private void Loop(int epfd)
+    private void Loop(int index)
     {
+        var epfd = _epollFds[index];
         var size = EpollNative.EventSize;
         var offset = EpollNative.DataOffset;
         var events = (byte*)NativeMemory.Alloc((nuint)(MaxEvents * size));
@@ -184,6 +239,7 @@ internal sealed unsafe class EpollEngine
                 continue;
             }
 
+            Volatile.Write(ref _busySince[index], Environment.TickCount64);
             for (var i = 0; i < n; i++)
             {
                 var e = events + (i * size);
@@ -202,6 +258,135 @@ internal sealed unsafe class EpollEngine
                     // this is a bug): the other sockets of this thread must go on being served.
                 }
             }
+
+            Volatile.Write(ref _busySince[index], 0);
         }
+    }
+
+    /// <summary>
+    /// One look of the watchdog (see the type's summary); returns how many lost wake-ups it gave. Never runs twice at
+    /// once. Internal for tests, which run it by hand on an engine without event threads.
+    /// </summary>
+    internal int Sweep()
+    {
+        if (Interlocked.Exchange(ref _sweeping, 1) != 0)
+        {
+            return 0;
+        }
+
+        try
+        {
+            ReportBusyThreads();
+            return WakeLost();
+        }
+        catch (Exception e)
+        {
+            Warn?.Invoke($"the I/O layer's watchdog failed: {e.Message}");
+            return 0;
+        }
+        finally
+        {
+            Volatile.Write(ref _sweeping, 0);
+        }
+    }
+
+    private void ReportBusyThreads()
+    {
+        var now = Environment.TickCount64;
+        for (var i = 0; i < _busySince.Length; i++)
+        {
+            var since = Volatile.Read(ref _busySince[i]);
+            if (since != 0 && now - since > (long)SweepPeriod.TotalMilliseconds && _busyReported[i] != since)
+            {
+                _busyReported[i] = since;
+                Warn?.Invoke($"I/O layer: event thread {i} has been handling one batch of socket events for {(now - since) / 1000.0:0.0} s: "
+                             + "a continuation is blocking it, and the sockets it serves wait");
+            }
+        }
+    }
+
+    private unsafe int WakeLost()
+    {
+        var candidates = _candidates;
+        candidates.Clear();
+        foreach (var chunk in Volatile.Read(ref _chunks))
+        {
+            foreach (var stream in chunk)
+            {
+                if (stream is null)
+                {
+                    continue;
+                }
+
+                if (stream.ReadWaitsForEdge(out var version))
+                {
+                    candidates.Add((stream, false, version));
+                }
+
+                if (stream.WriteWaitsForEdge(out version))
+                {
+                    candidates.Add((stream, true, version));
+                }
+            }
+        }
+
+        if (candidates.Count == 0)
+        {
+            _suspects.Clear();
+            return 0;
+        }
+
+        if (_pollFds.Length < candidates.Count)
+        {
+            _pollFds = new EpollNative.PollFd[Math.Max(candidates.Count, _pollFds.Length * 2)];
+        }
+
+        for (var i = 0; i < candidates.Count; i++)
+        {
+            _pollFds[i] = new EpollNative.PollFd
+            {
+                Fd = candidates[i].Stream.Descriptor,
+                Events = candidates[i].Write ? EpollNative.PollOut : (short)(EpollNative.PollIn | EpollNative.PollRdHup),
+            };
+        }
+
+        int ready;
+        fixed (EpollNative.PollFd* fds = _pollFds)
+        {
+            ready = EpollNative.Poll(fds, (nuint)candidates.Count, 0);
+        }
+
+        if (ready <= 0)
+        {
+            _suspects.Clear();
+            return 0;
+        }
+
+        var suspects = new HashSet<(SocketStream, bool, short)>();
+        var woken = 0;
+        for (var i = 0; i < candidates.Count; i++)
+        {
+            if (_pollFds[i].Returned == 0)
+            {
+                continue;
+            }
+
+            var candidate = candidates[i];
+            if (!_suspects.Contains(candidate))
+            {
+                suspects.Add(candidate);
+                continue;
+            }
+
+            woken++;
+            Interlocked.Increment(ref _lostWakeups);
+            Warn?.Invoke($"I/O layer: a {(candidate.Write ? "write" : "read")} parked on a ready socket (local {candidate.Stream.Describe()}) "
+                         + $"got no wake-up for {SweepPeriod.TotalSeconds:0} s: woken by the watchdog");
+            candidate.Stream.OnEvents(candidate.Write ? EpollNative.EpollOut : EpollNative.EpollIn);
+        }
+
+        _suspects = suspects;
+        candidates.Clear();
+        return woken;
     }
 }

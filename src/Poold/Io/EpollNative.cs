@@ -50,6 +50,26 @@ internal static unsafe partial class EpollNative
     [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
     public static partial int EpollWait(int epfd, byte* events, int maxEvents, int timeout);
 
+    public const short PollIn = 0x001;
+    public const short PollOut = 0x004;
+    public const short PollErr = 0x008;
+    public const short PollHup = 0x010;
+    public const short PollRdHup = 0x2000;
+
+    /// <summary><c>struct pollfd</c>: the same layout on every Linux architecture.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short Returned;
+    }
+
+    /// <summary>Asks the readiness of <paramref name="count"/> descriptors at once, without waiting; -1 with the errno set on failure.</summary>
+    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+    [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+    public static partial int Poll(PollFd* fds, nuint count, int timeout);
+
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
     public static partial int Close(int fd);

@@ -80,6 +80,39 @@ internal sealed partial class SocketStream : Stream, IValueTaskSource<int>, IVal
         }
     }
 
+    /// <summary>The socket's descriptor (the engine's watchdog polls it).</summary>
+    internal int Descriptor => _fd;
+
+    /// <summary>
+    /// For the engine's watchdog: a read is parked and no edge has come since (nothing should be readable), with the
+    /// park's identity (the value-task version), to tell the same park from a later one.
+    /// </summary>
+    internal bool ReadWaitsForEdge(out short version)
+    {
+        version = _readCore.Version;
+        return Volatile.Read(ref _readParked) == 1 && Volatile.Read(ref _readiness) == 0 && Volatile.Read(ref _disposed) == 0;
+    }
+
+    /// <summary>As <see cref="ReadWaitsForEdge"/>, for a write waiting for room.</summary>
+    internal bool WriteWaitsForEdge(out short version)
+    {
+        version = _writeCore.Version;
+        return Volatile.Read(ref _writeParked) == 1 && Volatile.Read(ref _writability) == 0 && Volatile.Read(ref _disposed) == 0;
+    }
+
+    /// <summary>The local and remote ends, for a watchdog report.</summary>
+    internal string Describe()
+    {
+        try
+        {
+            return $"{_socket.LocalEndPoint}, remote {_socket.RemoteEndPoint}";
+        }
+        catch (Exception e) when (e is ObjectDisposedException or System.Net.Sockets.SocketException)
+        {
+            return "closed";
+        }
+    }
+
     /// <summary>This stream's registration: slot index and generation (see <see cref="EpollEngine"/>).</summary>
     public ulong Token { get; }
 

@@ -198,8 +198,11 @@ internal sealed partial class PgCluster : IAsyncDisposable
             await connection.OpenAsync();
             await using var command = new NpgsqlCommand(
                 """
-                SELECT string_agg(format('[pid %s %s app=%s %s xact=%ss wait=%s:%s query=%s]', pid, usename, application_name, state,
-                       round(extract(epoch FROM now() - xact_start)::numeric, 1), wait_event_type, wait_event, left(query, 200)), ' ')
+                SELECT format('replay paused=%s received=%s replayed=%s; ', pg_is_wal_replay_paused(), pg_last_wal_receive_lsn(),
+                       pg_last_wal_replay_lsn())
+                    || coalesce(string_agg(format('[pid %s %s app=%s %s xact=%ss wait=%s:%s query=%s]', pid, usename, application_name,
+                       state, round(extract(epoch FROM now() - xact_start)::numeric, 1), wait_event_type, wait_event, left(query, 200)), ' '),
+                       'no client sessions')
                 FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
                 """, connection);
             return (await command.ExecuteScalarAsync()) as string ?? "none";
