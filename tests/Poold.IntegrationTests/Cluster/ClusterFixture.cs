@@ -20,6 +20,12 @@ public sealed class ClusterFixture
     [OneTimeTearDown]
     public async Task StopCluster()
     {
+        if (Poold.Io.SocketStreams.UseEpoll)
+        {
+            // The I/O layer's watchdog: wake-ups it had to give over the whole run (each is also a warning in that host's log).
+            await TestContext.Progress.WriteLineAsync($"I/O layer watchdog: {Poold.Io.EpollEngine.Shared.LostWakeups} lost wake-up(s) in this run");
+        }
+
         if (_cluster is not null)
         {
             await _cluster.DisposeAsync();
