@@ -165,6 +165,10 @@ internal sealed class NodeMonitor : IAsyncDisposable
             failure = await OnOwnThread(() => TryLoginAsync(node, settings.Get(Params.HealthCheckUser, node.Id),
                 settings.Get(Params.HealthCheckPassword, node.Id), settings.Get(Params.HealthCheckDatabase, node.Id),
                 settings.Get(Params.HealthCheckTimeout, node.Id), settings, stop));
+
+            // A check cut short by the monitor's own stop (Poold stopping, even smartly, with sessions still running)
+            // says nothing about the node: not a failure to count, and above all no failover.
+            stop.ThrowIfCancellationRequested();
             var ms = watch.Elapsed.TotalMilliseconds;
             HealthCheckTimed?.Invoke(node.Id, ms / 1000);
             lock (stats)
@@ -322,6 +326,13 @@ internal sealed class NodeMonitor : IAsyncDisposable
             return;
         }
 
+        if (_stop.IsCancellationRequested)
+        {
+            // Poold is stopping (a smart stop drains its sessions): no failover starts now.
+            return;
+        }
+
+        var stop = _stop.Token;
         RequestDiscovery?.Invoke();
         _ = Task.Run(async () =>
         {
@@ -330,14 +341,17 @@ internal sealed class NodeMonitor : IAsyncDisposable
                 // Unlike pgpool-II, one session's broken connection detaches a node only if a fresh login fails too.
                 var failure = await OnOwnThread(() => TryLoginAsync(node, settings.Get(Params.HealthCheckUser, nodeId),
                     settings.Get(Params.HealthCheckPassword, nodeId), settings.Get(Params.HealthCheckDatabase, nodeId), TimeSpan.FromSeconds(10),
-                    settings, _stop.Token));
+                    settings, stop));
+
+                // A login cut short by the stop says nothing about the node (see CheckHealthAsync).
+                stop.ThrowIfCancellationRequested();
                 if (failure is null)
                 {
                     _log.Information("node {NodeId}: a session lost its connection ({Reason}) but the node accepts logins: not failed over", nodeId, reason);
                     return;
                 }
 
-                await FailoverAsync(nodeId, $"failover_on_backend_error: {reason}; then a login failed: {failure}", _stop.Token);
+                await FailoverAsync(nodeId, $"failover_on_backend_error: {reason}; then a login failed: {failure}", stop);
             }
             catch (OperationCanceledException)
             {
