@@ -1,5 +1,5 @@
-using Poold.Pcp;
 using System.Text;
+using Poold.Pcp;
 using Poold.Protocol;
 
 namespace Poold.Sessions;
