@@ -81,6 +81,7 @@ internal sealed partial class PgCluster : IAsyncDisposable
             full_page_writes = off
             wal_level = logical
             max_wal_senders = 10
+            wal_keep_size = '512MB'
             hot_standby = on
             ssl = on
             ssl_cert_file = 'server.crt'
@@ -184,7 +185,7 @@ internal sealed partial class PgCluster : IAsyncDisposable
             catch (TimeoutException e)
             {
                 // What holds replay back is nearly always a session on the standby: say which, and what it last ran.
-                throw new TimeoutException($"{e.Message}; sessions on {node}: {await DescribeSessionsAsync(node.Index)}", e);
+                throw new TimeoutException($"{e.Message}; sessions on {node}: {await DescribeSessionsAsync(node.Index)}; its log ends: {LogTail(node)}", e);
             }
         }
     }
