@@ -7,8 +7,9 @@ namespace Poold.Io;
 /// The one place that chooses the stream a session's sockets (clients and backends) are spoken on: .NET's
 /// <see cref="NetworkStream"/>, or with <c>POOLD_IO_ENGINE=epoll</c> on Linux (read once, at first use) a
 /// <see cref="SocketStream"/> on Poold's own engine. The engine is opt-in: in two of about six full runs of the
-/// integration tests with it on, sessions stalled (shared replicas stopped replaying behind them, reloads were not
-/// seen) for a cause not found yet. Other sockets (PCP, metrics, cancel forwarding, health checks) keep .NET's streams.
+/// integration tests with it on, set-ups timed out waiting for a shared replica to replay; the same failure later came
+/// on .NET's engine (the replica's WAL stream had stopped), so the engine is probably not its cause, but it stays
+/// opt-in until enough runs say so. Other sockets (PCP, metrics, cancel forwarding, health checks) keep .NET's streams.
 /// </summary>
 internal static class SocketStreams
 {
