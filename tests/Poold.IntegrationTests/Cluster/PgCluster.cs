@@ -184,7 +184,8 @@ internal sealed partial class PgCluster : IAsyncDisposable
             }
             catch (TimeoutException e)
             {
-                // What holds replay back is nearly always a session on the standby: say which, and what it last ran.
+                // Why: a stream that stopped (received = replayed, and the log's end says why), or a session on the standby
+                // holding replay back (which one, and what it last ran).
                 throw new TimeoutException($"{e.Message}; sessions on {node}: {await DescribeSessionsAsync(node.Index)}; its log ends: {LogTail(node)}", e);
             }
         }
