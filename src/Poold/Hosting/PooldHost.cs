@@ -233,6 +233,9 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
         // Metrics first: the node monitor reports each health check's duration to them from its first check.
         host.StartMetrics(settings, log);
         host.StartNodeTracking(settings, options, time);
+        log.Information("sessions' sockets on {Engine}", Io.SocketStreams.UseEpoll
+            ? $"Poold's epoll layer ({Io.SocketStreams.EngineVariable}=dotnet selects .NET's engine)"
+            : ".NET's socket engine");
         foreach (var listener in listeners)
         {
             log.Information("listening on {Endpoint}{Tls}", listener.Description, tls.Enabled && !listener.IsUnix ? " (TLS available)" : "");

@@ -5,19 +5,17 @@ namespace Poold.Io;
 
 /// <summary>
 /// The one place that chooses the stream a session's sockets (clients and backends) are spoken on: .NET's
-/// <see cref="NetworkStream"/>, or with <c>POOLD_IO_ENGINE=epoll</c> on Linux (read once, at first use) a
-/// <see cref="SocketStream"/> on Poold's own engine. The engine is opt-in: in two of about six full runs of the
-/// integration tests with it on, set-ups timed out waiting for a shared replica to replay; the same failure later came
-/// on .NET's engine (the replica's WAL stream had stopped), so the engine is probably not its cause, but it stays
-/// opt-in until enough runs say so. Other sockets (PCP, metrics, cancel forwarding, health checks) keep .NET's streams.
+/// <see cref="SocketStream"/> on Poold's own engine (Linux, the default), or .NET's <see cref="NetworkStream"/> on other
+/// systems and with <c>POOLD_IO_ENGINE=dotnet</c> (read once, at first use). Other sockets (PCP, metrics, cancel
+/// forwarding, health checks) keep .NET's streams.
 /// </summary>
 internal static class SocketStreams
 {
     public const string EngineVariable = "POOLD_IO_ENGINE";
 
-    /// <summary>True when Poold's own engine serves the sessions' sockets (<c>POOLD_IO_ENGINE=epoll</c>, Linux).</summary>
+    /// <summary>True when Poold's own engine serves the sessions' sockets: on Linux, unless <c>POOLD_IO_ENGINE=dotnet</c>.</summary>
     public static bool UseEpoll { get; } = OperatingSystem.IsLinux()
-        && string.Equals(Environment.GetEnvironmentVariable(EngineVariable), "epoll", StringComparison.OrdinalIgnoreCase);
+        && !string.Equals(Environment.GetEnvironmentVariable(EngineVariable), "dotnet", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
     /// A stream that owns <paramref name="socket"/> (connected, never used with .NET's asynchronous methods): a
