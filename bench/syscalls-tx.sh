@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # System calls per transaction through Poold in transaction mode, with Poold's own I/O layer (POOLD_IO_ENGINE=epoll,
-# opt-in) and with .NET's (POOLD_IO_ENGINE=dotnet): `strace -c -f -p PID` over `pgbench -S -M simple -c CLIENTS
+# the default) and with .NET's (POOLD_IO_ENGINE=dotnet): `strace -c -f -p PID` over `pgbench -S -M simple -c CLIENTS
 # -j 2 -t TX` after a warm-up, one local PostgreSQL 15 primary, SCRAM, no TLS. strace slows the proxy: only the counts
 # are meant. Prints a markdown table per engine. Everything it starts, it stops.
 # Then, without strace, DURATION seconds of the same pgbench: transactions per second and Poold's CPU time (user +

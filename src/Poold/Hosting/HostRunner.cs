@@ -47,6 +47,19 @@ internal static class HostRunner
     {
         await using var log = Logging.Create(settings, options.Debug);
         var pidFile = settings.ResolvePath(settings.Get(Params.PidFileName));
+
+        // Signals are taken from before the pid file names this process: a `poold reload` or `stop` (or a script's
+        // kill) that comes while Poold is still starting is applied once it has started. Without a registration SIGHUP's
+        // default action would end the process.
+        var signals = new HostSignals();
+        using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
+        {
+            c.Cancel = true;
+            signals.Reload();
+        });
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => Stop(c, signals, StopMode.Smart));
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => Stop(c, signals, StopMode.Fast));
+        using var quit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, c => Stop(c, signals, StopMode.Immediate));
         PooldHost host;
         try
         {
@@ -72,18 +85,11 @@ internal static class HostRunner
 
         using var notify = SystemdNotify.FromEnvironment(host.StatusText);
         host.Notify = notify;
-        using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
-        {
-            c.Cancel = true;
-            host.Reload();
-        });
-        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => Stop(c, host, StopMode.Smart));
-        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => Stop(c, host, StopMode.Fast));
-        using var quit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, c => Stop(c, host, StopMode.Immediate));
         await using (cancellationToken.Register(() => _ = host.StopAsync(StopMode.Fast)))
         {
             log.Information("poold started (pid {Pid}), configuration {ConfigFile}", Environment.ProcessId, options.ConfigFile);
             notify?.Ready();
+            signals.Attach(host);
             await host.Completion;
         }
 
@@ -92,10 +98,73 @@ internal static class HostRunner
         return 0;
     }
 
-    private static void Stop(PosixSignalContext context, PooldHost host, StopMode mode)
+    private static void Stop(PosixSignalContext context, HostSignals signals, StopMode mode)
     {
         context.Cancel = true;
-        _ = host.StopAsync(mode);
+        signals.Stop(mode);
+    }
+
+    /// <summary>
+    /// Where the signal handlers send reload and stop requests: to the host once it has started; before that, kept (a
+    /// reload, and the strongest stop asked for) and applied when it starts.
+    /// </summary>
+    private sealed class HostSignals
+    {
+        private readonly Lock _gate = new();
+        private PooldHost? _host;
+        private bool _reload;
+        private StopMode? _stop;
+
+        public void Reload()
+        {
+            PooldHost? host;
+            lock (_gate)
+            {
+                host = _host;
+                _reload |= host is null;
+            }
+
+            host?.Reload();
+        }
+
+        public void Stop(StopMode mode)
+        {
+            PooldHost? host;
+            lock (_gate)
+            {
+                host = _host;
+                if (host is null && (_stop is null || mode > _stop))
+                {
+                    _stop = mode;
+                }
+            }
+
+            if (host is not null)
+            {
+                _ = host.StopAsync(mode);
+            }
+        }
+
+        public void Attach(PooldHost host)
+        {
+            bool reload;
+            StopMode? stop;
+            lock (_gate)
+            {
+                _host = host;
+                (reload, stop) = (_reload, _stop);
+            }
+
+            if (stop is { } mode)
+            {
+                _ = host.StopAsync(mode);
+            }
+            else if (reload)
+            {
+                // The file may have changed after start-up read it.
+                host.Reload();
+            }
+        }
     }
 
     /// <summary><c>poold stop</c> / <c>poold reload</c>: signal the process named in pid_file_name, as pgpool-II does.</summary>

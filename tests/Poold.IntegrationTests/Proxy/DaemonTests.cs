@@ -43,6 +43,37 @@ public class DaemonTests
     }
 
     [Test]
+    public async Task AReloadSentWhileStarting_IsAppliedOnceStarted_AndDoesNotEndPoold()
+    {
+        // `poold reload` as soon as the pid file names the process, which is before Poold listens: SIGHUP's default
+        // action would end the process if no handler were registered yet.
+        var sent = false;
+        await using var poold = await PooldProcess.StartAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0), whileStarting: async started =>
+        {
+            var pidFile = Path.Combine(started.Directory, "poold.pid");
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            while (!File.Exists(pidFile) && !started.HasExited && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(1);
+            }
+
+            sent = Kill(started.Pid, 1 /* SIGHUP */) == 0;
+        });
+        Assert.That(sent, Is.True, "SIGHUP was sent while Poold started");
+        await Poll.UntilAsync(() => Task.FromResult(poold.Output.Contains("configuration reloaded", StringComparison.Ordinal) || poold.HasExited),
+            TimeSpan.FromSeconds(15), "the reload to be logged");
+        Assert.That(poold.HasExited, Is.False, "Poold is still running; it printed:\n" + poold.Output);
+        Assert.That(poold.Output, Does.Contain("configuration reloaded"));
+
+        await using var connection = Connect(poold);
+        await connection.OpenAsync();
+        Assert.That(await new NpgsqlCommand("SELECT current_user", connection).ExecuteScalarAsync(), Is.EqualTo(TestRoles.ScramUser));
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
+
+    [Test]
     public async Task PidFile_ReloadAndFastStop_WorkAsPgpoolScriptsExpect()
     {
         await using var poold = await PooldProcess.StartAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0));
@@ -53,8 +84,9 @@ public class DaemonTests
         await File.AppendAllTextAsync(poold.ConfigFile, "client_idle_limit = 300\n");
         var reload = await poold.RunCommandAsync("reload");
         Assert.That(reload.ExitCode, Is.Zero, reload.Output);
-        await Poll.UntilAsync(() => Task.FromResult(poold.Output.Contains("configuration reloaded", StringComparison.Ordinal)),
+        await Poll.UntilAsync(() => Task.FromResult(poold.Output.Contains("configuration reloaded", StringComparison.Ordinal) || poold.HasExited),
             TimeSpan.FromSeconds(15), "the reload to be logged");
+        Assert.That(poold.Output, Does.Contain("configuration reloaded"), $"exited: {poold.HasExited}; Poold printed:\n{poold.Output}");
 
         await using var connection = Connect(poold);
         await connection.OpenAsync();

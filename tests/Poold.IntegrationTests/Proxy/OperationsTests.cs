@@ -101,8 +101,10 @@ public class OperationsTests
 
         var reload = await poold.RunCommandAsync("reload");
         Assert.That(reload.ExitCode, Is.Zero, reload.Output);
-        await Poll.UntilAsync(() => Task.FromResult(systemd.Messages.Any(m => m.StartsWith("RELOADING=1", StringComparison.Ordinal))),
+        await Poll.UntilAsync(() => Task.FromResult(systemd.Messages.Any(m => m.StartsWith("RELOADING=1", StringComparison.Ordinal)) || poold.HasExited),
             TimeSpan.FromSeconds(10), "RELOADING=1");
+        Assert.That(systemd.Messages.Any(m => m.StartsWith("RELOADING=1", StringComparison.Ordinal)), Is.True,
+            $"exited: {poold.HasExited}; Poold printed:\n{poold.Output}");
         var sequence = systemd.Messages.Where(m => !m.StartsWith("WATCHDOG", StringComparison.Ordinal)).ToList();
         var reloading = sequence.FindIndex(m => m.StartsWith("RELOADING=1", StringComparison.Ordinal));
         var lines = sequence[reloading].Split('\n');

@@ -49,11 +49,15 @@ internal sealed class PooldProcess : IAsyncDisposable
     }
 
     /// <summary>Starts Poold with the given config lines and waits until it accepts connections.</summary>
+    /// <summary>
+    /// Starts Poold and returns once it listens; <paramref name="whileStarting"/>, when given, runs as soon as the process
+    /// exists (before it listens), for what a script may do to a Poold that is still starting.
+    /// </summary>
     public static async Task<PooldProcess> StartAsync(string backendsAndExtra, bool ssl = false,
-        IReadOnlyDictionary<string, string>? environment = null, int? port = null)
+        IReadOnlyDictionary<string, string>? environment = null, int? port = null, Func<PooldProcess, Task>? whileStarting = null)
     {
         var (dir, listening, conf) = await PooldInstance.WriteConfigAsync(backendsAndExtra, ssl, port);
-        return await LaunchAsync(dir, listening, conf, environment);
+        return await LaunchAsync(dir, listening, conf, environment, whileStarting);
     }
 
     /// <summary>
@@ -71,7 +75,8 @@ internal sealed class PooldProcess : IAsyncDisposable
         return LaunchAsync(Directory, Port, ConfigFile);
     }
 
-    private static async Task<PooldProcess> LaunchAsync(string dir, int port, string conf, IReadOnlyDictionary<string, string>? environment = null)
+    private static async Task<PooldProcess> LaunchAsync(string dir, int port, string conf, IReadOnlyDictionary<string, string>? environment = null,
+        Func<PooldProcess, Task>? whileStarting = null)
     {
         var info = StartInfo(["-n", "-f", conf]);
         foreach (var (name, value) in environment ?? new Dictionary<string, string>())
@@ -85,6 +90,11 @@ internal sealed class PooldProcess : IAsyncDisposable
         process.ErrorDataReceived += (_, e) => poold.Append(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
+        if (whileStarting is not null)
+        {
+            await whileStarting(poold);
+        }
+
         await Poll.UntilAsync(async () =>
         {
             if (process.HasExited)
