@@ -43,6 +43,33 @@ public class DaemonTests
     }
 
     [Test]
+    public async Task IoEventThreads_OnePerTwoCores_OrPooldIoThreads()
+    {
+        foreach (var (setting, expected) in new[] { ((string?)null, Math.Clamp(Environment.ProcessorCount / 2, 1, 4)), ("3", 3) })
+        {
+            var environment = new Dictionary<string, string>();
+            if (setting is not null)
+            {
+                environment["POOLD_IO_THREADS"] = setting;
+            }
+
+            await using var poold = await PooldProcess.StartAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0), environment: environment);
+            await using (var connection = Connect(poold))
+            {
+                // The first session starts the engine.
+                await connection.OpenAsync();
+                Assert.That(await new NpgsqlCommand("SELECT 1", connection).ExecuteScalarAsync(), Is.EqualTo(1));
+            }
+
+            var threads = System.IO.Directory.GetDirectories($"/proc/{poold.Pid}/task")
+                .Select(task => File.ReadAllText(Path.Combine(task, "comm")).Trim())
+                .ToList();
+            Assert.That(threads.Count(name => name.StartsWith("poold epoll", StringComparison.Ordinal)), Is.EqualTo(expected),
+                $"POOLD_IO_THREADS={setting}: " + string.Join(", ", threads));
+        }
+    }
+
+    [Test]
     public async Task AReloadSentWhileStarting_IsAppliedOnceStarted_AndDoesNotEndPoold()
     {
         // `poold reload` as soon as the pid file names the process, which is before Poold listens: SIGHUP's default
