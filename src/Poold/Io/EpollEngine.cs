@@ -32,15 +32,16 @@ internal sealed unsafe class EpollEngine
     private static readonly Lazy<EpollEngine> SharedEngine = new(() => new EpollEngine(ConfiguredThreads(), start: true));
 
     /// <summary>
-    /// The event threads: <c>POOLD_IO_THREADS</c> (1–64) when set, else one per two cores, at least one and at most four.
-    /// One thread busy with many sockets sleeps in epoll_wait less often than two that share them: on 2 cores, pgbench
-    /// <c>-S</c> through Poold cost 36 µs of CPU per transaction with one thread against 40–42 with two, the difference
-    /// being context switches (16–18 voluntary ones per 100 transactions against 34–41; PgBouncer's one thread: 8–23).
+    /// The event threads: <c>POOLD_IO_THREADS</c> (1–64) when set, else one per core, at most four. Measured on 2 cores
+    /// (bench/hot-path.sh): one thread costs less CPU per transaction with few busy clients (pgbench <c>-S</c>, 16
+    /// clients, session mode: 36 µs against 40–42, from half the voluntary context switches), but with 1,000 clients in
+    /// transaction mode Poold reached 0.74–0.83x PgBouncer's TPS with one thread against 0.97–1.01x with two (pgbench's
+    /// own CPU per transaction rose), so the default stays one per core.
     /// </summary>
     internal static int ConfiguredThreads() =>
         int.TryParse(Environment.GetEnvironmentVariable("POOLD_IO_THREADS"), out var count) && count is >= 1 and <= 64
             ? count
-            : Math.Clamp(Environment.ProcessorCount / 2, 1, 4);
+            : Math.Clamp(Environment.ProcessorCount, 1, 4);
 
     /// <summary>How often the watchdog looks (see the type's summary).</summary>
     internal static readonly TimeSpan SweepPeriod = TimeSpan.FromSeconds(2);

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using Npgsql;
 using Poold.IntegrationTests.Cluster;
@@ -43,9 +44,11 @@ public class DaemonTests
     }
 
     [Test]
-    public async Task IoEventThreads_OnePerTwoCores_OrPooldIoThreads()
+    public async Task IoEventThreads_OnePerCore_OrPooldIoThreads()
     {
-        foreach (var (setting, expected) in new[] { ((string?)null, Math.Clamp(Environment.ProcessorCount / 2, 1, 4)), ("3", 3) })
+        var byDefault = Math.Clamp(Environment.ProcessorCount, 1, 4);
+        var other = byDefault == 3 ? 2 : 3;
+        foreach (var (setting, expected) in new[] { ((string?)null, byDefault), (other.ToString(CultureInfo.InvariantCulture), other) })
         {
             var environment = new Dictionary<string, string>();
             if (setting is not null)

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Where a transaction's CPU goes, Poold against PgBouncer, with everything else held still: one local PostgreSQL
+# primary (no replicas), Poold with load_balance_mode = off and PgBouncer, both in POOL_MODE, SCRAM, no TLS; pgbench
+# -S -M MODE -c CLIENTS -j 2. For each of Poold's event-thread counts in IO_THREADS (POOLD_IO_THREADS; a fresh Poold
+# each), ROUNDS rounds of RUN seconds through Poold then PgBouncer, after WARMUP seconds through each.
+#
+# Per transaction (a run's CPU divided by the transactions pgbench made, logins included): the proxy's CPU (user +
+# system, all threads), its voluntary and involuntary context switches (per 100), pgbench's own CPU, and the whole
+# machine's busy time (every process: proxy, pgbench, PostgreSQL). PERF=record adds `perf record -g` of 8 s of the
+# last round of each proxy (/tmp/poold-perf-*.data, JIT symbols from /tmp/perf-PID.map); PERF=stat counts system
+# calls instead, PERF=pgbench pgbench's own (its waits, reads and writes per transaction), PERF=pgbench-record a profile of pgbench.
+#
+#   POOL_MODE (session), MODE (simple), CLIENTS (16), IO_THREADS ("1 2"), ROUNDS (2), RUN (15), WARMUP (10),
+#   POOL_SIZE (20, transaction mode), BASE_PORT (28432), PERF (off).
+#
+# Prints a markdown table and writes it to bench/results/. Everything it starts, it stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+. scripts/cluster.sh
+. bench/lib.sh
+
+POOL_MODE=${POOL_MODE:-session}
+MODE=${MODE:-simple}
+CLIENTS=${CLIENTS:-16}
+IO_THREADS=${IO_THREADS:-"1 2"}
+ROUNDS=${ROUNDS:-2}
+RUN=${RUN:-15}
+WARMUP=${WARMUP:-10}
+POOL_SIZE=${POOL_SIZE:-20}
+BASE_PORT=${BASE_PORT:-28432}
+PERF=${PERF:-off}
+POOLD_PORT=$((BASE_PORT + 10))
+PGBOUNCER_PORT=$((BASE_PORT + 11))
+USER_NAME=bench
+USER_PASSWORD=bench
+command_line="POOL_MODE=$POOL_MODE MODE=$MODE CLIENTS=$CLIENTS IO_THREADS=\"$IO_THREADS\" ROUNDS=$ROUNDS RUN=$RUN bench/hot-path.sh"
+
+ensure_dotnet
+ensure_postgres
+ensure_peers
+[ -x /usr/sbin/pgbouncer ] || die "PgBouncer is required (apt-get install -y pgbouncer)"
+[ "$PERF" = off ] || command -v perf >/dev/null || die "PERF=$PERF needs perf (apt-get install -y linux-perf)"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+work=$(mktemp -d /tmp/poold-bench-hot.XXXXXX)
+chmod 755 "$work"
+pids=()
+trap 'bench_stop 0' EXIT
+trap 'exit 130' INT TERM
+
+build_release
+cluster_start "$work/pg" "$BASE_PORT" 0
+cluster_sql "$work/pg" "$BASE_PORT" "CREATE ROLE $USER_NAME LOGIN PASSWORD '$USER_PASSWORD'"
+cluster_sql "$work/pg" "$BASE_PORT" "CREATE DATABASE $USER_NAME OWNER $USER_NAME"
+bench_data "$BASE_PORT" 10
+bench_secrets
+
+server_pool=$([ "$POOL_MODE" = transaction ] && echo "$POOL_SIZE" || echo $((CLIENTS + 10)))
+mkdir -p "$work/pgbouncer"
+cat >"$work/pgbouncer/pgbouncer.ini" <<CONF
+[databases]
+$USER_NAME = host=127.0.0.1 port=$BASE_PORT dbname=$USER_NAME
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $work/userlist.txt
+pool_mode = $POOL_MODE
+max_client_conn = $((CLIENTS + 100))
+default_pool_size = $server_pool
+logfile = $work/pgbouncer/pgbouncer.log
+pidfile = $work/pgbouncer/pgbouncer.pid
+CONF
+chown -R postgres:postgres "$work/pgbouncer" 2>/dev/null || true
+if [ "$(id -u)" -eq 0 ]; then
+    setpriv --reuid=postgres --regid=postgres --init-groups /usr/sbin/pgbouncer "$work/pgbouncer/pgbouncer.ini" >"$work/pgbouncer/out.log" 2>&1 &
+else
+    /usr/sbin/pgbouncer "$work/pgbouncer/pgbouncer.ini" >"$work/pgbouncer/out.log" 2>&1 &
+fi
+pgbouncer_pid=$!
+pids+=("$pgbouncer_pid")
+wait_ready PgBouncer "$PGBOUNCER_PORT" "$pgbouncer_pid"
+
+start_poold() { # THREADS: a fresh Poold with POOLD_IO_THREADS=THREADS; sets poold_pid
+    mkdir -p "$work/poold-$1"
+    cat >"$work/poold-$1/poold.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $POOLD_PORT
+unix_socket_directories = '$work/poold-$1'
+pcp_listen_addresses = ''
+pcp_socket_dir = '$work/poold-$1'
+pcp_port = $((BASE_PORT + 20))
+load_balance_mode = off
+backend_hostname0 = '127.0.0.1'
+backend_port0 = $BASE_PORT
+backend_weight0 = 1
+num_init_children = $((CLIENTS + 10))
+pool_mode = $POOL_MODE
+default_pool_size = $POOL_SIZE
+max_client_conn = $((CLIENTS + 100))
+max_unauthenticated_connections = $((CLIENTS + 100))
+enable_pool_hba = on
+pool_passwd = '$work/pool_passwd'
+ssl = off
+pid_file_name = '$work/poold-$1/poold.pid'
+logdir = '$work/poold-$1'
+log_min_messages = warning
+sr_check_period = 0
+health_check_period = 0
+CONF
+    POOLD_IO_THREADS=$1 DOTNET_PerfMapEnabled=$([ "$PERF" = record ] && echo 1 || echo 0) \
+        dotnet src/Poold/bin/Release/net10.0/poold.dll -n -f "$work/poold-$1/poold.conf" -a "$work/pool_hba.conf" \
+        -k "$work/pgpoolkey" >"$work/poold-$1/out.log" 2>&1 &
+    poold_pid=$!
+    pids+=("$poold_pid")
+    wait_ready Poold "$POOLD_PORT" "$poold_pid"
+}
+
+stop_poold() {
+    kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
+}
+
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt/{v+=$2} /^nonvoluntary_ctxt/{n+=$2} END{print v + 0, n + 0}'; }
+machine_busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+hz=$(getconf CLK_TCK)
+
+# run NAME PORT PID SECONDS [LAST]: one pgbench run; appends a row to $work/rows.tsv
+run() {
+    local name=$1 port=$2 pid=$3 seconds=$4 last=${5:-} watcher="" out
+    local b0 t0 v0 n0 b1 t1 v1 n1
+    b0=$(machine_busy); t0=$(cpu_ticks "$pid"); read -r v0 n0 <<<"$(switches "$pid")"
+    if [ -n "$last" ] && [ "$PERF" = record ]; then
+        (sleep 3; perf record -F 999 -g -p "$pid" -o "/tmp/poold-perf-$name.data" -- sleep 8 >/dev/null 2>&1) &
+        watcher=$!
+    elif [ -n "$last" ] && [ "$PERF" = stat ]; then
+        (sleep 3; perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_futex,syscalls:sys_enter_poll \
+            -p "$pid" -o "$work/$name.stat" -- sleep 8 >/dev/null 2>&1) &
+        watcher=$!
+    fi
+    local wrap=()
+    if [ -n "$last" ] && [ "$PERF" = pgbench ]; then
+        wrap=(perf stat -x, -o "$work/$name.pgbench.stat" -e syscalls:sys_enter_ppoll,syscalls:sys_enter_poll,syscalls:sys_enter_select,syscalls:sys_enter_pselect6,syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_epoll_wait --)
+    elif [ -n "$last" ] && [ "$PERF" = pgbench-record ]; then
+        wrap=(perf record -F 999 -g -o "/tmp/poold-perf-pgbench-$name.data" --)
+    fi
+    out=$(PGPASSWORD=$USER_PASSWORD /usr/bin/time -f "pgbench-cpu %U %S" "${wrap[@]}" pgbench -h 127.0.0.1 -p "$port" -U "$USER_NAME" -n -S -M "$MODE" \
+        -c "$CLIENTS" -j 2 -T "$seconds" "$USER_NAME" 2>&1) || log "$name: pgbench failed: $(tail -2 <<<"$out")"
+    b1=$(machine_busy); t1=$(cpu_ticks "$pid"); read -r v1 n1 <<<"$(switches "$pid")"
+    [ -z "$watcher" ] || wait "$watcher"
+    local tps tx pgbench_cpu
+    tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
+    tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+    pgbench_cpu=$(awk '/^pgbench-cpu/{print $2 + $3}' <<<"$out")
+    [ -n "$tx" ] && [ "$tx" -gt 0 ] || { log "$name: no transactions"; return 0; }
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$tps" "$tx" "$(( (t1 - t0) * 1000000 / hz ))" "$((v1 - v0))" "$((n1 - n0))" \
+        "$(awk -v s="$pgbench_cpu" 'BEGIN{printf "%d", s * 1000000}')" "$(( (b1 - b0) * 1000000 / hz ))" >>"$work/rows.tsv"
+    [ -z "$last" ] || [ "$PERF" != pgbench ] || awk -F, -v n="$name" -v tx="$tx" '$1 > 0 {printf "%s: pgbench %s %.2f per tx\n", n, $3, $1 / tx}' "$work/$name.pgbench.stat" >>"$work/syscalls.txt"
+    [ -z "$last" ] || [ "$PERF" != stat ] || awk -F, -v n="$name" '$1 > 0 {printf "%s %s %s\n", n, $3, $1}' "$work/$name.stat" >>"$work/syscalls.txt"
+    log "$name: $tps TPS, proxy $(( (t1 - t0) * 1000000 / hz / tx )) us/tx"
+}
+
+for threads in $IO_THREADS; do
+    start_poold "$threads"
+    log "warm-up, Poold with $threads event thread(s)"
+    run warm "$POOLD_PORT" "$poold_pid" "$WARMUP" >/dev/null
+    run warm "$PGBOUNCER_PORT" "$pgbouncer_pid" "$WARMUP" >/dev/null
+    for round in $(seq 1 "$ROUNDS"); do
+        last=$([ "$round" = "$ROUNDS" ] && echo last || true)
+        run "poold-${threads}t" "$POOLD_PORT" "$poold_pid" "$RUN" "$last"
+        run "pgbouncer-vs-${threads}t" "$PGBOUNCER_PORT" "$pgbouncer_pid" "$RUN" "$last"
+    done
+    stop_poold "$poold_pid"
+done
+
+cores=$(nproc)
+report=bench/results/$(date +%Y-%m-%d)-hot-path-$POOL_MODE-$CLIENTS-${cores}cores.md
+python3 - "$work/rows.tsv" "$command_line" "$POOL_MODE" "$MODE" "$CLIENTS" "$cores" "$work/syscalls.txt" >"$report" <<'PY'
+import os, statistics, sys
+rows_file, command, pool_mode, mode, clients, cores, syscalls = sys.argv[1:]
+rows = {}
+for line in open(rows_file):
+    name, tps, tx, proxy, vol, invol, pgbench, machine = line.rstrip("\n").split("\t")
+    if name == "warm":
+        continue
+    tx = int(tx)
+    rows.setdefault(name, []).append((float(tps), int(proxy) / tx, 100 * int(vol) / tx, 100 * int(invol) / tx, int(pgbench) / tx, int(machine) / tx))
+print(f"# Hot path: Poold against PgBouncer, {pool_mode} mode, {clients} clients, {cores} cores\n")
+print(f"Command: `{command}`\n")
+print(f"One local PostgreSQL 15 primary (no replicas), pgbench `-S -M {mode} -c {clients} -j 2`, SCRAM, no TLS; Poold with "
+      "`load_balance_mode = off` and PgBouncer in the same pool mode. Per transaction, logins included: the proxy's CPU, "
+      "its context switches (voluntary / involuntary, per 100 transactions), pgbench's CPU and the machine's busy time "
+      "(all processes). Medians of the rounds; pgbench, the proxy and PostgreSQL share the cores, so compare rows of one "
+      "run only.\n")
+print("| target | TPS | proxy CPU/tx (µs) | cs/100 tx (vol / invol) | pgbench CPU/tx (µs) | machine CPU/tx (µs) | TPS vs PgBouncer |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+med = lambda values: statistics.median(values)
+for name, values in rows.items():
+    cols = [med([v[i] for v in values]) for i in range(6)]
+    ratio = ""
+    if name.startswith("poold-"):
+        other = rows.get("pgbouncer-vs-" + name[len("poold-"):])
+        if other:
+            ratio = f"{cols[0] / med([v[0] for v in other]):.2f}x"
+    print(f"| {name} | {cols[0]:.0f} | {cols[1]:.0f} | {cols[2]:.0f} / {cols[3]:.0f} | {cols[4]:.0f} | {cols[5]:.0f} | {ratio} |")
+if os.path.exists(syscalls) and os.path.getsize(syscalls):
+    print("\nSystem calls over 8 s of the last round (`perf stat`), per target:\n")
+    for line in open(syscalls):
+        print(f"- {line.strip()}")
+PY
+cat "$report"
+log "written to $report"
