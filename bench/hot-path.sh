@@ -127,14 +127,15 @@ stop_poold() {
 
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt/{v+=$2} /^nonvoluntary_ctxt/{n+=$2} END{print v + 0, n + 0}'; }
+server_xacts() { cluster_sql "$work/pg" "$BASE_PORT" "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$USER_NAME'"; }
 machine_busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
 hz=$(getconf CLK_TCK)
 
 # run NAME PORT PID SECONDS [LAST]: one pgbench run; appends a row to $work/rows.tsv
 run() {
     local name=$1 port=$2 pid=$3 seconds=$4 last=${5:-} watcher="" out
-    local b0 t0 v0 n0 b1 t1 v1 n1
-    b0=$(machine_busy); t0=$(cpu_ticks "$pid"); read -r v0 n0 <<<"$(switches "$pid")"
+    local b0 t0 v0 n0 b1 t1 v1 n1 x0 x1
+    x0=$(server_xacts); b0=$(machine_busy); t0=$(cpu_ticks "$pid"); read -r v0 n0 <<<"$(switches "$pid")"
     if [ -n "$last" ] && [ "$PERF" = record ]; then
         (sleep 3; perf record -F 999 -g -p "$pid" -o "/tmp/poold-perf-$name.data" -- sleep 8 >/dev/null 2>&1) &
         watcher=$!
@@ -152,14 +153,16 @@ run() {
     out=$(PGPASSWORD=$USER_PASSWORD /usr/bin/time -f "pgbench-cpu %U %S" "${wrap[@]}" pgbench -h 127.0.0.1 -p "$port" -U "$USER_NAME" -n -S -M "$MODE" \
         -c "$CLIENTS" -j 2 -T "$seconds" "$USER_NAME" 2>&1) || log "$name: pgbench failed: $(tail -2 <<<"$out")"
     b1=$(machine_busy); t1=$(cpu_ticks "$pid"); read -r v1 n1 <<<"$(switches "$pid")"
+    sleep 1.2  # PostgreSQL flushes a backend's statistics at most once a second
+    x1=$(server_xacts)
     [ -z "$watcher" ] || wait "$watcher"
     local tps tx pgbench_cpu
     tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
     tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
     pgbench_cpu=$(awk '/^pgbench-cpu/{print $2 + $3}' <<<"$out")
     [ -n "$tx" ] && [ "$tx" -gt 0 ] || { log "$name: no transactions"; return 0; }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$tps" "$tx" "$(( (t1 - t0) * 1000000 / hz ))" "$((v1 - v0))" "$((n1 - n0))" \
-        "$(awk -v s="$pgbench_cpu" 'BEGIN{printf "%d", s * 1000000}')" "$(( (b1 - b0) * 1000000 / hz ))" >>"$work/rows.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$tps" "$tx" "$(( (t1 - t0) * 1000000 / hz ))" "$((v1 - v0))" "$((n1 - n0))" \
+        "$(awk -v s="$pgbench_cpu" 'BEGIN{printf "%d", s * 1000000}')" "$(( (b1 - b0) * 1000000 / hz ))" "$((x1 - x0))" >>"$work/rows.tsv"
     [ -z "$last" ] || [ "$PERF" != pgbench ] || awk -F, -v n="$name" -v tx="$tx" '$1 > 0 {printf "%s: pgbench %s %.2f per tx\n", n, $3, $1 / tx}' "$work/$name.pgbench.stat" >>"$work/syscalls.txt"
     [ -z "$last" ] || [ "$PERF" != stat ] || awk -F, -v n="$name" '$1 > 0 {printf "%s %s %s\n", n, $3, $1}' "$work/$name.stat" >>"$work/syscalls.txt"
     log "$name: $tps TPS, proxy $(( (t1 - t0) * 1000000 / hz / tx )) us/tx"
@@ -185,29 +188,29 @@ import os, statistics, sys
 rows_file, command, pool_mode, mode, clients, cores, syscalls = sys.argv[1:]
 rows = {}
 for line in open(rows_file):
-    name, tps, tx, proxy, vol, invol, pgbench, machine = line.rstrip("\n").split("\t")
+    name, tps, tx, proxy, vol, invol, pgbench, machine, xacts = line.rstrip("\n").split("\t")
     if name == "warm":
         continue
     tx = int(tx)
-    rows.setdefault(name, []).append((float(tps), int(proxy) / tx, 100 * int(vol) / tx, 100 * int(invol) / tx, int(pgbench) / tx, int(machine) / tx))
+    rows.setdefault(name, []).append((float(tps), int(proxy) / tx, 100 * int(vol) / tx, 100 * int(invol) / tx, int(pgbench) / tx, int(machine) / tx, int(xacts) / tx))
 print(f"# Hot path: Poold against PgBouncer, {pool_mode} mode, {clients} clients, {cores} cores\n")
 print(f"Command: `{command}`\n")
 print(f"One local PostgreSQL 15 primary (no replicas), pgbench `-S -M {mode} -c {clients} -j 2`, SCRAM, no TLS; Poold with "
       "`load_balance_mode = off` and PgBouncer in the same pool mode. Per transaction, logins included: the proxy's CPU, "
       "its context switches (voluntary / involuntary, per 100 transactions), pgbench's CPU and the machine's busy time "
-      "(all processes). Medians of the rounds; pgbench, the proxy and PostgreSQL share the cores, so compare rows of one "
+      "(all processes); server transactions: what PostgreSQL counted (pg_stat_database) per pgbench transaction (1.00: the proxy added none). Medians of the rounds; pgbench, the proxy and PostgreSQL share the cores, so compare rows of one "
       "run only.\n")
-print("| target | TPS | proxy CPU/tx (µs) | cs/100 tx (vol / invol) | pgbench CPU/tx (µs) | machine CPU/tx (µs) | TPS vs PgBouncer |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| target | TPS | proxy CPU/tx (µs) | cs/100 tx (vol / invol) | pgbench CPU/tx (µs) | machine CPU/tx (µs) | server transactions/tx | TPS vs PgBouncer |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 med = lambda values: statistics.median(values)
 for name, values in rows.items():
-    cols = [med([v[i] for v in values]) for i in range(6)]
+    cols = [med([v[i] for v in values]) for i in range(7)]
     ratio = ""
     if name.startswith("poold-"):
         other = rows.get("pgbouncer-vs-" + name[len("poold-"):])
         if other:
             ratio = f"{cols[0] / med([v[0] for v in other]):.2f}x"
-    print(f"| {name} | {cols[0]:.0f} | {cols[1]:.0f} | {cols[2]:.0f} / {cols[3]:.0f} | {cols[4]:.0f} | {cols[5]:.0f} | {ratio} |")
+    print(f"| {name} | {cols[0]:.0f} | {cols[1]:.0f} | {cols[2]:.0f} / {cols[3]:.0f} | {cols[4]:.0f} | {cols[5]:.0f} | {cols[6]:.2f} | {ratio} |")
 if os.path.exists(syscalls) and os.path.getsize(syscalls):
     print("\nSystem calls over 8 s of the last round (`perf stat`), per target:\n")
     for line in open(syscalls):

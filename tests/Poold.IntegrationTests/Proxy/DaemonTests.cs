@@ -90,14 +90,27 @@ public class DaemonTests
             sent = Kill(started.Pid, 1 /* SIGHUP */) == 0;
         });
         Assert.That(sent, Is.True, "SIGHUP was sent while Poold started");
-        await Poll.UntilAsync(() => Task.FromResult(poold.Output.Contains("configuration reloaded", StringComparison.Ordinal) || poold.HasExited),
-            TimeSpan.FromSeconds(15), "the reload to be logged");
-        Assert.That(poold.HasExited, Is.False, "Poold is still running; it printed:\n" + poold.Output);
-        Assert.That(poold.Output, Does.Contain("configuration reloaded"));
+        await WaitForReloadAsync(poold);
 
         await using var connection = Connect(poold);
         await connection.OpenAsync();
         Assert.That(await new NpgsqlCommand("SELECT current_user", connection).ExecuteScalarAsync(), Is.EqualTo(TestRoles.ScramUser));
+    }
+
+    /// <summary>Until Poold logs its reload; fails with its signal state and output when it does not within 15 s.</summary>
+    private static async Task WaitForReloadAsync(PooldProcess poold)
+    {
+        try
+        {
+            await Poll.UntilAsync(() => Task.FromResult(poold.Output.Contains("configuration reloaded", StringComparison.Ordinal) || poold.HasExited),
+                TimeSpan.FromSeconds(15), "the reload to be logged");
+        }
+        catch (TimeoutException)
+        {
+            Assert.Fail("no reload logged in 15 s; " + poold.SignalReport());
+        }
+
+        Assert.That(poold.Output, Does.Contain("configuration reloaded"), poold.SignalReport());
     }
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
@@ -114,9 +127,7 @@ public class DaemonTests
         await File.AppendAllTextAsync(poold.ConfigFile, "client_idle_limit = 300\n");
         var reload = await poold.RunCommandAsync("reload");
         Assert.That(reload.ExitCode, Is.Zero, reload.Output);
-        await Poll.UntilAsync(() => Task.FromResult(poold.Output.Contains("configuration reloaded", StringComparison.Ordinal) || poold.HasExited),
-            TimeSpan.FromSeconds(15), "the reload to be logged");
-        Assert.That(poold.Output, Does.Contain("configuration reloaded"), $"exited: {poold.HasExited}; Poold printed:\n{poold.Output}");
+        await WaitForReloadAsync(poold);
 
         await using var connection = Connect(poold);
         await connection.OpenAsync();

@@ -126,6 +126,31 @@ internal sealed class PooldProcess : IAsyncDisposable
         return (code, stdout + stderr);
     }
 
+    /// <summary>
+    /// The process's signal state as the kernel sees it, per thread (pending, blocked, ignored, caught), and Poold's
+    /// output: what a test prints when a signal sent to Poold seems to have no effect.
+    /// </summary>
+    public string SignalReport()
+    {
+        var report = new StringBuilder();
+        try
+        {
+            foreach (var task in System.IO.Directory.GetDirectories($"/proc/{Pid}/task"))
+            {
+                var fields = File.ReadLines(Path.Combine(task, "status"))
+                    .Where(line => line.StartsWith("Sig", StringComparison.Ordinal) || line.StartsWith("ShdPnd", StringComparison.Ordinal))
+                    .Select(line => line.Replace('\t', ' '));
+                report.AppendLine(CultureInfo.InvariantCulture, $"{File.ReadAllText(Path.Combine(task, "comm")).Trim()}: {string.Join("; ", fields)}");
+            }
+        }
+        catch (IOException e)
+        {
+            report.AppendLine(CultureInfo.InvariantCulture, $"(no /proc entry: {e.Message})");
+        }
+
+        return $"exited: {HasExited}\nsignal state by thread:\n{report}Poold printed:\n{Output}";
+    }
+
     /// <summary>The peak resident set size of the process (VmHWM), in bytes.</summary>
     public long PeakResidentBytes()
     {
