@@ -10,7 +10,7 @@ internal static class Program
         SocketTuning.Apply();
         if (args.Length == 0 || args[^1] is not ("stop" or "reload"))
         {
-            NativeMethods.RestartIfStopSignalsIgnored();
+            NativeMethods.RestartIfSignalsIgnored();
         }
 
         var root = CommandLine.Build(HostRunner.RunAsync);

@@ -27,13 +27,18 @@ internal static partial class NativeMethods
 
     private const string ReexecMarker = "POOLD_STOP_SIGNALS_RESTORED";
 
+    /// <summary>The signals Poold acts on: reload, and the three stop modes.</summary>
+    private static readonly int[] HandledSignals = [SigHup, SigInt, SigQuit, SigTerm];
+
     /// <summary>
-    /// A shell starts a background job (<c>poold &amp;</c> in a script, nohup) with SIGINT and SIGQUIT ignored, and the
-    /// .NET runtime then never handles them, so <c>poold -m fast stop</c> would do nothing. pgpool-II handles them
+    /// A shell starts a background job (<c>poold &amp;</c> in a script) with SIGINT and SIGQUIT ignored, and
+    /// <c>nohup</c> starts its command with SIGHUP ignored; the .NET runtime then never handles a signal its parent
+    /// left ignored, so <c>poold -m fast stop</c> or <c>poold reload</c> would do nothing. pgpool-II handles them
     /// whatever its parent did; Poold does the same by putting back their default action and starting itself again
-    /// (same pid, same arguments) so the runtime installs its handlers. Called first thing in Main.
+    /// (same pid, same arguments) so the runtime installs its handlers. Under nohup a hang-up then reloads, as it does
+    /// pgpool-II. Called first thing in Main.
     /// </summary>
-    public static void RestartIfStopSignalsIgnored()
+    public static void RestartIfSignalsIgnored()
     {
         if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable(ReexecMarker) is not null)
         {
@@ -43,7 +48,7 @@ internal static partial class NativeMethods
         const nint defaultAction = 0;
         const nint ignore = 1;
         var ignored = false;
-        foreach (var signal in new[] { SigInt, SigQuit })
+        foreach (var signal in HandledSignals)
         {
             var previous = Signal(signal, ignore);
             Signal(signal, previous);
@@ -55,8 +60,11 @@ internal static partial class NativeMethods
             return;
         }
 
-        Signal(SigInt, defaultAction);
-        Signal(SigQuit, defaultAction);
+        foreach (var signal in HandledSignals)
+        {
+            Signal(signal, defaultAction);
+        }
+
         RemoveDiagnosticsSocket();
         var argv = File.ReadAllText("/proc/self/cmdline").TrimEnd('\0').Split('\0');
         var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()

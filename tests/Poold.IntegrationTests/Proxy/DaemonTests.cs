@@ -272,6 +272,48 @@ public class DaemonTests
     }
 
     [Test]
+    public async Task Reload_WorksWhenPooldWasStartedUnderNohup()
+    {
+        // nohup starts its command with SIGHUP ignored: `poold reload` must still reload, as `pgpool reload` does.
+        var (directory, port, conf) = await PooldInstance.WriteConfigAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0), ssl: false);
+        try
+        {
+            var poold = Path.Combine(AppContext.BaseDirectory, "poold.dll");
+            var log = Path.Combine(directory, "out.log");
+            using (var shell = System.Diagnostics.Process.Start("/bin/sh", ["-c", $"nohup dotnet '{poold}' -n -f '{conf}' >'{log}' 2>&1 &"]))
+            {
+                await shell.WaitForExitAsync();
+            }
+
+            var pidFile = Path.Combine(directory, "poold.pid");
+            await Poll.UntilAsync(async () =>
+            {
+                using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+                await socket.ConnectAsync("127.0.0.1", port);
+                return File.Exists(pidFile);
+            }, TimeSpan.FromSeconds(30), "the poold started under nohup to listen");
+            var pid = int.Parse(File.ReadAllText(pidFile).TrimEnd('\0'), CultureInfo.InvariantCulture);
+            var status = await File.ReadAllLinesAsync($"/proc/{pid}/status");
+            var ignored = Convert.ToUInt64(status.First(l => l.StartsWith("SigIgn:", StringComparison.Ordinal))[7..].Trim(), 16);
+            Assert.That(ignored & 0b1, Is.Zero, "SIGHUP is no longer ignored");
+
+            var (exitCode, output) = await PooldProcess.RunCommandAsync(conf, "reload");
+            Assert.That(exitCode, Is.Zero, output);
+            await Poll.UntilAsync(() => Task.FromResult(File.ReadAllText(log).Contains("configuration reloaded", StringComparison.Ordinal)),
+                TimeSpan.FromSeconds(15), "the reload to be logged");
+
+            (exitCode, output) = await PooldProcess.RunCommandAsync(conf, "-m", "fast", "stop");
+            Assert.That(exitCode, Is.Zero, output);
+            await Poll.UntilAsync(() => Task.FromResult(!Directory.Exists($"/proc/{pid}") || File.ReadAllText($"/proc/{pid}/status").Contains("State:\tZ", StringComparison.Ordinal)),
+                TimeSpan.FromSeconds(30), "the poold started under nohup to exit");
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Test]
     public async Task FastStop_WorksWhenAScriptStartedPooldInTheBackground()
     {
         // A non-interactive shell starts "poold &" with SIGINT and SIGQUIT ignored; pgpool-style stop must still work.
