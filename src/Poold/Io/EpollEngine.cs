@@ -34,9 +34,9 @@ internal sealed unsafe class EpollEngine
     /// <summary>
     /// The event threads: <c>POOLD_IO_THREADS</c> (1–64) when set, else one per core, at most four. Measured on 2 cores
     /// (bench/hot-path.sh): one thread costs less CPU per transaction with few busy clients (pgbench <c>-S</c>, 16
-    /// clients, session mode: 36 µs against 40–42, from half the voluntary context switches), but with 1,000 clients in
-    /// transaction mode Poold reached 0.74–0.83x PgBouncer's TPS with one thread against 0.97–1.01x with two (pgbench's
-    /// own CPU per transaction rose), so the default stays one per core.
+    /// clients, session mode: 35 µs against 44, from a third of the voluntary context switches), but with 1,000
+    /// clients in transaction mode it did no better (0.87x PgBouncer's TPS against 0.86x with two), and
+    /// bench/compare-tx.sh with one thread came out lower on every goal row: the default stays one per core.
     /// </summary>
     internal static int ConfiguredThreads() =>
         int.TryParse(Environment.GetEnvironmentVariable("POOLD_IO_THREADS"), out var count) && count is >= 1 and <= 64

@@ -48,10 +48,10 @@ internal sealed class PooldProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts Poold with the given config lines and waits until it accepts connections.</summary>
     /// <summary>
-    /// Starts Poold and returns once it listens; <paramref name="whileStarting"/>, when given, runs as soon as the process
-    /// exists (before it listens), for what a script may do to a Poold that is still starting.
+    /// Starts Poold with the given config lines and returns once it accepts connections; <paramref name="whileStarting"/>,
+    /// when given, runs as soon as the process exists (before it listens), for what a script may do to a Poold that is
+    /// still starting.
     /// </summary>
     public static async Task<PooldProcess> StartAsync(string backendsAndExtra, bool ssl = false,
         IReadOnlyDictionary<string, string>? environment = null, int? port = null, Func<PooldProcess, Task>? whileStarting = null)
