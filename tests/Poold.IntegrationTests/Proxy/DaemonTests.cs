@@ -145,7 +145,7 @@ public class DaemonTests
     [Test]
     public async Task StopCommand_WithoutARunningPoold_FailsWithAClearMessage()
     {
-        var (directory, _, conf) = await PooldInstance.WriteConfigAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0), ssl: false);
+        var (directory, port, conf) = await PooldInstance.WriteConfigAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0), ssl: false);
         try
         {
             var (exitCode, output) = await PooldProcess.RunCommandAsync(conf, "stop");
@@ -279,34 +279,16 @@ public class DaemonTests
         var (directory, port, conf) = await PooldInstance.WriteConfigAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0), ssl: false);
         try
         {
-            var poold = Path.Combine(AppContext.BaseDirectory, "poold.dll");
-            var log = Path.Combine(directory, "out.log");
-            using (var shell = System.Diagnostics.Process.Start("/bin/sh", ["-c", $"nohup dotnet '{poold}' -n -f '{conf}' >'{log}' 2>&1 &"]))
-            {
-                await shell.WaitForExitAsync();
-            }
-
-            var pidFile = Path.Combine(directory, "poold.pid");
-            await Poll.UntilAsync(async () =>
-            {
-                using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
-                await socket.ConnectAsync("127.0.0.1", port);
-                return File.Exists(pidFile);
-            }, TimeSpan.FromSeconds(30), "the poold started under nohup to listen");
-            var pid = int.Parse(File.ReadAllText(pidFile).TrimEnd('\0'), CultureInfo.InvariantCulture);
-            var status = await File.ReadAllLinesAsync($"/proc/{pid}/status");
-            var ignored = Convert.ToUInt64(status.First(l => l.StartsWith("SigIgn:", StringComparison.Ordinal))[7..].Trim(), 16);
+            var (pid, ignored) = await StartThroughShellAsync(directory, port, conf, "nohup");
             Assert.That(ignored & 0b1, Is.Zero, "SIGHUP is no longer ignored");
 
             var (exitCode, output) = await PooldProcess.RunCommandAsync(conf, "reload");
             Assert.That(exitCode, Is.Zero, output);
+            var log = Path.Combine(directory, "out.log");
             await Poll.UntilAsync(() => Task.FromResult(File.ReadAllText(log).Contains("configuration reloaded", StringComparison.Ordinal)),
                 TimeSpan.FromSeconds(15), "the reload to be logged");
 
-            (exitCode, output) = await PooldProcess.RunCommandAsync(conf, "-m", "fast", "stop");
-            Assert.That(exitCode, Is.Zero, output);
-            await Poll.UntilAsync(() => Task.FromResult(!Directory.Exists($"/proc/{pid}") || File.ReadAllText($"/proc/{pid}/status").Contains("State:\tZ", StringComparison.Ordinal)),
-                TimeSpan.FromSeconds(30), "the poold started under nohup to exit");
+            await FastStopAsync(conf, pid);
         }
         finally
         {
@@ -321,34 +303,50 @@ public class DaemonTests
         var (directory, port, conf) = await PooldInstance.WriteConfigAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0), ssl: false);
         try
         {
-            var poold = Path.Combine(AppContext.BaseDirectory, "poold.dll");
-            var log = Path.Combine(directory, "out.log");
-            using (var shell = System.Diagnostics.Process.Start("/bin/sh", ["-c", $"dotnet '{poold}' -n -f '{conf}' >'{log}' 2>&1 &"]))
-            {
-                await shell.WaitForExitAsync();
-            }
-
-            var pidFile = Path.Combine(directory, "poold.pid");
-            await Poll.UntilAsync(async () =>
-            {
-                using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
-                await socket.ConnectAsync("127.0.0.1", port);
-                return File.Exists(pidFile);
-            }, TimeSpan.FromSeconds(30), "the background poold to listen");
-            var pid = int.Parse(File.ReadAllText(pidFile).TrimEnd('\0'), System.Globalization.CultureInfo.InvariantCulture);
-            var status = await File.ReadAllLinesAsync($"/proc/{pid}/status");
-            var ignored = Convert.ToUInt64(status.First(l => l.StartsWith("SigIgn:", StringComparison.Ordinal))[7..].Trim(), 16);
+            var (pid, ignored) = await StartThroughShellAsync(directory, port, conf, "");
             Assert.That(ignored & 0b110, Is.Zero, "SIGINT and SIGQUIT are no longer ignored");
 
-            var (exitCode, output) = await PooldProcess.RunCommandAsync(conf, "-m", "fast", "stop");
-            Assert.That(exitCode, Is.Zero, output);
-            await Poll.UntilAsync(() => Task.FromResult(!Directory.Exists($"/proc/{pid}") || File.ReadAllText($"/proc/{pid}/status").Contains("State:\tZ", StringComparison.Ordinal)),
-                TimeSpan.FromSeconds(30), "the background poold to exit");
-            Assert.That(File.Exists(pidFile), Is.False, "a clean exit removes the pid file");
+            await FastStopAsync(conf, pid);
+            Assert.That(File.Exists(Path.Combine(directory, "poold.pid")), Is.False, "a clean exit removes the pid file");
         }
         finally
         {
             Directory.Delete(directory, recursive: true);
         }
+    }
+
+    /// <summary>
+    /// Starts Poold as a script does, <c>sh -c "PREFIX dotnet poold.dll -n -f CONF &amp;"</c> (output to out.log in
+    /// <paramref name="directory"/>), waits until it listens on <paramref name="port"/> and has written its pid file, and returns its pid and the
+    /// signals it ignores (SigIgn, bit N-1 for signal N).
+    /// </summary>
+    private static async Task<(int Pid, ulong Ignored)> StartThroughShellAsync(string directory, int port, string conf, string prefix)
+    {
+        var poold = Path.Combine(AppContext.BaseDirectory, "poold.dll");
+        var log = Path.Combine(directory, "out.log");
+        using (var shell = System.Diagnostics.Process.Start("/bin/sh", ["-c", $"{prefix} dotnet '{poold}' -n -f '{conf}' >'{log}' 2>&1 &"]))
+        {
+            await shell.WaitForExitAsync();
+        }
+
+        var pidFile = Path.Combine(directory, "poold.pid");
+        await Poll.UntilAsync(async () =>
+        {
+            using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            await socket.ConnectAsync("127.0.0.1", port);
+            return File.Exists(pidFile);
+        }, TimeSpan.FromSeconds(30), $"the poold started by \"{prefix} … &\" to listen");
+        var pid = int.Parse(File.ReadAllText(pidFile).TrimEnd('\0'), CultureInfo.InvariantCulture);
+        var status = await File.ReadAllLinesAsync($"/proc/{pid}/status");
+        return (pid, Convert.ToUInt64(status.First(l => l.StartsWith("SigIgn:", StringComparison.Ordinal))[7..].Trim(), 16));
+    }
+
+    /// <summary><c>poold -m fast stop</c>, then until the process is gone.</summary>
+    private static async Task FastStopAsync(string conf, int pid)
+    {
+        var (exitCode, output) = await PooldProcess.RunCommandAsync(conf, "-m", "fast", "stop");
+        Assert.That(exitCode, Is.Zero, output);
+        await Poll.UntilAsync(() => Task.FromResult(!Directory.Exists($"/proc/{pid}") || File.ReadAllText($"/proc/{pid}/status").Contains("State:\tZ", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(30), "the poold started through the shell to exit");
     }
 }
