@@ -111,7 +111,9 @@ log_min_messages = warning
 sr_check_period = 0
 health_check_period = 0
 CONF
+    # perf finds JIT-compiled code's symbols in /tmp/perf-PID.map only where the code is not double-mapped (W^X off).
     POOLD_IO_THREADS=$1 DOTNET_PerfMapEnabled=$([ "$PERF" = record ] && echo 1 || echo 0) \
+        DOTNET_EnableWriteXorExecute=$([ "$PERF" = record ] && echo 0 || echo 1) \
         dotnet src/Poold/bin/Release/net10.0/poold.dll -n -f "$work/poold-$1/poold.conf" -a "$work/pool_hba.conf" \
         -k "$work/pgpoolkey" >"$work/poold-$1/out.log" 2>&1 &
     poold_pid=$!

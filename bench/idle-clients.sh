@@ -11,7 +11,7 @@
 # on Poold's port.
 #
 #   COUNT (10000) clients, CONCURRENCY (100) logins at once, POOL_SIZE (10) default_pool_size, SETTLE (5) seconds,
-#   BASE_PORT (28432): PostgreSQL on it, Poold on the next two ports.
+#   BASE_PORT (28432): PostgreSQL on it, Poold on the next two ports; PHASES ("plain tls"): which phases to run.
 #
 # Prints a markdown report and writes it to bench/results/. Everything it starts, it stops.
 set -euo pipefail
@@ -24,6 +24,7 @@ COUNT=${COUNT:-10000}
 CONCURRENCY=${CONCURRENCY:-100}
 POOL_SIZE=${POOL_SIZE:-10}
 SETTLE=${SETTLE:-5}
+PHASES=${PHASES:-plain tls}
 BASE_PORT=${BASE_PORT:-28432}
 PG_PORT=$BASE_PORT
 USER_NAME=idle
@@ -154,8 +155,13 @@ stop_poold() {
     kill -KILL "$1" 2>/dev/null || true
 }
 
-phase plain $((BASE_PORT + 1))
-phase tls $((BASE_PORT + 2)) --tls
+for kind in $PHASES; do
+    case $kind in
+        plain) phase plain $((BASE_PORT + 1)) ;;
+        tls) phase tls $((BASE_PORT + 2)) --tls ;;
+        *) die "PHASES: unknown phase '$kind' (plain, tls)" ;;
+    esac
+done
 
 cores=$(nproc)
 mkdir -p bench/results

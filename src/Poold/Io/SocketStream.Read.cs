@@ -154,7 +154,7 @@ internal sealed partial class SocketStream
         {
             try
             {
-                count = _socket.Receive(buffer, SocketFlags.None, out result);
+                result = SocketNative.Receive(_handle, buffer, out count);
             }
             catch (ObjectDisposedException)
             {

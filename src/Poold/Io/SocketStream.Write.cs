@@ -78,7 +78,7 @@ internal sealed partial class SocketStream
             SocketError result;
             try
             {
-                sent = _socket.Send(buffer.Span, SocketFlags.None, out result);
+                result = SocketNative.Send(_handle, buffer.Span, out sent);
             }
             catch (ObjectDisposedException)
             {

@@ -41,6 +41,7 @@ internal sealed partial class SocketStream : Stream, IValueTaskSource<int>, IVal
     private const int Hangup = 2;
 
     private readonly Socket _socket;
+    private readonly SafeSocketHandle _handle;
     private readonly EpollEngine _engine;
     private readonly int _fd;
     private readonly int _epollFd;
@@ -70,6 +71,7 @@ internal sealed partial class SocketStream : Stream, IValueTaskSource<int>, IVal
         _writeCore.RunContinuationsAsynchronously = false;
         socket.Blocking = false;
         _fd = (int)socket.Handle;
+        _handle = socket.SafeHandle;
         (Token, _epollFd) = _engine.Reserve();
         _engine.Publish(Token, this);
         var error = EpollEngine.Watch(_epollFd, _fd, Token);

@@ -269,7 +269,18 @@ public sealed class SocketStreamTests : IDisposable
             }
         });
         Assert.That(error, Is.InstanceOf<IOException>());
-        Assert.That(error!.InnerException, Is.InstanceOf<SocketException>());
+        Assert.That((error!.InnerException as SocketException)?.SocketErrorCode, Is.AnyOf(SocketError.ConnectionReset, SocketError.Shutdown),
+            "ECONNRESET, or EPIPE once the reset has been taken in");
+    }
+
+    [Test]
+    public void AReadFromAResetPeer_FailsWithConnectionReset_AsANetworkStreamRead()
+    {
+        // The stream calls recv(2) itself: the errno must come out as .NET's own read would report it.
+        _peer.LingerState = new LingerOption(true, 0);
+        _peer.Close();
+        var error = Assert.CatchAsync<IOException>(async () => await Within(_stream.ReadAsync(new byte[16])));
+        Assert.That((error!.InnerException as SocketException)?.SocketErrorCode, Is.EqualTo(SocketError.ConnectionReset));
     }
 
     [Test]
