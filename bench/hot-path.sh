@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where a transaction's CPU goes, Poold against PgBouncer, with everything else held still: one local PostgreSQL
 # primary (no replicas), Poold with load_balance_mode = off and PgBouncer, both in POOL_MODE, SCRAM, no TLS; pgbench
-# -S -M MODE -c CLIENTS -j 2. For each of Poold's event-thread counts in IO_THREADS (POOLD_IO_THREADS; a fresh Poold
+# -S (or TPC-B: WORKLOAD) -M MODE -c CLIENTS -j 2. For each of Poold's event-thread counts in IO_THREADS (POOLD_IO_THREADS; a fresh Poold
 # each), ROUNDS rounds of RUN seconds through Poold then PgBouncer, after WARMUP seconds through each.
 #
 # Per transaction (a run's CPU divided by the transactions pgbench made, logins included): the proxy's CPU (user +
@@ -10,8 +10,8 @@
 # last round of each proxy (/tmp/poold-perf-*.data, JIT symbols from /tmp/perf-PID.map); PERF=stat counts system
 # calls instead, PERF=pgbench pgbench's own (its waits, reads and writes per transaction), PERF=pgbench-record a profile of pgbench.
 #
-#   POOL_MODE (session), MODE (simple), CLIENTS (16), IO_THREADS ("1 2"), ROUNDS (2), RUN (15), WARMUP (10),
-#   POOL_SIZE (20, transaction mode), BASE_PORT (28432), PERF (off).
+#   POOL_MODE (session), WORKLOAD (select: pgbench -S; tpcb: its built-in TPC-B-like script), MODE (simple), CLIENTS (16), IO_THREADS ("1 2"), ROUNDS (2), RUN (15), WARMUP (10),
+#   POOL_SIZE (20, transaction mode), BASE_PORT (28432), PERF (off), PERF_FREQ (999 Hz, PERF=record).
 #
 # Prints a markdown table and writes it to bench/results/. Everything it starts, it stops.
 set -euo pipefail
@@ -22,6 +22,7 @@ cd "$(dirname "$0")/.."
 
 POOL_MODE=${POOL_MODE:-session}
 MODE=${MODE:-simple}
+WORKLOAD=${WORKLOAD:-select}
 CLIENTS=${CLIENTS:-16}
 IO_THREADS=${IO_THREADS:-"1 2"}
 ROUNDS=${ROUNDS:-2}
@@ -30,12 +31,18 @@ WARMUP=${WARMUP:-10}
 POOL_SIZE=${POOL_SIZE:-20}
 BASE_PORT=${BASE_PORT:-28432}
 PERF=${PERF:-off}
+PERF_FREQ=${PERF_FREQ:-999}
 POOLD_PORT=$((BASE_PORT + 10))
 PGBOUNCER_PORT=$((BASE_PORT + 11))
 USER_NAME=bench
 USER_PASSWORD=bench
-command_line="POOL_MODE=$POOL_MODE MODE=$MODE CLIENTS=$CLIENTS IO_THREADS=\"$IO_THREADS\" ROUNDS=$ROUNDS RUN=$RUN bench/hot-path.sh"
+command_line="POOL_MODE=$POOL_MODE WORKLOAD=$WORKLOAD MODE=$MODE CLIENTS=$CLIENTS IO_THREADS=\"$IO_THREADS\" ROUNDS=$ROUNDS RUN=$RUN bench/hot-path.sh"
 
+case $WORKLOAD in
+    select) workload_flag=-S ;;
+    tpcb) workload_flag="" ;;
+    *) die "WORKLOAD: select or tpcb, not '$WORKLOAD'" ;;
+esac
 ensure_dotnet
 ensure_postgres
 ensure_peers
@@ -139,7 +146,7 @@ run() {
     local b0 t0 v0 n0 b1 t1 v1 n1 x0 x1
     x0=$(server_xacts); b0=$(machine_busy); t0=$(cpu_ticks "$pid"); read -r v0 n0 <<<"$(switches "$pid")"
     if [ -n "$last" ] && [ "$PERF" = record ]; then
-        (sleep 3; perf record -F 999 -g -p "$pid" -o "/tmp/poold-perf-$name.data" -- sleep 8 >/dev/null 2>&1) &
+        (sleep 3; perf record -F "$PERF_FREQ" -g -p "$pid" -o "/tmp/poold-perf-$name.data" -- sleep 8 >/dev/null 2>&1) &
         watcher=$!
     elif [ -n "$last" ] && [ "$PERF" = stat ]; then
         (sleep 3; perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_futex,syscalls:sys_enter_poll \
@@ -152,7 +159,7 @@ run() {
     elif [ -n "$last" ] && [ "$PERF" = pgbench-record ]; then
         wrap=(perf record -F 999 -g -o "/tmp/poold-perf-pgbench-$name.data" --)
     fi
-    out=$(PGPASSWORD=$USER_PASSWORD /usr/bin/time -f "pgbench-cpu %U %S" "${wrap[@]}" pgbench -h 127.0.0.1 -p "$port" -U "$USER_NAME" -n -S -M "$MODE" \
+    out=$(PGPASSWORD=$USER_PASSWORD /usr/bin/time -f "pgbench-cpu %U %S" "${wrap[@]}" pgbench -h 127.0.0.1 -p "$port" -U "$USER_NAME" -n $workload_flag -M "$MODE" \
         -c "$CLIENTS" -j 2 -T "$seconds" "$USER_NAME" 2>&1) || log "$name: pgbench failed: $(tail -2 <<<"$out")"
     b1=$(machine_busy); t1=$(cpu_ticks "$pid"); read -r v1 n1 <<<"$(switches "$pid")"
     sleep 1.2  # PostgreSQL flushes a backend's statistics at most once a second
@@ -184,10 +191,11 @@ for threads in $IO_THREADS; do
 done
 
 cores=$(nproc)
-report=bench/results/$(date +%Y-%m-%d)-hot-path-$POOL_MODE-$CLIENTS-${cores}cores.md
-python3 - "$work/rows.tsv" "$command_line" "$POOL_MODE" "$MODE" "$CLIENTS" "$cores" "$work/syscalls.txt" >"$report" <<'PY'
+report=bench/results/$(date +%Y-%m-%d)-hot-path-$POOL_MODE-$([ "$WORKLOAD" = select ] || echo "$WORKLOAD-")$CLIENTS-${cores}cores.md
+python3 - "$work/rows.tsv" "$command_line" "$POOL_MODE" "$MODE" "$CLIENTS" "$cores" "$work/syscalls.txt" "$workload_flag" >"$report" <<'PY'
 import os, statistics, sys
-rows_file, command, pool_mode, mode, clients, cores, syscalls = sys.argv[1:]
+rows_file, command, pool_mode, mode, clients, cores, syscalls, workload_flag = sys.argv[1:]
+workload = workload_flag + " " if workload_flag else ""
 rows = {}
 for line in open(rows_file):
     name, tps, tx, proxy, vol, invol, pgbench, machine, xacts = line.rstrip("\n").split("\t")
@@ -197,7 +205,7 @@ for line in open(rows_file):
     rows.setdefault(name, []).append((float(tps), int(proxy) / tx, 100 * int(vol) / tx, 100 * int(invol) / tx, int(pgbench) / tx, int(machine) / tx, int(xacts) / tx))
 print(f"# Hot path: Poold against PgBouncer, {pool_mode} mode, {clients} clients, {cores} cores\n")
 print(f"Command: `{command}`\n")
-print(f"One local PostgreSQL 15 primary (no replicas), pgbench `-S -M {mode} -c {clients} -j 2`, SCRAM, no TLS; Poold with "
+print(f"One local PostgreSQL 15 primary (no replicas), pgbench `{workload}-M {mode} -c {clients} -j 2`, SCRAM, no TLS; Poold with "
       "`load_balance_mode = off` and PgBouncer in the same pool mode. Per transaction, logins included: the proxy's CPU, "
       "its context switches (voluntary / involuntary, per 100 transactions), pgbench's CPU and the machine's busy time "
       "(all processes); server transactions: what PostgreSQL counted (pg_stat_database) per pgbench transaction (1.00: the proxy added none). Medians of the rounds; pgbench, the proxy and PostgreSQL share the cores, so compare rows of one "
