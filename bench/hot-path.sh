@@ -165,16 +165,17 @@ run() {
     sleep 1.2  # PostgreSQL flushes a backend's statistics at most once a second
     x1=$(server_xacts)
     [ -z "$watcher" ] || wait "$watcher"
-    local tps tx pgbench_cpu
+    local tps tx pgbench_cpu connect_ms
     tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
+    connect_ms=$(sed -n 's/^initial connection time = \([0-9.]*\) ms.*/\1/p' <<<"$out")
     tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
     pgbench_cpu=$(awk '/^pgbench-cpu/{print $2 + $3}' <<<"$out")
     [ -n "$tx" ] && [ "$tx" -gt 0 ] || { log "$name: no transactions"; return 0; }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$tps" "$tx" "$(( (t1 - t0) * 1000000 / hz ))" "$((v1 - v0))" "$((n1 - n0))" \
-        "$(awk -v s="$pgbench_cpu" 'BEGIN{printf "%d", s * 1000000}')" "$(( (b1 - b0) * 1000000 / hz ))" "$((x1 - x0))" >>"$work/rows.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$tps" "$tx" "$(( (t1 - t0) * 1000000 / hz ))" "$((v1 - v0))" "$((n1 - n0))" \
+        "$(awk -v s="$pgbench_cpu" 'BEGIN{printf "%d", s * 1000000}')" "$(( (b1 - b0) * 1000000 / hz ))" "$((x1 - x0))" "${connect_ms:-0}" >>"$work/rows.tsv"
     [ -z "$last" ] || [ "$PERF" != pgbench ] || awk -F, -v n="$name" -v tx="$tx" '$1 > 0 {printf "%s: pgbench %s %.2f per tx\n", n, $3, $1 / tx}' "$work/$name.pgbench.stat" >>"$work/syscalls.txt"
     [ -z "$last" ] || [ "$PERF" != stat ] || awk -F, -v n="$name" '$1 > 0 {printf "%s %s %s\n", n, $3, $1}' "$work/$name.stat" >>"$work/syscalls.txt"
-    log "$name: $tps TPS, proxy $(( (t1 - t0) * 1000000 / hz / tx )) us/tx"
+    log "$name: $tps TPS, proxy $(( (t1 - t0) * 1000000 / hz / tx )) us/tx, pgbench's initial connection time ${connect_ms:-?} ms"
 }
 
 for threads in $IO_THREADS; do
@@ -198,29 +199,29 @@ rows_file, command, pool_mode, mode, clients, cores, syscalls, workload_flag = s
 workload = workload_flag + " " if workload_flag else ""
 rows = {}
 for line in open(rows_file):
-    name, tps, tx, proxy, vol, invol, pgbench, machine, xacts = line.rstrip("\n").split("\t")
+    name, tps, tx, proxy, vol, invol, pgbench, machine, xacts, connect = line.rstrip("\n").split("\t")
     if name == "warm":
         continue
     tx = int(tx)
-    rows.setdefault(name, []).append((float(tps), int(proxy) / tx, 100 * int(vol) / tx, 100 * int(invol) / tx, int(pgbench) / tx, int(machine) / tx, int(xacts) / tx))
+    rows.setdefault(name, []).append((float(tps), int(proxy) / tx, 100 * int(vol) / tx, 100 * int(invol) / tx, int(pgbench) / tx, int(machine) / tx, int(xacts) / tx, float(connect)))
 print(f"# Hot path: Poold against PgBouncer, {pool_mode} mode, {clients} clients, {cores} cores\n")
 print(f"Command: `{command}`\n")
 print(f"One local PostgreSQL 15 primary (no replicas), pgbench `{workload}-M {mode} -c {clients} -j 2`, SCRAM, no TLS; Poold with "
       "`load_balance_mode = off` and PgBouncer in the same pool mode. Per transaction, logins included: the proxy's CPU, "
       "its context switches (voluntary / involuntary, per 100 transactions), pgbench's CPU and the machine's busy time "
-      "(all processes); server transactions: what PostgreSQL counted (pg_stat_database) per pgbench transaction (1.00: the proxy added none). Medians of the rounds; pgbench, the proxy and PostgreSQL share the cores, so compare rows of one "
+      "(all processes); server transactions: what PostgreSQL counted (pg_stat_database) per pgbench transaction (1.00: the proxy added none); pgbench connect: its `initial connection time` (logins; not in its TPS, but one thread may start its transactions while the other still logs in). Medians of the rounds; pgbench, the proxy and PostgreSQL share the cores, so compare rows of one "
       "run only.\n")
-print("| target | TPS | proxy CPU/tx (µs) | cs/100 tx (vol / invol) | pgbench CPU/tx (µs) | machine CPU/tx (µs) | server transactions/tx | TPS vs PgBouncer |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| target | TPS | proxy CPU/tx (µs) | cs/100 tx (vol / invol) | pgbench CPU/tx (µs) | machine CPU/tx (µs) | server transactions/tx | pgbench connect (ms) | TPS vs PgBouncer |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 med = lambda values: statistics.median(values)
 for name, values in rows.items():
-    cols = [med([v[i] for v in values]) for i in range(7)]
+    cols = [med([v[i] for v in values]) for i in range(8)]
     ratio = ""
     if name.startswith("poold-"):
         other = rows.get("pgbouncer-vs-" + name[len("poold-"):])
         if other:
             ratio = f"{cols[0] / med([v[0] for v in other]):.2f}x"
-    print(f"| {name} | {cols[0]:.0f} | {cols[1]:.0f} | {cols[2]:.0f} / {cols[3]:.0f} | {cols[4]:.0f} | {cols[5]:.0f} | {cols[6]:.2f} | {ratio} |")
+    print(f"| {name} | {cols[0]:.0f} | {cols[1]:.0f} | {cols[2]:.0f} / {cols[3]:.0f} | {cols[4]:.0f} | {cols[5]:.0f} | {cols[6]:.2f} | {cols[7]:.0f} | {ratio} |")
 if os.path.exists(syscalls) and os.path.getsize(syscalls):
     print("\nSystem calls over 8 s of the last round (`perf stat`), per target:\n")
     for line in open(syscalls):

@@ -412,13 +412,8 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
         // Started here, on the accepting thread, up to its first wait (the client's next packet): handing it to the
         // thread pool cost a thread wake-up per connection and the pool's spinning afterwards. Counted, not kept in a
         // table: an idle session costs a table entry and a continuation less (the stop only needs to know when none is left).
-        // Without the accepting thread's execution context: the session uses no AsyncLocal, and a state machine that
-        // captured no context resumes by a direct call instead of going through ExecutionContext.Run at every await.
         Interlocked.Increment(ref _runningSessions);
-        using (ExecutionContext.SuppressFlow())
-        {
-            _ = session.RunAsync(_sessionStop.Token);
-        }
+        _ = session.RunAsync(_sessionStop.Token);
     }
 
     /// <summary><see cref="ISessionAdmission"/>: a session's slot (or its count in transaction mode) is free again.</summary>
