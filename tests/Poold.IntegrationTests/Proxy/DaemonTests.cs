@@ -98,21 +98,9 @@ public class DaemonTests
         Assert.That(await new NpgsqlCommand("SELECT current_user", connection).ExecuteScalarAsync(), Is.EqualTo(TestRoles.ScramUser));
     }
 
-    /// <summary>Until Poold logs its reload; fails with its signal state and output when it does not within 15 s.</summary>
-    private static async Task WaitForReloadAsync(PooldProcess poold)
-    {
-        try
-        {
-            await Poll.UntilAsync(() => Task.FromResult(poold.Output.Contains("configuration reloaded", StringComparison.Ordinal) || poold.HasExited),
-                TimeSpan.FromSeconds(15), "the reload to be logged");
-        }
-        catch (TimeoutException)
-        {
-            Assert.Fail("no reload logged in 15 s; " + poold.SignalReport());
-        }
-
-        Assert.That(poold.Output, Does.Contain("configuration reloaded"), poold.SignalReport());
-    }
+    private static Task WaitForReloadAsync(PooldProcess poold) =>
+        poold.WaitForSignalEffectAsync(() => poold.Output.Contains("configuration reloaded", StringComparison.Ordinal), TimeSpan.FromSeconds(15),
+            "reload logged");
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int Kill(int pid, int signal);
@@ -145,7 +133,7 @@ public class DaemonTests
     [Test]
     public async Task StopCommand_WithoutARunningPoold_FailsWithAClearMessage()
     {
-        var (directory, port, conf) = await PooldInstance.WriteConfigAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0), ssl: false);
+        var (directory, _, conf) = await PooldInstance.WriteConfigAsync(PooldInstance.BackendLines(Cluster, onlyNode: 0), ssl: false);
         try
         {
             var (exitCode, output) = await PooldProcess.RunCommandAsync(conf, "stop");

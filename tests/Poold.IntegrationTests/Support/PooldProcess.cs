@@ -127,6 +127,24 @@ internal sealed class PooldProcess : IAsyncDisposable
     }
 
     /// <summary>
+    /// After a signal or command sent to Poold: polls until <paramref name="effect"/> holds (or Poold exits), and fails
+    /// with <see cref="SignalReport"/> when it does not hold within <paramref name="timeout"/>.
+    /// </summary>
+    public async Task WaitForSignalEffectAsync(Func<bool> effect, TimeSpan timeout, string what)
+    {
+        try
+        {
+            await Poll.UntilAsync(() => Task.FromResult(effect() || HasExited), timeout, what);
+        }
+        catch (TimeoutException)
+        {
+            Assert.Fail($"no {what} in {timeout.TotalSeconds:0} s; {SignalReport()}");
+        }
+
+        Assert.That(effect(), Is.True, $"no {what}; {SignalReport()}");
+    }
+
+    /// <summary>
     /// The process's signal state as the kernel sees it, per thread (pending, blocked, ignored, caught), and Poold's
     /// output: what a test prints when a signal sent to Poold seems to have no effect.
     /// </summary>
