@@ -312,12 +312,82 @@ internal sealed partial class BackendSide
             throw new ClientFatalException(SqlState.CannotConnectNow, "no primary node is available: Poold is looking for the new one (failover)");
         }
 
+        await GiveBackUnusedStandbyAsync(ct);
         var connection = await ConnectAsync(nodes.Nodes[_primaryNodeId], ct);
         var link = new NodeLink(connection);
         PrepareSharedLink(link);
         link.WatchNode(_services.Nodes.DownToken(connection.NodeId));
         _backends.Add(link, primary: true);
         return link;
+    }
+
+    /// <summary>
+    /// Transaction mode, before the session takes the primary for a transaction: a standby the transaction began on but
+    /// ran nothing on yet goes back to its pool first, its empty transaction rolled back (the transaction goes on on the
+    /// primary, which gets the client's BEGIN as any node joining a transaction does). A transaction takes its snapshot
+    /// at its first statement, not at BEGIN, so the client cannot tell. Without this, every session whose transaction
+    /// began where it reads would hold a standby connection while it waits in the primary's line, and the standby's
+    /// readers would wait behind the primary's writers.
+    /// </summary>
+    private async Task GiveBackUnusedStandbyAsync(CancellationToken ct)
+    {
+        if (!_transactionMode || _pinnedBy is not null || _lockedLink is not null || Volatile.Read(ref _repliesInFlight) != 0)
+        {
+            // Pinned, a batch half sent, or the reply pump still reading (it may not have let go of a connection yet).
+            return;
+        }
+
+        NodeLink? unused = null;
+        foreach (var link in _backends.Links)
+        {
+            if (link.OnlyBegun && link != _backends.Primary && !link.Dead && !link.NodeDown && !link.Connection.IsBroken
+                && link.Connection.TransactionStatus == TransactionStatus.InTransaction)
+            {
+                unused = link;
+                break;
+            }
+        }
+
+        // A cancel forwarded since the last release may still be on its way to that connection: it stays then.
+        if (unused is null || !_cancelGate.TryPause())
+        {
+            return;
+        }
+
+        try
+        {
+            _backends.Remove(unused.Connection.NodeId);
+        }
+        finally
+        {
+            _cancelGate.Resume();
+        }
+
+        unused.StopWatching();
+        unused.TransactionOpen = false;
+        _registry.ForgetPortals(unused);
+        if (_copyLink == unused)
+        {
+            _copyLink = null;
+        }
+
+        LogStandbyGivenBack(unused.Connection.NodeId);
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(DrainTimeout);
+            if (!await unused.Connection.ProbeAsync("ROLLBACK", timeout.Token))
+            {
+                unused.Connection.Break();
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException or PgProtocolException
+                                      or BackendException or ObjectDisposedException)
+        {
+            unused.Connection.Break();
+        }
+
+        await ReturnSharedAsync(unused, cancelled: false, ct);
     }
 
     /// <summary>

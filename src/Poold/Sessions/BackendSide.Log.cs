@@ -45,5 +45,8 @@ internal sealed partial class BackendSide
     private void LogPrimaryFollowed(int from, int to) =>
         At(LogEventLevel.Information)?.Information("the primary changed between transactions (node {From} to node {To}): the next transaction runs on node {To}", from, to, to);
 
+    private void LogStandbyGivenBack(int nodeId) =>
+        At(LogEventLevel.Debug)?.Debug("transaction pooling: node {NodeId} ran only this transaction's BEGIN, given back before the wait for the primary", nodeId);
+
     private void LogWaitTimeout(string message) => At(LogEventLevel.Warning)?.Warning("transaction pooling: {Message}", message);
 }

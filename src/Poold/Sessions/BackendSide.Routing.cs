@@ -531,11 +531,14 @@ internal sealed partial class BackendSide
 
             // The transaction effects are applied before the batch is queued: the server's ReadyForQuery, which may
             // come at once, then has the last word.
+            var begins = _transactionMode && !link.TransactionOpen && forced is null && statements.Count > 0
+                         && statements.TrueForAll(static s => s is { Transaction: TransactionEffect.Begin, MultiStatement: false });
             ApplyTransactionEffects(link, messages);
 
             // Queued before the batch is written, so its replies can never be taken for asynchronous messages.
             var control = sync ? null : new BatchControl();
             Enqueue(link, relay: true, skip, control);
+            link.OnlyBegun = begins;
             await WriteAndFlushAsync(link.Connection, bytes, ct);
             if (!sync)
             {
@@ -825,6 +828,7 @@ internal sealed partial class BackendSide
         }
 
         var skip = await CatchUpAsync(link, NoMessages, ct);
+        var begins = classification is { Transaction: TransactionEffect.Begin, MultiStatement: false } && !link.TransactionOpen;
         if (classification is not null)
         {
             // Before the request is queued: the server's ReadyForQuery, which may come at once, has the last word.
@@ -837,6 +841,7 @@ internal sealed partial class BackendSide
         }
 
         Enqueue(link, relay, skip);
+        link.OnlyBegun = begins && _transactionMode;
         await WriteSequenceAsync(link.Connection, frame, ct);
         await link.Connection.FlushAsync(ct);
         _copyLink = link;
@@ -1094,6 +1099,7 @@ internal sealed partial class BackendSide
 
     private void Enqueue(NodeLink link, bool relay, int skip, BatchControl? control = null, WalPositionCapture? capture = null)
     {
+        link.OnlyBegun = false;
         Interlocked.Increment(ref _repliesInFlight);
         Interlocked.Increment(ref link.Pending);
         var now = link.LastUsed = _services.Time.GetTimestamp();

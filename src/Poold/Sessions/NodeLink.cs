@@ -38,6 +38,13 @@ internal sealed class NodeLink(BackendConnection connection)
 
     public int AppliedHistory { get; set; }
 
+    /// <summary>
+    /// Transaction mode: the last request sent here was the client's own BEGIN, which opened the transaction on this
+    /// connection, and nothing has run in that transaction since (so it has taken no snapshot). A standby in that state
+    /// is given back before the session waits for the primary (<c>BackendSide.GiveBackUnusedStandbyAsync</c>).
+    /// </summary>
+    public bool OnlyBegun { get; set; }
+
     /// <summary>Transaction mode: the connection's statements are uncertain; DEALLOCATE ALL before it is relied on.</summary>
     public bool DropAllStatements { get; set; }
 

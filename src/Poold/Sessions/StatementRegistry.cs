@@ -40,6 +40,23 @@ internal sealed class StatementRegistry(TimeProvider time)
     /// <summary>Portals end with their transaction: once a transaction-mode session gives its connections back, none is left.</summary>
     public void ForgetPortals() => _portalsMade?.Clear();
 
+    /// <summary>The portals bound on <paramref name="link"/>, which the session no longer holds.</summary>
+    public void ForgetPortals(NodeLink link)
+    {
+        if (_portalsMade is not { Count: > 0 } made)
+        {
+            return;
+        }
+
+        foreach (var (name, holder) in made)
+        {
+            if (holder == link)
+            {
+                made.Remove(name);
+            }
+        }
+    }
+
     /// <summary>Transaction mode, a server connection just bound: which of the client's statements it already has (the same Parse).</summary>
     public void Adopt(NodeLink link)
     {

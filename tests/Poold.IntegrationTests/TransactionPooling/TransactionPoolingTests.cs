@@ -528,4 +528,58 @@ public class TransactionPoolingTests
             }
         }
     }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task ATransactionThatOnlyBeganOnAStandby_GivesItBack_BeforeWaitingForThePrimary(bool extended)
+    {
+        // One server connection per node. A's transaction begins where A reads (the standby, node 1), then writes while
+        // another client holds the primary's only connection. Holding the standby while it waits would make every reader
+        // of node 1 wait behind the primary's line: nothing ran on it but BEGIN, so it goes back first.
+        await using var poold = await StartAsync("""
+            default_pool_size = 1
+            query_wait_timeout = 5
+            app_name_redirect_preference_list = 'txpool-lb-holder:primary,txpool-lb-a:1,txpool-lb-c:1'
+            """ + "\n", loadBalance: true);
+        await ClusterFixture.Cluster.ScalarAsync(0, $"DELETE FROM {Table} WHERE client IN (-10, -11); INSERT INTO {Table} VALUES (-10, 0), (-11, 0)");
+        await using var holder = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-lb-holder");
+        await using var a = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-lb-a");
+        await using var c = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-lb-c");
+
+        await holder.SendAsync(RawClient.Query($"BEGIN; UPDATE {Table} SET n = 1 WHERE client = -10"));
+        Assert.That((await holder.ReadUntilReadyAsync()).Last().Body, Is.EqualTo("T"u8.ToArray()), "the holder's transaction is open on the primary");
+
+        await a.SendAsync(Statement("BEGIN", extended));
+        Assert.That((await a.ReadUntilReadyAsync()).Last().Body, Is.EqualTo("T"u8.ToArray()), "A's BEGIN was answered");
+        Assert.That(await StandbyTransactionsAsync(), Is.EqualTo(1), "A's transaction began on the standby");
+
+        await a.SendAsync(Statement($"UPDATE {Table} SET n = 2 WHERE client = -11", extended));
+        await Poll.UntilAsync(() => Task.FromResult(poold.Host.Pool.SharedPools().Sum(p => p.Waiting) == 1), TimeSpan.FromSeconds(10),
+            "A to wait for the primary");
+        Assert.That(await StandbyTransactionsAsync(), Is.Zero, "the standby's empty transaction was rolled back before A waited");
+
+        // C reads on node 1 while A still waits: the standby's connection is free.
+        await c.SendAsync(RawClient.Query("SELECT 42"));
+        var read = await c.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+        Assert.That(read.Where(m => m.Code == 'E'), Is.Empty, "C did not wait for query_wait_timeout");
+        Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("42"));
+
+        await holder.SendAsync(RawClient.Query("COMMIT"));
+        await holder.ReadUntilReadyAsync();
+        var updated = await a.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+        Assert.That(updated.Single(m => m.Code == 'C').Text, Does.StartWith("UPDATE 1"));
+        Assert.That(updated.Last().Body, Is.EqualTo("T"u8.ToArray()), "A's transaction went on, on the primary");
+        await a.SendAsync(RawClient.Query("COMMIT"));
+        Assert.That((await a.ReadUntilReadyAsync()).Last().Body, Is.EqualTo("I"u8.ToArray()));
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT string_agg(n::text, ',' ORDER BY client) FROM {Table} WHERE client IN (-10, -11)"),
+            Is.EqualTo("2,1"), "both transactions committed on the primary");
+
+        static byte[][] Statement(string sql, bool extended) =>
+            extended ? [RawClient.Parse("", sql), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync()] : [RawClient.Query(sql)];
+
+        static async Task<long> StandbyTransactionsAsync() =>
+            Convert.ToInt64(await ClusterFixture.Cluster.ScalarAsync(1,
+                $"SELECT count(*) FROM pg_stat_activity WHERE usename = '{TestRoles.TrustUser}' AND state LIKE 'idle in transaction%'"),
+                CultureInfo.InvariantCulture);
+    }
 }
