@@ -1021,10 +1021,17 @@ internal sealed partial class BackendSide
     /// </summary>
     private async Task<NodeLink> FanOutTransactionControlAsync(Classification c, string sql, NodeLink main, CancellationToken ct)
     {
-        var participants = _backends.Links.Where(l => l.TransactionOpen).ToList();
-        if (c.Transaction == TransactionEffect.Savepoint && (_backends.Primary is null || !participants.Contains(_backends.Primary)))
+        if (c.Transaction == TransactionEffect.Savepoint)
         {
-            participants.Add(await PrimaryLinkAsync(ct));
+            // The primary first: binding it may give back a standby that ran nothing but BEGIN (GiveBackUnusedStandbyAsync),
+            // which then takes no part.
+            await PrimaryLinkAsync(ct);
+        }
+
+        var participants = _backends.Links.Where(l => l.TransactionOpen).ToList();
+        if (c.Transaction == TransactionEffect.Savepoint && !participants.Contains(_backends.Primary!))
+        {
+            participants.Add(_backends.Primary!);
         }
 
         if (_backends.Primary is { } primaryLink && participants.Contains(primaryLink))

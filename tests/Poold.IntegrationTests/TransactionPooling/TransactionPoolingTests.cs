@@ -582,4 +582,44 @@ public class TransactionPoolingTests
                 $"SELECT count(*) FROM pg_stat_activity WHERE usename = '{TestRoles.TrustUser}' AND state LIKE 'idle in transaction%'"),
                 CultureInfo.InvariantCulture);
     }
+
+    [Test]
+    public async Task ASavepointAfterBeginOnAStandby_MovesTheTransactionToThePrimary_AndTheStandbyGoesBackClean()
+    {
+        await using var poold = await StartAsync("""
+            default_pool_size = 1
+            query_wait_timeout = 5
+            app_name_redirect_preference_list = 'txpool-sp-a:1,txpool-sp-c:1'
+            """ + "\n", loadBalance: true);
+        await ClusterFixture.Cluster.ScalarAsync(0, $"DELETE FROM {Table} WHERE client = -12; INSERT INTO {Table} VALUES (-12, 0)");
+        await using var a = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-sp-a");
+        await using var c = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-sp-c");
+
+        foreach (var sql in new[] { "BEGIN", "SAVEPOINT s1", $"UPDATE {Table} SET n = 1 WHERE client = -12", "ROLLBACK TO SAVEPOINT s1",
+                     $"UPDATE {Table} SET n = n + 5 WHERE client = -12" })
+        {
+            await a.SendAsync(RawClient.Query(sql));
+            var answer = await a.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+            Assert.That(answer.Where(m => m.Code == 'E'), Is.Empty, sql);
+            Assert.That(answer.Last().Body, Is.EqualTo("T"u8.ToArray()), sql);
+
+            if (sql == "BEGIN")
+            {
+                // A holds the standby's only connection until its transaction moves to the primary.
+                continue;
+            }
+
+            // From the SAVEPOINT on, the standby's only connection serves another client's reads, in step with its replies.
+            await c.SendAsync(RawClient.Query("SELECT 42"));
+            var read = await c.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+            Assert.That(read.Where(m => m.Code == 'E'), Is.Empty, $"C's read after A's {sql}");
+            Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("42"));
+        }
+
+        await a.SendAsync(RawClient.Query("COMMIT"));
+        Assert.That((await a.ReadUntilReadyAsync()).Last().Body, Is.EqualTo("I"u8.ToArray()));
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT n FROM {Table} WHERE client = -12"), Is.EqualTo(5),
+            "the savepoint's rollback undid only the first update");
+        Assert.That(poold.Log, Does.Not.Contain("refused a statement Poold replayed"));
+    }
 }
