@@ -46,7 +46,7 @@ internal sealed partial class BackendSide
         At(LogEventLevel.Information)?.Information("the primary changed between transactions (node {From} to node {To}): the next transaction runs on node {To}", from, to, to);
 
     private void LogStandbyGivenBack(int nodeId) =>
-        At(LogEventLevel.Debug)?.Debug("transaction pooling: node {NodeId} ran only this transaction's BEGIN, given back before the wait for the primary", nodeId);
+        At(LogEventLevel.Debug)?.Debug("transaction pooling: node {NodeId} ran only this transaction's BEGIN: given back before the primary is bound", nodeId);
 
     private void LogWaitTimeout(string message) => At(LogEventLevel.Warning)?.Warning("transaction pooling: {Message}", message);
 }
