@@ -178,6 +178,12 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
             if (InTransaction)
             {
                 _transactionWrote = true;
+                if (options.OnWrite != LoadBalanceOnWrite.DmlAdaptive)
+                {
+                    // What a transaction wrote is only looked at with dml_adaptive.
+                    return;
+                }
+
                 foreach (var name in c.Names)
                 {
                     _writtenObjects ??= new(StringComparer.Ordinal);
