@@ -259,9 +259,11 @@ if [ $((IDLE * 24)) -gt "$available_mib" ]; then
     log "idle scale: $requested_idle connections would need about $((requested_idle * 24)) MiB, $available_mib MiB available: using $IDLE"
 fi
 rss_of_tree() { # PID: summed RSS in MiB of the process and its descendants
-    local total=0 pid
+    local total=0 pid rss
     for pid in $1 $(pgrep -P "$1" 2>/dev/null; for c in $(pgrep -P "$1" 2>/dev/null); do pgrep -P "$c" 2>/dev/null; done); do
-        total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)))
+        # A process gone meanwhile has no status, and a zombie (a pgpool-II child that just exited) no VmRSS line: 0.
+        rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+        total=$((total + ${rss:-0}))
     done
     echo $((total / 1024))
 }

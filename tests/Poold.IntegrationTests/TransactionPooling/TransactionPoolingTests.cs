@@ -529,6 +529,13 @@ public class TransactionPoolingTests
         }
     }
 
+    /// <summary>Load balancing, one server connection per node, and each named client sent where <paramref name="redirects"/> says.</summary>
+    private static Task<PooldInstance> StartOneConnectionPerNodeAsync(string redirects) =>
+        StartAsync($"default_pool_size = 1\nquery_wait_timeout = 5\napp_name_redirect_preference_list = '{redirects}'\n", loadBalance: true);
+
+    private static Task<RawClient> RawAsync(PooldInstance poold, string applicationName) =>
+        RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, applicationName);
+
     [TestCase(false)]
     [TestCase(true)]
     public async Task ATransactionThatOnlyBeganOnAStandby_GivesItBack_BeforeWaitingForThePrimary(bool extended)
@@ -536,15 +543,11 @@ public class TransactionPoolingTests
         // One server connection per node. A's transaction begins where A reads (the standby, node 1), then writes while
         // another client holds the primary's only connection. Holding the standby while it waits would make every reader
         // of node 1 wait behind the primary's line: nothing ran on it but BEGIN, so it goes back first.
-        await using var poold = await StartAsync("""
-            default_pool_size = 1
-            query_wait_timeout = 5
-            app_name_redirect_preference_list = 'txpool-lb-holder:primary,txpool-lb-a:1,txpool-lb-c:1'
-            """ + "\n", loadBalance: true);
+        await using var poold = await StartOneConnectionPerNodeAsync("txpool-lb-holder:primary,txpool-lb-a:1,txpool-lb-c:1");
         await ClusterFixture.Cluster.ScalarAsync(0, $"DELETE FROM {Table} WHERE client IN (-10, -11); INSERT INTO {Table} VALUES (-10, 0), (-11, 0)");
-        await using var holder = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-lb-holder");
-        await using var a = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-lb-a");
-        await using var c = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-lb-c");
+        await using var holder = await RawAsync(poold, "txpool-lb-holder");
+        await using var a = await RawAsync(poold, "txpool-lb-a");
+        await using var c = await RawAsync(poold, "txpool-lb-c");
 
         await holder.SendAsync(RawClient.Query($"BEGIN; UPDATE {Table} SET n = 1 WHERE client = -10"));
         Assert.That((await holder.ReadUntilReadyAsync()).Last().Body, Is.EqualTo("T"u8.ToArray()), "the holder's transaction is open on the primary");
@@ -586,14 +589,10 @@ public class TransactionPoolingTests
     [Test]
     public async Task ASavepointAfterBeginOnAStandby_MovesTheTransactionToThePrimary_AndTheStandbyGoesBackClean()
     {
-        await using var poold = await StartAsync("""
-            default_pool_size = 1
-            query_wait_timeout = 5
-            app_name_redirect_preference_list = 'txpool-sp-a:1,txpool-sp-c:1'
-            """ + "\n", loadBalance: true);
+        await using var poold = await StartOneConnectionPerNodeAsync("txpool-sp-a:1,txpool-sp-c:1");
         await ClusterFixture.Cluster.ScalarAsync(0, $"DELETE FROM {Table} WHERE client = -12; INSERT INTO {Table} VALUES (-12, 0)");
-        await using var a = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-sp-a");
-        await using var c = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-sp-c");
+        await using var a = await RawAsync(poold, "txpool-sp-a");
+        await using var c = await RawAsync(poold, "txpool-sp-c");
 
         foreach (var sql in new[] { "BEGIN", "SAVEPOINT s1", $"UPDATE {Table} SET n = 1 WHERE client = -12", "ROLLBACK TO SAVEPOINT s1",
                      $"UPDATE {Table} SET n = n + 5 WHERE client = -12" })
