@@ -364,7 +364,6 @@ internal sealed partial class BackendSide
         }
 
         unused.StopWatching();
-        unused.TransactionOpen = false;
         _registry.ForgetPortals(unused);
         if (_copyLink == unused)
         {
@@ -372,22 +371,31 @@ internal sealed partial class BackendSide
         }
 
         LogStandbyGivenBack(unused.Connection.NodeId);
-        try
-        {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            timeout.CancelAfter(DrainTimeout);
-            if (!await unused.Connection.ProbeAsync("ROLLBACK", timeout.Token))
-            {
-                unused.Connection.Break();
-            }
-        }
-        catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException or PgProtocolException
-                                      or BackendException or ObjectDisposedException)
+        if (!await RoundTripAsync(unused.Connection, "ROLLBACK", ct))
         {
             unused.Connection.Break();
         }
 
         await ReturnSharedAsync(unused, cancelled: false, ct);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="query"/> on a connection nothing else reads, within <see cref="DrainTimeout"/>: true when the
+    /// server answered without an error and outside a transaction, false on anything else (the connection is then unfit).
+    /// </summary>
+    private static async Task<bool> RoundTripAsync(BackendConnection connection, string query, CancellationToken ct)
+    {
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(DrainTimeout);
+            return await connection.ProbeAsync(query, timeout.Token);
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException or PgProtocolException
+                                      or BackendException or ObjectDisposedException)
+        {
+            return false;
+        }
     }
 
     /// <summary>
@@ -625,17 +633,7 @@ internal sealed partial class BackendSide
 
         if (keep && cancelled)
         {
-            try
-            {
-                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                timeout.CancelAfter(DrainTimeout);
-                keep = await connection.ProbeAsync("", timeout.Token);
-            }
-            catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException or PgProtocolException
-                                          or BackendException or ObjectDisposedException)
-            {
-                keep = false;
-            }
+            keep = await RoundTripAsync(connection, "", ct);
         }
 
         if (keep && pool.Return(connection))

@@ -24,21 +24,9 @@ public partial class AuthQueryTests
         return (role, password);
     }
 
-    private static async Task<Dictionary<string, string>> RunClientAsync(string file, IEnumerable<string> arguments, string password)
-    {
-        var start = new ProcessStartInfo(file) { WorkingDirectory = Path.Combine(AppContext.BaseDirectory, "Clients") };
-        foreach (var argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        start.Environment["CHECK_PASSWORD"] = password;
-        start.Environment["CHECK_WRONG_PASSWORD"] = "not-" + password;
-        var (code, stdout, stderr) = await ProcessRunner.RunAsync(start, TimeSpan.FromSeconds(120));
-        Assert.That(code, Is.EqualTo(0), $"{file} failed:\n{stdout}\n{stderr}");
-        return stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(l => l.Split('=', 2)).Where(p => p.Length == 2).ToDictionary(p => p[0], p => p[1]);
-    }
+    private static Task<Dictionary<string, string>> RunClientAsync(string file, IEnumerable<string> arguments, string password) =>
+        ProcessRunner.RunClientProgramAsync(file, arguments, TimeSpan.FromSeconds(120),
+            new Dictionary<string, string> { ["CHECK_PASSWORD"] = password, ["CHECK_WRONG_PASSWORD"] = "not-" + password });
 
     private static bool OnPath(string program) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Any(d => d.Length > 0 && File.Exists(Path.Combine(d, program)));

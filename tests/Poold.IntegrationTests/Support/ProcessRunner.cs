@@ -28,4 +28,28 @@ internal static class ProcessRunner
 
         return (process.ExitCode, await stdout, await stderr);
     }
+
+    /// <summary>
+    /// Runs one of the driver programs in Clients/ (copied next to the tests) with <paramref name="environment"/> added,
+    /// asserts it exited with 0, and returns the "key=value" lines it printed.
+    /// </summary>
+    public static async Task<Dictionary<string, string>> RunClientProgramAsync(string file, IEnumerable<string> arguments, TimeSpan timeout,
+        IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var start = new ProcessStartInfo(file) { WorkingDirectory = Path.Combine(AppContext.BaseDirectory, "Clients") };
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
+
+        var (code, stdout, stderr) = await RunAsync(start, timeout);
+        Assert.That(code, Is.EqualTo(0), $"{file} failed:\n{stdout}\n{stderr}");
+        return stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(l => l.Split('=', 2)).Where(p => p.Length == 2).ToDictionary(p => p[0], p => p[1]);
+    }
 }

@@ -36,19 +36,8 @@ public class TransactionModeDriverTests
         await ClusterFixture.Cluster.WaitForReplayAsync();
     }
 
-    private static async Task<Dictionary<string, string>> RunAsync(string file, params string[] arguments)
-    {
-        var start = new ProcessStartInfo(file) { WorkingDirectory = Path.Combine(AppContext.BaseDirectory, "Clients") };
-        foreach (var argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        var (code, stdout, stderr) = await ProcessRunner.RunAsync(start, TimeSpan.FromSeconds(240));
-        Assert.That(code, Is.EqualTo(0), $"{file} failed:\n{stdout}\n{stderr}");
-        return stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(l => l.Split('=', 2)).Where(p => p.Length == 2).ToDictionary(p => p[0], p => p[1]);
-    }
+    private static Task<Dictionary<string, string>> RunAsync(string file, params string[] arguments) =>
+        ProcessRunner.RunClientProgramAsync(file, arguments, TimeSpan.FromSeconds(240));
 
     private static async Task AssertCommittedAsync(Dictionary<string, string> output, string table)
     {
