@@ -146,7 +146,7 @@ run() {
     local b0 t0 v0 n0 b1 t1 v1 n1 x0 x1
     x0=$(server_xacts); b0=$(machine_busy); t0=$(cpu_ticks "$pid"); read -r v0 n0 <<<"$(switches "$pid")"
     if [ -n "$last" ] && [ "$PERF" = record ]; then
-        (sleep 3; perf record -F "$PERF_FREQ" -g -p "$pid" -o "/tmp/poold-perf-$name.data" -- sleep 8 >/dev/null 2>&1) &
+        (sleep 3; perf record -F "$PERF_FREQ" -g -p "$pid" -o "/tmp/poold-perf-$name.data" -- sleep 8 >"$work/$name.perf.log" 2>&1) &
         watcher=$!
     elif [ -n "$last" ] && [ "$PERF" = stat ]; then
         (sleep 3; perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_futex,syscalls:sys_enter_poll \
@@ -164,7 +164,7 @@ run() {
     b1=$(machine_busy); t1=$(cpu_ticks "$pid"); read -r v1 n1 <<<"$(switches "$pid")"
     sleep 1.2  # PostgreSQL flushes a backend's statistics at most once a second
     x1=$(server_xacts)
-    [ -z "$watcher" ] || wait "$watcher"
+    [ -z "$watcher" ] || wait "$watcher" || log "$name: perf failed: $(tail -2 "$work/$name.perf.log" 2>/dev/null)"
     local tps tx pgbench_cpu connect_ms
     tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
     connect_ms=$(sed -n 's/^initial connection time = \([0-9.]*\) ms.*/\1/p' <<<"$out")

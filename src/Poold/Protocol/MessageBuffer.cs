@@ -19,10 +19,23 @@ internal sealed class MessageBuffer
 
     public int Length => _length;
 
+    /// <summary>Bytes the buffer holds now; it grows as messages are written.</summary>
+    public int Capacity => _buffer.Length;
+
     public void Clear()
     {
         _length = 0;
         _lengthAt = -1;
+    }
+
+    /// <summary>
+    /// Clears the buffer and drops its storage, for an owner that is done with it for a long while (a session after its
+    /// login: thousands of idle clients would otherwise each keep the bytes of their welcome). It grows again if used.
+    /// </summary>
+    public void ReleaseStorage()
+    {
+        Clear();
+        _buffer = [];
     }
 
     /// <summary>Starts a typed message: the type byte, then a length patched by <see cref="End"/>.</summary>

@@ -165,5 +165,6 @@ internal sealed partial class ClientSession
         _out.ReadyForQuery(backend?.TransactionStatus ?? TransactionStatus.Idle);
         await _client.WriteAsync(_out.Written, cancellationToken);
         await _client.FlushAsync(cancellationToken);
+        _out.ReleaseStorage();
     }
 }
