@@ -51,9 +51,13 @@ ensure_peers() {
     return 0
 }
 
-# Other drivers for the auth_query client tests: PgJDBC (run by java as a single-file program) and psycopg2 under
-# Debian's /usr/bin/python3. Installed when root; otherwise those tests are skipped with the reason.
+# Other drivers for the client tests: PgJDBC (run by java as a single-file program) and psycopg2 under Debian's
+# /usr/bin/python3, installed when root; node-postgres (the npm package pg, NODE_PG_VERSION) into NODE_PG_DIR when node
+# and npm are there. Whatever is missing, its tests are skipped with the reason.
+NODE_PG_DIR=${NODE_PG_DIR:-/usr/local/lib/poold-test-node}
+NODE_PG_VERSION=8.23.1
 ensure_client_drivers() {
+    ensure_node_pg
     if [ "$(id -u)" -ne 0 ]; then
         [ -e /usr/share/java/postgresql.jar ] && command -v java >/dev/null 2>&1 \
             || log "java or PgJDBC missing (apt-get install -y default-jre-headless libpostgresql-jdbc-java): the JDBC test is skipped"
@@ -63,6 +67,20 @@ ensure_client_drivers() {
     command -v java >/dev/null 2>&1 && java=$(command -v java)
     ensure_packages "$java" default-jre-headless /usr/share/java/postgresql.jar libpostgresql-jdbc-java \
         /usr/lib/python3/dist-packages/psycopg2 python3-psycopg2
+}
+
+ensure_node_pg() {
+    export POOLD_TEST_NODE_MODULES="$NODE_PG_DIR/node_modules"
+    [ -e "$NODE_PG_DIR/node_modules/pg/package.json" ] && return 0
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        log "node or npm missing: the node-postgres test is skipped"
+        return 0
+    fi
+    mkdir -p "$NODE_PG_DIR" 2>/dev/null && [ -w "$NODE_PG_DIR" ] \
+        || { log "cannot write $NODE_PG_DIR (set NODE_PG_DIR): the node-postgres test is skipped"; return 0; }
+    timeout 300 npm install --prefix "$NODE_PG_DIR" --no-audit --no-fund --silent "pg@$NODE_PG_VERSION" >/dev/null 2>&1 \
+        || log "npm install pg@$NODE_PG_VERSION failed: the node-postgres test is skipped"
+    return 0
 }
 
 ensure_dotnet() {

@@ -8,14 +8,19 @@ namespace Poold.IntegrationTests.TransactionPooling;
 /// <summary>
 /// pool_mode = transaction with load balancing, through drivers other than Npgsql: PgJDBC (Debian's
 /// libpostgresql-jdbc-java, a single-file Java program) with server-side prepared statements inside and outside
-/// transactions, and psycopg2 (libpq) with its implicit BEGIN, per-client search_path and server-side cursors. Twenty
-/// clients of each share three server connections per node; each checks every answer it gets and what it committed
-/// is counted on the primary.
+/// transactions, psycopg2 (libpq) with its implicit BEGIN, per-client search_path and server-side cursors, and
+/// node-postgres (the npm package pg, which scripts/test.sh installs) with named statements parsed once per connection
+/// and errors inside transactions. Twenty clients of each share three server connections per node; each checks every
+/// answer it gets and what it committed is counted on the primary.
 /// </summary>
 public class TransactionModeDriverTests
 {
     private const string JdbcJar = "/usr/share/java/postgresql.jar";
     private const string Python = "/usr/bin/python3";
+
+    /// <summary>Where scripts/test.sh installs node-postgres (POOLD_TEST_NODE_MODULES overrides it).</summary>
+    private static readonly string NodeModules =
+        Environment.GetEnvironmentVariable("POOLD_TEST_NODE_MODULES") is { Length: > 0 } set ? set : "/usr/local/lib/poold-test-node/node_modules";
     private const int Clients = 20;
     private const int Rounds = 30;
 
@@ -38,6 +43,12 @@ public class TransactionModeDriverTests
 
     private static Task<Dictionary<string, string>> RunAsync(string file, params string[] arguments) =>
         ProcessRunner.RunClientProgramAsync(file, arguments, TimeSpan.FromSeconds(240));
+
+    private static string[] ClientArguments(string script, PooldInstance poold, string table) =>
+    [
+        script, "127.0.0.1", poold.Port.ToString(CultureInfo.InvariantCulture), PgCluster.TestDatabase, TestRoles.TrustUser, table,
+        Clients.ToString(CultureInfo.InvariantCulture), Rounds.ToString(CultureInfo.InvariantCulture),
+    ];
 
     private static async Task AssertCommittedAsync(Dictionary<string, string> output, string table)
     {
@@ -67,8 +78,7 @@ public class TransactionModeDriverTests
         const string table = "public.txdrv_jdbc";
         await CreateTableAsync(table);
         await using var poold = await StartAsync();
-        var output = await RunAsync("java", "-cp", JdbcJar, "TxCheck.java", "127.0.0.1", poold.Port.ToString(CultureInfo.InvariantCulture),
-            PgCluster.TestDatabase, TestRoles.TrustUser, table, Clients.ToString(CultureInfo.InvariantCulture), Rounds.ToString(CultureInfo.InvariantCulture));
+        var output = await RunAsync("java", ["-cp", JdbcJar, .. ClientArguments("TxCheck.java", poold, table)]);
         await AssertCommittedAsync(output, table);
         Assert.That(poold.Host.Pool.SharedPools().Max(p => p.Open), Is.LessThanOrEqualTo(3), "default_pool_size held");
         Assert.That(poold.Log, Does.Match("statement to node [12] "), "the autocommit reads were balanced onto the standbys");
@@ -91,13 +101,31 @@ public class TransactionModeDriverTests
         const string table = "public.txdrv_py";
         await CreateTableAsync(table);
         await using var poold = await StartAsync();
-        var output = await RunAsync(Python, "txcheck.py", "127.0.0.1", poold.Port.ToString(CultureInfo.InvariantCulture), PgCluster.TestDatabase,
-            TestRoles.TrustUser, table, Clients.ToString(CultureInfo.InvariantCulture), Rounds.ToString(CultureInfo.InvariantCulture));
+        var output = await RunAsync(Python, ClientArguments("txcheck.py", poold, table));
         await AssertCommittedAsync(output, table);
         Assert.That(poold.Host.Pool.SharedPools().Max(p => p.Open), Is.LessThanOrEqualTo(3), "default_pool_size held");
 
         // psycopg2 sends its BEGIN alone: opened on the session's read node, then given back at the first write.
         Assert.That(poold.Log, Does.Match("statement to node [12] .*BEGIN"), "some BEGINs opened on a standby");
         Assert.That(poold.Log, Does.Contain("ran only this transaction's BEGIN"), "and those standbys went back before the primary was bound");
+    }
+
+    [Test]
+    public async Task NodePostgres_TwentyClientsOnThreeConnectionsPerNode_NamedStatementsParsedOncePerConnectionAndErrorsInTransactions()
+    {
+        var node = new[] { "/usr/bin/node", "/usr/local/bin/node" }.FirstOrDefault(File.Exists);
+        if (node is null || !File.Exists(Path.Combine(NodeModules, "pg", "package.json")))
+        {
+            Assert.Ignore($"needs node and node-postgres in {NodeModules} (scripts/test.sh runs npm install pg there)");
+        }
+
+        const string table = "public.txdrv_node";
+        await CreateTableAsync(table);
+        await using var poold = await StartAsync();
+        var output = await ProcessRunner.RunClientProgramAsync(node, ClientArguments("txcheck.js", poold, table), TimeSpan.FromSeconds(240),
+            new Dictionary<string, string> { ["NODE_PATH"] = NodeModules });
+        await AssertCommittedAsync(output, table);
+        Assert.That(poold.Host.Pool.SharedPools().Max(p => p.Open), Is.LessThanOrEqualTo(3), "default_pool_size held");
+        Assert.That(poold.Log, Does.Match("statement to node [12] \\(weight draw\\)"), "the named autocommit reads were balanced onto the standbys");
     }
 }
