@@ -11,7 +11,9 @@
 # on Poold's port.
 #
 #   COUNT (10000) clients, CONCURRENCY (100) logins at once, POOL_SIZE (10) default_pool_size, SETTLE (5) seconds,
-#   BASE_PORT (28432): PostgreSQL on it, Poold on the next two ports; PHASES ("plain tls"): which phases to run.
+#   BASE_PORT (28432): PostgreSQL on it, Poold on the next two ports, PgBouncer on the two after; PHASES ("plain tls"):
+#   which phases to run, among plain, tls, pgbouncer-plain and pgbouncer-tls (PgBouncer 1.18 in transaction mode with
+#   the same clients, certificate and pool size, for scale; it has no target).
 #
 # Prints a markdown report and writes it to bench/results/. Everything it starts, it stops.
 set -euo pipefail
@@ -106,8 +108,8 @@ connected() { ss -Htn state established "( sport = :$1 )" | wc -l; }
 : >"$work/results.tsv"
 phase() { # NAME PORT [--tls]
     local name=$1 port=$2 tls=${3:-}
-    log "$name: starting Poold on port $port"
-    start_poold "$name" "$port"
+    log "$name: starting ${name%%-*} on port $port"
+    case $name in pgbouncer-*) start_pgbouncer "$name" "$port" ;; *) start_poold "$name" "$port" ;; esac
     # One TLS login before the baseline too, so both phases start from a Poold that has served its kind of login.
     [ -n "$tls" ] && psql "host=127.0.0.1 port=$port user=$USER_NAME dbname=postgres sslmode=require" -qAtc "SELECT 1" >/dev/null
     sleep 2
@@ -149,6 +151,50 @@ phase() { # NAME PORT [--tls]
         >>"$work/results.tsv"
     stop_poold "$poold_pid"
 }
+# PgBouncer in transaction mode, trust, the same certificate; started as postgres when run as root. Sets poold_pid (the
+# process measured) to PgBouncer's pid.
+start_pgbouncer() { # NAME PORT
+    local name=$1 port=$2
+    command -v /usr/sbin/pgbouncer >/dev/null || die "$name: PgBouncer is not installed (apt-get install -y pgbouncer)"
+    mkdir -p "$work/$name"
+    cp "$work/server.key" "$work/server.crt" "$work/$name/"
+    printf '"%s" ""\n' "$USER_NAME" >"$work/$name/users.txt"
+    cat >"$work/$name/pgbouncer.ini" <<CONF
+[databases]
+postgres = host=127.0.0.1 port=$PG_PORT dbname=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $work/$name/users.txt
+pool_mode = transaction
+default_pool_size = $POOL_SIZE
+max_client_conn = $((COUNT + 100))
+client_tls_sslmode = allow
+client_tls_key_file = $work/$name/server.key
+client_tls_cert_file = $work/$name/server.crt
+logfile = $work/$name/pgbouncer.log
+pidfile = $work/$name/pgbouncer.pid
+CONF
+    chmod 600 "$work/$name/server.key"
+    local run=(bash -c "ulimit -n $(ulimit -n); exec /usr/sbin/pgbouncer '$work/$name/pgbouncer.ini'")
+    if [ "$(id -u)" -eq 0 ]; then
+        chown -R postgres:postgres "$work/$name"
+        run=(setpriv --reuid=postgres --regid=postgres --init-groups "${run[@]}")
+    fi
+    "${run[@]}" >"$work/$name/out.log" 2>&1 &
+    poold_pid=$!
+    pids+=("$poold_pid")
+    for _ in $(seq 1 100); do
+        psql "host=127.0.0.1 port=$port user=$USER_NAME dbname=postgres sslmode=disable" -qAtc "SELECT 1" >/dev/null 2>&1 && return 0
+        kill -0 "$poold_pid" 2>/dev/null || { cat "$work/$name/out.log" >&2; die "PgBouncer exited at start"; }
+        sleep 0.2
+    done
+    die "PgBouncer did not start on port $port"
+}
+
 stop_poold() {
     kill -TERM "$1" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
@@ -159,7 +205,9 @@ for kind in $PHASES; do
     case $kind in
         plain) phase plain $((BASE_PORT + 1)) ;;
         tls) phase tls $((BASE_PORT + 2)) --tls ;;
-        *) die "PHASES: unknown phase '$kind' (plain, tls)" ;;
+        pgbouncer-plain) phase pgbouncer-plain $((BASE_PORT + 3)) ;;
+        pgbouncer-tls) phase pgbouncer-tls $((BASE_PORT + 4)) --tls ;;
+        *) die "PHASES: unknown phase '$kind' (plain, tls, pgbouncer-plain, pgbouncer-tls)" ;;
     esac
 done
 
@@ -170,7 +218,7 @@ python3 - "$work/results.tsv" "$COUNT" "$command_line" "$cores" "$POOL_SIZE" "$C
 import sys, json, datetime
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 count, cmd, cores, pool, conc = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
-targets = {"plain": 150, "tls": 300}
+targets = {"plain": 150, "tls": 300}  # Poold's; PgBouncer's rows are there for scale
 print(f"# Idle clients in transaction mode, {datetime.date.today()}, {cores} cores (shared machine)\n")
 print(f"Command: `{cmd}`\n")
 print(f"Poold (Release, workstation non-concurrent GC as shipped), `pool_mode = transaction`, `default_pool_size = {pool}`, "
@@ -187,16 +235,20 @@ for name, rss0, pss0, rss, pss, hwm, conns, summary, log in rows:
     rss0, rss, pss, hwm = int(rss0), int(rss), int(pss), int(hwm)
     mb = rss * 1024 / 1e6
     per = (rss - rss0) / max(1, s.get("logged_in", count))
-    verdict = "met" if mb <= targets[name] and s.get("failed", 1) == 0 else "NOT met"
+    if name in targets:
+        verdict = "met" if mb <= targets[name] and s.get("failed", 1) == 0 else "NOT met"
+        target = f"≤ {targets[name]} MB: {verdict}"
+    else:
+        target = "(for scale)"
     print(f"| {count} {name} | {conns} | {rss0 / 1024:.0f} | {rss / 1024:.0f} | {mb:.0f} | {pss / 1024:.0f} | {hwm / 1024:.0f} | "
-          f"{per:.1f} | ≤ {targets[name]} MB: {verdict} | {s.get('failed', '?')} | {s.get('closed_by_server_while_idle', '?')} | "
+          f"{per:.1f} | {target} | {s.get('failed', '?')} | {s.get('closed_by_server_while_idle', '?')} | "
           f"{s.get('login_seconds', '?')} |")
 for name, *_, summary, log in rows:
     s = json.loads(summary) if summary.strip().startswith("{") else {}
     if s.get("errors"):
         print(f"\n{name}: login errors: " + "; ".join(f"{k} (x{v})" for k, v in s["errors"].items()))
     if log.strip("|"):
-        print(f"\n{name}: Poold log (warnings/errors, last 5): `{log}`")
+        print(f"\n{name}: log (warnings/errors, last 5): `{log}`")
 PY
 cat "$report"
 log "written to $report"

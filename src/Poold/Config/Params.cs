@@ -117,7 +117,7 @@ internal static class Params
         "transaction mode: server connections per node in all (0 = no limit beyond default_pool_size per pool) [Poold]");
 
     public static readonly Parameter<TimeSpan> QueryWaitTimeout = Time("query_wait_timeout", TimeSpan.FromSeconds(120), UnitKind.Seconds, Reload,
-        "transaction mode: longest wait for a free server connection before the client gets 53300 [Poold]");
+        "transaction mode: longest wait for a free server connection before the client gets 53300 (0 = no limit, as in PgBouncer) [Poold]");
 
     public static readonly Parameter<int> MaxPreparedStatements = Int("max_prepared_statements", 200, 0, 1_000_000, Reload,
         "transaction mode: named prepared statements kept per server connection (least recently used closed past it; 0 = no cap) [Poold]");

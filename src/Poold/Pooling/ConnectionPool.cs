@@ -344,7 +344,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
     public async ValueTask<BackendConnection?> AcquireAsync(PoolKey key, SharedLimits limits, CredentialTag? credential,
         CancellationToken cancellationToken, Granted granted = default)
     {
-        var deadline = _time.GetTimestamp() + (long)(limits.Wait.TotalSeconds * _time.TimestampFrequency);
+        var deadline = Deadline(limits.Wait);
         while (true)
         {
             BackendConnection? handed;
@@ -408,7 +408,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
     /// </summary>
     public PendingWait BeginWait(PoolKey key, SharedLimits limits, CredentialTag? credential, CancellationToken cancellationToken)
     {
-        var deadline = _time.GetTimestamp() + (long)(limits.Wait.TotalSeconds * _time.TimestampFrequency);
+        var deadline = Deadline(limits.Wait);
         var (decision, found, waiter) = Decide(key, limits, credential, deadline);
         switch (decision)
         {
@@ -536,6 +536,10 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
     /// <summary>What a wait begun with <see cref="BeginWait"/> gave, for <see cref="AcquireAsync"/>: a connection, or null for a reserved slot.</summary>
     internal readonly record struct Granted(bool Present, BackendConnection? Connection);
+
+    /// <summary>When a wait that starts now ends: never for <see cref="Timeout.InfiniteTimeSpan"/>, else that long from now (zero: at once).</summary>
+    private long Deadline(TimeSpan wait) =>
+        wait == Timeout.InfiniteTimeSpan ? long.MaxValue : _time.GetTimestamp() + (long)(wait.TotalSeconds * _time.TimestampFrequency);
 
     /// <summary>Puts <paramref name="waiter"/> at the end of <paramref name="pool"/>'s line and makes sure the timer wakes by its deadline.</summary>
     private void EnqueueLocked(SharedPool pool, PoolWaiter waiter, PoolKey key, TimeSpan wait, long deadline)
@@ -1001,11 +1005,15 @@ internal sealed record PoolLimits(bool Cache, int MaxPerNode, int MaxIdlePerKey,
     };
 }
 
-/// <summary>Transaction mode's bounds: default_pool_size per pool, max_db_connections per node (0 = none), query_wait_timeout.</summary>
+/// <summary>
+/// Transaction mode's bounds: default_pool_size per pool, max_db_connections per node (0 = none), and how long a
+/// client may wait: query_wait_timeout, whose 0 means no limit (as in PgBouncer: <see cref="Timeout.InfiniteTimeSpan"/>
+/// here); a Wait of zero is the session's own "do not wait at all".
+/// </summary>
 internal readonly record struct SharedLimits(int PoolSize, int NodeMax, TimeSpan Wait)
 {
     public static SharedLimits From(PooldSettings settings) => new(settings.Get(Params.DefaultPoolSize), settings.Get(Params.MaxDbConnections),
-        settings.Get(Params.QueryWaitTimeout));
+        settings.Get(Params.QueryWaitTimeout) is { Ticks: > 0 } wait ? wait : Timeout.InfiniteTimeSpan);
 }
 
 /// <summary>A connection to hand to a waiting client once the returning session's own state is in order.</summary>

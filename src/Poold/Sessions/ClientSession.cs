@@ -212,7 +212,12 @@ internal sealed partial class ClientSession
             var waitStart = _services.Time.GetTimestamp();
             var transactionMode = _backendSide.TransactionMode;
             Admitted = await admission.TryEnterAsync(this, transactionMode, cancellationToken);
-            _services.Metrics?.PoolWaited(_services.Time.GetElapsedTime(waitStart));
+            if (!transactionMode)
+            {
+                // In transaction mode no slot is waited for (past max_client_conn the client is refused): the wait
+                // that histogram counts there is each request for a server connection (ConnectAsync).
+                _services.Metrics?.PoolWaited(_services.Time.GetElapsedTime(waitStart));
+            }
             if (!Admitted)
             {
                 throw new ClientFatalException(SqlState.TooManyConnections,

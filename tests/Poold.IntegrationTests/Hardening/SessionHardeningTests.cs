@@ -119,6 +119,34 @@ public class SessionHardeningTests
     }
 
     [Test]
+    public async Task ServerCheckQuery_ChangedByAReload_IsTheOneTheNextCheckRuns()
+    {
+        await using var poold = await StartAsync(Backends(1), "server_check_delay = 0\nserver_check_query = 'select 1'\n");
+        const string app = "hardening-check-reload";
+
+        async Task<int> BackendPidAsync()
+        {
+            await using var c = Connection(poold, app);
+            await c.OpenAsync();
+            var pid = Convert.ToInt32(await new NpgsqlCommand("SELECT pg_backend_pid()", c).ExecuteScalarAsync(), CultureInfo.InvariantCulture);
+            await c.CloseAsync();
+            await Poll.UntilAsync(() => Task.FromResult(poold.Host.Pool.IdleCount == 1), TimeSpan.FromSeconds(10), "the connection to be cached");
+            return pid;
+        }
+
+        var first = await BackendPidAsync();
+        Assert.That(await BackendPidAsync(), Is.EqualTo(first), "the check passes: the cached connection is reused");
+
+        // A check query that fails marks every cached connection dead: the next client gets a new one.
+        var conf = Path.Combine(poold.Directory, "poold.conf");
+        await File.WriteAllTextAsync(conf, (await File.ReadAllTextAsync(conf))
+            .Replace("server_check_query = 'select 1'", "server_check_query = 'SELECT poold_no_such_function()'", StringComparison.Ordinal));
+        poold.Host.Reload();
+        await poold.WaitForLogAsync("configuration reloaded");
+        Assert.That(await BackendPidAsync(), Is.Not.EqualTo(first), "the reloaded check query ran, failed, and the connection was replaced");
+    }
+
+    [Test]
     public async Task NodeDetached_PurgesItsCachedConnections()
     {
         await using var poold = await StartAsync(Backends(1, 1, 1));

@@ -356,6 +356,31 @@ public class TransactionPoolingTests
     }
 
     [Test]
+    public async Task QueryWaitTimeoutZero_WaitsAsLongAsTheConnectionIsHeld_AsInPgBouncer()
+    {
+        await using var poold = await StartAsync("default_pool_size = 1\nquery_wait_timeout = 0\n");
+        await using var holder = Connection(poold, "txpool-holder0");
+        await holder.OpenAsync();
+        await using var waiter = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-waiter0");
+        await using var tx = await holder.BeginTransactionAsync();
+        await new NpgsqlCommand("SELECT 1", holder, tx).ExecuteScalarAsync();
+
+        await waiter.SendAsync(RawClient.Query("SELECT 2"));
+        var answer = waiter.ReadUntilReadyAsync(TimeSpan.FromSeconds(60));
+        await Poll.UntilAsync(() => Task.FromResult(poold.Host.Pool.SharedPools().Sum(p => p.Waiting) == 1), TimeSpan.FromSeconds(10),
+            "the second client to wait for the one connection");
+
+        // Well past what a zero deadline would allow: still waiting, no error.
+        Assert.That(await Task.WhenAny(answer, Task.Delay(TimeSpan.FromSeconds(1.5))), Is.Not.SameAs(answer), "no answer while the connection is held");
+        Assert.That(poold.Host.Pool.SharedPools().Sum(p => p.Waiting), Is.EqualTo(1));
+
+        await tx.CommitAsync();
+        var reply = await answer;
+        Assert.That(reply.Any(m => m.Code == 'E'), Is.False, string.Join(" ", reply));
+        Assert.That(reply.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("2"));
+    }
+
+    [Test]
     public async Task ClientKilledInsideATransaction_LeavesNoLockBehind()
     {
         await using var poold = await StartAsync("default_pool_size = 2\n");
