@@ -11,6 +11,9 @@ internal static class SqlState
     // Class 0A: feature not supported
     public const string FeatureNotSupported = "0A000";
 
+    // Class 26: invalid SQL statement name
+    public const string InvalidSqlStatementName = "26000";
+
     // Class 28: invalid authorization specification
     public const string InvalidAuthorizationSpecification = "28000";
     public const string InvalidPassword = "28P01";

@@ -56,6 +56,40 @@ internal static class SessionPins
         return null;
     }
 
+    /// <summary>
+    /// Whether <paramref name="c"/> may change a setting of its server connection: SET (but SET LOCAL) and RESET of any kind, DISCARD,
+    /// set_config(), and a query string of several statements that mentions SET (<paramref name="text"/>, when known;
+    /// "set" anywhere is enough: a needless mark costs the next client one RESET ALL).
+    /// </summary>
+    public static bool MayChangeSettings(Classification c, string? text)
+    {
+        if (c.Reason == "SET LOCAL")
+        {
+            // Ends with its transaction.
+            return false;
+        }
+
+        if (c.Verb is "SET" or "RESET" or "DISCARD" || c.Target == RouteTarget.SessionState)
+        {
+            return true;
+        }
+
+        if (c.MultiStatement && (text is null || text.Contains("set", StringComparison.OrdinalIgnoreCase)))
+        {
+            return true;
+        }
+
+        foreach (var function in c.Functions)
+        {
+            if (function[(function.LastIndexOf('.') + 1)..].Trim('"').Equals("set_config", StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>Several statements in one query string: each is classified on its own.</summary>
     private static string? MultiStatementReason(string text)
     {

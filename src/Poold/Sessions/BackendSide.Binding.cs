@@ -116,9 +116,11 @@ internal sealed partial class BackendSide
                 Volatile.Write(ref _waitingForServer, !granted.Present);
                 shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, _client.MayUse(), ct, granted);
             }
-            catch (PoolWaitTimeoutException) when (!wait || (_primaryNodeId >= 0 && _backends.Count == 0))
+            catch (PoolWaitTimeoutException) when (!wait || (_primaryNodeId >= 0 && _backends.Count == 0 && VisibleStatus() == TransactionStatus.Idle))
             {
                 // Between transactions: the batch that waited gets the error and the session goes on (see AnswerWaitTimeout).
+                // A transaction that holds nothing because its standby went back (it ran only BEGIN there) is not
+                // between transactions: its client would be told 'I' while its BEGIN stands, so that one ends as below.
                 throw;
             }
             catch (PoolWaitTimeoutException e)
@@ -376,7 +378,7 @@ internal sealed partial class BackendSide
             unused.Connection.Break();
         }
 
-        await ReturnSharedAsync(unused, cancelled: false, ct);
+        await ReturnSharedAsync(unused, CancelsSince.None, ct);
     }
 
     /// <summary>
@@ -428,11 +430,11 @@ internal sealed partial class BackendSide
         }
 
         var links = TakeBinding();
-        var cancelled = await _cancelGate.QuiesceAsync(DrainTimeout);
+        var cancels = await _cancelGate.QuiesceAsync(DrainTimeout);
         foreach (var link in links)
         {
             link.StopWatching();
-            await ReturnSharedAsync(link, cancelled, ct);
+            await ReturnSharedAsync(link, cancels, ct);
         }
 
         // The list is the set's, reused: it must not keep the links (an idle session holds none).
@@ -621,17 +623,18 @@ internal sealed partial class BackendSide
         return true;
     }
 
-    private async Task ReturnSharedAsync(NodeLink link, bool cancelled, CancellationToken ct)
+    private async Task ReturnSharedAsync(NodeLink link, CancelsSince cancels, CancellationToken ct)
     {
         var connection = link.Connection;
         var pool = _services.Pool;
-        var keep = !link.Dead && !link.NodeDown && !connection.IsBroken && connection.Key.NodeId < _services.Nodes.Current.Nodes.Length;
+        var keep = !link.Dead && !link.NodeDown && !connection.IsBroken && connection.Key.NodeId < _services.Nodes.Current.Nodes.Length
+                   && cancels != CancelsSince.Undelivered;
         if (keep && link.SawError && link.ParsedSinceBound)
         {
             connection.PreparedUncertain = true;
         }
 
-        if (keep && cancelled)
+        if (keep && cancels == CancelsSince.Delivered)
         {
             keep = await RoundTripAsync(connection, "", ct);
         }

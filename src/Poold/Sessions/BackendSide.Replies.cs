@@ -436,7 +436,7 @@ internal sealed partial class BackendSide
     /// </summary>
     public async Task ReleaseAllAsync(SessionEnd end, bool replication)
     {
-        var cancelled = await _cancelGate.CloseAsync(DrainTimeout);
+        var cancels = await _cancelGate.CloseAsync(DrainTimeout);
         var links = _backends.TakeAll();
         if (links.Count == 0 && Interlocked.Exchange(ref _backend, null) is { } lone)
         {
@@ -447,16 +447,17 @@ internal sealed partial class BackendSide
         foreach (var link in links)
         {
             link.StopWatching();
-            await ReleaseAsync(link, end, cancelled, replication);
+            await ReleaseAsync(link, end, cancels, replication);
         }
     }
 
-    private async Task ReleaseAsync(NodeLink link, SessionEnd end, bool cancelled, bool replication)
+    private async Task ReleaseAsync(NodeLink link, SessionEnd end, CancelsSince cancels, bool replication)
     {
         var backend = link.Connection;
         var pool = _services.Pool;
+        var cancelled = cancels != CancelsSince.None;
         var keep = end != SessionEnd.Failed && !link.Dead && !link.NodeDown && !backend.IsBroken && !replication && ConnectionPool.IsCacheable(backend.Key.Database)
-                   && (_services.Settings.Get(Params.ConnectionCache) || backend.Shared);
+                   && (_services.Settings.Get(Params.ConnectionCache) || backend.Shared) && cancels != CancelsSince.Undelivered;
         if (keep)
         {
             try
@@ -490,7 +491,10 @@ internal sealed partial class BackendSide
             backend.AppliedState = discarded ? "" : ResetMark;
             backend.Prepared.Clear();
             backend.PreparedUncertain = !discarded;
-            if (pool.Return(backend))
+
+            // A pinned session left what only DISCARD ALL undoes (a temporary table, a session advisory lock, LISTEN, a
+            // role, a cursor WITH HOLD): without it in reset_query_list, the connection is closed, not shared.
+            if ((discarded || Volatile.Read(ref _pinnedBy) is null) && pool.Return(backend))
             {
                 return;
             }

@@ -298,6 +298,11 @@ internal sealed partial class BackendSide
             ? Encoding.UTF8.GetString(text)
             : "";
         PinIfNeeded(c, sql);
+        if (TryAnswerDeallocate(c, sql))
+        {
+            return;
+        }
+
         await FreeDatabasesAsync(sql, c);
         int nodeId;
         string reason;
@@ -350,11 +355,78 @@ internal sealed partial class BackendSide
             _beginText = sql;
         }
 
+        var inTransaction = link.TransactionOpen;
         await SendAsync(link, frame, relay: true, reason, ct, classification: c);
         await AfterDispatchAsync(link, complete: true, copy: c.Verb == "COPY", ct);
-        if (RecordSessionState(c, sql))
+        var recorded = RecordSessionState(c, sql);
+        if (recorded)
         {
             AppliedHere(link, c);
+        }
+
+        MarkIfUncertain(link, c, sql, recorded, inTransaction);
+    }
+
+    /// <summary>
+    /// Transaction mode, a client's DEALLOCATE (ALL) or DISCARD ALL between transactions, answered by Poold: the
+    /// statements are the client's own, kept in its registry and living on server connections other clients share (a
+    /// DISCARD ALL there would drop theirs, and the name may live on another connection or none). The client's statements
+    /// are forgotten (DISCARD ALL also puts its settings back to its startup packet's), as the server would; a name it
+    /// never prepared gets the server's 26000. Inside a transaction, or pinned, the statement goes to the server.
+    /// </summary>
+    private bool TryAnswerDeallocate(Classification c, string sql)
+    {
+        if (!_transactionMode || c.Deallocates is not { } name || c.MultiStatement || _pinnedBy is not null || _backends.Count > 0
+            || VisibleStatus() != TransactionStatus.Idle || (c.Verb == "DISCARD" && !c.ResetsSession))
+        {
+            return false;
+        }
+
+        var answer = new MessageBuffer(64);
+        if (_registry.Forget(name == "*" ? null : name))
+        {
+            if (c.ResetsSession)
+            {
+                RecordSessionState(c, sql);
+            }
+
+            answer.CommandComplete(c.Verb == "DISCARD" ? "DISCARD ALL" : name == "*" ? "DEALLOCATE ALL" : "DEALLOCATE");
+        }
+        else
+        {
+            answer.Error("ERROR", SqlState.InvalidSqlStatementName, $"prepared statement \"{name}\" does not exist");
+        }
+
+        answer.ReadyForQuery(TransactionStatus.Idle);
+        EnqueueSynthetic(answer.Written.ToArray());
+        return true;
+    }
+
+    /// <summary>
+    /// Transaction mode: after a statement that may have changed what its server connection carries in ways the
+    /// session's history does not hold exactly (a SET among other statements, set_config(), a SET the history does not
+    /// keep, one inside a transaction that may roll it back, DISCARD or DEALLOCATE on the server), the connection's
+    /// state counts as unknown: whoever binds it next resets it (RESET ALL, then its own SETs) and, after a DISCARD or
+    /// DEALLOCATE, drops every statement on it first. No client ever gets another's settings this way.
+    /// </summary>
+    private void MarkIfUncertain(NodeLink link, Classification c, string? text, bool recorded, bool inTransaction)
+    {
+        if (!_transactionMode)
+        {
+            return;
+        }
+
+        if (SessionPins.MayChangeSettings(c, text) && (!recorded || inTransaction))
+        {
+            link.Connection.AppliedState = ResetMark;
+            link.AppliedHistory = -1;
+        }
+
+        if (c.Verb is "DEALLOCATE" or "DISCARD" || (c.MultiStatement && text is not null
+                                                    && (text.Contains("DEALLOCATE", StringComparison.OrdinalIgnoreCase)
+                                                        || text.Contains("DISCARD", StringComparison.OrdinalIgnoreCase))))
+        {
+            link.Connection.PreparedUncertain = true;
         }
     }
 
@@ -399,6 +471,22 @@ internal sealed partial class BackendSide
             _lastBatchExtended = true;
             if (_lockedLink is { } locked && !await RedirectFromLockedAsync(locked, messages, ct))
             {
+                // The rest of a batch already under way: no give-back of a standby that now runs more than BEGIN, and
+                // what this part pins or changes counts as for any batch.
+                locked.OnlyBegun = false;
+                if (_transactionMode)
+                {
+                    foreach (var m in messages)
+                    {
+                        if (m.Code == (byte)FrontendCode.Parse)
+                        {
+                            PinIfNeeded(m.Classification!, m.Query);
+                        }
+                    }
+
+                    MarkBoundIfUncertain(locked, messages, inTransaction: true);
+                }
+
                 ApplyTransactionEffects(locked, messages);
                 await WriteAndFlushAsync(locked.Connection, bytes, ct);
                 AfterBatch(locked, messages);
@@ -514,6 +602,7 @@ internal sealed partial class BackendSide
             }
 
             var skip = await CatchUpAsync(link, messages, ct);
+            var inTransaction = link.TransactionOpen;
             foreach (var m in messages)
             {
                 if (m.Code == (byte)FrontendCode.Parse && m.Classification is { Target: RouteTarget.SessionState } sc
@@ -522,6 +611,8 @@ internal sealed partial class BackendSide
                     AppliedHere(link, sc);
                 }
             }
+
+            MarkBoundIfUncertain(link, messages, inTransaction);
 
             if (statements.Any(statement => statement.Verb == "LISTEN"))
             {
@@ -565,6 +656,32 @@ internal sealed partial class BackendSide
 
             _batchMessages.Clear();
             _batchStatements.Clear();
+        }
+    }
+
+    /// <summary>
+    /// Transaction mode: the statements a batch binds, looked at as <see cref="MarkIfUncertain"/> does (a named statement
+    /// that SETs, bound again, changes the connection without a Parse for the history to see).
+    /// </summary>
+    private void MarkBoundIfUncertain(NodeLink link, List<BatchMessage> messages, bool inTransaction)
+    {
+        if (!_transactionMode)
+        {
+            return;
+        }
+
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var m = messages[i];
+            if (m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName, i) is { } bound
+                && (bound.Verb is "DEALLOCATE" or "DISCARD" || SessionPins.MayChangeSettings(bound, null)))
+            {
+                // The history took a SET at its Parse (SessionStateHistory.Record); bound again later, the statement is
+                // not recorded again.
+                var recorded = bound.Target == RouteTarget.SessionState && (bound.SettingKey is not null || bound.ResetsSession)
+                               && StatementRegistry.ParsedBefore(messages, m.StatementName, i);
+                MarkIfUncertain(link, bound, null, recorded, inTransaction);
+            }
         }
     }
 

@@ -70,18 +70,18 @@ internal sealed class CancelGate
 
     /// <summary>
     /// Transaction mode, between transactions: waits (at most <paramref name="timeout"/>) for the cancels in flight, which
-    /// read the connections the session is giving back, and returns whether any cancel came since the last call. The
+    /// read the connections the session is giving back, and says what came of the cancels since the last call. The
     /// gate stays open: later cancels find the session's new (empty) list of connections.
     /// </summary>
-    public Task<bool> QuiesceAsync(TimeSpan timeout) => WaitForInFlightAsync(close: false, timeout);
+    public Task<CancelsSince> QuiesceAsync(TimeSpan timeout) => WaitForInFlightAsync(close: false, timeout);
 
     /// <summary>
-    /// Admits no more cancels and waits (at most <paramref name="timeout"/>) for those in flight. Returns whether any
-    /// cancel was forwarded for this session (since the last <see cref="QuiesceAsync"/>).
+    /// Admits no more cancels and waits (at most <paramref name="timeout"/>) for those in flight. Says what came of the
+    /// cancels forwarded for this session since the last <see cref="QuiesceAsync"/>.
     /// </summary>
-    public Task<bool> CloseAsync(TimeSpan timeout) => WaitForInFlightAsync(close: true, timeout);
+    public Task<CancelsSince> CloseAsync(TimeSpan timeout) => WaitForInFlightAsync(close: true, timeout);
 
-    private async Task<bool> WaitForInFlightAsync(bool close, TimeSpan timeout)
+    private async Task<CancelsSince> WaitForInFlightAsync(bool close, TimeSpan timeout)
     {
         Task wait;
         lock (_lock)
@@ -91,7 +91,7 @@ internal sealed class CancelGate
             _used = false;
             if (_inFlight == 0)
             {
-                return used;
+                return used ? CancelsSince.Delivered : CancelsSince.None;
             }
 
             _idle = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -104,9 +104,24 @@ internal sealed class CancelGate
         }
         catch (TimeoutException)
         {
-            // A cancel still undelivered: the connections it targets are checked with a round trip before reuse.
+            // Still on its way (a slow connect to the postmaster may take up to twice connect_timeout): it could land
+            // after any check, on the next owner's statement.
+            return CancelsSince.Undelivered;
         }
 
-        return true;
+        return CancelsSince.Delivered;
     }
+}
+
+/// <summary>What became of the cancels forwarded for a session since the gate was last asked.</summary>
+internal enum CancelsSince
+{
+    /// <summary>None was forwarded.</summary>
+    None,
+
+    /// <summary>Every one reached its server (or failed for good): a round trip on the connection then shows it is idle.</summary>
+    Delivered,
+
+    /// <summary>One was still on its way when the wait ended: its connections are closed, never handed to another client.</summary>
+    Undelivered,
 }

@@ -40,6 +40,18 @@ internal sealed class StatementRegistry(TimeProvider time)
     /// <summary>Portals end with their transaction: once a transaction-mode session gives its connections back, none is left.</summary>
     public void ForgetPortals() => _portalsMade?.Clear();
 
+    /// <summary>Transaction mode, between transactions: the client's DEALLOCATE of its own statement (null: all of them); false when it has no such statement.</summary>
+    public bool Forget(string? name)
+    {
+        if (name is null)
+        {
+            _statementsMade?.Clear();
+            return true;
+        }
+
+        return _statementsMade is { } made && made.Remove(name);
+    }
+
     /// <summary>The portals bound on <paramref name="link"/>, which the session no longer holds.</summary>
     public void ForgetPortals(NodeLink link)
     {

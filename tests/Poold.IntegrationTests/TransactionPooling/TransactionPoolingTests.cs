@@ -356,6 +356,76 @@ public class TransactionPoolingTests
     }
 
     [Test]
+    public async Task SettingsChangedWhereTheHistoryCannotFollow_NeverReachTheNextClientOfTheConnection()
+    {
+        // One server connection, two clients with the same startup packet: the next one takes the connection as it is
+        // unless it is known to carry something else.
+        await using var poold = await StartAsync("default_pool_size = 1\n");
+        await using var a = Connection(poold, "txpool-uncertain");
+        await using var b = Connection(poold, "txpool-uncertain");
+        await a.OpenAsync();
+        await b.OpenAsync();
+
+        async Task<string> SettingSeenByB(string name) => (string)(await new NpgsqlCommand($"SHOW {name}", b).ExecuteScalarAsync())!;
+
+        Assert.That(await SettingSeenByB("statement_timeout"), Is.EqualTo("0"));
+        await new NpgsqlCommand("SELECT set_config('statement_timeout', '4321ms', false)", a).ExecuteScalarAsync();
+        Assert.That(await SettingSeenByB("statement_timeout"), Is.EqualTo("0"), "set_config() in a query");
+
+        await new NpgsqlCommand("SET statement_timeout = '1111ms'; SELECT 1", a).ExecuteScalarAsync();
+        Assert.That(await SettingSeenByB("statement_timeout"), Is.EqualTo("0"), "a SET among other statements");
+
+        await new NpgsqlCommand("SET default_transaction_isolation = 'repeatable read'", a).ExecuteNonQueryAsync();
+        Assert.That(await SettingSeenByB("default_transaction_isolation"), Is.EqualTo("read committed"), "a SET the history does not keep");
+
+        await using (var tx = await a.BeginTransactionAsync())
+        {
+            await new NpgsqlCommand("SET search_path = txpool_a", a, tx).ExecuteNonQueryAsync();
+            await tx.RollbackAsync();
+        }
+
+        Assert.That(await SettingSeenByB("search_path"), Is.EqualTo("\"$user\", public"), "a SET inside a transaction");
+    }
+
+    [Test]
+    public async Task DiscardAllAndDeallocate_BetweenTransactions_TouchOnlyTheClientsOwnStatements()
+    {
+        await using var poold = await StartAsync("default_pool_size = 1\n");
+        await using var owner = Connection(poold, "txpool-owner");
+        await owner.OpenAsync();
+        await using var prepared = new NpgsqlCommand("SELECT 40 + 2", owner);
+        await prepared.PrepareAsync();
+        Assert.That(await prepared.ExecuteScalarAsync(), Is.EqualTo(42));
+
+        // Another client on the same (only) server connection, with a statement of the same name and text (so the one
+        // on the server is shared): its DEALLOCATE and DISCARD ALL are its own business.
+        await using var other = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-discarder");
+        await other.SendAsync(RawClient.Parse("_p1", "SELECT 40 + 2"), RawClient.Bind("", "_p1"), RawClient.Execute(""), RawClient.Sync());
+        Assert.That((await other.ReadUntilReadyAsync(TimeSpan.FromSeconds(10))).Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("42"));
+        await other.SendAsync(RawClient.Query("DEALLOCATE _p1"));
+        var answer = await other.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+        Assert.That(answer.Any(m => m.Code == 'E'), Is.False, string.Join(" ", answer));
+        Assert.That(await prepared.ExecuteScalarAsync(), Is.EqualTo(42), "the first client's statement of that name still works");
+        await other.SendAsync(RawClient.Query("DEALLOCATE _p1"));
+        answer = await other.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+        Assert.That(answer.Single(m => m.Code == 'E').SqlState, Is.EqualTo("26000"), "deallocated once, as on a server");
+        await other.SendAsync(RawClient.Query("SET statement_timeout = '5s'"), RawClient.Query("DISCARD ALL"), RawClient.Query("SHOW statement_timeout"));
+        answer = [];
+        for (var i = 0; i < 3; i++)
+        {
+            answer.AddRange(await other.ReadUntilReadyAsync(TimeSpan.FromSeconds(10)));
+        }
+
+        Assert.That(answer.Any(m => m.Code == 'E'), Is.False, string.Join(" ", answer));
+        Assert.That(answer.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("0"), "DISCARD ALL put the client's settings back");
+
+        Assert.That(await prepared.ExecuteScalarAsync(), Is.EqualTo(42), "the first client's statement still works on the shared connection");
+        await using var again = new NpgsqlCommand("SELECT 40 + 3", owner);
+        await again.PrepareAsync();
+        Assert.That(await again.ExecuteScalarAsync(), Is.EqualTo(43));
+    }
+
+    [Test]
     public async Task QueryWaitTimeoutZero_WaitsAsLongAsTheConnectionIsHeld_AsInPgBouncer()
     {
         await using var poold = await StartAsync("default_pool_size = 1\nquery_wait_timeout = 0\n");

@@ -33,4 +33,22 @@ public class SessionPinsTests
     [TestCase("SELECT 'LISTEN x'")]
     [TestCase("INSERT INTO t VALUES (1)")]
     public void StatementsThatFollowTheClient_DoNotPin(string sql) => Assert.That(Reason(sql), Is.Null);
+
+    private static bool MayChangeSettings(string sql) => SessionPins.MayChangeSettings(QueryClassifier.Classify(sql, RoutingOptions.Default), sql);
+
+    [TestCase("SET search_path = a")]
+    [TestCase("SET default_transaction_isolation = 'repeatable read'")]
+    [TestCase("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE")]
+    [TestCase("RESET statement_timeout")]
+    [TestCase("DISCARD ALL")]
+    [TestCase("SELECT set_config('search_path', 'a', false)")]
+    [TestCase("SELECT pg_catalog.set_config('work_mem', '8MB', false)")]
+    [TestCase("SELECT 1; SET work_mem = '8MB'")]
+    public void StatementsThatMayChangeASetting_AreSeen(string sql) => Assert.That(MayChangeSettings(sql), Is.True);
+
+    [TestCase("SELECT 1")]
+    [TestCase("SET LOCAL search_path = a")]
+    [TestCase("UPDATE t SET x = 1")]
+    [TestCase("SELECT current_setting('search_path')")]
+    public void OtherStatements_AreNot(string sql) => Assert.That(MayChangeSettings(sql), Is.False);
 }
