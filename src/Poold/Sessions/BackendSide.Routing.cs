@@ -418,8 +418,8 @@ internal sealed partial class BackendSide
 
         if (SessionPins.MayChangeSettings(c, text) && (!recorded || inTransaction))
         {
+            // The link itself is as the client left it; only what the connection carries to its next client is unknown.
             link.Connection.AppliedState = ResetMark;
-            link.AppliedHistory = -1;
         }
 
         if (c.Verb is "DEALLOCATE" or "DISCARD" || (c.MultiStatement && text is not null
