@@ -65,6 +65,9 @@ internal sealed record Classification(RouteTarget Target, string Reason)
 
     /// <summary>DEALLOCATE [PREPARE] name: the name (as folded), or "*" for ALL; DISCARD ALL also drops every statement.</summary>
     public string? Deallocates { get; init; }
+
+    /// <summary>A call of a session-level advisory lock function anywhere in the text (a read, a write, a CTE).</summary>
+    public bool SessionAdvisoryLock { get; init; }
 }
 
 /// <summary>
@@ -242,6 +245,7 @@ internal static class QueryClassifier
         var verdict = ClassifyStatement(sql, tokens) with
         {
             Verb = tokens[0].Kind == TokenKind.OpenParen ? "(" : tokens[0].Kind == TokenKind.Word ? Upper(sql, tokens[0]) : null,
+            SessionAdvisoryLock = CallsSessionAdvisoryLock(sql, statements),
         };
         if (statements.Count > 1)
         {
@@ -448,6 +452,16 @@ internal static class QueryClassifier
 
             if (depth == 0 && token.Is(sql, "INTO") && i > from)
             {
+                var at = i + 1;
+                if (at < t.Count && (t[at].Is(sql, "TEMP") || t[at].Is(sql, "TEMPORARY")))
+                {
+                    at += at + 1 < t.Count && t[at + 1].Is(sql, "TABLE") ? 2 : 1;
+                    if (at < t.Count)
+                    {
+                        return Write($"CREATE TEMP ({what} … INTO TEMP: the temporary table lives on the primary)") with { CreatedTempTable = Name(sql, t[at]) };
+                    }
+                }
+
                 return Write($"{what} … INTO creates a table");
             }
         }
@@ -715,12 +729,44 @@ internal static class QueryClassifier
         return new Classification(RouteTarget.Transaction, "BEGIN") { Transaction = TransactionEffect.Begin };
     }
 
+    /// <summary>pg_advisory_lock(…) and the other session-level forms called anywhere in any of the statements.</summary>
+    private static bool CallsSessionAdvisoryLock(ReadOnlySpan<byte> sql, List<List<SqlToken>> statements)
+    {
+        foreach (var t in statements)
+        {
+            for (var i = 0; i + 1 < t.Count; i++)
+            {
+                if (t[i + 1].Kind == TokenKind.OpenParen && t[i].Kind == TokenKind.Word && t[i].Length >= 16
+                    && (t[i].Is(sql, "PG_ADVISORY_LOCK") || t[i].Is(sql, "PG_ADVISORY_LOCK_SHARED") || t[i].Is(sql, "PG_TRY_ADVISORY_LOCK")
+                        || t[i].Is(sql, "PG_TRY_ADVISORY_LOCK_SHARED")))
+                {
+                    return true;
+                }
+            }
+        }
+
+        return false;
+    }
+
     private static Classification Create(ReadOnlySpan<byte> sql, List<SqlToken> t)
     {
         var i = 1;
+        if (i + 1 < t.Count && t[i].Is(sql, "OR") && t[i + 1].Is(sql, "REPLACE"))
+        {
+            i += 2;
+        }
+
         if (i < t.Count && (t[i].Is(sql, "GLOBAL") || t[i].Is(sql, "LOCAL")))
         {
             i++;
+        }
+
+        // CREATE [UNLOGGED] TABLE pg_temp.name: a temporary table by its schema.
+        var j = i < t.Count && t[i].Is(sql, "UNLOGGED") ? i + 1 : i;
+        if (j + 3 < t.Count && (t[j].Is(sql, "TABLE") || t[j].Is(sql, "VIEW") || t[j].Is(sql, "SEQUENCE")) && t[j + 1].Is(sql, "PG_TEMP")
+            && t[j + 2].Kind == TokenKind.Dot)
+        {
+            return Write("CREATE TEMP (in schema pg_temp: the temporary object lives on the primary)") with { CreatedTempTable = Name(sql, t[j + 3]) };
         }
 
         if (i < t.Count && (t[i].Is(sql, "TEMP") || t[i].Is(sql, "TEMPORARY")))

@@ -53,7 +53,8 @@ internal static class SessionPins
             }
         }
 
-        return null;
+        // In a statement whose functions are not listed (a write, a locking read): the classifier saw the call.
+        return c.SessionAdvisoryLock ? "a session-level advisory lock (it is held by this server connection)" : null;
     }
 
     /// <summary>

@@ -20,6 +20,13 @@ public class SessionPinsTests
     [TestCase("SET SESSION AUTHORIZATION admin", "SET SESSION AUTHORIZATION")]
     [TestCase("SELECT 1; PREPARE q AS SELECT 2", "SQL PREPARE")]
     [TestCase("BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT 1; COMMIT", "WITH HOLD")]
+    [TestCase("SELECT * INTO TEMP t FROM pg_class", "temporary table")]
+    [TestCase("select relname into temporary table t from pg_class", "temporary table")]
+    [TestCase("CREATE OR REPLACE TEMP VIEW v AS SELECT 1", "temporary table")]
+    [TestCase("CREATE TABLE pg_temp.t (x int)", "temporary table")]
+    [TestCase("UPDATE t SET x = 1 WHERE pg_try_advisory_lock(id)", "advisory lock")]
+    [TestCase("SELECT pg_advisory_lock(1) FROM t FOR UPDATE", "advisory lock")]
+    [TestCase("WITH d AS (DELETE FROM t RETURNING id) SELECT pg_catalog.pg_advisory_lock(id) FROM d", "advisory lock")]
     public void StatementsWhoseEffectOutlivesTheTransaction_Pin(string sql, string reason) =>
         Assert.That(Reason(sql), Does.Contain(reason));
 
