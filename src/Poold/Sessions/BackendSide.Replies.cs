@@ -214,6 +214,13 @@ internal sealed partial class BackendSide
                             if (!entry.Relay)
                             {
                                 LogCatchUpError(link.Connection.NodeId, error.Message);
+                                if (_transactionMode)
+                                {
+                                    // One of Poold's own statements (a SET replayed, the reset, a copy of transaction
+                                    // control) failed: what the connection carries is not known for sure, so it is
+                                    // closed when this session gives it back, never handed to another client.
+                                    link.Connection.Break();
+                                }
                             }
 
                             if (entry.Control is { } failed)
