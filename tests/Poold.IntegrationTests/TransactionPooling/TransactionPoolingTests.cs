@@ -682,6 +682,36 @@ public class TransactionPoolingTests
     }
 
     [Test]
+    public async Task QueryWaitTimeout_AfterTheStandbyWentBackInsideATransaction_EndsTheSessionWithFatal()
+    {
+        // A's transaction began on the standby and gave it back to wait for the primary: A holds nothing, yet its BEGIN
+        // stands. Answering the timeout with ERROR and ReadyForQuery 'I' would tell A its transaction is over.
+        await using var poold = await StartAsync(
+            "default_pool_size = 1\nquery_wait_timeout = 1\napp_name_redirect_preference_list = 'txpool-qw-holder:primary,txpool-qw-a:1'\n",
+            loadBalance: true);
+        await ClusterFixture.Cluster.ScalarAsync(0, $"DELETE FROM {Table} WHERE client IN (-13, -14); INSERT INTO {Table} VALUES (-13, 0), (-14, 0)");
+        await using var holder = await RawAsync(poold, "txpool-qw-holder");
+        await using var a = await RawAsync(poold, "txpool-qw-a");
+
+        await holder.SendAsync(RawClient.Query($"BEGIN; UPDATE {Table} SET n = 1 WHERE client = -13"));
+        Assert.That((await holder.ReadUntilReadyAsync()).Last().Body, Is.EqualTo("T"u8.ToArray()));
+        await a.SendAsync(RawClient.Query("BEGIN"));
+        Assert.That((await a.ReadUntilReadyAsync()).Last().Body, Is.EqualTo("T"u8.ToArray()));
+
+        await a.SendAsync(RawClient.Query($"UPDATE {Table} SET n = 2 WHERE client = -14"));
+        var answer = await a.ReadUntilAsync("EZ", TimeSpan.FromSeconds(15));
+        var error = answer.Single(m => m.Code == 'E');
+        Assert.That(error.SqlState, Is.EqualTo("53300"), error.ToString());
+        Assert.That(error.Text, Does.Contain("SFATAL"), "a FATAL, not an ERROR the client could go on after");
+        Assert.That(async () => await a.ReadUntilReadyAsync(TimeSpan.FromSeconds(10)), Throws.InstanceOf<EndOfStreamException>().Or.InstanceOf<IOException>(),
+            "the session ended");
+
+        await holder.SendAsync(RawClient.Query("ROLLBACK"));
+        Assert.That((await holder.ReadUntilReadyAsync()).Last().Body, Is.EqualTo("I"u8.ToArray()));
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT n FROM {Table} WHERE client = -14"), Is.EqualTo(0), "nothing of A's ran");
+    }
+
+    [Test]
     public async Task ASavepointAfterBeginOnAStandby_MovesTheTransactionToThePrimary_AndTheStandbyGoesBackClean()
     {
         await using var poold = await StartOneConnectionPerNodeAsync("txpool-sp-a:1,txpool-sp-c:1");
