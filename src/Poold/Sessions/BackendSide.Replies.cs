@@ -214,11 +214,12 @@ internal sealed partial class BackendSide
                             if (!entry.Relay)
                             {
                                 LogCatchUpError(link.Connection.NodeId, error.Message);
-                                if (_transactionMode)
+                                if (_transactionMode && error.SqlState == "57014")
                                 {
-                                    // One of Poold's own statements (a SET replayed, the reset, a copy of transaction
-                                    // control) failed: what the connection carries is not known for sure, so it is
-                                    // closed when this session gives it back, never handed to another client.
+                                    // One of Poold's own statements (a SET replayed, the reset) was cancelled midway (a
+                                    // client's cancel landed on it): what the connection carries is not what its state
+                                    // says, so it is closed when this session gives it back. A SET that fails for good
+                                    // fails alike for every client with the same state, so the state stays true then.
                                     link.Connection.Break();
                                 }
                             }
