@@ -244,6 +244,29 @@ public class TransactionPoolingTests
     }
 
     [Test]
+    public async Task APinnedSessionsConnection_IsClosedAtItsEnd_WhenTheResetListCannotUndoWhatPinned()
+    {
+        // reset_query_list without DISCARD ALL: the temporary table that pinned the session would outlive the reset.
+        await using var poold = await StartAsync("default_pool_size = 1\nreset_query_list = 'ABORT'\n");
+        int pinnedPid;
+        await using (var pinned = Connection(poold, "txpool-pinned-temp"))
+        {
+            await pinned.OpenAsync();
+            await new NpgsqlCommand("CREATE TEMP TABLE txpool_left_behind (x int)", pinned).ExecuteNonQueryAsync();
+            pinnedPid = await BackendPidAsync(pinned);
+        }
+
+        // Given back (idle in the pool) or closed: either way no longer in use.
+        await Poll.UntilAsync(() => Task.FromResult(poold.Host.Pool.SharedPools().All(p => p.Open == p.Idle)), TimeSpan.FromSeconds(10),
+            "the pinned session's connection to be let go");
+        await using var next = Connection(poold, "txpool-pinned-temp");
+        await next.OpenAsync();
+        Assert.That(await BackendPidAsync(next), Is.Not.EqualTo(pinnedPid), "a new server connection");
+        Assert.That(await new NpgsqlCommand("SELECT to_regclass('pg_temp.txpool_left_behind') IS NULL", next).ExecuteScalarAsync(), Is.True,
+            "no other client's temporary table");
+    }
+
+    [Test]
     public async Task ExplicitPrepare_PinsTheSession_AndItKeepsWorking()
     {
         await using var poold = await StartAsync("default_pool_size = 4\n");
