@@ -68,6 +68,9 @@ internal sealed record Classification(RouteTarget Target, string Reason)
 
     /// <summary>A call of a session-level advisory lock function anywhere in the text (a read, a write, a CTE).</summary>
     public bool SessionAdvisoryLock { get; init; }
+
+    /// <summary>A call of set_config() anywhere in the text: it may change a setting for the rest of the session.</summary>
+    public bool CallsSetConfig { get; init; }
 }
 
 /// <summary>
@@ -245,7 +248,8 @@ internal static class QueryClassifier
         var verdict = ClassifyStatement(sql, tokens) with
         {
             Verb = tokens[0].Kind == TokenKind.OpenParen ? "(" : tokens[0].Kind == TokenKind.Word ? Upper(sql, tokens[0]) : null,
-            SessionAdvisoryLock = CallsSessionAdvisoryLock(sql, statements),
+            SessionAdvisoryLock = Calls(sql, statements, SessionAdvisoryLockFunctions),
+            CallsSetConfig = Calls(sql, statements, SetConfigFunction),
         };
         if (statements.Count > 1)
         {
@@ -453,6 +457,11 @@ internal static class QueryClassifier
             if (depth == 0 && token.Is(sql, "INTO") && i > from)
             {
                 var at = i + 1;
+                if (at < t.Count && (t[at].Is(sql, "LOCAL") || t[at].Is(sql, "GLOBAL")))
+                {
+                    at++;
+                }
+
                 if (at < t.Count && (t[at].Is(sql, "TEMP") || t[at].Is(sql, "TEMPORARY")))
                 {
                     at += at + 1 < t.Count && t[at + 1].Is(sql, "TABLE") ? 2 : 1;
@@ -729,18 +738,29 @@ internal static class QueryClassifier
         return new Classification(RouteTarget.Transaction, "BEGIN") { Transaction = TransactionEffect.Begin };
     }
 
-    /// <summary>pg_advisory_lock(…) and the other session-level forms called anywhere in any of the statements.</summary>
-    private static bool CallsSessionAdvisoryLock(ReadOnlySpan<byte> sql, List<List<SqlToken>> statements)
+    private static readonly string[] SessionAdvisoryLockFunctions =
+        ["PG_ADVISORY_LOCK", "PG_ADVISORY_LOCK_SHARED", "PG_TRY_ADVISORY_LOCK", "PG_TRY_ADVISORY_LOCK_SHARED"];
+
+    private static readonly string[] SetConfigFunction = ["SET_CONFIG"];
+
+    /// <summary>Whether one of <paramref name="functions"/> (upper case) is called anywhere in any of the statements.</summary>
+    private static bool Calls(ReadOnlySpan<byte> sql, List<List<SqlToken>> statements, string[] functions)
     {
         foreach (var t in statements)
         {
             for (var i = 0; i + 1 < t.Count; i++)
             {
-                if (t[i + 1].Kind == TokenKind.OpenParen && t[i].Kind == TokenKind.Word && t[i].Length >= 16
-                    && (t[i].Is(sql, "PG_ADVISORY_LOCK") || t[i].Is(sql, "PG_ADVISORY_LOCK_SHARED") || t[i].Is(sql, "PG_TRY_ADVISORY_LOCK")
-                        || t[i].Is(sql, "PG_TRY_ADVISORY_LOCK_SHARED")))
+                if (t[i + 1].Kind != TokenKind.OpenParen || t[i].Kind != TokenKind.Word)
                 {
-                    return true;
+                    continue;
+                }
+
+                foreach (var function in functions)
+                {
+                    if (t[i].Length == function.Length && t[i].Is(sql, function))
+                    {
+                        return true;
+                    }
                 }
             }
         }
@@ -761,12 +781,20 @@ internal static class QueryClassifier
             i++;
         }
 
-        // CREATE [UNLOGGED] TABLE pg_temp.name: a temporary table by its schema.
+        // CREATE [UNLOGGED] TABLE [IF NOT EXISTS] pg_temp.name (or a view, sequence or function there): temporary by its schema.
         var j = i < t.Count && t[i].Is(sql, "UNLOGGED") ? i + 1 : i;
-        if (j + 3 < t.Count && (t[j].Is(sql, "TABLE") || t[j].Is(sql, "VIEW") || t[j].Is(sql, "SEQUENCE")) && t[j + 1].Is(sql, "PG_TEMP")
-            && t[j + 2].Kind == TokenKind.Dot)
+        if (j < t.Count && (t[j].Is(sql, "TABLE") || t[j].Is(sql, "VIEW") || t[j].Is(sql, "SEQUENCE") || t[j].Is(sql, "FUNCTION")))
         {
-            return Write("CREATE TEMP (in schema pg_temp: the temporary object lives on the primary)") with { CreatedTempTable = Name(sql, t[j + 3]) };
+            var at = j + 1;
+            if (at + 2 < t.Count && t[at].Is(sql, "IF") && t[at + 1].Is(sql, "NOT") && t[at + 2].Is(sql, "EXISTS"))
+            {
+                at += 3;
+            }
+
+            if (at + 2 < t.Count && t[at].Is(sql, "PG_TEMP") && t[at + 1].Kind == TokenKind.Dot)
+            {
+                return Write("CREATE TEMP (in schema pg_temp: the temporary object lives on the primary)") with { CreatedTempTable = Name(sql, t[at + 2]) };
+            }
         }
 
         if (i < t.Count && (t[i].Is(sql, "TEMP") || t[i].Is(sql, "TEMPORARY")))

@@ -59,8 +59,7 @@ internal static class SessionPins
 
     /// <summary>
     /// Whether <paramref name="c"/> may change a setting of its server connection: SET (but SET LOCAL) and RESET of any kind, DISCARD,
-    /// set_config(), and a query string of several statements that mentions SET (<paramref name="text"/>, when known;
-    /// "set" anywhere is enough: a needless mark costs the next client one RESET ALL).
+    /// set_config() anywhere in it, and a query string of several statements one of which does (<paramref name="text"/>).
     /// </summary>
     public static bool MayChangeSettings(Classification c, string? text)
     {
@@ -75,20 +74,19 @@ internal static class SessionPins
             return true;
         }
 
-        if (c.MultiStatement && (text is null || text.Contains("set", StringComparison.OrdinalIgnoreCase)))
+        if (c.CallsSetConfig)
         {
             return true;
         }
 
-        foreach (var function in c.Functions)
+        if (!c.MultiStatement)
         {
-            if (function[(function.LastIndexOf('.') + 1)..].Trim('"').Equals("set_config", StringComparison.OrdinalIgnoreCase))
-            {
-                return true;
-            }
+            return false;
         }
 
-        return false;
+        // Several statements: each is looked at on its own (the text is not known for a Parse: any might).
+        return text is null || SplitStatements(text).Any(statement => statement.Trim().Length > 0
+            && MayChangeSettings(QueryClassifier.Classify(statement, RoutingOptions.Default) with { MultiStatement = false }, statement));
     }
 
     /// <summary>Several statements in one query string: each is classified on its own.</summary>

@@ -501,8 +501,10 @@ internal sealed partial class BackendSide
             backend.PreparedUncertain = !discarded;
 
             // A pinned session left what only DISCARD ALL undoes (a temporary table, a session advisory lock, LISTEN, a
-            // role, a cursor WITH HOLD): without it in reset_query_list, the connection is closed, not shared.
-            if ((discarded || Volatile.Read(ref _pinnedBy) is null) && pool.Return(backend))
+            // role, a cursor WITH HOLD): without it in reset_query_list, the connection is closed, not shared; a library
+            // LOADed into the server process stays whatever the reset, so that one is always closed.
+            var pinnedBy = Volatile.Read(ref _pinnedBy);
+            if ((pinnedBy is null || (discarded && !pinnedBy.StartsWith("LOAD", StringComparison.Ordinal))) && pool.Return(backend))
             {
                 return;
             }

@@ -298,7 +298,7 @@ internal sealed partial class BackendSide
             ? Encoding.UTF8.GetString(text)
             : "";
         PinIfNeeded(c, sql);
-        if (TryAnswerDeallocate(c, sql))
+        if (TryAnswerDeallocate(c, text))
         {
             return;
         }
@@ -368,29 +368,28 @@ internal sealed partial class BackendSide
     }
 
     /// <summary>
-    /// Transaction mode, a client's DEALLOCATE (ALL) or DISCARD ALL between transactions, answered by Poold: the
-    /// statements are the client's own, kept in its registry and living on server connections other clients share (a
-    /// DISCARD ALL there would drop theirs, and the name may live on another connection or none). The client's statements
-    /// are forgotten (DISCARD ALL also puts its settings back to its startup packet's), as the server would; a name it
-    /// never prepared gets the server's 26000. Inside a transaction, or pinned, the statement goes to the server.
+    /// Transaction mode, a client's DEALLOCATE name or DEALLOCATE ALL between transactions, answered by Poold: the
+    /// statements are the client's own, kept in its registry and living on server connections other clients share
+    /// (the name may live on another connection or none, and another client's statement of that name on the one it would
+    /// run on). The client's statements are forgotten, as the server would; a name it never prepared gets the server's
+    /// 26000. Inside a transaction, or pinned, the statement goes to the server. DISCARD ALL always does (the server's
+    /// ParameterStatus messages for what it resets must reach the client); the connection's statements are then dropped
+    /// before its next client relies on them (<see cref="MarkIfUncertain"/>).
     /// </summary>
-    private bool TryAnswerDeallocate(Classification c, string sql)
+    private bool TryAnswerDeallocate(Classification c, ReadOnlySpan<byte> text)
     {
-        if (!_transactionMode || c.Deallocates is not { } name || c.MultiStatement || _pinnedBy is not null || _backends.Count > 0
-            || VisibleStatus() != TransactionStatus.Idle || (c.Verb == "DISCARD" && !c.ResetsSession))
+        if (!_transactionMode || c.Verb != "DEALLOCATE" || c.Deallocates is not { } name || c.MultiStatement || _pinnedBy is not null
+            || _backends.Count > 0 || VisibleStatus() != TransactionStatus.Idle
+            || (name == "*" && !Encoding.UTF8.GetString(text).Contains("ALL", StringComparison.OrdinalIgnoreCase)))
         {
+            // A bare DEALLOCATE is the server's syntax error to give.
             return false;
         }
 
         var answer = new MessageBuffer(64);
         if (_registry.Forget(name == "*" ? null : name))
         {
-            if (c.ResetsSession)
-            {
-                RecordSessionState(c, sql);
-            }
-
-            answer.CommandComplete(c.Verb == "DISCARD" ? "DISCARD ALL" : name == "*" ? "DEALLOCATE ALL" : "DEALLOCATE");
+            answer.CommandComplete(name == "*" ? "DEALLOCATE ALL" : "DEALLOCATE");
         }
         else
         {
@@ -427,6 +426,21 @@ internal sealed partial class BackendSide
                                                         || text.Contains("DISCARD", StringComparison.OrdinalIgnoreCase))))
         {
             link.Connection.PreparedUncertain = true;
+            if (c.Deallocates is { } gone && !c.MultiStatement)
+            {
+                // Gone from the server now (another client's statement of that name too): not parsed again by mistake
+                // later in this binding. Had the statement failed, the mark above has the next client drop them all.
+                if (gone == "*")
+                {
+                    link.Connection.Prepared.Clear();
+                    link.Statements.Clear();
+                }
+                else
+                {
+                    link.Connection.Prepared.Remove(gone);
+                    link.Statements.Remove(gone);
+                }
+            }
         }
     }
 
@@ -602,7 +616,7 @@ internal sealed partial class BackendSide
             }
 
             var skip = await CatchUpAsync(link, messages, ct);
-            var inTransaction = link.TransactionOpen;
+            var inTransaction = link.TransactionOpen || statements.Exists(static s => s.Transaction != TransactionEffect.None);
             foreach (var m in messages)
             {
                 if (m.Code == (byte)FrontendCode.Parse && m.Classification is { Target: RouteTarget.SessionState } sc

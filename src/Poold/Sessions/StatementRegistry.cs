@@ -40,12 +40,22 @@ internal sealed class StatementRegistry(TimeProvider time)
     /// <summary>Portals end with their transaction: once a transaction-mode session gives its connections back, none is left.</summary>
     public void ForgetPortals() => _portalsMade?.Clear();
 
-    /// <summary>Transaction mode, between transactions: the client's DEALLOCATE of its own statement (null: all of them); false when it has no such statement.</summary>
+    /// <summary>
+    /// Transaction mode, between transactions: the client's DEALLOCATE of its own statement (null: all of its named
+    /// ones; the unnamed statement stays, as on the server); false when it has no such statement.
+    /// </summary>
     public bool Forget(string? name)
     {
         if (name is null)
         {
-            _statementsMade?.Clear();
+            if (_statementsMade is { } all)
+            {
+                foreach (var key in all.Keys.Where(k => k.Length > 0).ToList())
+                {
+                    all.Remove(key);
+                }
+            }
+
             return true;
         }
 

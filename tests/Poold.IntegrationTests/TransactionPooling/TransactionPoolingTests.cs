@@ -442,6 +442,13 @@ public class TransactionPoolingTests
         Assert.That(answer.Any(m => m.Code == 'E'), Is.False, string.Join(" ", answer));
         Assert.That(answer.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("0"), "DISCARD ALL put the client's settings back");
 
+        // DISCARD ALL and, in the same write, a statement of that name again: parsed anew, not taken for the one dropped.
+        await other.SendAsync(RawClient.Query("DISCARD ALL"), RawClient.Parse("_p1", "SELECT 40 + 2"), RawClient.Bind("", "_p1"), RawClient.Execute(""),
+            RawClient.Sync());
+        answer = [.. await other.ReadUntilReadyAsync(TimeSpan.FromSeconds(10)), .. await other.ReadUntilReadyAsync(TimeSpan.FromSeconds(10))];
+        Assert.That(answer.Any(m => m.Code == 'E'), Is.False, string.Join(" ", answer));
+        Assert.That(answer.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("42"));
+
         Assert.That(await prepared.ExecuteScalarAsync(), Is.EqualTo(42), "the first client's statement still works on the shared connection");
         await using var again = new NpgsqlCommand("SELECT 40 + 3", owner);
         await again.PrepareAsync();

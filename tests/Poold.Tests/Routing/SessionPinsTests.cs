@@ -21,6 +21,9 @@ public class SessionPinsTests
     [TestCase("SELECT 1; PREPARE q AS SELECT 2", "SQL PREPARE")]
     [TestCase("BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT 1; COMMIT", "WITH HOLD")]
     [TestCase("SELECT * INTO TEMP t FROM pg_class", "temporary table")]
+    [TestCase("SELECT 1 AS x INTO LOCAL TEMP t", "temporary table")]
+    [TestCase("CREATE TABLE IF NOT EXISTS pg_temp.t (x int)", "temporary table")]
+    [TestCase("CREATE FUNCTION pg_temp.f() RETURNS int AS 'SELECT 1' LANGUAGE sql", "temporary table")]
     [TestCase("select relname into temporary table t from pg_class", "temporary table")]
     [TestCase("CREATE OR REPLACE TEMP VIEW v AS SELECT 1", "temporary table")]
     [TestCase("CREATE TABLE pg_temp.t (x int)", "temporary table")]
@@ -51,11 +54,14 @@ public class SessionPinsTests
     [TestCase("SELECT set_config('search_path', 'a', false)")]
     [TestCase("SELECT pg_catalog.set_config('work_mem', '8MB', false)")]
     [TestCase("SELECT 1; SET work_mem = '8MB'")]
+    [TestCase("UPDATE t SET note = set_config('search_path', 'a', false)")]
+    [TestCase("SELECT 1; SELECT set_config('work_mem', '8MB', false)")]
     public void StatementsThatMayChangeASetting_AreSeen(string sql) => Assert.That(MayChangeSettings(sql), Is.True);
 
     [TestCase("SELECT 1")]
     [TestCase("SET LOCAL search_path = a")]
     [TestCase("UPDATE t SET x = 1")]
     [TestCase("SELECT current_setting('search_path')")]
+    [TestCase("SELECT * FROM t OFFSET 5; UPDATE t SET x = 1")]
     public void OtherStatements_AreNot(string sql) => Assert.That(MayChangeSettings(sql), Is.False);
 }
