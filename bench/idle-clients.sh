@@ -93,12 +93,18 @@ CONF
     dotnet src/Poold/bin/Release/net10.0/poold.dll -n -f "$work/$name/poold.conf" >"$work/$name/out.log" 2>&1 &
     poold_pid=$!
     pids+=("$poold_pid")
+    wait_started Poold "$name" "$port"
+}
+
+# wait_started WHAT NAME PORT: until the process $poold_pid answers a login on PORT (its output in $work/NAME/out.log).
+wait_started() {
+    local what=$1 name=$2 port=$3
     for _ in $(seq 1 300); do
         psql "host=127.0.0.1 port=$port user=$USER_NAME dbname=postgres sslmode=disable" -qAtc "SELECT 1" >/dev/null 2>&1 && return 0
-        kill -0 "$poold_pid" 2>/dev/null || { cat "$work/$name/out.log" >&2; die "Poold exited at start"; }
+        kill -0 "$poold_pid" 2>/dev/null || { cat "$work/$name/out.log" >&2; die "$what exited at start"; }
         sleep 0.2
     done
-    die "Poold did not start on port $port"
+    die "$what did not start on port $port"
 }
 kib() { # PID FIELD
     if [ "$2" = Pss ]; then awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; else awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; fi
@@ -187,12 +193,7 @@ CONF
     "${run[@]}" >"$work/$name/out.log" 2>&1 &
     poold_pid=$!
     pids+=("$poold_pid")
-    for _ in $(seq 1 100); do
-        psql "host=127.0.0.1 port=$port user=$USER_NAME dbname=postgres sslmode=disable" -qAtc "SELECT 1" >/dev/null 2>&1 && return 0
-        kill -0 "$poold_pid" 2>/dev/null || { cat "$work/$name/out.log" >&2; die "PgBouncer exited at start"; }
-        sleep 0.2
-    done
-    die "PgBouncer did not start on port $port"
+    wait_started PgBouncer "$name" "$port"
 }
 
 stop_poold() {
