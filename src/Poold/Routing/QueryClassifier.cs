@@ -415,8 +415,9 @@ internal static class QueryClassifier
                 return Write("two-phase commit");
             case "DEALLOCATE":
                 {
+                    // DEALLOCATE with no name is PostgreSQL's syntax error: it drops nothing.
                     var at = t.Count > 1 && t[1].Is(sql, "PREPARE") ? 2 : 1;
-                    var name = at < t.Count ? (t[at].Is(sql, "ALL") ? "*" : Name(sql, t[at])) : "*";
+                    var name = at < t.Count ? (t[at].Is(sql, "ALL") ? "*" : Name(sql, t[at])) : null;
                     return Write("DEALLOCATE (where the statement lives)") with { Deallocates = name };
                 }
 

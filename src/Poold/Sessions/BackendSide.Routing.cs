@@ -298,7 +298,7 @@ internal sealed partial class BackendSide
             ? Encoding.UTF8.GetString(text)
             : "";
         PinIfNeeded(c, sql);
-        if (TryAnswerDeallocate(c, text))
+        if (TryAnswerDeallocate(c))
         {
             return;
         }
@@ -376,13 +376,12 @@ internal sealed partial class BackendSide
     /// ParameterStatus messages for what it resets must reach the client); the connection's statements are then dropped
     /// before its next client relies on them (<see cref="MarkIfUncertain"/>).
     /// </summary>
-    private bool TryAnswerDeallocate(Classification c, ReadOnlySpan<byte> text)
+    private bool TryAnswerDeallocate(Classification c)
     {
+        // A bare DEALLOCATE names nothing (Deallocates null): the server's syntax error is the answer.
         if (!_transactionMode || c.Verb != "DEALLOCATE" || c.Deallocates is not { } name || c.MultiStatement || _pinnedBy is not null
-            || _backends.Count > 0 || VisibleStatus() != TransactionStatus.Idle
-            || (name == "*" && !Encoding.UTF8.GetString(text).Contains("ALL", StringComparison.OrdinalIgnoreCase)))
+            || _backends.Count > 0 || VisibleStatus() != TransactionStatus.Idle)
         {
-            // A bare DEALLOCATE is the server's syntax error to give.
             return false;
         }
 
@@ -488,18 +487,8 @@ internal sealed partial class BackendSide
                 // The rest of a batch already under way: no give-back of a standby that now runs more than BEGIN, and
                 // what this part pins or changes counts as for any batch.
                 locked.OnlyBegun = false;
-                if (_transactionMode)
-                {
-                    foreach (var m in messages)
-                    {
-                        if (m.Code == (byte)FrontendCode.Parse)
-                        {
-                            PinIfNeeded(m.Classification!, m.Query);
-                        }
-                    }
-
-                    MarkBoundIfUncertain(locked, messages, inTransaction: true);
-                }
+                PinParsed(messages);
+                MarkBoundIfUncertain(locked, messages, inTransaction: true);
 
                 ApplyTransactionEffects(locked, messages);
                 await WriteAndFlushAsync(locked.Connection, bytes, ct);
@@ -564,16 +553,7 @@ internal sealed partial class BackendSide
                 }
             }
 
-            if (_transactionMode)
-            {
-                foreach (var m in messages)
-                {
-                    if (m.Code == (byte)FrontendCode.Parse)
-                    {
-                        PinIfNeeded(m.Classification!, m.Query);
-                    }
-                }
-            }
+            PinParsed(messages);
 
             int nodeId;
             string reason;
@@ -670,6 +650,23 @@ internal sealed partial class BackendSide
 
             _batchMessages.Clear();
             _batchStatements.Clear();
+        }
+    }
+
+    /// <summary>Transaction mode: each statement the batch parses may pin the session (<see cref="PinIfNeeded"/>).</summary>
+    private void PinParsed(List<BatchMessage> messages)
+    {
+        if (!_transactionMode)
+        {
+            return;
+        }
+
+        foreach (var m in messages)
+        {
+            if (m.Code == (byte)FrontendCode.Parse)
+            {
+                PinIfNeeded(m.Classification!, m.Query);
+            }
         }
     }
 

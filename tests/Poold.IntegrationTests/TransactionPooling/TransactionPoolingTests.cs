@@ -432,6 +432,9 @@ public class TransactionPoolingTests
         await other.SendAsync(RawClient.Query("DEALLOCATE _p1"));
         answer = await other.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
         Assert.That(answer.Single(m => m.Code == 'E').SqlState, Is.EqualTo("26000"), "deallocated once, as on a server");
+        await other.SendAsync(RawClient.Query("DEALLOCATE"));
+        answer = await other.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+        Assert.That(answer.Single(m => m.Code == 'E').SqlState, Is.EqualTo("42601"), "a DEALLOCATE with no name is the server's syntax error");
         await other.SendAsync(RawClient.Query("SET statement_timeout = '5s'"), RawClient.Query("DISCARD ALL"), RawClient.Query("SHOW statement_timeout"));
         answer = [];
         for (var i = 0; i < 3; i++)

@@ -334,6 +334,8 @@ public class QueryClassifierTests
     [TestCase("DEALLOCATE _p1", "_p1")]
     [TestCase("DEALLOCATE PREPARE \"Stmt\"", "Stmt")]
     [TestCase("DEALLOCATE ALL", "*")]
+    [TestCase("DEALLOCATE", null)]
+    [TestCase("deallocate prepare", null)]
     [TestCase("DISCARD ALL", "*")]
     [TestCase("DISCARD PLANS", null)]
     public void Deallocate_NamesTheStatementItDrops(string sql, string? name)
