@@ -136,6 +136,13 @@ stop_poold() {
 
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt/{v+=$2} /^nonvoluntary_ctxt/{n+=$2} END{print v + 0, n + 0}'; }
+# thread_switches PID: one line per thread, "tid<TAB>name<TAB>voluntary<TAB>involuntary"
+thread_switches() {
+    local task
+    for task in /proc/"$1"/task/*; do
+        awk -F'\t' -v tid="${task##*/}" '/^Name:/{n=$2} /^voluntary_ctxt/{v=$2} /^nonvoluntary_ctxt/{i=$2} END{printf "%s\t%s\t%s\t%s\n", tid, n, v, i}' "$task/status" 2>/dev/null || true
+    done
+}
 server_xacts() { cluster_sql "$work/pg" "$BASE_PORT" "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '$USER_NAME'"; }
 machine_busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
 hz=$(getconf CLK_TCK)
@@ -145,6 +152,7 @@ run() {
     local name=$1 port=$2 pid=$3 seconds=$4 last=${5:-} watcher="" out
     local b0 t0 v0 n0 b1 t1 v1 n1 x0 x1
     x0=$(server_xacts); b0=$(machine_busy); t0=$(cpu_ticks "$pid"); read -r v0 n0 <<<"$(switches "$pid")"
+    [ -z "$last" ] || thread_switches "$pid" >"$work/$name.threads0"
     if [ -n "$last" ] && [ "$PERF" = record ]; then
         (sleep 3; perf record -F "$PERF_FREQ" -g -p "$pid" -o "/tmp/poold-perf-$name.data" -- sleep 8 >"$work/$name.perf.log" 2>&1) &
         watcher=$!
@@ -162,6 +170,7 @@ run() {
     out=$(PGPASSWORD=$USER_PASSWORD /usr/bin/time -f "pgbench-cpu %U %S" "${wrap[@]}" pgbench -h 127.0.0.1 -p "$port" -U "$USER_NAME" -n $workload_flag -M "$MODE" \
         -c "$CLIENTS" -j 2 -T "$seconds" "$USER_NAME" 2>&1) || log "$name: pgbench failed: $(tail -2 <<<"$out")"
     b1=$(machine_busy); t1=$(cpu_ticks "$pid"); read -r v1 n1 <<<"$(switches "$pid")"
+    [ -z "$last" ] || thread_switches "$pid" >"$work/$name.threads1"
     sleep 1.2  # PostgreSQL flushes a backend's statistics at most once a second
     x1=$(server_xacts)
     [ -z "$watcher" ] || wait "$watcher" || log "$name: perf failed: $(tail -2 "$work/$name.perf.log" 2>/dev/null)"
@@ -174,6 +183,10 @@ run() {
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$tps" "$tx" "$(( (t1 - t0) * 1000000 / hz ))" "$((v1 - v0))" "$((n1 - n0))" \
         "$(awk -v s="$pgbench_cpu" 'BEGIN{printf "%d", s * 1000000}')" "$(( (b1 - b0) * 1000000 / hz ))" "$((x1 - x0))" "${connect_ms:-0}" >>"$work/rows.tsv"
     [ -z "$last" ] || [ "$PERF" != pgbench ] || awk -F, -v n="$name" -v tx="$tx" '$1 > 0 {printf "%s: pgbench %s %.2f per tx\n", n, $3, $1 / tx}' "$work/$name.pgbench.stat" >>"$work/syscalls.txt"
+    [ -z "$last" ] || awk -F'\t' -v n="$name" -v tx="$tx" 'NR == FNR {v0[$1] = $3; i0[$1] = $4; next}
+        {v[$2] += $3 - v0[$1]; i[$2] += $4 - i0[$1]}
+        END {for (t in v) if (v[t] + i[t] > 0) printf "%s: thread \"%s\" %.1f / %.1f context switches per 100 tx\n", n, t, 100 * v[t] / tx, 100 * i[t] / tx}' \
+        "$work/$name.threads0" "$work/$name.threads1" | sort -t/ -k1,1 >>"$work/syscalls.txt"
     [ -z "$last" ] || [ "$PERF" != stat ] || awk -F, -v n="$name" '$1 > 0 {printf "%s %s %s\n", n, $3, $1}' "$work/$name.stat" >>"$work/syscalls.txt"
     log "$name: $tps TPS, proxy $(( (t1 - t0) * 1000000 / hz / tx )) us/tx, pgbench's initial connection time ${connect_ms:-?} ms"
 }
@@ -223,7 +236,7 @@ for name, values in rows.items():
             ratio = f"{cols[0] / med([v[0] for v in other]):.2f}x"
     print(f"| {name} | {cols[0]:.0f} | {cols[1]:.0f} | {cols[2]:.0f} / {cols[3]:.0f} | {cols[4]:.0f} | {cols[5]:.0f} | {cols[6]:.2f} | {cols[7]:.0f} | {ratio} |")
 if os.path.exists(syscalls) and os.path.getsize(syscalls):
-    print("\nSystem calls over 8 s of the last round (`perf stat`), per target:\n")
+    print("\nOver the last round, per target: context switches per thread name (voluntary / involuntary), and with PERF=stat the system calls of 8 s (`perf stat`):\n")
     for line in open(syscalls):
         print(f"- {line.strip()}")
 PY

@@ -13,7 +13,9 @@
 #   COUNT (10000) clients, CONCURRENCY (100) logins at once, POOL_SIZE (10) default_pool_size, SETTLE (5) seconds,
 #   BASE_PORT (28432): PostgreSQL on it, Poold on the next two ports, PgBouncer on the two after; PHASES ("plain tls"):
 #   which phases to run, among plain, tls, pgbouncer-plain and pgbouncer-tls (PgBouncer 1.18 in transaction mode with
-#   the same clients, certificate and pool size, for scale; it has no target).
+#   the same clients, certificate and pool size, for scale; it has no target); HEAP_STATS (unset): a path prefix, to
+#   write Poold's managed heap by type at idle (`dotnet-dump ... dumpheap -stat`, dotnet-dump on the PATH) to PREFIX.PHASE.
+#   The log shows the resident memory of the largest mappings at 0 clients and at idle.
 #
 # Prints a markdown report and writes it to bench/results/. Everything it starts, it stops.
 set -euo pipefail
@@ -109,6 +111,11 @@ wait_started() {
 kib() { # PID FIELD
     if [ "$2" = Pss ]; then awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; else awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; fi
 }
+# mappings PID: resident KiB per mapped file (anonymous mappings as [anon], plus [heap], [stack]...), largest first
+mappings() {
+    awk '/^[0-9a-f]+-[0-9a-f]+ / {name = NF >= 6 ? $6 : "[anon]"} /^Rss:/ {rss[name] += $2}
+         END {for (n in rss) if (rss[n] > 0) printf "%d\t%s\n", rss[n], n}' "/proc/$1/smaps" | sort -rn
+}
 connected() { ss -Htn state established "( sport = :$1 )" | wc -l; }
 
 : >"$work/results.tsv"
@@ -121,6 +128,7 @@ phase() { # NAME PORT [--tls]
     sleep 2
     local rss0 pss0
     rss0=$(kib "$poold_pid" VmRSS); pss0=$(kib "$poold_pid" Pss)
+    mappings "$poold_pid" >"$work/$name.mappings0"
     log "$name: 0 clients: RSS $((rss0 / 1024)) MiB, PSS $((pss0 / 1024)) MiB; opening $COUNT clients, $CONCURRENCY at a time"
     rm -f "$work/$name.ready" "$work/$name.release"
     python3 bench/idle_clients.py --port "$port" --user "$USER_NAME" --database postgres --count "$COUNT" \
@@ -144,6 +152,16 @@ phase() { # NAME PORT [--tls]
     done
     local hwm conns
     hwm=$(kib "$poold_pid" VmHWM)
+    mappings "$poold_pid" >"$work/$name.mappings1"
+    if [ -n "${HEAP_STATS:-}" ] && [ "${name%%-*}" != pgbouncer ]; then
+        # HEAP_STATS=FILE: the managed heap by type at idle (dotnet-dump; the dump itself is deleted)
+        dotnet-dump collect -p "$poold_pid" --type Heap -o "$work/$name.dump" >/dev/null \
+            && dotnet-dump analyze "$work/$name.dump" -c "dumpheap -stat -live" -c "dumpheap -type System.String -live -short" -c exit >"$HEAP_STATS.$name" \
+            && log "$name: managed heap by type written to $HEAP_STATS.$name"
+        rm -f "$work/$name.dump"
+    fi
+    log "$name: resident memory by mapping at 0 clients and idle (KiB; largest 8): $(awk -F'\t' 'NR == FNR {before[$2] = $1; next}
+        FNR <= 8 {printf "%s%s %d -> %d", (FNR > 1 ? ", " : ""), $2, before[$2], $1}' "$work/$name.mappings0" "$work/$name.mappings1")"
     conns=$(connected "$port")
     log "$name: $conns connected: RSS $((rss / 1024)) MiB, PSS $((pss / 1024)) MiB, peak $((hwm / 1024)) MiB"
     touch "$work/$name.release"

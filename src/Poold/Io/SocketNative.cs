@@ -33,14 +33,60 @@ internal static unsafe partial class SocketNative
         }
     }
 
-    private static SocketError Transfer(SafeHandle socket, byte* data, int length, bool send, out int count)
+    /// <summary>As <see cref="Receive"/>, leaving the bytes queued (MSG_PEEK).</summary>
+    public static SocketError Peek(SafeHandle socket, Span<byte> buffer, out int received)
+    {
+        fixed (byte* data = buffer)
+        {
+            return Transfer(socket, data, buffer.Length, send: false, out received, Peeking);
+        }
+    }
+
+    /// <summary>
+    /// Sets or clears O_NONBLOCK on the descriptor itself, behind the <see cref="Socket"/>'s back: its
+    /// <see cref="Socket.Blocking"/> setter would also build .NET's asynchronous context for the socket (about 250 bytes,
+    /// kept as long as the socket), which a socket served by <see cref="EpollEngine"/> never uses. Such a socket must
+    /// then not be read, written or connected through the <see cref="Socket"/> (which still takes it for blocking).
+    /// Returns 0 or the errno.
+    /// </summary>
+    public static int SetNonBlocking(SafeHandle socket, bool nonBlocking)
     {
         var added = false;
         try
         {
             socket.DangerousAddRef(ref added);
             var fd = (int)socket.DangerousGetHandle();
-            var result = send ? SendCall(fd, data, (nuint)length, NoSignal) : ReceiveCall(fd, data, (nuint)length, 0);
+            var flags = Control(fd, GetFlags, 0);
+            if (flags < 0)
+            {
+                return Marshal.GetLastPInvokeError();
+            }
+
+            var wanted = nonBlocking ? flags | NonBlock : flags & ~NonBlock;
+            return wanted == flags || Control(fd, SetFlags, wanted) == 0 ? 0 : Marshal.GetLastPInvokeError();
+        }
+        finally
+        {
+            if (added)
+            {
+                socket.DangerousRelease();
+            }
+        }
+    }
+
+    private const int Peeking = 0x2;
+    private const int GetFlags = 3;
+    private const int SetFlags = 4;
+    private const int NonBlock = 0x800;
+
+    private static SocketError Transfer(SafeHandle socket, byte* data, int length, bool send, out int count, int flags = 0)
+    {
+        var added = false;
+        try
+        {
+            socket.DangerousAddRef(ref added);
+            var fd = (int)socket.DangerousGetHandle();
+            var result = send ? SendCall(fd, data, (nuint)length, NoSignal | flags) : ReceiveCall(fd, data, (nuint)length, flags);
             count = result > 0 ? (int)result : 0;
             return result >= 0 ? SocketError.Success : ToSocketError(Marshal.GetLastPInvokeError());
         }
@@ -76,6 +122,10 @@ internal static unsafe partial class SocketNative
 
     [LibraryImport("libc", EntryPoint = "send", SetLastError = true)]
     private static partial nint SendCall(int fd, byte* buffer, nuint length, int flags);
+
+    /// <summary>fcntl(2) with an int argument (F_GETFL, F_SETFL), the only forms used here.</summary>
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    private static partial int Control(int fd, int command, int argument);
 
     [LibraryImport("libc", EntryPoint = "recv", SetLastError = true)]
     private static partial nint ReceiveCall(int fd, byte* buffer, nuint length, int flags);

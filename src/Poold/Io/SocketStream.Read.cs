@@ -72,7 +72,7 @@ internal sealed partial class SocketStream
             {
                 do
                 {
-                    count = _socket.Receive(probe, SocketFlags.Peek, out result);
+                    result = SocketNative.Peek(_handle, probe, out count);
                 }
                 while (result == SocketError.Interrupted);
             }

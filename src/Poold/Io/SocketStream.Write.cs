@@ -35,7 +35,7 @@ internal sealed partial class SocketStream
             SocketError result;
             try
             {
-                sent = _socket.Send(buffer, SocketFlags.None, out result);
+                result = SocketNative.Send(_handle, buffer, out sent);
             }
             catch (ObjectDisposedException)
             {

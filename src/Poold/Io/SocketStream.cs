@@ -62,16 +62,25 @@ internal sealed partial class SocketStream : Stream, IValueTaskSource<int>, IVal
     private CancellationToken _writeToken;
     private CancellationTokenRegistration _writeRegistration;
 
-    /// <summary>Makes <paramref name="socket"/> non-blocking and registers it with <paramref name="engine"/> (the shared one by default).</summary>
+    /// <summary>
+    /// Makes <paramref name="socket"/>'s descriptor non-blocking and registers it with <paramref name="engine"/> (the shared
+    /// one by default). From here on the socket is read and written only through this stream (see
+    /// <see cref="SocketNative.SetNonBlocking"/>).
+    /// </summary>
     public SocketStream(Socket socket, EpollEngine? engine = null)
     {
         _socket = socket;
         _engine = engine ?? EpollEngine.Shared;
         _readCore.RunContinuationsAsynchronously = false;
         _writeCore.RunContinuationsAsynchronously = false;
-        socket.Blocking = false;
-        _fd = (int)socket.Handle;
         _handle = socket.SafeHandle;
+        _fd = (int)_handle.DangerousGetHandle();
+        var nonBlocking = SocketNative.SetNonBlocking(_handle, nonBlocking: true);
+        if (nonBlocking != 0)
+        {
+            throw new IOException($"fcntl could not make the socket non-blocking: errno {nonBlocking}");
+        }
+
         (Token, _epollFd) = _engine.Reserve();
         _engine.Publish(Token, this);
         var error = EpollEngine.Watch(_epollFd, _fd, Token);

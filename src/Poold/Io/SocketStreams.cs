@@ -34,8 +34,9 @@ internal static class SocketStreams
             }
             catch (IOException)
             {
-                // epoll_ctl refused it (max_user_watches): .NET's engine still can; the socket is in non-blocking mode.
-                socket.Blocking = true;
+                // epoll_ctl refused it (max_user_watches): .NET's engine still can. The descriptor is back in blocking
+                // mode, as the Socket takes it to be (its engine sets O_NONBLOCK itself when it registers the socket).
+                _ = SocketNative.SetNonBlocking(socket.SafeHandle, nonBlocking: false);
             }
         }
 

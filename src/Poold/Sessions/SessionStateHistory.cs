@@ -14,26 +14,24 @@ namespace Poold.Sessions;
 /// </summary>
 internal sealed class SessionStateHistory
 {
-    private readonly List<HistoryEntry> _entries = [];
-    private readonly List<HistoryEntry> _startup = [];
+    /// <summary>The startup entries: shared with every session that logged in with the same parameters.</summary>
+    private StartupState _startup = StartupState.None;
+
+    /// <summary>The entries, once they differ from <see cref="_startup"/>'s (an idle client that set nothing keeps none of its own).</summary>
+    private List<HistoryEntry>? _entries;
     private string _stateText = "";
     private int _stateTextVersion = -1;
 
     /// <summary>Changes whenever an entry is added or removed: a link whose applied version differs needs a replay.</summary>
     public int Version { get; private set; }
 
-    public IReadOnlyList<HistoryEntry> Entries => _entries;
+    public IReadOnlyList<HistoryEntry> Entries => (IReadOnlyList<HistoryEntry>?)_entries ?? _startup.Entries;
 
     /// <summary>Transaction mode: the startup parameters that are not the pool's key become the first entries (and what a reset goes back to).</summary>
     public void Seed(IEnumerable<KeyValuePair<string, string>> parameters)
     {
-        foreach (var (name, value) in parameters)
-        {
-            var sql = $"SET \"{name.Replace("\"", "\"\"", StringComparison.Ordinal)}\" TO '{value.Replace("'", "''", StringComparison.Ordinal)}'";
-            _startup.Add(new HistoryEntry(name.ToLowerInvariant(), sql, QueryFrame(sql), DropsStatements: false, FromStartup: true));
-        }
-
-        _entries.AddRange(_startup);
+        _startup = StartupState.For(parameters);
+        _entries = null;
         Version++;
     }
 
@@ -45,13 +43,13 @@ internal sealed class SessionStateHistory
             return false;
         }
 
-        if (c.ResetsSession)
+        if (c.ResetsSession || _entries is null)
         {
             // What the client's startup packet set is its reset value, as on a direct connection.
-            _entries.Clear();
-            _entries.AddRange(_startup);
+            _entries = [.. _startup.Entries];
         }
-        else
+
+        if (!c.ResetsSession)
         {
             // A loop, not RemoveAll with a lambda: the lambda's closure over c would be allocated on every call, early
             // return or not (every statement of a transaction-mode session comes through here).
@@ -79,23 +77,33 @@ internal sealed class SessionStateHistory
     {
         get
         {
+            if (_entries is null)
+            {
+                return _startup.StateText;
+            }
+
             if (_stateTextVersion != Version)
             {
-                var text = new StringBuilder();
-                foreach (var entry in _entries)
-                {
-                    if (IsState(entry))
-                    {
-                        text.Append(entry.Sql).Append(';');
-                    }
-                }
-
-                _stateText = text.ToString();
+                _stateText = Text(_entries);
                 _stateTextVersion = Version;
             }
 
             return _stateText;
         }
+    }
+
+    private static string Text(IEnumerable<HistoryEntry> entries)
+    {
+        var text = new StringBuilder();
+        foreach (var entry in entries)
+        {
+            if (IsState(entry))
+            {
+                text.Append(entry.Sql).Append(';');
+            }
+        }
+
+        return text.ToString();
     }
 
     /// <summary>An entry that sets something (not a RESET ALL / DISCARD ALL, which the connection's own reset covers).</summary>
@@ -106,5 +114,59 @@ internal sealed class SessionStateHistory
         var buffer = new MessageBuffer(sql.Length + 16);
         buffer.Query(sql);
         return buffer.Written.ToArray();
+    }
+
+    /// <summary>
+    /// The SET commands of one set of startup parameters and their <see cref="StateText"/>, immutable and shared: ten
+    /// thousand clients of one application log in with the same application_name, client_encoding, DateStyle …, and
+    /// each would otherwise keep its own copy of the commands, their frames and the text (about 400 bytes a client).
+    /// At most <see cref="MaxShared"/> sets are kept; past that each session makes its own.
+    /// </summary>
+    private sealed class StartupState
+    {
+        private const int MaxShared = 4096;
+        private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, StartupState> Shared = new(StringComparer.Ordinal);
+
+        public static readonly StartupState None = new([]);
+
+        private StartupState(HistoryEntry[] entries)
+        {
+            Entries = entries;
+            StateText = Text(entries);
+        }
+
+        public HistoryEntry[] Entries { get; }
+
+        public string StateText { get; }
+
+        public static StartupState For(IEnumerable<KeyValuePair<string, string>> parameters)
+        {
+            var list = parameters.ToList();
+            if (list.Count == 0)
+            {
+                return None;
+            }
+
+            var key = new StringBuilder();
+            foreach (var (name, value) in list)
+            {
+                key.Append(name).Append('\0').Append(value).Append('\0');
+            }
+
+            var text = key.ToString();
+            if (Shared.TryGetValue(text, out var shared))
+            {
+                return shared;
+            }
+
+            var made = new StartupState([.. list.Select(p => Entry(p.Key, p.Value))]);
+            return Shared.Count < MaxShared ? Shared.GetOrAdd(text, made) : made;
+        }
+
+        private static HistoryEntry Entry(string name, string value)
+        {
+            var sql = $"SET \"{name.Replace("\"", "\"\"", StringComparison.Ordinal)}\" TO '{value.Replace("'", "''", StringComparison.Ordinal)}'";
+            return new HistoryEntry(name.ToLowerInvariant(), sql, QueryFrame(sql), DropsStatements: false, FromStartup: true);
+        }
     }
 }

@@ -49,4 +49,31 @@ public class SessionStateHistoryTests
         Assert.That(Record(history, sql), Is.False);
         Assert.That(history.StateText, Is.Empty);
     }
+
+    [Test]
+    public void SessionsWithTheSameStartupParameters_ShareTheirCommands_UntilOneSetsSomething()
+    {
+        var first = new SessionStateHistory();
+        var second = new SessionStateHistory();
+        var other = new SessionStateHistory();
+        first.Seed([new("application_name", "shared-app"), new("DateStyle", "ISO, MDY")]);
+        second.Seed([new("application_name", "shared-app"), new("DateStyle", "ISO, MDY")]);
+        other.Seed([new("application_name", "other-app"), new("DateStyle", "ISO, MDY")]);
+
+        Assert.That(second.Entries, Is.SameAs(first.Entries), "one copy of the commands for both sessions");
+        Assert.That(second.StateText, Is.SameAs(first.StateText));
+        Assert.That(other.Entries, Is.Not.SameAs(first.Entries));
+        Assert.That(other.StateText, Does.Contain("other-app"));
+
+        Record(first, "SET search_path = a");
+        Assert.That(first.StateText, Is.EqualTo("SET \"application_name\" TO 'shared-app';SET \"DateStyle\" TO 'ISO, MDY';SET search_path = a;"));
+        Assert.That(second.StateText, Is.EqualTo("SET \"application_name\" TO 'shared-app';SET \"DateStyle\" TO 'ISO, MDY';"),
+            "the other session's state is its own");
+        Assert.That(second.Entries.Select(e => e.Sql), Has.None.Contains("search_path"));
+
+        Record(first, "SET application_name = 'mine'");
+        Record(first, "RESET ALL");
+        Assert.That(first.StateText, Is.EqualTo(second.StateText), "a reset goes back to the shared startup commands");
+        Assert.That(first.Entries.Select(e => e.Key), Is.EqualTo(new[] { "application_name", "datestyle", null }));
+    }
 }
