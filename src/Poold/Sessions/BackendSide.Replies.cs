@@ -55,6 +55,51 @@ internal sealed partial class BackendSide
 
         public Task Completion => _done.Task;
 
+        /// <summary>
+        /// ParseComplete/CloseComplete replies the client's own messages of the batch's parts sent so far will bring
+        /// (one per Parse and per Close). Kept by the dispatch only.
+        /// </summary>
+        public int ClientCompletes;
+
+        /// <summary>Statements Poold put ahead of a later part: after that many of the client's completions, so many of Poold's (under the lock).</summary>
+        private List<(int After, int Count)>? _hidden;
+
+        /// <summary>
+        /// The dispatch, before it writes a later part with <paramref name="count"/> statements of Poold's ahead of it
+        /// (statements the connection lacks): their completions come after <see cref="ClientCompletes"/> of the client's.
+        /// </summary>
+        public void HideAfterClientCompletes(int count)
+        {
+            lock (this)
+            {
+                (_hidden ??= []).Add((ClientCompletes, count));
+            }
+        }
+
+        /// <summary>The reply pump, at a ParseComplete/CloseComplete after <paramref name="relayed"/> of the client's: true when it is Poold's.</summary>
+        public bool TakeHidden(int relayed)
+        {
+            lock (this)
+            {
+                if (_hidden is null)
+                {
+                    return false;
+                }
+
+                for (var i = 0; i < _hidden.Count; i++)
+                {
+                    var (after, count) = _hidden[i];
+                    if (after == relayed && count > 0)
+                    {
+                        _hidden[i] = (after, count - 1);
+                        return true;
+                    }
+                }
+
+                return false;
+            }
+        }
+
         public void Complete(TransactionStatus status)
         {
             Status = status;
@@ -131,6 +176,7 @@ internal sealed partial class BackendSide
                 var link = entry.Link;
                 var reader = link.Connection.Reader;
                 var skip = entry.SkipLeading;
+                var clientCompletes = 0;
                 while (true)
                 {
                     var result = await reader.ReadAsync(stop);
@@ -187,10 +233,9 @@ internal sealed partial class BackendSide
 
                         var frame = buffer.Slice(0, 1 + length);
                         var body = frame.Slice(FrameReader.HeaderLength);
-                        if (code is (byte)BackendCode.ParseComplete or (byte)BackendCode.CloseComplete && skip > 0)
+                        if (code is (byte)BackendCode.ParseComplete or (byte)BackendCode.CloseComplete && !IsClients(entry, ref skip, ref clientCompletes))
                         {
                             // Poold's own injected statement: send what came before it, leave it out.
-                            skip--;
                             await RelayRunAsync(entry, result.Buffer, runStart, frame.Start, stop);
                             buffer = buffer.Slice(frame.End);
                             runStart = buffer.Start;
@@ -360,6 +405,28 @@ internal sealed partial class BackendSide
     }
 
     /// <summary>Writes the bytes between two positions of a read buffer to the client (when the entry is relayed).</summary>
+    /// <summary>
+    /// Whether a ParseComplete/CloseComplete answers the client's own Parse or Close (counted in
+    /// <paramref name="clientCompletes"/>), or a statement Poold put ahead of the batch (<paramref name="skip"/> of them
+    /// lead it) or ahead of a later part of it (<see cref="BatchControl.HideAfterClientCompletes"/>).
+    /// </summary>
+    private static bool IsClients(ReplyEntry entry, ref int skip, ref int clientCompletes)
+    {
+        if (skip > 0)
+        {
+            skip--;
+            return false;
+        }
+
+        if (entry.Control?.TakeHidden(clientCompletes) == true)
+        {
+            return false;
+        }
+
+        clientCompletes++;
+        return true;
+    }
+
     private async ValueTask RelayRunAsync(ReplyEntry entry, ReadOnlySequence<byte> buffer, SequencePosition from, SequencePosition to,
         CancellationToken stop)
     {

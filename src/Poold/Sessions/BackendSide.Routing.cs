@@ -489,6 +489,7 @@ internal sealed partial class BackendSide
                 locked.OnlyBegun = false;
                 PinParsed(messages);
                 MarkBoundIfUncertain(locked, messages, inTransaction: true);
+                await CatchUpLockedAsync(locked, messages, ct);
 
                 ApplyTransactionEffects(locked, messages);
                 await WriteAndFlushAsync(locked.Connection, bytes, ct);
@@ -621,7 +622,7 @@ internal sealed partial class BackendSide
             ApplyTransactionEffects(link, messages);
 
             // Queued before the batch is written, so its replies can never be taken for asynchronous messages.
-            var control = sync ? null : new BatchControl();
+            var control = sync ? null : new BatchControl { ClientCompletes = Completions(messages) };
             Enqueue(link, relay: true, skip, control);
             link.OnlyBegun = begins;
             await WriteAndFlushAsync(link.Connection, bytes, ct);
@@ -1120,6 +1121,51 @@ internal sealed partial class BackendSide
         var skip = frames.Count;
         frames.Clear();
         return skip;
+    }
+
+    /// <summary>
+    /// A later part of a batch already under way (sent after a Flush) may bind a statement its connection lacks: as
+    /// ahead of any batch, Poold parses it there first (<see cref="StatementRegistry.CatchUp"/>), and the batch's
+    /// control hides the completions of those statements, which come among the replies after those of the client's
+    /// earlier parts. A part that continues a COPY has no control; it is sent as it is.
+    /// </summary>
+    private async Task CatchUpLockedAsync(NodeLink locked, List<BatchMessage> messages, CancellationToken ct)
+    {
+        if (_lockedBatch is not { } control)
+        {
+            return;
+        }
+
+        var frames = _catchUpFrames;
+        _registry.CatchUp(locked, messages, _transactionMode, _services.Settings.Get(Params.MaxPreparedStatements), frames);
+        if (frames.Count > 0)
+        {
+            // Before the frames are written: their replies may come at once.
+            control.HideAfterClientCompletes(frames.Count);
+            foreach (var frame in frames)
+            {
+                await locked.Connection.WriteAsync(frame, ct);
+            }
+
+            frames.Clear();
+        }
+
+        control.ClientCompletes += Completions(messages);
+    }
+
+    /// <summary>How many ParseComplete/CloseComplete replies <paramref name="messages"/> bring when they all run: one per Parse and per Close.</summary>
+    private static int Completions(List<BatchMessage> messages)
+    {
+        var count = 0;
+        foreach (var m in messages)
+        {
+            if (m.Code is (byte)FrontendCode.Parse or (byte)FrontendCode.Close)
+            {
+                count++;
+            }
+        }
+
+        return count;
     }
 
     /// <summary>Frames <see cref="StatementRegistry.CatchUp"/> puts ahead of a batch (reused: one batch at a time).</summary>

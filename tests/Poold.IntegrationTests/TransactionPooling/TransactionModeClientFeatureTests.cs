@@ -319,4 +319,44 @@ public class TransactionModeClientFeatureTests
         Assert.That((await a.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { 'C', 'Z' }));
         Assert.That((await b.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { '1', 'Z' }));
     }
+
+    /// <summary>
+    /// A batch split by a Flush whose later part binds a statement prepared in an earlier transaction, on a server
+    /// connection that does not have it (the one that does is held by another client): Poold parses it there first, and
+    /// the client sees only its own replies, in order. Before, the later part was sent as it was and got 26000.
+    /// </summary>
+    [Test]
+    public async Task ALaterPartOfABatch_BindsAStatementItsConnectionLacks_ItIsParsedThereFirst()
+    {
+        await using var poold = await StartAsync("default_pool_size = 2\nquery_wait_timeout = 30\n");
+        await using var a = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-flush-a");
+        await using var b = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-flush-b");
+        var timeout = TimeSpan.FromSeconds(10);
+        static char[] Codes(List<BackendMessage> messages) => [.. messages.Select(m => m.Code)];
+
+        // The statement goes to the only server connection there is; then B holds that one in a transaction.
+        await a.SendAsync(RawClient.Parse("S1", "SELECT 41 + 1"), RawClient.Sync());
+        Assert.That(Codes(await a.ReadUntilReadyAsync(timeout)), Is.EqualTo(new[] { '1', 'Z' }));
+        await b.SendAsync(RawClient.Query("BEGIN"), RawClient.Query("SELECT pg_backend_pid()"));
+        await b.ReadUntilReadyAsync(timeout);
+        var heldByB = (await b.ReadUntilReadyAsync(timeout)).Single(m => m.Code == 'D').FirstColumn;
+
+        // A's batch: a first part up to a Flush (on the second connection), then a part that binds S1.
+        await a.SendAsync(RawClient.Parse("", "SELECT pg_backend_pid()"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Flush());
+        var first = await a.ReadUntilAsync("C", timeout);
+        Assert.That(Codes(first), Is.EqualTo(new[] { '1', '2', 'D', 'C' }));
+        Assert.That(first.Single(m => m.Code == 'D').FirstColumn, Is.Not.EqualTo(heldByB), "A's batch runs on the connection without S1");
+
+        await a.SendAsync(RawClient.Bind("", "S1"), RawClient.Execute(""), RawClient.Parse("S2", "SELECT 2"), RawClient.Sync());
+        var rest = await a.ReadUntilReadyAsync(timeout);
+        Assert.That(Codes(rest), Is.EqualTo(new[] { '2', 'D', 'C', '1', 'Z' }), string.Join(", ", rest));
+        Assert.That(rest.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("42"));
+
+        // Both statements stay usable on either connection.
+        await b.SendAsync(RawClient.Query("COMMIT"));
+        await b.ReadUntilReadyAsync(timeout);
+        await a.SendAsync(RawClient.Bind("", "S2"), RawClient.Execute(""), RawClient.Bind("", "S1"), RawClient.Execute(""), RawClient.Sync());
+        var again = await a.ReadUntilReadyAsync(timeout);
+        Assert.That(again.Where(m => m.Code == 'D').Select(m => m.FirstColumn), Is.EqualTo(new[] { "2", "42" }), string.Join(", ", again));
+    }
 }
