@@ -169,7 +169,7 @@ internal sealed partial class BackendSide
     /// </summary>
     public async Task ForwardCancelAsync(CancellationToken cancellationToken)
     {
-        if (!_cancelGate.TryEnter())
+        if (!_cancelGate.TryEnter(out var ticket))
         {
             return;
         }
@@ -197,7 +197,7 @@ internal sealed partial class BackendSide
         }
         finally
         {
-            _cancelGate.Exit();
+            _cancelGate.Exit(ticket);
         }
     }
 }

@@ -4,21 +4,31 @@ namespace Poold.Sessions;
 /// Counts the cancel requests a session is forwarding, so its backend connections are released only after every
 /// cancel sent for them has been delivered. Once closed, it admits no more: a cancel that comes later finds nothing
 /// to cancel, as if the session had already ended. Cancels are rare; one small lock keeps the count exact.
+/// <para>
+/// A cancel still on its way when a wait gave up (<see cref="CancelsSince.Undelivered"/>) is written off: the
+/// connections it was sent for are closed, so it can harm nothing, and the session's later releases do not wait for it
+/// again. Each admitted cancel carries the gate's generation, which a write-off moves on.
+/// </para>
 /// </summary>
 internal sealed class CancelGate
 {
     private readonly object _lock = new();
     private TaskCompletionSource? _idle;
     private int _inFlight;
+    private int _generation;
     private bool _closed;
     private bool _used;
     private bool _paused;
 
-    /// <summary>Admits one cancel, or returns false once the session is releasing its connections.</summary>
-    public bool TryEnter()
+    /// <summary>
+    /// Admits one cancel, or returns false once the session is releasing its connections. <paramref name="ticket"/> goes
+    /// back to <see cref="Exit"/> when the cancel has been delivered (or has failed for good).
+    /// </summary>
+    public bool TryEnter(out int ticket)
     {
         lock (_lock)
         {
+            ticket = _generation;
             if (_closed || _paused)
             {
                 return false;
@@ -30,11 +40,12 @@ internal sealed class CancelGate
         }
     }
 
-    public void Exit()
+    public void Exit(int ticket)
     {
         lock (_lock)
         {
-            if (--_inFlight == 0)
+            // A cancel written off (see the type's summary) is no longer counted.
+            if (ticket == _generation && --_inFlight == 0)
             {
                 _idle?.TrySetResult();
             }
@@ -105,7 +116,14 @@ internal sealed class CancelGate
         catch (TimeoutException)
         {
             // Still on its way (a slow connect to the postmaster may take up to twice connect_timeout): it could land
-            // after any check, on the next owner's statement.
+            // after any check, on the next owner's statement. Its connections are closed, and it is written off.
+            lock (_lock)
+            {
+                _generation++;
+                _inFlight = 0;
+                _idle = null;
+            }
+
             return CancelsSince.Undelivered;
         }
 
