@@ -135,6 +135,15 @@ internal sealed class StatementRegistry(TimeProvider time)
             }
 
             var name = m.Code == (byte)FrontendCode.Bind ? m.StatementName : m.Name;
+            if (shared && name.Length > 0 && !ParsedBefore(messages, name, i) && !Statements.ContainsKey(name) && connection.Prepared.Remove(name))
+            {
+                // The client has no statement of that name (it deallocated it, or never made it), but another client left
+                // one here: closed first, so the server answers as it would the client alone (26000), and runs nothing.
+                frames.Add(CloseFrame(name));
+                link.Statements.Remove(name);
+                continue;
+            }
+
             if (!link.Statements.Contains(name) && !ParsedBefore(messages, name, i) && Statements.TryGetValue(name, out var statement))
             {
                 if (shared && connection.Prepared.Remove(name))

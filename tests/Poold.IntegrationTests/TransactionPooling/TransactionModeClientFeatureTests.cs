@@ -359,4 +359,36 @@ public class TransactionModeClientFeatureTests
         var again = await a.ReadUntilReadyAsync(timeout);
         Assert.That(again.Where(m => m.Code == 'D').Select(m => m.FirstColumn), Is.EqualTo(new[] { "2", "42" }), string.Join(", ", again));
     }
+
+    /// <summary>
+    /// A client that deallocated its statement and binds the name again gets PostgreSQL's 26000 and runs nothing, even
+    /// where another client's statement of that name and text lives on the server connection; that client's statement
+    /// keeps working. Before, the Bind ran the other client's copy.
+    /// </summary>
+    [Test]
+    public async Task BindingAStatementTheClientDeallocated_Fails26000_EvenWhereAnotherClientsCopyLives()
+    {
+        await using var poold = await StartAsync("default_pool_size = 1\nquery_wait_timeout = 30\n");
+        await using var a = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-dealloc-a");
+        await using var b = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-dealloc-b");
+        var timeout = TimeSpan.FromSeconds(10);
+        static char[] Codes(List<BackendMessage> messages) => [.. messages.Select(m => m.Code)];
+
+        await a.SendAsync(RawClient.Parse("s1", "SELECT 7"), RawClient.Sync());
+        Assert.That(Codes(await a.ReadUntilReadyAsync(timeout)), Is.EqualTo(new[] { '1', 'Z' }));
+        await b.SendAsync(RawClient.Parse("s1", "SELECT 7"), RawClient.Sync());
+        Assert.That(Codes(await b.ReadUntilReadyAsync(timeout)), Is.EqualTo(new[] { '1', 'Z' }));
+
+        await a.SendAsync(RawClient.Query("DEALLOCATE s1"));
+        Assert.That(Codes(await a.ReadUntilReadyAsync(timeout)), Is.EqualTo(new[] { 'C', 'Z' }));
+        await a.SendAsync(RawClient.Bind("", "s1"), RawClient.Execute(""), RawClient.Sync());
+        var refused = await a.ReadUntilReadyAsync(timeout);
+        Assert.That(Codes(refused), Is.EqualTo(new[] { 'E', 'Z' }), string.Join(", ", refused));
+        Assert.That(refused[0].SqlState, Is.EqualTo("26000"));
+
+        await b.SendAsync(RawClient.Bind("", "s1"), RawClient.Execute(""), RawClient.Sync());
+        var served = await b.ReadUntilReadyAsync(timeout);
+        Assert.That(Codes(served), Is.EqualTo(new[] { '2', 'D', 'C', 'Z' }), string.Join(", ", served));
+        Assert.That(served[1].FirstColumn, Is.EqualTo("7"));
+    }
 }
