@@ -62,7 +62,36 @@ internal sealed partial class BackendSide
         public int ClientCompletes;
 
         /// <summary>Statements Poold put ahead of a later part: after that many of the client's completions, so many of Poold's (under the lock).</summary>
-        private List<(int After, int Count)>? _hidden;
+        private volatile List<(int After, int Count)>? _hidden;
+
+        /// <summary>
+        /// The names of the statements Poold parsed or closed ahead of later parts (the dispatch's only). When the batch
+        /// fails, the server may have skipped them (it skips everything up to the Sync after an error), and the
+        /// dispatch's records of those names are not to be trusted (<see cref="InjectionsSkipped"/>).
+        /// </summary>
+        public List<string> InjectedNames { get; } = [];
+
+        /// <summary>Set with the batch's end: an error came, and some of Poold's statements got no completion (the server skipped them).</summary>
+        public bool InjectionsSkipped { get; private set; }
+
+        /// <summary>The batch's ReadyForQuery has come (set before the client gets it: its next batch sees the flag).</summary>
+        public bool Ended => _ended;
+
+        private volatile bool _ended;
+
+        /// <summary>The reply pump, at the batch's ReadyForQuery, before it goes to the client.</summary>
+        public void End()
+        {
+            if (Failed && _hidden is not null)
+            {
+                lock (this)
+                {
+                    InjectionsSkipped = _hidden.Exists(static h => h.Count > 0);
+                }
+            }
+
+            _ended = true;
+        }
 
         /// <summary>
         /// The dispatch, before it writes a later part with <paramref name="count"/> statements of Poold's ahead of it
@@ -72,26 +101,34 @@ internal sealed partial class BackendSide
         {
             lock (this)
             {
-                (_hidden ??= []).Add((ClientCompletes, count));
+                var hidden = _hidden ?? [];
+                hidden.Add((ClientCompletes, count));
+                _hidden = hidden;
             }
         }
 
         /// <summary>The reply pump, at a ParseComplete/CloseComplete after <paramref name="relayed"/> of the client's: true when it is Poold's.</summary>
         public bool TakeHidden(int relayed)
         {
+            if (_hidden is null)
+            {
+                // The common case, a batch with nothing of Poold's in its later parts: no lock.
+                return false;
+            }
+
             lock (this)
             {
-                if (_hidden is null)
+                if (_hidden is not { } hidden)
                 {
                     return false;
                 }
 
-                for (var i = 0; i < _hidden.Count; i++)
+                for (var i = 0; i < hidden.Count; i++)
                 {
-                    var (after, count) = _hidden[i];
+                    var (after, count) = hidden[i];
                     if (after == relayed && count > 0)
                     {
-                        _hidden[i] = (after, count - 1);
+                        hidden[i] = (after, count - 1);
                         return true;
                     }
                 }
@@ -291,6 +328,7 @@ internal sealed partial class BackendSide
                         {
                             // A ReadyForQuery that answers Poold's own Sync (see EndLockedBatchAsync) stays here.
                             var swallow = entry.Control is { SwallowReadyForQuery: true };
+                            entry.Control?.End();
                             await RelayRunAsync(entry, result.Buffer, runStart, swallow ? frame.Start : buffer.Start, stop);
                             runStart = buffer.Start;
                             if (entry.Relay)
@@ -404,7 +442,6 @@ internal sealed partial class BackendSide
         }
     }
 
-    /// <summary>Writes the bytes between two positions of a read buffer to the client (when the entry is relayed).</summary>
     /// <summary>
     /// Whether a ParseComplete/CloseComplete answers the client's own Parse or Close (counted in
     /// <paramref name="clientCompletes"/>), or a statement Poold put ahead of the batch (<paramref name="skip"/> of them
@@ -427,6 +464,7 @@ internal sealed partial class BackendSide
         return true;
     }
 
+    /// <summary>Writes the bytes between two positions of a read buffer to the client (when the entry is relayed).</summary>
     private async ValueTask RelayRunAsync(ReplyEntry entry, ReadOnlySequence<byte> buffer, SequencePosition from, SequencePosition to,
         CancellationToken stop)
     {

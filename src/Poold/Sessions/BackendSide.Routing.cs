@@ -283,6 +283,7 @@ internal sealed partial class BackendSide
     private async ValueTask DispatchQueryAsync(ReadOnlySequence<byte> frame, ReadOnlySequence<byte> body, CancellationToken ct)
     {
         _lastBatchExtended = false;
+        SettleInjected();
         var span = body.IsSingleSegment ? body.FirstSpan : body.ToArray();
         var text = QueryBytes(span, 0);
         if (_client.TryAnswerPoolQuery(text))
@@ -488,8 +489,8 @@ internal sealed partial class BackendSide
                 // what this part pins or changes counts as for any batch.
                 locked.OnlyBegun = false;
                 PinParsed(messages);
-                MarkBoundIfUncertain(locked, messages, inTransaction: true);
                 await CatchUpLockedAsync(locked, messages, ct);
+                MarkBoundIfUncertain(locked, messages, inTransaction: true);
 
                 ApplyTransactionEffects(locked, messages);
                 await WriteAndFlushAsync(locked.Connection, bytes, ct);
@@ -504,6 +505,7 @@ internal sealed partial class BackendSide
                 return;
             }
 
+            SettleInjected();
             if (_discardUntilSync)
             {
                 // The part sent before failed: this one is skipped, as the server skips what follows an error.
@@ -1140,6 +1142,20 @@ internal sealed partial class BackendSide
         _registry.CatchUp(locked, messages, _transactionMode, _services.Settings.Get(Params.MaxPreparedStatements), frames);
         if (frames.Count > 0)
         {
+            foreach (var frame in frames)
+            {
+                control.InjectedNames.Add(StatementRegistry.StatementNameOf(frame));
+            }
+
+            // The records now count these statements as parsed (or closed) there. Should an earlier part fail, the server
+            // skips them: SettleInjected puts the records right for this session, and in transaction mode the
+            // connection's next client drops every statement first, since its records may be wrong too.
+            _injected = (control, locked);
+            if (_transactionMode)
+            {
+                locked.Connection.PreparedUncertain = true;
+            }
+
             // Before the frames are written: their replies may come at once.
             control.HideAfterClientCompletes(frames.Count);
             foreach (var frame in frames)
@@ -1151,6 +1167,39 @@ internal sealed partial class BackendSide
         }
 
         control.ClientCompletes += Completions(messages);
+    }
+
+    /// <summary>The last batch whose later part had statements of Poold's put ahead of it, and its link, until settled.</summary>
+    private (BatchControl Control, NodeLink Link)? _injected;
+
+    /// <summary>
+    /// Before a new batch: if the last batch with statements of Poold's in a later part has ended with an error, and
+    /// the server skipped some of them, the session's records of those names are wrong. Each is then taken as absent
+    /// from that connection, and closed there before its next use (a Close of a statement that does not exist is not an
+    /// error), so it is parsed again where it is bound. The reply pump marks the batch ended before the client has its
+    /// ReadyForQuery, so a client that waits for it (as every client must before it relies on a statement) is covered; a
+    /// batch pipelined ahead of that answer is settled at a later one.
+    /// </summary>
+    private void SettleInjected()
+    {
+        if (_injected is not { } injected || injected.Control == _lockedBatch || !injected.Control.Ended)
+        {
+            return;
+        }
+
+        var (control, link) = injected;
+        _injected = null;
+        if (!control.InjectionsSkipped || !_backends.TryGet(link.Connection.NodeId, out var current) || current != link)
+        {
+            return;
+        }
+
+        foreach (var name in control.InjectedNames)
+        {
+            link.Statements.Remove(name);
+            link.StaleStatements.Add(name);
+            link.Connection.Prepared.Remove(name);
+        }
     }
 
     /// <summary>How many ParseComplete/CloseComplete replies <paramref name="messages"/> bring when they all run: one per Parse and per Close.</summary>

@@ -120,12 +120,19 @@ internal sealed class SessionStateHistory
     /// The SET commands of one set of startup parameters and their <see cref="StateText"/>, immutable and shared: ten
     /// thousand clients of one application log in with the same application_name, client_encoding, DateStyle …, and
     /// each would otherwise keep its own copy of the commands, their frames and the text (about 400 bytes a client).
-    /// At most <see cref="MaxShared"/> sets are kept; past that each session makes its own.
+    /// Only sets of at most <see cref="MaxSharedLength"/> characters are shared, and at most <see cref="MaxShared"/> of
+    /// them are kept (a few megabytes at most); when that many are, the cache starts again empty (sessions keep what
+    /// they have), so sets that come and go (an application_name with a pid in it) cannot keep the ones in steady use
+    /// out.
     /// </summary>
     private sealed class StartupState
     {
-        private const int MaxShared = 4096;
+        private const int MaxShared = 1024;
+        private const int MaxSharedLength = 1024;
         private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, StartupState> Shared = new(StringComparer.Ordinal);
+
+        /// <summary>About how many sets <see cref="Shared"/> holds (its own Count takes every lock of the dictionary).</summary>
+        private static int _sharedCount;
 
         public static readonly StartupState None = new([]);
 
@@ -160,7 +167,18 @@ internal sealed class SessionStateHistory
             }
 
             var made = new StartupState([.. list.Select(p => Entry(p.Key, p.Value))]);
-            return Shared.Count < MaxShared ? Shared.GetOrAdd(text, made) : made;
+            if (text.Length > MaxSharedLength)
+            {
+                return made;
+            }
+
+            if (Interlocked.Increment(ref _sharedCount) > MaxShared)
+            {
+                Shared.Clear();
+                Volatile.Write(ref _sharedCount, 1);
+            }
+
+            return Shared.GetOrAdd(text, made);
         }
 
         private static HistoryEntry Entry(string name, string value)

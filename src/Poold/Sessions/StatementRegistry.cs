@@ -337,6 +337,14 @@ internal sealed class StatementRegistry(TimeProvider time)
         return false;
     }
 
+    /// <summary>The statement a Parse or a Close (of a statement) frame names.</summary>
+    public static string StatementNameOf(byte[] frame)
+    {
+        var start = frame[0] == (byte)FrontendCode.Close ? 6 : 5;
+        var end = Array.IndexOf(frame, (byte)0, start);
+        return System.Text.Encoding.UTF8.GetString(frame, start, end - start);
+    }
+
     public static byte[] CloseFrame(string statement)
     {
         var buffer = new MessageBuffer(statement.Length + 16);

@@ -361,6 +361,42 @@ public class TransactionModeClientFeatureTests
     }
 
     /// <summary>
+    /// As above, but the batch's first part fails: the server skips everything up to the Sync, the statement Poold put
+    /// ahead of the later part included. Poold's records must not count it as parsed there: the client's next Bind of
+    /// it, on the same server connection, still works. Before, the records said the connection had it, and the server
+    /// answered 26000.
+    /// </summary>
+    [Test]
+    public async Task ALaterPartOfAFailedBatch_TheStatementPutAheadOfItIsSkipped_ItsRecordIsPutRight()
+    {
+        await using var poold = await StartAsync("default_pool_size = 2\nquery_wait_timeout = 30\n");
+        await using var a = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-flushfail-a");
+        await using var b = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-flushfail-b");
+        var timeout = TimeSpan.FromSeconds(10);
+        static char[] Codes(List<BackendMessage> messages) => [.. messages.Select(m => m.Code)];
+
+        await a.SendAsync(RawClient.Parse("S1", "SELECT 41 + 1"), RawClient.Sync());
+        Assert.That(Codes(await a.ReadUntilReadyAsync(timeout)), Is.EqualTo(new[] { '1', 'Z' }));
+        await b.SendAsync(RawClient.Query("BEGIN"));
+        await b.ReadUntilReadyAsync(timeout);
+
+        await a.SendAsync(RawClient.Parse("", "SELECT 1/0"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Flush());
+        var failed = await a.ReadUntilAsync("E", timeout);
+        Assert.That(failed[^1].SqlState, Is.EqualTo("22012"));
+        await a.SendAsync(RawClient.Bind("", "S1"), RawClient.Execute(""), RawClient.Sync());
+        var skipped = await a.ReadUntilReadyAsync(timeout);
+        Assert.That(Codes(skipped), Is.EqualTo(new[] { 'Z' }), string.Join(", ", skipped));
+
+        // B still holds the other connection: A's next batch runs where the skipped Parse went.
+        await a.SendAsync(RawClient.Bind("", "S1"), RawClient.Execute(""), RawClient.Sync());
+        var again = await a.ReadUntilReadyAsync(timeout);
+        Assert.That(Codes(again), Is.EqualTo(new[] { '2', 'D', 'C', 'Z' }), string.Join(", ", again.Select(m => m.Code + ":" + m.Text)));
+        Assert.That(again[1].FirstColumn, Is.EqualTo("42"));
+        await b.SendAsync(RawClient.Query("COMMIT"));
+        await b.ReadUntilReadyAsync(timeout);
+    }
+
+    /// <summary>
     /// A client that deallocated its statement and binds the name again gets PostgreSQL's 26000 and runs nothing, even
     /// where another client's statement of that name and text lives on the server connection; that client's statement
     /// keeps working. Before, the Bind ran the other client's copy.
