@@ -74,6 +74,24 @@ internal static unsafe partial class SocketNative
         }
     }
 
+    /// <summary>Whether the descriptor has O_NONBLOCK (tests).</summary>
+    internal static bool IsNonBlocking(SafeHandle socket)
+    {
+        var added = false;
+        try
+        {
+            socket.DangerousAddRef(ref added);
+            return (Control((int)socket.DangerousGetHandle(), GetFlags, 0) & NonBlock) != 0;
+        }
+        finally
+        {
+            if (added)
+            {
+                socket.DangerousRelease();
+            }
+        }
+    }
+
     private const int Peeking = 0x2;
     private const int GetFlags = 3;
     private const int SetFlags = 4;

@@ -68,6 +68,25 @@ public sealed class SocketStreamTests : IDisposable
     }
 
     [Test]
+    public async Task TheDescriptorIsMadeNonBlocking_BehindTheSocketsBack_AndCanBeMadeBlockingAgain()
+    {
+        var socket = _stream.Socket;
+        Assert.That(SocketNative.IsNonBlocking(socket.SafeHandle), Is.True);
+        Assert.That(socket.Blocking, Is.True, "Socket.Blocking was not used: .NET built no asynchronous context for the socket");
+
+        // A read with nothing to read parks (no EAGAIN surfaces), and completes when the peer writes.
+        var buffer = new byte[16];
+        var read = _stream.ReadAsync(buffer);
+        Assert.That(read.IsCompleted, Is.False);
+        _peer.Send(Bytes(3, 1));
+        Assert.That(await Within(read), Is.EqualTo(3));
+
+        // What the fallback to .NET's engine does when epoll refuses a socket.
+        Assert.That(SocketNative.SetNonBlocking(socket.SafeHandle, nonBlocking: false), Is.Zero);
+        Assert.That(SocketNative.IsNonBlocking(socket.SafeHandle), Is.False);
+    }
+
+    [Test]
     public async Task ShortReads_ReturnWhatArrived_AndFullReadsLeaveTheRestReadable()
     {
         _peer.Send(Bytes(10, 1));
