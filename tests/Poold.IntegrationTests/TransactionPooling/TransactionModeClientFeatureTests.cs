@@ -325,6 +325,21 @@ public class TransactionModeClientFeatureTests
     /// connection that does not have it (the one that does is held by another client): Poold parses it there first, and
     /// the client sees only its own replies, in order. Before, the later part was sent as it was and got 26000.
     /// </summary>
+    private static char[] Codes(List<BackendMessage> messages) => [.. messages.Select(m => m.Code)];
+
+    /// <summary>
+    /// On a pool of two: A prepares S1 (<c>SELECT 41 + 1</c>) on the only server connection there is, then B holds that
+    /// one in a transaction, so A's next batch runs on the other. Returns the pid B holds.
+    /// </summary>
+    private static async Task<string> PrepareWhereBThenHoldsItAsync(RawClient a, RawClient b, TimeSpan timeout)
+    {
+        await a.SendAsync(RawClient.Parse("S1", "SELECT 41 + 1"), RawClient.Sync());
+        Assert.That(Codes(await a.ReadUntilReadyAsync(timeout)), Is.EqualTo(new[] { '1', 'Z' }));
+        await b.SendAsync(RawClient.Query("BEGIN"), RawClient.Query("SELECT pg_backend_pid()"));
+        await b.ReadUntilReadyAsync(timeout);
+        return (await b.ReadUntilReadyAsync(timeout)).Single(m => m.Code == 'D').FirstColumn;
+    }
+
     [Test]
     public async Task ALaterPartOfABatch_BindsAStatementItsConnectionLacks_ItIsParsedThereFirst()
     {
@@ -332,14 +347,7 @@ public class TransactionModeClientFeatureTests
         await using var a = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-flush-a");
         await using var b = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-flush-b");
         var timeout = TimeSpan.FromSeconds(10);
-        static char[] Codes(List<BackendMessage> messages) => [.. messages.Select(m => m.Code)];
-
-        // The statement goes to the only server connection there is; then B holds that one in a transaction.
-        await a.SendAsync(RawClient.Parse("S1", "SELECT 41 + 1"), RawClient.Sync());
-        Assert.That(Codes(await a.ReadUntilReadyAsync(timeout)), Is.EqualTo(new[] { '1', 'Z' }));
-        await b.SendAsync(RawClient.Query("BEGIN"), RawClient.Query("SELECT pg_backend_pid()"));
-        await b.ReadUntilReadyAsync(timeout);
-        var heldByB = (await b.ReadUntilReadyAsync(timeout)).Single(m => m.Code == 'D').FirstColumn;
+        var heldByB = await PrepareWhereBThenHoldsItAsync(a, b, timeout);
 
         // A's batch: a first part up to a Flush (on the second connection), then a part that binds S1.
         await a.SendAsync(RawClient.Parse("", "SELECT pg_backend_pid()"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Flush());
@@ -373,12 +381,7 @@ public class TransactionModeClientFeatureTests
         await using var a = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-flushfail-a");
         await using var b = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-flushfail-b");
         var timeout = TimeSpan.FromSeconds(10);
-        static char[] Codes(List<BackendMessage> messages) => [.. messages.Select(m => m.Code)];
-
-        await a.SendAsync(RawClient.Parse("S1", "SELECT 41 + 1"), RawClient.Sync());
-        Assert.That(Codes(await a.ReadUntilReadyAsync(timeout)), Is.EqualTo(new[] { '1', 'Z' }));
-        await b.SendAsync(RawClient.Query("BEGIN"));
-        await b.ReadUntilReadyAsync(timeout);
+        await PrepareWhereBThenHoldsItAsync(a, b, timeout);
 
         await a.SendAsync(RawClient.Parse("", "SELECT 1/0"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Flush());
         var failed = await a.ReadUntilAsync("E", timeout);
@@ -408,7 +411,6 @@ public class TransactionModeClientFeatureTests
         await using var a = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-dealloc-a");
         await using var b = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-dealloc-b");
         var timeout = TimeSpan.FromSeconds(10);
-        static char[] Codes(List<BackendMessage> messages) => [.. messages.Select(m => m.Code)];
 
         await a.SendAsync(RawClient.Parse("s1", "SELECT 7"), RawClient.Sync());
         Assert.That(Codes(await a.ReadUntilReadyAsync(timeout)), Is.EqualTo(new[] { '1', 'Z' }));
