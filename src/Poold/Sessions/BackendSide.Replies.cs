@@ -139,6 +139,12 @@ internal sealed partial class BackendSide
 
         public void Complete(TransactionStatus status)
         {
+            if (!_ended)
+            {
+                // Completed without a ReadyForQuery of its own (a standby that failed under the batch).
+                End();
+            }
+
             Status = status;
             _done.TrySetResult();
         }

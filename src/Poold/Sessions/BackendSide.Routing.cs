@@ -167,6 +167,7 @@ internal sealed partial class BackendSide
                 await EndLockedBatchAsync(ct);
                 EnsurePrimaryUnchanged();
                 _lastBatchExtended = false;
+                SettleInjected();
                 await SendAsync(await PrimaryLinkAsync(ct), frame, relay: true, "function call", ct);
                 return;
             case (byte)FrontendCode.CopyData or (byte)FrontendCode.CopyDone or (byte)FrontendCode.CopyFail:
@@ -1138,6 +1139,8 @@ internal sealed partial class BackendSide
             return;
         }
 
+        // An earlier batch's statements of Poold's that may have been skipped: settled before this part relies on the records.
+        SettleInjected();
         var frames = _catchUpFrames;
         _registry.CatchUp(locked, messages, _transactionMode, _services.Settings.Get(Params.MaxPreparedStatements), frames);
         if (frames.Count > 0)
@@ -1148,13 +1151,11 @@ internal sealed partial class BackendSide
             }
 
             // The records now count these statements as parsed (or closed) there. Should an earlier part fail, the server
-            // skips them: SettleInjected puts the records right for this session, and in transaction mode the
-            // connection's next client drops every statement first, since its records may be wrong too.
+            // skips them: SettleInjected puts the records right for this session, and the connection's statements count
+            // as changed while bound (a Close-only catch-up too), so that, after that error, its next client in
+            // transaction mode drops them all first rather than trust them (see ReturnSharedAsync).
             _injected = (control, locked);
-            if (_transactionMode)
-            {
-                locked.Connection.PreparedUncertain = true;
-            }
+            locked.ParsedSinceBound = true;
 
             // Before the frames are written: their replies may come at once.
             control.HideAfterClientCompletes(frames.Count);
@@ -1173,23 +1174,24 @@ internal sealed partial class BackendSide
     private (BatchControl Control, NodeLink Link)? _injected;
 
     /// <summary>
-    /// Before a new batch: if the last batch with statements of Poold's in a later part has ended with an error, and
+    /// Before a new request: if the last batch with statements of Poold's in a later part has ended with an error, and
     /// the server skipped some of them, the session's records of those names are wrong. Each is then taken as absent
     /// from that connection, and closed there before its next use (a Close of a statement that does not exist is not an
     /// error), so it is parsed again where it is bound. The reply pump marks the batch ended before the client has its
-    /// ReadyForQuery, so a client that waits for it (as every client must before it relies on a statement) is covered; a
-    /// batch pipelined ahead of that answer is settled at a later one.
+    /// ReadyForQuery; a request the client pipelined ahead of that answer cannot know the outcome yet, and takes the
+    /// names as absent all the same (a Close and a Parse more, on pipelined traffic only).
     /// </summary>
     private void SettleInjected()
     {
-        if (_injected is not { } injected || injected.Control == _lockedBatch || !injected.Control.Ended)
+        // The batch under way is left alone: a later part of it (CatchUpLockedAsync) adds to the same record.
+        if (_injected is not { } injected || injected.Control == _lockedBatch)
         {
             return;
         }
 
         var (control, link) = injected;
         _injected = null;
-        if (!control.InjectionsSkipped || !_backends.TryGet(link.Connection.NodeId, out var current) || current != link)
+        if ((control.Ended && !control.InjectionsSkipped) || !_backends.TryGet(link.Connection.NodeId, out var current) || current != link)
         {
             return;
         }

@@ -51,7 +51,10 @@ internal sealed class NodeLink(BackendConnection connection)
     /// <summary>An ErrorResponse came back on this connection while bound (written by the reply pump).</summary>
     public volatile bool SawError;
 
-    /// <summary>A Parse ran on this connection while bound.</summary>
+    /// <summary>
+    /// A Parse ran on this connection while bound, or a Close Poold put ahead of a later part of a batch: after an error
+    /// (which may have made the server skip them) its statements are not trusted, and its next client drops them all.
+    /// </summary>
     public bool ParsedSinceBound { get; set; }
 
     /// <summary>Named prepared statements that exist on this connection (made at first use: most transactions bind none).</summary>

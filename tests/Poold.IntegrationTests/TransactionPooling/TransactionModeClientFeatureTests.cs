@@ -400,6 +400,31 @@ public class TransactionModeClientFeatureTests
     }
 
     /// <summary>
+    /// As above, with the client's next batch pipelined behind the failed one (sent before its ReadyForQuery came back):
+    /// Poold cannot know yet whether its Parse ran, and takes the statement as absent (closed, then parsed again).
+    /// </summary>
+    [Test]
+    public async Task ABatchPipelinedBehindAFailedOne_BindsTheStatementPutAheadOfTheFailedPart_ItRuns()
+    {
+        await using var poold = await StartAsync("default_pool_size = 2\nquery_wait_timeout = 30\n");
+        await using var a = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-flushpipe-a");
+        await using var b = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txfeat-flushpipe-b");
+        var timeout = TimeSpan.FromSeconds(10);
+        await PrepareWhereBThenHoldsItAsync(a, b, timeout);
+
+        await a.SendAsync(RawClient.Parse("", "SELECT 1/0"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Flush());
+        Assert.That((await a.ReadUntilAsync("E", timeout))[^1].SqlState, Is.EqualTo("22012"));
+        await a.SendAsync(RawClient.Bind("", "S1"), RawClient.Execute(""), RawClient.Sync(), RawClient.Bind("", "S1"), RawClient.Execute(""), RawClient.Sync());
+        var skipped = await a.ReadUntilReadyAsync(timeout);
+        Assert.That(Codes(skipped), Is.EqualTo(new[] { 'Z' }), string.Join(", ", skipped));
+        var next = await a.ReadUntilReadyAsync(timeout);
+        Assert.That(Codes(next), Is.EqualTo(new[] { '2', 'D', 'C', 'Z' }), string.Join(", ", next.Select(m => m.Code + ":" + m.Text)));
+        Assert.That(next[1].FirstColumn, Is.EqualTo("42"));
+        await b.SendAsync(RawClient.Query("COMMIT"));
+        await b.ReadUntilReadyAsync(timeout);
+    }
+
+    /// <summary>
     /// A client that deallocated its statement and binds the name again gets PostgreSQL's 26000 and runs nothing, even
     /// where another client's statement of that name and text lives on the server connection; that client's statement
     /// keeps working. Before, the Bind ran the other client's copy.
