@@ -274,6 +274,48 @@ public class SessionHardeningTests
         Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(0L));
     }
 
+    /// <summary>
+    /// The session-mode twin of the transaction-mode test of the same name: a statement prepared on the primary only
+    /// (inside a transaction, after a write) is bound by the later part of a batch that runs on a standby, where Poold
+    /// parses it first; the batch's first part fails, so the server skips that Parse. The standby's record must not
+    /// count the statement as there: the client's next Bind of it, sent after the failed batch's ReadyForQuery or
+    /// pipelined behind it, runs on the standby and answers.
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task ALaterPartOfAFailedBatch_OnAStandby_TheStatementPutAheadOfItIsSkipped_ItsRecordIsPutRight(bool pipelined)
+    {
+        await using var poold = await StartAsync(Backends(0, 1, 1));
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-flush-skip");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(3_000_000, 4_000_000);
+        await raw.SendAsync(RawClient.Query("BEGIN"), RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'prepared on the primary')"),
+            RawClient.Parse("S1", "SELECT current_setting('port')"), RawClient.Sync(),
+            RawClient.Query("COMMIT"));
+        for (var i = 0; i < 4; i++)
+        {
+            var reply = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(reply.Where(m => m.Code == 'E'), Is.Empty, string.Join(", ", reply));
+        }
+
+        await raw.SendAsync(RawClient.Parse("", "SELECT 1/0"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Flush());
+        Assert.That((await raw.ReadUntilAsync("E", timeout))[^1].SqlState, Is.EqualTo("22012"));
+        byte[][] bindS1 = [RawClient.Bind("", "S1"), RawClient.Execute(""), RawClient.Sync()];
+        await raw.SendAsync(pipelined ? [.. bindS1, .. bindS1] : bindS1);
+        var skipped = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(skipped.Select(m => m.Code), Is.EqualTo(new[] { 'Z' }), string.Join(", ", skipped));
+
+        if (!pipelined)
+        {
+            await raw.SendAsync(bindS1);
+        }
+
+        var next = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(next.Select(m => m.Code), Is.EqualTo(new[] { '2', 'D', 'C', 'Z' }), string.Join(", ", next.Select(m => m.Code + ":" + m.Text)));
+        var primaryPort = ClusterFixture.Cluster.Nodes[0].Port.ToString(CultureInfo.InvariantCulture);
+        Assert.That(next[1].FirstColumn, Is.Not.EqualTo(primaryPort), "a read, balanced to a standby");
+    }
+
     [Test]
     public async Task ClientLeavingDuringAStandbyRead_DoesNotFailTheStandby()
     {
