@@ -19,6 +19,11 @@ internal sealed partial class SocketStream
             return ValueTask.FromCanceled<int>(cancellationToken);
         }
 
+        if (Volatile.Read(ref _readCancel) != 0 && Interlocked.Exchange(ref _readCancel, 0) != 0)
+        {
+            return ValueTask.FromException<int>(new OperationCanceledException());
+        }
+
         if (buffer.IsEmpty)
         {
             return WaitReadableAsync(cancellationToken);
@@ -201,6 +206,10 @@ internal sealed partial class SocketStream
             // An edge (or a Dispose) came between the attempt and the parking: this caller owns the read again.
             ResumeRead();
         }
+        else
+        {
+            CancelParkedIfAsked();
+        }
 
         var version = _readCore.Version;
         if (cancellationToken.CanBeCanceled && _readCore.GetStatus(version) == System.Threading.Tasks.Sources.ValueTaskSourceStatus.Pending)
@@ -223,6 +232,7 @@ internal sealed partial class SocketStream
                 Interlocked.Exchange(ref _readParked, 1);
                 if (Volatile.Read(ref _readiness) == 0 || Interlocked.CompareExchange(ref _readParked, 0, 1) != 1)
                 {
+                    CancelParkedIfAsked();
                     return;
                 }
 
@@ -247,6 +257,28 @@ internal sealed partial class SocketStream
             }
 
             return;
+        }
+    }
+
+    /// <summary>
+    /// Cancels the read parked now or, if none is (it is being completed, or not started yet), the next read this stream
+    /// starts or parks. Thread-safe; the parking side checks the request after it parks (<see cref="CancelParkedIfAsked"/>),
+    /// so a request made while the read was between an attempt and its parking is not lost.
+    /// </summary>
+    public void CancelPendingRead()
+    {
+        Interlocked.Exchange(ref _readCancel, 1);
+        CancelParkedIfAsked();
+    }
+
+    /// <summary>With a cancel asked for (<see cref="CancelPendingRead"/>), takes the parked read, if any, and ends it canceled.</summary>
+    private void CancelParkedIfAsked()
+    {
+        if (Volatile.Read(ref _readCancel) != 0 && Interlocked.CompareExchange(ref _readParked, 0, 1) == 1)
+        {
+            Interlocked.Exchange(ref _readCancel, 0);
+            _readBuffer = default;
+            _readCore.SetException(new OperationCanceledException());
         }
     }
 

@@ -1,6 +1,8 @@
 using System.Net.Sockets;
 using System.Threading.Tasks.Sources;
 
+using Poold.Protocol;
+
 namespace Poold.Io;
 
 /// <summary>
@@ -35,7 +37,7 @@ namespace Poold.Io;
 /// ObjectDisposedException.
 /// </para>
 /// </summary>
-internal sealed partial class SocketStream : Stream, IValueTaskSource<int>, IValueTaskSource
+internal sealed partial class SocketStream : Stream, IValueTaskSource<int>, IValueTaskSource, ITokenlessReadCancel
 {
     private const int Edge = 1;
     private const int Hangup = 2;
@@ -49,6 +51,9 @@ internal sealed partial class SocketStream : Stream, IValueTaskSource<int>, IVal
     private int _readiness;
     private int _writability;
     private int _readParked;
+
+    /// <summary>1 from <see cref="CancelPendingRead"/> until a read ends canceled by it.</summary>
+    private int _readCancel;
     private int _writeParked;
     private int _disposed;
 

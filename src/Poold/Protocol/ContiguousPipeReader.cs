@@ -27,8 +27,14 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
     private ManualResetValueTaskSourceCore<ReadResult> _core;
     private ConfiguredValueTaskAwaitable<int>.ConfiguredValueTaskAwaiter _awaiter;
 
-    /// <summary>Cancels the stream read in flight (<see cref="CancelPendingRead"/>); replaced once used.</summary>
-    private CancellationTokenSource _cancel = new();
+    /// <summary>
+    /// Cancels the stream read in flight (<see cref="CancelPendingRead"/>); replaced once used. Null over a stream that
+    /// cancels its reads without a token (<see cref="_tokenless"/>, Poold's own sockets).
+    /// </summary>
+    private CancellationTokenSource? _cancel;
+
+    /// <summary>The stream itself when it can cancel its pending read without a token.</summary>
+    private readonly ITokenlessReadCancel? _tokenless;
     private CancellationToken _callerToken;
     private CancellationTokenRegistration _callerRegistration;
 
@@ -54,6 +60,8 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
         _minimumReadSize = minimumReadSize;
         _onReadCompleted = OnReadCompleted;
         _core.RunContinuationsAsynchronously = false;
+        _tokenless = stream as ITokenlessReadCancel;
+        _cancel = _tokenless is null ? new CancellationTokenSource() : null;
     }
 
     public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
@@ -111,11 +119,11 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
                 if (_zeroByteRead)
                 {
                     ReleaseBuffer();
-                    read = _stream.ReadAsync(Memory<byte>.Empty, _cancel.Token);
+                    read = _stream.ReadAsync(Memory<byte>.Empty, StreamToken);
                 }
                 else
                 {
-                    read = _stream.ReadAsync(FreeSpace(), _cancel.Token);
+                    read = _stream.ReadAsync(FreeSpace(), StreamToken);
                 }
             }
             catch (Exception e)
@@ -146,6 +154,9 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
             }
         }
     }
+
+    /// <summary>The token the stream's reads take: none where the stream cancels them itself.</summary>
+    private CancellationToken StreamToken => _cancel?.Token ?? CancellationToken.None;
 
     private void OnReadCompleted()
     {
@@ -197,11 +208,16 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
         lock (_sync)
         {
             _reading = false;
-            if (error is OperationCanceledException && _cancel.IsCancellationRequested)
+            if (error is OperationCanceledException && (_cancel is null || _cancel.IsCancellationRequested))
             {
-                // Our own cancellation: CancelPendingRead (a canceled result), or the caller's token (its exception).
-                _cancel.Dispose();
-                _cancel = new CancellationTokenSource();
+                // Our own cancellation: CancelPendingRead (a canceled result), or the caller's token (its exception). A
+                // stream that cancels without a token is given none: its cancellation can only be ours.
+                if (_cancel is not null)
+                {
+                    _cancel.Dispose();
+                    _cancel = new CancellationTokenSource();
+                }
+
                 _cancelNext = false;
                 error = _callerToken.IsCancellationRequested ? new OperationCanceledException(_callerToken) : null;
                 result = error is null ? Result(canceled: true) : null;
@@ -350,16 +366,26 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
     private void Cancel(bool evenWithoutRead)
     {
         CancellationTokenSource? inFlight = null;
+        var reading = false;
         lock (_sync)
         {
             if (_reading)
             {
+                reading = true;
                 inFlight = _cancel;
             }
             else if (evenWithoutRead)
             {
                 _cancelNext = true;
             }
+        }
+
+        if (reading && _tokenless is not null)
+        {
+            // Kept by the stream until a read of it ends canceled, as a cancelled token would be: a read that this reader
+            // starts after a wait that ended otherwise (its zero-byte read) is canceled at once.
+            _tokenless.CancelPendingRead();
+            return;
         }
 
         try
@@ -385,7 +411,7 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
             if (!_reading)
             {
                 ReleaseBuffer();
-                _cancel.Dispose();
+                _cancel?.Dispose();
             }
         }
     }

@@ -406,6 +406,74 @@ public sealed class SocketStreamTests : IDisposable
     }
 
     [Test]
+    public async Task CancelPendingRead_EndsTheParkedRead_OrElseTheNextOne_Once()
+    {
+        var buffer = new byte[8];
+        var parked = _stream.ReadAsync(buffer).AsTask();
+        Assert.That(parked.IsCompleted, Is.False);
+        _stream.CancelPendingRead();
+        Assert.That(async () => await parked.WaitAsync(Deadline), Throws.InstanceOf<OperationCanceledException>());
+
+        // Nothing parked: kept for the next read (a zero-byte wait too), which ends canceled at once; the one after waits.
+        _stream.CancelPendingRead();
+        Assert.That(async () => await _stream.ReadAsync(Memory<byte>.Empty), Throws.InstanceOf<OperationCanceledException>());
+        var next = _stream.ReadAsync(buffer).AsTask();
+        Assert.That(next.IsCompleted, Is.False, "the request was used up");
+        _peer.Send(Bytes(3, 2));
+        Assert.That(await next.WaitAsync(Deadline), Is.EqualTo(3));
+        Assert.That(buffer[..3], Is.EqualTo(Bytes(3, 2)));
+    }
+
+    /// <summary>A request racing the read's parking, with nothing to read: each read ends canceled (a lost request would park it for good).</summary>
+    [Test]
+    public async Task CancelPendingRead_RacingTheParking_IsNeverLost()
+    {
+        var buffer = new byte[8];
+        for (var i = 0; i < 5000; i++)
+        {
+            var cancel = Task.Run(_stream.CancelPendingRead);
+            var reading = _stream.ReadAsync(i % 2 == 0 ? buffer : Memory<byte>.Empty).AsTask();
+            await cancel;
+            Assert.That(async () => await reading.WaitAsync(Deadline), Throws.InstanceOf<OperationCanceledException>(), $"round {i}");
+        }
+    }
+
+    [Test]
+    public async Task CancelPendingRead_RacingData_EndsEachReadOnce_AndLosesNoByte()
+    {
+        var buffer = new byte[8];
+        var received = 0;
+        for (var i = 0; i < 1000; i++)
+        {
+            var reading = _stream.ReadAsync(buffer).AsTask();
+            var send = Task.Run(() => _peer.Send(Bytes(1, i)));
+            var cancel = Task.Run(_stream.CancelPendingRead);
+            await Task.WhenAll(send, cancel);
+            while (true)
+            {
+                try
+                {
+                    var count = await reading.WaitAsync(Deadline);
+                    received += count;
+                    if (count > 0)
+                    {
+                        break;
+                    }
+                }
+                catch (OperationCanceledException)
+                {
+                    // The byte is still in the socket: a later read takes it (the first may end canceled, the request
+                    // having come after the data).
+                }
+
+                reading = _stream.ReadAsync(buffer).AsTask();
+            }
+
+            Assert.That(received, Is.EqualTo(i + 1), $"round {i}");
+        }
+    }
+
+    [Test]
     public async Task ManyStreamsAtOnce_EchoEveryByteInOrder()
     {
         var pairs = Enumerable.Range(0, 16).Select(_ => Pair()).ToArray();

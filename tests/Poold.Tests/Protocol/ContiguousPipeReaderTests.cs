@@ -124,6 +124,32 @@ public sealed class ContiguousPipeReaderTests : IDisposable
         Assert.That((data.IsCanceled, data.Buffer.ToArray()), Is.EqualTo((false, Bytes(4, 4))));
     }
 
+    /// <summary>
+    /// A cancel racing the peer's data (over Poold's stream it is the stream's own, without a token): each round's read
+    /// ends, canceled or with the byte, and the byte is never lost; a cancel left over from a round only cancels a read.
+    /// </summary>
+    [Test]
+    public async Task CancelPendingRead_RacingData_LosesNoWakeUpAndNoByte()
+    {
+        for (var i = 0; i < 500; i++)
+        {
+            var waiting = _reader.ReadAsync().AsTask();
+            var cancel = Task.Run(_reader.CancelPendingRead);
+            await _peer.SendAsync(new[] { (byte)i });
+            await cancel;
+            var result = await waiting.WaitAsync(TimeSpan.FromSeconds(10));
+            while (result.Buffer.IsEmpty)
+            {
+                Assert.That(result.IsCanceled, Is.True, $"round {i}: an empty result is a canceled one");
+                _reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+                result = await _reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+            }
+
+            Assert.That(result.Buffer.ToArray(), Is.EqualTo(new[] { (byte)i }), $"round {i}");
+            _reader.AdvanceTo(result.Buffer.End);
+        }
+    }
+
     [Test]
     public async Task TheCallersToken_EndsTheWaitWithAnException()
     {
