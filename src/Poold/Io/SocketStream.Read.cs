@@ -19,7 +19,7 @@ internal sealed partial class SocketStream
             return ValueTask.FromCanceled<int>(cancellationToken);
         }
 
-        if (Volatile.Read(ref _readCancel) != 0 && Interlocked.Exchange(ref _readCancel, 0) != 0)
+        if (Volatile.Read(ref _readCancel) != 0 && Volatile.Read(ref _disposed) == 0 && Interlocked.Exchange(ref _readCancel, 0) != 0)
         {
             return ValueTask.FromException<int>(new OperationCanceledException());
         }
@@ -271,14 +271,43 @@ internal sealed partial class SocketStream
         CancelParkedIfAsked();
     }
 
-    /// <summary>With a cancel asked for (<see cref="CancelPendingRead"/>), takes the parked read, if any, and ends it canceled.</summary>
+    /// <summary>Withdraws a request of <see cref="CancelPendingRead"/> no read has used (the reader that made it has completed).</summary>
+    public void WithdrawReadCancel() => Interlocked.Exchange(ref _readCancel, 0);
+
+    /// <summary>
+    /// With a cancel asked for (<see cref="CancelPendingRead"/>, or the parked read's token), takes the parked read, if
+    /// any, and ends it canceled. Called by the canceller and by every parking after it parks: whichever comes second
+    /// sees the other. A request used up meanwhile by a read that started (ReadAsync) leaves the read it took parked
+    /// again, not canceled: one request ends one read.
+    /// </summary>
     private void CancelParkedIfAsked()
     {
-        if (Volatile.Read(ref _readCancel) != 0 && Interlocked.CompareExchange(ref _readParked, 0, 1) == 1)
+        var asked = Volatile.Read(ref _readCancel) != 0;
+        if ((!asked && !_readToken.IsCancellationRequested) || Interlocked.CompareExchange(ref _readParked, 0, 1) != 1)
         {
-            Interlocked.Exchange(ref _readCancel, 0);
+            // Nothing asked, or no read parked: whoever owns the read checks again when it parks.
+            return;
+        }
+
+        if (asked && Interlocked.Exchange(ref _readCancel, 0) != 0)
+        {
             _readBuffer = default;
             _readCore.SetException(new OperationCanceledException());
+        }
+        else if (_readToken.IsCancellationRequested)
+        {
+            // The token's callback found the read taken by the event thread, which parked it again (see ResumeRead).
+            _readBuffer = default;
+            _readCore.SetException(new OperationCanceledException(_readToken));
+        }
+        else
+        {
+            Interlocked.Exchange(ref _readParked, 1);
+            if (Volatile.Read(ref _readiness) != 0 && Interlocked.CompareExchange(ref _readParked, 0, 1) == 1)
+            {
+                // An edge came while the read was taken: as after any parking.
+                ResumeRead();
+            }
         }
     }
 

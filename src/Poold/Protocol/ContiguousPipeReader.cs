@@ -50,6 +50,9 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
     /// <summary>The zero-byte wait has ended: the next read takes the bytes.</summary>
     private bool _dataWaiting;
     private bool _cancelNext;
+
+    /// <summary>A cancel was asked of the stream for the read in flight (tokenless streams: see <see cref="Cancel"/>).</summary>
+    private bool _cancelAsked;
     private bool _streamEnded;
     private bool _completed;
 
@@ -208,6 +211,7 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
         lock (_sync)
         {
             _reading = false;
+            _cancelAsked = false;
             if (error is OperationCanceledException && (_cancel is null || _cancel.IsCancellationRequested))
             {
                 // Our own cancellation: CancelPendingRead (a canceled result), or the caller's token (its exception). A
@@ -369,9 +373,16 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
         var reading = false;
         lock (_sync)
         {
+            if (_reading && _tokenless is not null && _cancelAsked)
+            {
+                // Already asked for this read: one request ends it (a second would cancel the next read too).
+                return;
+            }
+
             if (_reading)
             {
                 reading = true;
+                _cancelAsked = true;
                 inFlight = _cancel;
             }
             else if (evenWithoutRead)
@@ -385,6 +396,12 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
             // Kept by the stream until a read of it ends canceled, as a cancelled token would be: a read that this reader
             // starts after a wait that ended otherwise (its zero-byte read) is canceled at once.
             _tokenless.CancelPendingRead();
+            if (Volatile.Read(ref _completed))
+            {
+                // Completed meanwhile: the request must not outlive this reader (see Complete).
+                _tokenless.WithdrawReadCancel();
+            }
+
             return;
         }
 
@@ -405,13 +422,18 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
             return;
         }
 
-        _completed = true;
+        Volatile.Write(ref _completed, true);
         lock (_sync)
         {
             if (!_reading)
             {
                 ReleaseBuffer();
                 _cancel?.Dispose();
+
+                // A cancel that raced a read's completion is kept by the stream for its next read. The next reader is
+                // another (the session's last words to a client read its socket directly): withdrawn. With Cancel's
+                // check after its request (both sides fenced), whichever comes second withdraws it.
+                _tokenless?.WithdrawReadCancel();
             }
         }
     }

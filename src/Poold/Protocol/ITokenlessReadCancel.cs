@@ -9,4 +9,7 @@ namespace Poold.Protocol;
 internal interface ITokenlessReadCancel
 {
     public void CancelPendingRead();
+
+    /// <summary>Withdraws a request no read has used: its reader is done, and the stream's next reader is another.</summary>
+    public void WithdrawReadCancel();
 }

@@ -150,6 +150,25 @@ public sealed class ContiguousPipeReaderTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// A cancel request the stream still keeps when the reader completes (one that raced a read's completion) goes with
+    /// the reader: the socket's next reader (the session's last words to a client read it directly) is not canceled.
+    /// </summary>
+    [Test]
+    public async Task ARequestLeftWithTheStream_IsWithdrawnWhenTheReaderCompletes()
+    {
+        if (_stream is ITokenlessReadCancel tokenless)
+        {
+            tokenless.CancelPendingRead();
+        }
+
+        _reader.Complete();
+        var buffer = new byte[8];
+        var read = _stream.ReadAsync(buffer).AsTask();
+        await _peer.SendAsync(Bytes(3, 5));
+        Assert.That(await read.WaitAsync(TimeSpan.FromSeconds(10)), Is.EqualTo(3));
+    }
+
     [Test]
     public async Task TheCallersToken_EndsTheWaitWithAnException()
     {
