@@ -282,32 +282,39 @@ internal sealed partial class SocketStream
     /// </summary>
     private void CancelParkedIfAsked()
     {
-        var asked = Volatile.Read(ref _readCancel) != 0;
-        if ((!asked && !_readToken.IsCancellationRequested) || Interlocked.CompareExchange(ref _readParked, 0, 1) != 1)
+        while (true)
         {
-            // Nothing asked, or no read parked: whoever owns the read checks again when it parks.
-            return;
-        }
+            var asked = Volatile.Read(ref _readCancel) != 0;
+            if ((!asked && !_readToken.IsCancellationRequested) || Interlocked.CompareExchange(ref _readParked, 0, 1) != 1)
+            {
+                // Nothing asked, or no read parked: whoever owns the read checks again when it parks.
+                return;
+            }
 
-        if (asked && Interlocked.Exchange(ref _readCancel, 0) != 0)
-        {
-            _readBuffer = default;
-            _readCore.SetException(new OperationCanceledException());
-        }
-        else if (_readToken.IsCancellationRequested)
-        {
-            // The token's callback found the read taken by the event thread, which parked it again (see ResumeRead).
-            _readBuffer = default;
-            _readCore.SetException(new OperationCanceledException(_readToken));
-        }
-        else
-        {
+            if (asked && Interlocked.Exchange(ref _readCancel, 0) != 0)
+            {
+                _readBuffer = default;
+                _readCore.SetException(new OperationCanceledException());
+                return;
+            }
+
+            if (_readToken.IsCancellationRequested)
+            {
+                // The token's callback found the read taken by the event thread, which parked it again (see ResumeRead).
+                _readBuffer = default;
+                _readCore.SetException(new OperationCanceledException(_readToken));
+                return;
+            }
+
             Interlocked.Exchange(ref _readParked, 1);
             if (Volatile.Read(ref _readiness) != 0 && Interlocked.CompareExchange(ref _readParked, 0, 1) == 1)
             {
                 // An edge came while the read was taken: as after any parking.
                 ResumeRead();
+                return;
             }
+
+            // Parked again: a request (or the token's callback) that came while it was taken found nothing to take.
         }
     }
 

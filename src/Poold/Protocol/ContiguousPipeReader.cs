@@ -212,6 +212,11 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
         {
             _reading = false;
             _cancelAsked = false;
+            if (_completed)
+            {
+                // Completed while this read was under way: a request it left must not outlive the reader (see Complete).
+                _tokenless?.WithdrawReadCancel();
+            }
             if (error is OperationCanceledException && (_cancel is null || _cancel.IsCancellationRequested))
             {
                 // Our own cancellation: CancelPendingRead (a canceled result), or the caller's token (its exception). A
@@ -396,10 +401,13 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
             // Kept by the stream until a read of it ends canceled, as a cancelled token would be: a read that this reader
             // starts after a wait that ended otherwise (its zero-byte read) is canceled at once.
             _tokenless.CancelPendingRead();
-            if (Volatile.Read(ref _completed))
+            lock (_sync)
             {
-                // Completed meanwhile: the request must not outlive this reader (see Complete).
-                _tokenless.WithdrawReadCancel();
+                if (_completed && !_reading)
+                {
+                    // Completed meanwhile, the read over: the request must not outlive this reader (see Complete).
+                    _tokenless.WithdrawReadCancel();
+                }
             }
 
             return;
@@ -422,7 +430,7 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
             return;
         }
 
-        Volatile.Write(ref _completed, true);
+        _completed = true;
         lock (_sync)
         {
             if (!_reading)
@@ -431,8 +439,8 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
                 _cancel?.Dispose();
 
                 // A cancel that raced a read's completion is kept by the stream for its next read. The next reader is
-                // another (the session's last words to a client read its socket directly): withdrawn. With Cancel's
-                // check after its request (both sides fenced), whichever comes second withdraws it.
+                // another (the session's last words to a client read its socket directly): withdrawn. Under the lock,
+                // as in Cancel and Finish: whichever of them comes last, with no read under way, withdraws it.
                 _tokenless?.WithdrawReadCancel();
             }
         }
