@@ -205,10 +205,28 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
     /// <summary>Completes when the host has stopped.</summary>
     public Task Completion => _stopped.Task;
 
-    /// <summary>Binds the listeners and starts accepting; throws when a socket or the TLS files cannot be set up.</summary>
+    /// <summary>
+    /// Binds the listeners and starts accepting; throws when a socket or the TLS files cannot be set up. The loops it
+    /// starts run free of the caller's SynchronizationContext, if it has one (a test runner's, an application hosting
+    /// Poold): they would capture it at their first wait, and every continuation of every session would then be posted
+    /// to it (an allocation and a hop to another thread each) instead of running on the socket's event thread.
+    /// </summary>
     public static PooldHost Start(PooldSettings settings, HostOptions options, ILogger log, TimeProvider? time = null)
     {
-        time ??= TimeProvider.System;
+        var caller = SynchronizationContext.Current;
+        SynchronizationContext.SetSynchronizationContext(null);
+        try
+        {
+            return StartCore(settings, options, log, time ?? TimeProvider.System);
+        }
+        finally
+        {
+            SynchronizationContext.SetSynchronizationContext(caller);
+        }
+    }
+
+    private static PooldHost StartCore(PooldSettings settings, HostOptions options, ILogger log, TimeProvider time)
+    {
         var tls = TlsSetup.Create(settings);
         tls.WarnAboutExpiredCrls(log);
         var auth = AuthFiles.Load(settings, options.HbaFile, options.KeyFile, log);

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
 using Poold.Config;
 using Poold.Pooling;
 using Poold.Protocol;
@@ -168,7 +169,32 @@ internal sealed partial class BackendSide
         // rented from a pool while there are replies to read and given back when the queue is empty.
         while (true)
         {
-            await DrainRepliesAsync(stop);
+            // The wait for the first batch's first reply happens here, in this long-lived state machine, and leaves the
+            // reply in the reader (nothing consumed or examined: its next read returns it at once), so that the large
+            // state machine below usually runs to the end without a wait: a statement answered in one read costs no
+            // state machine from the pool, whose few cached ones the sessions waiting for replies would otherwise exceed
+            // (one allocation per statement). What the wait ends with is left for the drain: a cancellation is asked
+            // again, an error is raised there, where the entry's handlers are.
+            ExceptionDispatchInfo? waitFailed = null;
+            if (_replies.TryPeek(out var head) && head.Synthetic is null)
+            {
+                var reader = head.Link.Connection.Reader;
+                try
+                {
+                    var result = await reader.ReadAsync(stop);
+                    reader.AdvanceTo(result.Buffer.Start);
+                    if (result.IsCanceled)
+                    {
+                        reader.CancelPendingRead();
+                    }
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    waitFailed = ExceptionDispatchInfo.Capture(e);
+                }
+            }
+
+            await DrainRepliesAsync(waitFailed, stop);
             if (_replies.IsDone)
             {
                 return;
@@ -188,7 +214,7 @@ internal sealed partial class BackendSide
 
     /// <summary>Reads the replies of every batch queued, in order, until the queue is empty.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask DrainRepliesAsync(CancellationToken stop)
+    private async ValueTask DrainRepliesAsync(ExceptionDispatchInfo? waitFailed, CancellationToken stop)
     {
         while (_replies.TryRead(out var entry))
         {
@@ -222,6 +248,14 @@ internal sealed partial class BackendSide
                 var clientCompletes = 0;
                 while (true)
                 {
+                    if (waitFailed is not null)
+                    {
+                        // The pump's wait for this entry's first reply failed (see PumpRepliesAsync).
+                        var error = waitFailed;
+                        waitFailed = null;
+                        error.Throw();
+                    }
+
                     var result = await reader.ReadAsync(stop);
                     if (result.IsCanceled)
                     {

@@ -60,13 +60,14 @@ internal sealed class PooldInstance : IAsyncDisposable
     }
 
     /// <summary>Writes a config for <paramref name="cluster"/> (primary first), plus <paramref name="extra"/> lines, and starts Poold.</summary>
-    public static async Task<PooldInstance> StartAsync(PgCluster cluster, string extra = "", bool ssl = true, int? onlyNode = null)
+    public static async Task<PooldInstance> StartAsync(PgCluster cluster, string extra = "", bool ssl = true, int? onlyNode = null, bool debug = true)
     {
-        return await StartAsync(BackendLines(cluster, onlyNode) + extra, ssl);
+        return await StartAsync(BackendLines(cluster, onlyNode) + extra, ssl, debug: debug);
     }
 
+    /// <summary>Starts Poold with <paramref name="backendsAndExtra"/>; <paramref name="debug"/> off logs as a production daemon (no debug lines).</summary>
     public static async Task<PooldInstance> StartAsync(string backendsAndExtra, bool ssl = true, IReadOnlyDictionary<string, string>? files = null,
-        string? keyFile = null)
+        string? keyFile = null, bool debug = true)
     {
         var (dir, port, conf) = await WriteConfigAsync(backendsAndExtra, ssl);
         foreach (var (name, content) in files ?? new Dictionary<string, string>())
@@ -78,7 +79,7 @@ internal sealed class PooldInstance : IAsyncDisposable
 
         var (settings, _) = PooldSettings.Load(conf);
         var log = new StringWriter(CultureInfo.InvariantCulture);
-        var logger = Logging.Create(settings, debug: true, new SynchronizedWriter(log));
+        var logger = Logging.Create(settings, debug, new SynchronizedWriter(log));
         var options = new HostOptions(HostCommand.Run, conf, null, null, keyFile is null ? null : Path.Combine(dir, keyFile), true, false, true,
             StopMode.Fast);
         try
