@@ -209,7 +209,8 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
     /// Binds the listeners and starts accepting; throws when a socket or the TLS files cannot be set up. The loops it
     /// starts run free of the caller's SynchronizationContext, if it has one (a test runner's, an application hosting
     /// Poold): they would capture it at their first wait, and every continuation of every session would then be posted
-    /// to it (an allocation and a hop to another thread each) instead of running on the socket's event thread.
+    /// to it (an allocation and a hop to another thread each) instead of running on the socket's event thread. What the
+    /// caller starts later on its own thread (StopAsync, a node detached through the host) still runs in its context.
     /// </summary>
     public static PooldHost Start(PooldSettings settings, HostOptions options, ILogger log, TimeProvider? time = null)
     {

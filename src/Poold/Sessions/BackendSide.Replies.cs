@@ -182,13 +182,17 @@ internal sealed partial class BackendSide
                 try
                 {
                     var result = await reader.ReadAsync(stop);
+
+                    // Back to where the read began (the reader, always a ContiguousPipeReader, takes an examined
+                    // position earlier than its last): a partial frame left by RelayAsynchronousAsync is parsed again.
                     reader.AdvanceTo(result.Buffer.Start);
-                    if (result.IsCanceled)
+                    if (result.IsCanceled && !stop.IsCancellationRequested)
                     {
+                        // For the drain to see as it did (a wake-up, a detached node); a stopping session needs none.
                         reader.CancelPendingRead();
                     }
                 }
-                catch (Exception e) when (e is not OutOfMemoryException)
+                catch (Exception e)
                 {
                     waitFailed = ExceptionDispatchInfo.Capture(e);
                 }
