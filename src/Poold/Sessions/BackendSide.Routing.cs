@@ -903,7 +903,7 @@ internal sealed partial class BackendSide
             // joins and commits for nothing), else where the session reads.
             if (router.Decide(PlainRead) is var (read, why) && read != NodeChoice.Balance)
             {
-                return (primary, $"BEGIN: {why}");
+                return (primary, BeginReason(why));
             }
 
             return router.LastTransactionWrote
@@ -911,11 +911,42 @@ internal sealed partial class BackendSide
                 : (BalanceNode(out _), "BEGIN: opened where the session reads");
         }
 
-        var open = _backends.Links.FirstOrDefault(l => l.TransactionOpen && l == _backends.Primary) ?? _backends.Links.FirstOrDefault(l => l.TransactionOpen);
+        // Where the transaction is open: the primary if it is, else the first node that is (a loop: a lambda over this
+        // session would be allocated for every statement of a transaction).
+        NodeLink? open = null;
+        foreach (var link in _backends.Links)
+        {
+            if (!link.TransactionOpen)
+            {
+                continue;
+            }
+
+            if (link == _backends.Primary)
+            {
+                open = link;
+                break;
+            }
+
+            open ??= link;
+        }
+
         return (open?.Connection.NodeId ?? primary, reason);
     }
 
     private static readonly Classification PlainRead = new(RouteTarget.LoadBalance, "read");
+
+    /// <summary>The last reason a BEGIN went to the primary, and the text built from it (one string per reason, not per BEGIN).</summary>
+    private (string Why, string Reason) _beginReason = ("", "BEGIN: ");
+
+    private string BeginReason(string why)
+    {
+        if (!ReferenceEquals(_beginReason.Why, why))
+        {
+            _beginReason = (why, "BEGIN: " + why);
+        }
+
+        return _beginReason.Reason;
+    }
 
     /// <summary>The session's load-balance node (re-drawn per statement with statement_level_load_balance), and why.</summary>
     private int BalanceNode(out string why)
@@ -1244,7 +1275,7 @@ internal sealed partial class BackendSide
     /// back silently; a SAVEPOINT also brings the primary into the transaction (the next statements go there). Returns
     /// the node whose answer the client gets: the primary when it takes part.
     /// </summary>
-    private async Task<NodeLink> FanOutTransactionControlAsync(Classification c, string sql, NodeLink main, CancellationToken ct)
+    private async ValueTask<NodeLink> FanOutTransactionControlAsync(Classification c, string sql, NodeLink main, CancellationToken ct)
     {
         if (c.Transaction == TransactionEffect.Savepoint)
         {
@@ -1253,7 +1284,17 @@ internal sealed partial class BackendSide
             await PrimaryLinkAsync(ct);
         }
 
-        var participants = _backends.Links.Where(l => l.TransactionOpen).ToList();
+        // Reused: one batch is dispatched at a time, and this list is not kept past the call.
+        var participants = _participants;
+        participants.Clear();
+        foreach (var link in _backends.Links)
+        {
+            if (link.TransactionOpen)
+            {
+                participants.Add(link);
+            }
+        }
+
         if (c.Transaction == TransactionEffect.Savepoint && !participants.Contains(_backends.Primary!))
         {
             participants.Add(_backends.Primary!);
@@ -1266,6 +1307,13 @@ internal sealed partial class BackendSide
         else if (participants.Count > 0 && !participants.Contains(main))
         {
             main = participants[0];
+        }
+
+        if (participants.Count <= 1 && (participants.Count == 0 || participants[0] == main))
+        {
+            // The common case (one node in the transaction, the one the client's statement goes to): nothing to copy.
+            participants.Clear();
+            return main;
         }
 
         var query = QueryFrame(sql);
@@ -1285,8 +1333,12 @@ internal sealed partial class BackendSide
             }
         }
 
+        participants.Clear();
         return main;
     }
+
+    /// <summary>The nodes a transaction-control statement is copied to (<see cref="FanOutTransactionControlAsync"/>).</summary>
+    private readonly List<NodeLink> _participants = [];
 
     /// <summary>A transaction that ended on its main node (a multi-statement COMMIT, an error) may still be open on others: close it.</summary>
     private async Task CloseLeftoverTransactionsAsync(CancellationToken ct)
