@@ -217,6 +217,7 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
                 // Completed while this read was under way: a request it left must not outlive the reader (see Complete).
                 _tokenless?.WithdrawReadCancel();
             }
+
             if (error is OperationCanceledException && (_cancel is null || _cancel.IsCancellationRequested))
             {
                 // Our own cancellation: CancelPendingRead (a canceled result), or the caller's token (its exception). A

@@ -1317,23 +1317,29 @@ internal sealed partial class BackendSide
         }
 
         var query = QueryFrame(sql);
-        foreach (var link in participants)
+        try
         {
-            if (link == main)
+            foreach (var link in participants)
             {
-                continue;
-            }
+                if (link == main)
+                {
+                    continue;
+                }
 
-            await CatchUpAsync(link, NoMessages, ct);
-            Enqueue(link, relay: false, 0);
-            await WriteAndFlushAsync(link.Connection, query, ct);
-            if (c.Transaction == TransactionEffect.End)
-            {
-                link.TransactionOpen = false;
+                await CatchUpAsync(link, NoMessages, ct);
+                Enqueue(link, relay: false, 0);
+                await WriteAndFlushAsync(link.Connection, query, ct);
+                if (c.Transaction == TransactionEffect.End)
+                {
+                    link.TransactionOpen = false;
+                }
             }
         }
+        finally
+        {
+            participants.Clear();
+        }
 
-        participants.Clear();
         return main;
     }
 
