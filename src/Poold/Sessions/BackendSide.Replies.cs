@@ -373,6 +373,8 @@ internal sealed partial class BackendSide
                             // A ReadyForQuery that answers Poold's own Sync (see EndLockedBatchAsync) stays here.
                             var swallow = entry.Control is { SwallowReadyForQuery: true };
                             entry.Control?.End();
+                            var status = (TransactionStatus)body.FirstSpan[0];
+                            RecordTransactionStatus(entry, status, answersLast: Volatile.Read(ref link.Pending) == 1);
                             await RelayRunAsync(entry, result.Buffer, runStart, swallow ? frame.Start : buffer.Start, stop);
                             runStart = buffer.Start;
                             if (entry.Relay)
@@ -380,9 +382,8 @@ internal sealed partial class BackendSide
                                 await _output.FlushAsync(stop);
                             }
 
-                            var status = (TransactionStatus)body.FirstSpan[0];
                             ObserveLatency(entry);
-                            OnReadyForQuery(entry, status);
+                            CountAnswered(entry, countPending: true);
                             entry.Control?.Complete(status);
                             entry.Capture?.Complete();
                             done = true;
@@ -544,23 +545,25 @@ internal sealed partial class BackendSide
         buffer.Error("ERROR", SqlState.ConnectionFailure, $"backend node {nodeId} failed while running this statement: {reason}",
             "The session is still usable: run the statement again and it goes to another node.");
         buffer.ReadyForQuery(TransactionStatus.Idle);
+        RecordTransactionStatus(entry, TransactionStatus.Idle, answersLast: Volatile.Read(ref link.Pending) == 0);
         await _output.WriteAsync(buffer.Written, stop);
         await _output.FlushAsync(stop);
-        OnReadyForQuery(entry, TransactionStatus.Idle, countPending: false);
+        CountAnswered(entry, countPending: false);
         entry.Control?.Complete(TransactionStatus.Idle);
     }
 
-    private void OnReadyForQuery(ReplyEntry entry, TransactionStatus status) => OnReadyForQuery(entry, status, countPending: true);
-
-    private void OnReadyForQuery(ReplyEntry entry, TransactionStatus status, bool countPending)
+    /// <summary>
+    /// A batch's ReadyForQuery: the server's word on its transaction, recorded before the client can see it, so the
+    /// client's next batch is routed by it (after an error in a transaction, to the node where it failed).
+    /// <paramref name="answersLast"/>: it answers the last request sent on this connection.
+    /// </summary>
+    private void RecordTransactionStatus(ReplyEntry entry, TransactionStatus status, bool answersLast)
     {
         var link = entry.Link;
         link.Connection.TransactionStatus = status;
-        var pending = countPending ? Interlocked.Decrement(ref link.Pending) : Volatile.Read(ref link.Pending);
-        if (pending == 0)
+        if (answersLast)
         {
-            // The answer to the last request sent on this connection: the server's word on its transaction replaces
-            // whatever Poold predicted from the statements it saw pass.
+            // The server's word on its transaction replaces whatever Poold predicted from the statements it saw pass.
             link.TransactionOpen = status != TransactionStatus.Idle;
         }
 
@@ -570,11 +573,6 @@ internal sealed partial class BackendSide
         }
 
         _clientStatus = status;
-        if (Interlocked.Decrement(ref _outstanding) == 0)
-        {
-            Volatile.Write(ref _answeredAt, _services.Time.GetTimestamp());
-        }
-
         lock (_routingLock)
         {
             _failedLink = status == TransactionStatus.Failed ? link : null;
@@ -582,6 +580,23 @@ internal sealed partial class BackendSide
             {
                 _router!.ReadyForQuery(status != TransactionStatus.Idle);
             }
+        }
+    }
+
+    /// <summary>
+    /// The batch is answered, its ReadyForQuery with the client: counted only now, because a session with nothing
+    /// outstanding may give its connections back (transaction mode), and the reply came out of this connection's reader.
+    /// </summary>
+    private void CountAnswered(ReplyEntry entry, bool countPending)
+    {
+        if (countPending)
+        {
+            Interlocked.Decrement(ref entry.Link.Pending);
+        }
+
+        if (entry.Relay && Interlocked.Decrement(ref _outstanding) == 0)
+        {
+            Volatile.Write(ref _answeredAt, _services.Time.GetTimestamp());
         }
     }
 

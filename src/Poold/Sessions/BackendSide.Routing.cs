@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Text.RegularExpressions;
 using Poold.Backends;
 using Poold.Config;
 using Poold.Pcp;
@@ -346,6 +347,10 @@ internal sealed partial class BackendSide
         if (c.Target == RouteTarget.Transaction && c.Transaction is TransactionEffect.End or TransactionEffect.Savepoint)
         {
             link = await FanOutTransactionControlAsync(c, sql, link, ct);
+        }
+        else
+        {
+            await EndFailedTransactionInTextAsync(c, ct);
         }
 
         if (c.Transaction is TransactionEffect.Begin or TransactionEffect.Serializable && c.Target != RouteTarget.Primary)
@@ -860,8 +865,7 @@ internal sealed partial class BackendSide
         var begins = false;
         foreach (var s in statements)
         {
-            endsTransaction |= s.Transaction is TransactionEffect.End
-                               || (s.Transaction == TransactionEffect.Savepoint && s.Reason.StartsWith("ROLLBACK", StringComparison.Ordinal));
+            endsTransaction |= s.Transaction is TransactionEffect.End || IsRollbackTo(s);
             begins |= s.Transaction == TransactionEffect.Begin;
         }
 
@@ -1273,10 +1277,17 @@ internal sealed partial class BackendSide
     /// <summary>
     /// COMMIT, ROLLBACK, SAVEPOINT, RELEASE, ROLLBACK TO: every other node in the transaction gets its own copy, read
     /// back silently; a SAVEPOINT also brings the primary into the transaction (the next statements go there). Returns
-    /// the node whose answer the client gets: the primary when it takes part.
+    /// the node whose answer the client gets: the primary when it takes part. A transaction that failed on one node ends
+    /// as one: that node answers the client's COMMIT (with ROLLBACK, as PostgreSQL does), and the others roll back, so
+    /// what the primary did before a standby's error is never committed.
     /// </summary>
     private async ValueTask<NodeLink> FanOutTransactionControlAsync(Classification c, string sql, NodeLink main, CancellationToken ct)
     {
+        if (!IsRollbackTo(c) && FailedLink() is { } failed)
+        {
+            return await EndFailedTransactionAsync(c, sql, failed, main, ct);
+        }
+
         if (c.Transaction == TransactionEffect.Savepoint)
         {
             // The primary first: binding it may give back a standby that ran nothing but BEGIN (GiveBackUnusedStandbyAsync),
@@ -1317,6 +1328,7 @@ internal sealed partial class BackendSide
         }
 
         var query = QueryFrame(sql);
+        var ends = c.Transaction == TransactionEffect.End && !AndChain().IsMatch(sql);
         try
         {
             foreach (var link in participants)
@@ -1329,8 +1341,9 @@ internal sealed partial class BackendSide
                 await CatchUpAsync(link, NoMessages, ct);
                 Enqueue(link, relay: false, 0);
                 await WriteAndFlushAsync(link.Connection, query, ct);
-                if (c.Transaction == TransactionEffect.End)
+                if (ends)
                 {
+                    // COMMIT AND CHAIN opens the next transaction at once: the node stays in one.
                     link.TransactionOpen = false;
                 }
             }
@@ -1342,6 +1355,82 @@ internal sealed partial class BackendSide
 
         return main;
     }
+
+    /// <summary>
+    /// Transaction control in a transaction that failed on <paramref name="failed"/> (ROLLBACK TO aside, which every node
+    /// runs): the transaction behaves as one. A SAVEPOINT or RELEASE goes to that node alone, which refuses it (25P02), as
+    /// PostgreSQL does. A COMMIT or ROLLBACK is answered by that node (a COMMIT with ROLLBACK), and every other node rolls
+    /// back, so what the primary did before a standby's error is never committed. When that node's connection is gone,
+    /// every node rolls back first and the client's statement runs outside a transaction.
+    /// </summary>
+    private async ValueTask<NodeLink> EndFailedTransactionAsync(Classification c, string sql, NodeLink failed, NodeLink main, CancellationToken ct)
+    {
+        var answering = failed.TransactionOpen && _backends.Links.Contains(failed) ? failed : null;
+        if (c.Transaction == TransactionEffect.Savepoint && answering is not null)
+        {
+            return answering;
+        }
+
+        await RollBackTransactionAsync(except: answering, chained: c.Transaction == TransactionEffect.End && AndChain().IsMatch(sql), ct);
+        return answering ?? main;
+    }
+
+    /// <summary>
+    /// A multi-statement query that ends a transaction which failed (<c>COMMIT; SELECT 1</c>): no node can answer its
+    /// COMMIT for the others, so every node rolls back first and the text runs outside a transaction (its COMMIT draws
+    /// PostgreSQL's "no transaction in progress" warning); nothing the transaction did is committed.
+    /// </summary>
+    private async ValueTask EndFailedTransactionInTextAsync(Classification c, CancellationToken ct)
+    {
+        if (c.Transaction == TransactionEffect.End && FailedLink() is not null)
+        {
+            await RollBackTransactionAsync(except: null, chained: false, ct);
+        }
+    }
+
+    /// <summary>Every node in the transaction but <paramref name="except"/> rolls back, silently (AND CHAIN: into a new one).</summary>
+    private async ValueTask RollBackTransactionAsync(NodeLink? except, bool chained, CancellationToken ct)
+    {
+        var participants = _participants;
+        participants.Clear();
+        foreach (var link in _backends.Links)
+        {
+            if (link.TransactionOpen && link != except)
+            {
+                participants.Add(link);
+            }
+        }
+
+        var rollback = QueryFrame(chained ? "ROLLBACK AND CHAIN" : "ROLLBACK");
+        try
+        {
+            foreach (var link in participants)
+            {
+                await CatchUpAsync(link, NoMessages, ct);
+                Enqueue(link, relay: false, 0);
+                await WriteAndFlushAsync(link.Connection, rollback, ct);
+                link.TransactionOpen = chained;
+            }
+        }
+        finally
+        {
+            participants.Clear();
+        }
+    }
+
+    private NodeLink? FailedLink()
+    {
+        lock (_routingLock)
+        {
+            return _failedLink;
+        }
+    }
+
+    private static bool IsRollbackTo(Classification c) =>
+        c.Transaction == TransactionEffect.Savepoint && c.Reason.StartsWith("ROLLBACK", StringComparison.Ordinal);
+
+    [GeneratedRegex(@"\bAND\s+CHAIN\b", RegexOptions.IgnoreCase)]
+    private static partial Regex AndChain();
 
     /// <summary>The nodes a transaction-control statement is copied to (<see cref="FanOutTransactionControlAsync"/>).</summary>
     private readonly List<NodeLink> _participants = [];

@@ -380,6 +380,122 @@ public class SessionHardeningTests
         Assert.That(poold.Log, Does.Not.Contain("replayed"));
     }
 
+    /// <summary>
+    /// A transaction fails on the standby it reads on; the client's next statement, a write sent the moment the error's
+    /// ReadyForQuery (<c>E</c>) arrives, must go to that standby and be refused (25P02), as PostgreSQL refuses it. Poold
+    /// recorded the failure only after relaying that ReadyForQuery, so the write could be routed first, to the primary,
+    /// where the transaction was open and well: it ran, and a COMMIT would have kept it. A race; many rounds.
+    /// </summary>
+    [Test]
+    public async Task AStatementRightAfterAnErrorInATransaction_OnAStandby_IsRefusedThere_NeverRunOnThePrimary()
+    {
+        await using var poold = await StartAsync(Backends(0, 1, 1));
+        var id = Random.Shared.Next(4_000_000, 5_000_000);
+
+        // Four sessions at once: the two cores are busy, so the reply pump is more often stopped right after its send.
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(client => Task.Run(async () =>
+        {
+            await using var c = Connection(poold, "hardening-failed-tx");
+            await c.OpenAsync();
+            await using var insert = new NpgsqlCommand($"INSERT INTO {Table} VALUES ({id}, 'after an error')", c);
+            await using var fail = new NpgsqlCommand("SELECT 1/0", c);
+            for (var round = 0; round < 500; round++)
+            {
+                await using var transaction = await c.BeginTransactionAsync();
+                await Assert.ThatAsync(() => fail.ExecuteNonQueryAsync(), Throws.TypeOf<PostgresException>().With.Property("SqlState").EqualTo("22012"));
+                await Assert.ThatAsync(() => insert.ExecuteNonQueryAsync(), Throws.TypeOf<PostgresException>().With.Property("SqlState").EqualTo("25P02"),
+                    $"client {client}, round {round}: the INSERT must be refused where the transaction failed");
+                await transaction.RollbackAsync();
+            }
+        })));
+
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(0L));
+    }
+
+    /// <summary>
+    /// With reads balanced after a write (<c>disable_load_balance_on_write = off</c>; <c>dml_adaptive</c> alike for
+    /// other tables), a transaction writes on the primary and then fails on a standby. PostgreSQL rolls the whole
+    /// transaction back at COMMIT and says ROLLBACK; Poold committed the primary's part and relayed its COMMIT.
+    /// </summary>
+    [TestCase("COMMIT", "ROLLBACK", "session")]
+    [TestCase("COMMIT AND CHAIN", "ROLLBACK", "session")]
+    [TestCase("ROLLBACK", "ROLLBACK", "session")]
+    [TestCase("COMMIT", "ROLLBACK", "transaction")]
+    [TestCase("COMMIT AND CHAIN", "ROLLBACK", "transaction")]
+    public async Task ATransactionThatFailedOnAStandby_EndsAsOne_ThePrimarysWritesAreRolledBack(string end, string tag, string poolMode)
+    {
+        await using var poold = await StartAsync(Backends(0, 1, 1), $"disable_load_balance_on_write = off\npool_mode = {poolMode}\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-failed-end");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(5_000_000, 6_000_000);
+        await raw.SendAsync(RawClient.Query("BEGIN"), RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'rolled back')"),
+            RawClient.Query($"SELECT 1 / (current_setting('port')::int = {ClusterFixture.Cluster.Nodes[0].Port})::int"));
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Last().Text, Is.EqualTo("T"));
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Last().Text, Is.EqualTo("T"));
+        var failed = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(failed.Where(m => m.Code != 'T').Select(m => m.Code == 'E' ? m.SqlState : m.Text), Is.EqualTo(new[] { "22012", "E" }),
+            "the read fails on a standby only");
+
+        await raw.SendAsync(RawClient.Query(end));
+        var ended = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(ended.Single(m => m.Code == 'C').Text, Is.EqualTo(tag + "|"), string.Join(", ", ended.Select(m => m.Code + ":" + m.Text)));
+        var chained = end.EndsWith("CHAIN", StringComparison.Ordinal);
+        Assert.That(ended[^1].Text, Is.EqualTo(chained ? "T" : "I"));
+        if (chained)
+        {
+            await raw.SendAsync(RawClient.Query("ROLLBACK"));
+            Assert.That((await raw.ReadUntilReadyAsync(timeout))[^1].Text, Is.EqualTo("I"));
+        }
+
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(0L));
+        await raw.SendAsync(RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'the session goes on')"));
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { 'C', 'Z' }));
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(1L));
+    }
+
+    /// <summary>
+    /// The same transaction (a write on the primary, then an error on a standby), ended otherwise: a SAVEPOINT or RELEASE
+    /// is refused (25P02) as PostgreSQL refuses it, and must not bring the primary's healthy part back as the transaction's
+    /// state; a multi-statement query that ends it (<c>COMMIT; SELECT 1</c>) runs, and nothing is committed.
+    /// </summary>
+    [TestCase("SAVEPOINT s")]
+    [TestCase("RELEASE SAVEPOINT s")]
+    [TestCase("COMMIT; SELECT 1")]
+    public async Task ATransactionThatFailedOnAStandby_OtherEndings_CommitNothing(string statement)
+    {
+        await using var poold = await StartAsync(Backends(0, 1, 1), "disable_load_balance_on_write = off\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-failed-other");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(6_000_000, 7_000_000);
+        await raw.SendAsync(RawClient.Query("BEGIN"), RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'rolled back')"),
+            RawClient.Query($"SELECT 1 / (current_setting('port')::int = {ClusterFixture.Cluster.Nodes[0].Port})::int"));
+        await raw.ReadUntilReadyAsync(timeout);
+        await raw.ReadUntilReadyAsync(timeout);
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Last().Text, Is.EqualTo("E"), "the read failed on a standby");
+
+        await raw.SendAsync(RawClient.Query(statement));
+        var reply = await raw.ReadUntilReadyAsync(timeout);
+        var codes = string.Join(", ", reply.Select(m => m.Code + ":" + m.Text));
+        if (statement.StartsWith("COMMIT", StringComparison.Ordinal))
+        {
+            Assert.That(reply.Where(m => m.Code == 'E'), Is.Empty, codes);
+            Assert.That(reply.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("1"), codes);
+            Assert.That(reply[^1].Text, Is.EqualTo("I"), codes);
+        }
+        else
+        {
+            Assert.That(reply.Select(m => m.Code == 'E' ? m.SqlState : m.Code.ToString()), Is.EqualTo(new[] { "25P02", "Z" }), codes);
+            Assert.That(reply[^1].Text, Is.EqualTo("E"), codes);
+            await raw.SendAsync(RawClient.Query("COMMIT"));
+            var commit = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(commit.Single(m => m.Code == 'C').Text, Is.EqualTo("ROLLBACK|"), string.Join(", ", commit.Select(m => m.Code + ":" + m.Text)));
+        }
+
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(0L));
+        await raw.SendAsync(RawClient.Query("SELECT 2"));
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { 'T', 'D', 'C', 'Z' }), "the session goes on");
+    }
+
     [Test]
     public async Task MessageOverMaxPacketSize_Gets54000_AndOtherSessionsGoOn()
     {

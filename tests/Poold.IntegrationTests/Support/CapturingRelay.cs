@@ -59,18 +59,22 @@ internal sealed class CapturingRelay : IAsyncDisposable
         var buffer = new byte[16 * 1024];
         try
         {
+            // TcpClient.GetStream refuses once the socket is shut down (by the other direction's pump): taken once, and
+            // that refusal is one more way of finding the other side gone.
+            var source = from.GetStream();
+            var target = to.GetStream();
             int n;
-            while ((n = await from.GetStream().ReadAsync(buffer, _stop.Token)) > 0)
+            while ((n = await source.ReadAsync(buffer, _stop.Token)) > 0)
             {
                 lock (_captured)
                 {
                     _captured.Write(buffer, 0, n);
                 }
 
-                await to.GetStream().WriteAsync(buffer.AsMemory(0, n), _stop.Token);
+                await target.WriteAsync(buffer.AsMemory(0, n), _stop.Token);
             }
         }
-        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or SocketException)
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or SocketException or InvalidOperationException)
         {
             // One side closed: close the other.
         }
