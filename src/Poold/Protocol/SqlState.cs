@@ -14,6 +14,9 @@ internal static class SqlState
     // Class 26: invalid SQL statement name
     public const string InvalidSqlStatementName = "26000";
 
+    // Class 40: transaction rollback
+    public const string TransactionRollback = "40000";
+
     // Class 28: invalid authorization specification
     public const string InvalidAuthorizationSpecification = "28000";
     public const string InvalidPassword = "28P01";

@@ -740,9 +740,18 @@ internal sealed partial class BackendSide
     private void AnswerWaitTimeout(PoolWaitTimeoutException e, bool sync)
     {
         LogWaitTimeout(e.Message);
+        AnswerBatchWithError(SqlState.TooManyConnections, "query_wait_timeout: " + e.Message,
+            "Every server connection of this pool stayed busy; raise default_pool_size or query_wait_timeout, or make transactions shorter.", sync);
+    }
+
+    /// <summary>
+    /// Poold answers the client's batch with an error, outside a transaction: with its ReadyForQuery when the batch
+    /// ends with a Sync, else the rest of the batch is skipped up to the Sync, as the server skips what follows an error.
+    /// </summary>
+    private void AnswerBatchWithError(string sqlState, string message, string hint, bool sync)
+    {
         var answer = new MessageBuffer(512);
-        answer.Error("ERROR", SqlState.TooManyConnections, "query_wait_timeout: " + e.Message,
-            "Every server connection of this pool stayed busy; raise default_pool_size or query_wait_timeout, or make transactions shorter.");
+        answer.Error("ERROR", sqlState, message, hint);
         if (sync)
         {
             answer.ReadyForQuery(TransactionStatus.Idle);

@@ -229,7 +229,7 @@ internal sealed partial class BackendSide
                 await _output.FlushAsync(stop);
                 if (Interlocked.Decrement(ref _outstanding) == 0)
                 {
-                    Volatile.Write(ref _answeredAt, _services.Time.GetTimestamp());
+                    AllAnswered();
                     if (_transactionMode && Volatile.Read(ref _repliesInFlight) == 0)
                     {
                         // Poold's answer was the last thing outstanding: the connections may go back now.
@@ -575,9 +575,11 @@ internal sealed partial class BackendSide
         _clientStatus = status;
         lock (_routingLock)
         {
-            _failedLink = status == TransactionStatus.Failed ? link : null;
             if (entry.Sequence == _lastSequence)
             {
+                // The answer to the client's last statement: what Poold predicted as it dispatched the statements after an
+                // earlier one (a ROLLBACK TO that ends a failure, say) is not undone by that earlier one's answer.
+                _failedLink = status == TransactionStatus.Failed ? link : null;
                 _router!.ReadyForQuery(status != TransactionStatus.Idle);
             }
         }
@@ -596,7 +598,56 @@ internal sealed partial class BackendSide
 
         if (entry.Relay && Interlocked.Decrement(ref _outstanding) == 0)
         {
-            Volatile.Write(ref _answeredAt, _services.Time.GetTimestamp());
+            AllAnswered();
+        }
+    }
+
+    /// <summary>Armed by the dispatcher while it waits for every relayed answer (<see cref="WaitForAnswersAsync"/>).</summary>
+    private TaskCompletionSource? _answersWaiter;
+
+    /// <summary>The reply pump has relayed the answer to every statement the client sent.</summary>
+    private void AllAnswered()
+    {
+        Volatile.Write(ref _answeredAt, _services.Time.GetTimestamp());
+        Interlocked.Exchange(ref _answersWaiter, null)?.TrySetResult();
+    }
+
+    /// <summary>
+    /// In a transaction, a statement bound for one node while answers are still due from another waits for them: an
+    /// error among them decides where it must go (the node that failed) and whether the transaction may commit. Never
+    /// while a batch is under way on a node (its answers wait for the client's Sync).
+    /// </summary>
+    private bool AnswersDueElsewhere(int nodeId)
+    {
+        if (Volatile.Read(ref _outstanding) == 0 || _lockedLink is not null || !InTransactionNow())
+        {
+            return false;
+        }
+
+        foreach (var link in _backends.Links)
+        {
+            if (link.Connection.NodeId != nodeId && Volatile.Read(ref link.Pending) > 0)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private async ValueTask WaitForAnswersAsync(CancellationToken ct)
+    {
+        while (Volatile.Read(ref _outstanding) != 0)
+        {
+            var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            Volatile.Write(ref _answersWaiter, waiter);
+            if (Volatile.Read(ref _outstanding) == 0)
+            {
+                Interlocked.CompareExchange(ref _answersWaiter, null, waiter);
+                return;
+            }
+
+            await waiter.Task.WaitAsync(ct);
         }
     }
 

@@ -314,6 +314,15 @@ internal sealed partial class BackendSide
             (nodeId, reason) = ChooseForStatements(new ReadOnlySpan<Classification>(ref c), forced: null);
         }
 
+        if (AnswersDueElsewhere(nodeId))
+        {
+            await WaitForAnswersAsync(ct);
+            lock (_routingLock)
+            {
+                (nodeId, reason) = ChooseForStatements(new ReadOnlySpan<Classification>(ref c), forced: null);
+            }
+        }
+
         (nodeId, reason) = await ReadYourWritesAsync(nodeId, reason, ct);
         if (c.Deallocates is { } deallocated)
         {
@@ -346,11 +355,16 @@ internal sealed partial class BackendSide
         await CloseLeftoverTransactionsAsync(ct);
         if (c.Target == RouteTarget.Transaction && c.Transaction is TransactionEffect.End or TransactionEffect.Savepoint)
         {
-            link = await FanOutTransactionControlAsync(c, sql, link, ct);
+            if (await FanOutTransactionControlAsync(c, sql, link, sync: true, batchUnderWay: false, ct) is not { } main)
+            {
+                return;
+            }
+
+            link = main;
         }
-        else
+        else if (c.MultiStatement && !await EndFailedTransactionInTextAsync(c, ct))
         {
-            await EndFailedTransactionInTextAsync(c, ct);
+            return;
         }
 
         if (c.Transaction is TransactionEffect.Begin or TransactionEffect.Serializable && c.Target != RouteTarget.Primary)
@@ -497,6 +511,7 @@ internal sealed partial class BackendSide
                 PinParsed(messages);
                 await CatchUpLockedAsync(locked, messages, ct);
                 MarkBoundIfUncertain(locked, messages, inTransaction: true);
+                await FanOutBoundControlAsync(messages, locked, sync, batchUnderWay: true, ct);
 
                 ApplyTransactionEffects(locked, messages);
                 await WriteAndFlushAsync(locked.Connection, bytes, ct);
@@ -571,6 +586,15 @@ internal sealed partial class BackendSide
                 (nodeId, reason) = ChooseForStatements(CollectionsMarshal.AsSpan(statements), forced);
             }
 
+            if (AnswersDueElsewhere(nodeId))
+            {
+                await WaitForAnswersAsync(ct);
+                lock (_routingLock)
+                {
+                    (nodeId, reason) = ChooseForStatements(CollectionsMarshal.AsSpan(statements), forced);
+                }
+            }
+
             (nodeId, reason) = await ReadYourWritesAsync(nodeId, reason, ct);
             NodeLink link;
             try
@@ -594,15 +618,12 @@ internal sealed partial class BackendSide
             }
 
             await CloseLeftoverTransactionsAsync(ct);
-            for (var i = 0; i < messages.Count; i++)
+            if (await FanOutBoundControlAsync(messages, link, sync, batchUnderWay: false, ct) is not { } main)
             {
-                var m = messages[i];
-                if (m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName, i) is { Target: RouteTarget.Transaction } tc
-                                                      && tc.Transaction is TransactionEffect.End or TransactionEffect.Savepoint)
-                {
-                    link = await FanOutTransactionControlAsync(tc, StatementText(messages, m.StatementName, i), link, ct);
-                }
+                return;
             }
+
+            link = main;
 
             var skip = await CatchUpAsync(link, messages, ct);
             var inTransaction = link.TransactionOpen || statements.Exists(static s => s.Transaction != TransactionEffect.None);
@@ -1281,11 +1302,29 @@ internal sealed partial class BackendSide
     /// as one: that node answers the client's COMMIT (with ROLLBACK, as PostgreSQL does), and the others roll back, so
     /// what the primary did before a standby's error is never committed.
     /// </summary>
-    private async ValueTask<NodeLink> FanOutTransactionControlAsync(Classification c, string sql, NodeLink main, CancellationToken ct)
+    private async ValueTask<NodeLink?> FanOutTransactionControlAsync(Classification c, string sql, NodeLink main, bool sync, bool batchUnderWay,
+        CancellationToken ct)
     {
-        if (!IsRollbackTo(c) && FailedLink() is { } failed)
+        if (IsRollbackTo(c))
         {
-            return await EndFailedTransactionAsync(c, sql, failed, main, ct);
+            ClearFailed(leaveTransaction: false);
+        }
+        else if (FailedLink() is { } failed)
+        {
+            if (!batchUnderWay)
+            {
+                return await EndFailedTransactionAsync(c, sql, failed, main, sync, ct);
+            }
+
+            // The batch's earlier part went to the failed node (statements follow the failure), so this part's
+            // COMMIT runs there too and answers ROLLBACK: the others roll back. A SAVEPOINT is refused there alone.
+            if (c.Transaction == TransactionEffect.End)
+            {
+                await RollBackTransactionAsync(except: main, chained: AndChain().IsMatch(sql), ct);
+                ClearFailed(leaveTransaction: false);
+            }
+
+            return main;
         }
 
         if (c.Transaction == TransactionEffect.Savepoint)
@@ -1311,7 +1350,11 @@ internal sealed partial class BackendSide
             participants.Add(_backends.Primary!);
         }
 
-        if (_backends.Primary is { } primaryLink && participants.Contains(primaryLink))
+        if (batchUnderWay)
+        {
+            // The rest of a batch already under way on this node stays there: the others get the copies.
+        }
+        else if (_backends.Primary is { } primaryLink && participants.Contains(primaryLink))
         {
             main = primaryLink;
         }
@@ -1357,13 +1400,41 @@ internal sealed partial class BackendSide
     }
 
     /// <summary>
+    /// The transaction control an extended-protocol batch binds (COMMIT, SAVEPOINT …), copied to the transaction's other
+    /// nodes before the batch goes out (<see cref="FanOutTransactionControlAsync"/>). Returns the node whose answer the
+    /// client gets, or null when Poold answered the batch itself. <paramref name="batchUnderWay"/>: the rest of a batch
+    /// whose earlier part went to <paramref name="link"/> before its Sync, which it cannot leave.
+    /// </summary>
+    private async ValueTask<NodeLink?> FanOutBoundControlAsync(List<BatchMessage> messages, NodeLink link, bool sync, bool batchUnderWay,
+        CancellationToken ct)
+    {
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var m = messages[i];
+            if (m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName, i) is { Target: RouteTarget.Transaction } tc
+                                                  && tc.Transaction is TransactionEffect.End or TransactionEffect.Savepoint)
+            {
+                if (await FanOutTransactionControlAsync(tc, StatementText(messages, m.StatementName, i), link, sync, batchUnderWay, ct) is not { } main)
+                {
+                    return null;
+                }
+
+                link = main;
+            }
+        }
+
+        return link;
+    }
+
+    /// <summary>
     /// Transaction control in a transaction that failed on <paramref name="failed"/> (ROLLBACK TO aside, which every node
     /// runs): the transaction behaves as one. A SAVEPOINT or RELEASE goes to that node alone, which refuses it (25P02), as
     /// PostgreSQL does. A COMMIT or ROLLBACK is answered by that node (a COMMIT with ROLLBACK), and every other node rolls
     /// back, so what the primary did before a standby's error is never committed. When that node's connection is gone,
-    /// every node rolls back first and the client's statement runs outside a transaction.
+    /// every node rolls back; a ROLLBACK then runs outside a transaction, a COMMIT gets 40000 from Poold (null: answered).
     /// </summary>
-    private async ValueTask<NodeLink> EndFailedTransactionAsync(Classification c, string sql, NodeLink failed, NodeLink main, CancellationToken ct)
+    private async ValueTask<NodeLink?> EndFailedTransactionAsync(Classification c, string sql, NodeLink failed, NodeLink main, bool sync,
+        CancellationToken ct)
     {
         var answering = failed.TransactionOpen && _backends.Links.Contains(failed) ? failed : null;
         if (c.Transaction == TransactionEffect.Savepoint && answering is not null)
@@ -1371,21 +1442,59 @@ internal sealed partial class BackendSide
             return answering;
         }
 
-        await RollBackTransactionAsync(except: answering, chained: c.Transaction == TransactionEffect.End && AndChain().IsMatch(sql), ct);
-        return answering ?? main;
+        var chained = answering is not null && c.Transaction == TransactionEffect.End && AndChain().IsMatch(sql);
+        await RollBackTransactionAsync(except: answering, chained, ct);
+        if (answering is not null)
+        {
+            ClearFailed(leaveTransaction: false);
+            return answering;
+        }
+
+        ClearFailed(leaveTransaction: true);
+        if (c.Verb is "ROLLBACK" or "ABORT")
+        {
+            return main;
+        }
+
+        AnswerBatchWithError(SqlState.TransactionRollback,
+            $"the transaction failed on backend node {failed.Connection.NodeId}, whose connection is gone: it was rolled back on every node",
+            "Nothing of the transaction was committed; run it again.", sync);
+        return null;
     }
 
     /// <summary>
-    /// A multi-statement query that ends a transaction which failed (<c>COMMIT; SELECT 1</c>): no node can answer its
-    /// COMMIT for the others, so every node rolls back first and the text runs outside a transaction (its COMMIT draws
-    /// PostgreSQL's "no transaction in progress" warning); nothing the transaction did is committed.
+    /// A multi-statement query that ends or rolls back to a savepoint a transaction which failed on one node. One that
+    /// begins with COMMIT or ROLLBACK (<c>COMMIT; SELECT 1</c>): no node can answer its COMMIT for the others, so every
+    /// node rolls back first and the text runs outside a transaction (its COMMIT draws PostgreSQL's "no transaction in
+    /// progress" warning); nothing the transaction did is committed. One that begins with ROLLBACK TO, in a transaction
+    /// open on more than one node, is refused (0A000): only the node it runs on would recover. Returns false when refused.
     /// </summary>
-    private async ValueTask EndFailedTransactionInTextAsync(Classification c, CancellationToken ct)
+    private async ValueTask<bool> EndFailedTransactionInTextAsync(Classification c, CancellationToken ct)
     {
-        if (c.Transaction == TransactionEffect.End && FailedLink() is not null)
+        if (FailedLink() is not { } failed)
+        {
+            return true;
+        }
+
+        if (c.Transaction == TransactionEffect.End)
         {
             await RollBackTransactionAsync(except: null, chained: false, ct);
+            ClearFailed(leaveTransaction: true);
+            return true;
         }
+
+        if (!IsRollbackTo(c) || _backends.Links.Count(static link => link.TransactionOpen) <= 1)
+        {
+            return true;
+        }
+
+        var answer = new MessageBuffer(512);
+        answer.Error("ERROR", SqlState.FeatureNotSupported,
+            $"ROLLBACK TO inside a multi-statement query, in a transaction that failed on backend node {failed.Connection.NodeId} and is open on several nodes",
+            "Send ROLLBACK TO SAVEPOINT as a query of its own: Poold then runs it on every node of the transaction.");
+        answer.ReadyForQuery(TransactionStatus.Failed);
+        EnqueueSynthetic(answer.Written.ToArray());
+        return false;
     }
 
     /// <summary>Every node in the transaction but <paramref name="except"/> rolls back, silently (AND CHAIN: into a new one).</summary>
@@ -1426,8 +1535,24 @@ internal sealed partial class BackendSide
         }
     }
 
-    private static bool IsRollbackTo(Classification c) =>
-        c.Transaction == TransactionEffect.Savepoint && c.Reason.StartsWith("ROLLBACK", StringComparison.Ordinal);
+    /// <summary>
+    /// The failed transaction is over (or rolled back to a savepoint) as of the statement being dispatched: predicted, as
+    /// the relayed ReadyForQuery of the session's last statement has the last word. <paramref name="leaveTransaction"/>:
+    /// every node has rolled back already, so the statement runs outside a transaction (no BEGIN is caught up before it).
+    /// </summary>
+    private void ClearFailed(bool leaveTransaction)
+    {
+        lock (_routingLock)
+        {
+            _failedLink = null;
+            if (leaveTransaction)
+            {
+                _router!.ReadyForQuery(false);
+            }
+        }
+    }
+
+    private static bool IsRollbackTo(Classification c) => c.Transaction == TransactionEffect.Savepoint && c.Verb == "ROLLBACK";
 
     [GeneratedRegex(@"\bAND\s+CHAIN\b", RegexOptions.IgnoreCase)]
     private static partial Regex AndChain();

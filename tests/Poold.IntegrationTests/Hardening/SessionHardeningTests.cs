@@ -41,6 +41,25 @@ public class SessionHardeningTests
         return lines.ToString();
     }
 
+    /// <summary>A read that fails (22012) on a standby only: on the primary it answers 1.</summary>
+    private static string FailsOnAStandby() =>
+        $"SELECT 1 / (current_setting('port')::int = {ClusterFixture.Cluster.Nodes[0].Port})::int";
+
+    /// <summary>BEGIN, a write on the primary (row <paramref name="id"/>), then a read that fails on a standby.</summary>
+    private static async Task WriteThenFailOnAStandbyAsync(RawClient raw, int id, TimeSpan timeout)
+    {
+        await raw.SendAsync(RawClient.Query("BEGIN"), RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'rolled back')"), RawClient.Query(FailsOnAStandby()));
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Last().Text, Is.EqualTo("T"));
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Last().Text, Is.EqualTo("T"));
+        var failed = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(failed.Where(m => m.Code != 'T').Select(m => m.Code == 'E' ? m.SqlState : m.Text), Is.EqualTo(new[] { "22012", "E" }),
+            "the read fails on a standby only");
+    }
+
+    /// <summary>Reads balanced to the standbys even after a write in a transaction, so one transaction spans nodes.</summary>
+    private static Task<PooldInstance> StartBalancingAfterWritesAsync(string extra = "") =>
+        StartAsync(Backends(0, 1, 1), "disable_load_balance_on_write = off\n" + extra);
+
     private static Task<PooldInstance> StartAsync(string backends, string extra = "") =>
         PooldInstance.StartAsync(backends + "health_check_period = 0\nsr_check_period = 0\n" + extra, ssl: false);
 
@@ -413,6 +432,73 @@ public class SessionHardeningTests
     }
 
     /// <summary>
+    /// The whole transaction pipelined in one write, without waiting for any answer: a write, a read that fails on a
+    /// standby, another write, COMMIT. PostgreSQL refuses the second write (25P02) and rolls everything back. Poold routed
+    /// the second write and the COMMIT before the error came back, to the primary, where they ran and committed both writes.
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task APipelinedTransaction_ThatFailsOnAStandby_CommitsNothing(bool extended)
+    {
+        await using var poold = await StartBalancingAfterWritesAsync();
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-failed-pipeline");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(9_000_000, 10_000_000);
+        string[] statements =
+        [
+            "BEGIN", $"INSERT INTO {Table} VALUES ({id}, 'first')",
+            FailsOnAStandby(), $"INSERT INTO {Table} VALUES ({id}, 'second')", "COMMIT",
+        ];
+        await raw.SendAsync(extended
+            ? [.. statements.SelectMany(sql => new[] { RawClient.Parse("", sql), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync() })]
+            : [.. statements.Select(RawClient.Query)]);
+        var replies = new List<string>();
+        for (var i = 0; i < statements.Length; i++)
+        {
+            var reply = await raw.ReadUntilReadyAsync(timeout);
+            replies.Add(string.Join(" ", reply.Where(m => m.Code is 'E' or 'C' or 'Z').Select(m => m.Code == 'E' ? m.SqlState : m.Text.TrimEnd('|'))));
+        }
+
+        Assert.That(replies, Is.EqualTo(new[] { "BEGIN T", "INSERT 0 1 T", "22012 E", "25P02 E", "ROLLBACK I" }));
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(0L));
+    }
+
+    /// <summary>
+    /// A transaction writes on the primary; then one extended-protocol batch reads (on a standby) and Flushes, and its
+    /// rest commits. The rest stays on the standby, where the batch is under way; the primary must commit before the
+    /// client is told COMMIT. It was left open until the session's next statement, so a client that left right after
+    /// its COMMIT lost the write (the connection's reset rolled it back).
+    /// </summary>
+    [Test]
+    public async Task ACommitInTheRestOfAFlushSplitBatch_OnAStandby_CommitsThePrimaryBeforeTheAnswer()
+    {
+        await using var poold = await StartBalancingAfterWritesAsync();
+        var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-flush-commit");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(10_000_000, 11_000_000);
+        await using (raw)
+        {
+            await raw.SendAsync(RawClient.Query("BEGIN"), RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'committed')"));
+            await raw.ReadUntilReadyAsync(timeout);
+            await raw.ReadUntilReadyAsync(timeout);
+            await raw.SendAsync(RawClient.Parse("", "SELECT current_setting('port')"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Flush());
+            var read = await raw.ReadUntilAsync("C", timeout);
+            Assert.That(read.Single(m => m.Code == 'D').FirstColumn,
+                Is.Not.EqualTo(ClusterFixture.Cluster.Nodes[0].Port.ToString(CultureInfo.InvariantCulture)), "the read ran on a standby");
+            await raw.SendAsync(RawClient.Parse("", "COMMIT"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
+            var commit = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(commit.Single(m => m.Code == 'C').Text, Is.EqualTo("COMMIT|"));
+            Assert.That(commit[^1].Text, Is.EqualTo("I"));
+        }
+
+        await Poll.UntilAsync(async () => Convert.ToInt64(await ClusterFixture.Cluster.ScalarAsync(0,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'hardening-flush-commit' AND state LIKE 'idle in transaction%'"),
+            CultureInfo.InvariantCulture) == 0, timeout, "the primary's connection to leave the transaction");
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(1L),
+            "the write the client was told is committed");
+    }
+
+    /// <summary>
     /// With reads balanced after a write (<c>disable_load_balance_on_write = off</c>; <c>dml_adaptive</c> alike for
     /// other tables), a transaction writes on the primary and then fails on a standby. PostgreSQL rolls the whole
     /// transaction back at COMMIT and says ROLLBACK; Poold committed the primary's part and relayed its COMMIT.
@@ -424,17 +510,11 @@ public class SessionHardeningTests
     [TestCase("COMMIT AND CHAIN", "ROLLBACK", "transaction")]
     public async Task ATransactionThatFailedOnAStandby_EndsAsOne_ThePrimarysWritesAreRolledBack(string end, string tag, string poolMode)
     {
-        await using var poold = await StartAsync(Backends(0, 1, 1), $"disable_load_balance_on_write = off\npool_mode = {poolMode}\n");
+        await using var poold = await StartBalancingAfterWritesAsync($"pool_mode = {poolMode}\n");
         await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-failed-end");
         var timeout = TimeSpan.FromSeconds(10);
         var id = Random.Shared.Next(5_000_000, 6_000_000);
-        await raw.SendAsync(RawClient.Query("BEGIN"), RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'rolled back')"),
-            RawClient.Query($"SELECT 1 / (current_setting('port')::int = {ClusterFixture.Cluster.Nodes[0].Port})::int"));
-        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Last().Text, Is.EqualTo("T"));
-        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Last().Text, Is.EqualTo("T"));
-        var failed = await raw.ReadUntilReadyAsync(timeout);
-        Assert.That(failed.Where(m => m.Code != 'T').Select(m => m.Code == 'E' ? m.SqlState : m.Text), Is.EqualTo(new[] { "22012", "E" }),
-            "the read fails on a standby only");
+        await WriteThenFailOnAStandbyAsync(raw, id, timeout);
 
         await raw.SendAsync(RawClient.Query(end));
         var ended = await raw.ReadUntilReadyAsync(timeout);
@@ -463,15 +543,11 @@ public class SessionHardeningTests
     [TestCase("COMMIT; SELECT 1")]
     public async Task ATransactionThatFailedOnAStandby_OtherEndings_CommitNothing(string statement)
     {
-        await using var poold = await StartAsync(Backends(0, 1, 1), "disable_load_balance_on_write = off\n");
+        await using var poold = await StartBalancingAfterWritesAsync();
         await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-failed-other");
         var timeout = TimeSpan.FromSeconds(10);
         var id = Random.Shared.Next(6_000_000, 7_000_000);
-        await raw.SendAsync(RawClient.Query("BEGIN"), RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'rolled back')"),
-            RawClient.Query($"SELECT 1 / (current_setting('port')::int = {ClusterFixture.Cluster.Nodes[0].Port})::int"));
-        await raw.ReadUntilReadyAsync(timeout);
-        await raw.ReadUntilReadyAsync(timeout);
-        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Last().Text, Is.EqualTo("E"), "the read failed on a standby");
+        await WriteThenFailOnAStandbyAsync(raw, id, timeout);
 
         await raw.SendAsync(RawClient.Query(statement));
         var reply = await raw.ReadUntilReadyAsync(timeout);
@@ -494,6 +570,81 @@ public class SessionHardeningTests
         Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(0L));
         await raw.SendAsync(RawClient.Query("SELECT 2"));
         Assert.That((await raw.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { 'T', 'D', 'C', 'Z' }), "the session goes on");
+    }
+
+    /// <summary>
+    /// A transaction writes, sets a savepoint, then fails on a standby; the client rolls back to the savepoint and commits.
+    /// PostgreSQL commits the write made before the savepoint. Sent as two pipelined queries, the COMMIT was dispatched
+    /// before the ROLLBACK TO's answer came back and was taken for the end of a failed transaction: the primary rolled
+    /// back while the client was told COMMIT. In one multi-statement query, only the node it ran on would recover, so
+    /// Poold refuses it (0A000) and the transaction stays as it was.
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task RollbackToSavepoint_ThenCommit_AfterAStandbysError_CommitsWhatCameBefore(bool oneQuery)
+    {
+        await using var poold = await StartBalancingAfterWritesAsync();
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-rollback-to");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(7_000_000, 8_000_000);
+        await raw.SendAsync(RawClient.Query("BEGIN"), RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'kept')"), RawClient.Query("SAVEPOINT s"),
+            RawClient.Query(FailsOnAStandby()));
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.That((await raw.ReadUntilReadyAsync(timeout)).Last().Text, Is.EqualTo("T"));
+        }
+
+        var failed = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(failed.Last().Text, Is.EqualTo("E"), "the read failed on a standby: " + string.Join(", ", failed.Select(m => m.Code + ":" + m.Text)));
+
+        if (oneQuery)
+        {
+            await raw.SendAsync(RawClient.Query("ROLLBACK TO SAVEPOINT s; COMMIT"));
+            var refused = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(refused.Select(m => m.Code == 'E' ? m.SqlState : m.Text), Is.EqualTo(new[] { "0A000", "E" }));
+        }
+
+        await raw.SendAsync(RawClient.Query("ROLLBACK TO SAVEPOINT s"), RawClient.Query("COMMIT"));
+        var rolledBack = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(rolledBack.Select(m => m.Code), Is.EqualTo(new[] { 'C', 'Z' }), string.Join(", ", rolledBack.Select(m => m.Code + ":" + m.Text)));
+        var committed = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(committed.Single(m => m.Code == 'C').Text, Is.EqualTo("COMMIT|"), string.Join(", ", committed.Select(m => m.Code + ":" + m.Text)));
+        Assert.That(committed[^1].Text, Is.EqualTo("I"));
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(1L));
+    }
+
+    /// <summary>
+    /// The transaction failed on a standby whose backend is then terminated while the session is idle. The client's
+    /// COMMIT goes to that node and gets the server's words (57P01) and Poold's (08006), never a COMMIT; the primary's
+    /// part was rolled back before, so nothing of the transaction is committed, and the session goes on.
+    /// </summary>
+    [Test]
+    public async Task CommitOfATransactionThatFailedOnATerminatedStandby_FailsAndCommitsNothing()
+    {
+        await using var poold = await StartBalancingAfterWritesAsync();
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-failed-gone");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(8_000_000, 9_000_000);
+        await WriteThenFailOnAStandbyAsync(raw, id, timeout);
+
+        for (var node = 1; node < 3; node++)
+        {
+            await ClusterFixture.Cluster.ScalarAsync(node,
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'hardening-failed-gone'");
+        }
+
+        await raw.SendAsync(RawClient.Query("COMMIT"));
+        var reply = await raw.ReadUntilReadyAsync(timeout);
+        var codes = string.Join(", ", reply.Select(m => m.Code + ":" + m.Text));
+        Assert.That(reply.Where(m => m.Code == 'C'), Is.Empty, codes);
+        Assert.That(reply.Where(m => m.Code == 'E').Select(m => m.SqlState), Is.SubsetOf(new[] { "57P01", "08006" }).And.Not.Empty, codes);
+        Assert.That(reply[^1].Text, Is.EqualTo("I"), codes);
+        await Poll.UntilAsync(async () => Convert.ToInt64(await ClusterFixture.Cluster.ScalarAsync(0,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'hardening-failed-gone' AND state LIKE 'idle in transaction%'"),
+            CultureInfo.InvariantCulture) == 0, timeout, "the primary's connection to leave the transaction");
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(0L));
+        await raw.SendAsync(RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'the session goes on')"));
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { 'C', 'Z' }));
     }
 
     [Test]
