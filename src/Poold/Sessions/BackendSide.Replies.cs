@@ -640,7 +640,10 @@ internal sealed partial class BackendSide
         while (Volatile.Read(ref _outstanding) != 0)
         {
             var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            Volatile.Write(ref _answersWaiter, waiter);
+
+            // A full fence between publishing the waiter and reading the count (a store then a load may be reordered):
+            // either the pump's last decrement sees the waiter, or this read sees the zero.
+            Interlocked.Exchange(ref _answersWaiter, waiter);
             if (Volatile.Read(ref _outstanding) == 0)
             {
                 Interlocked.CompareExchange(ref _answersWaiter, null, waiter);

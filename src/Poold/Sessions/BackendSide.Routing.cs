@@ -355,7 +355,7 @@ internal sealed partial class BackendSide
         await CloseLeftoverTransactionsAsync(ct);
         if (c.Target == RouteTarget.Transaction && c.Transaction is TransactionEffect.End or TransactionEffect.Savepoint)
         {
-            if (await FanOutTransactionControlAsync(c, sql, link, sync: true, batchUnderWay: false, ct) is not { } main)
+            if (await FanOutTransactionControlAsync(c, sql, link, sync: true, ct) is not { } main)
             {
                 return;
             }
@@ -511,7 +511,6 @@ internal sealed partial class BackendSide
                 PinParsed(messages);
                 await CatchUpLockedAsync(locked, messages, ct);
                 MarkBoundIfUncertain(locked, messages, inTransaction: true);
-                await FanOutBoundControlAsync(messages, locked, sync, batchUnderWay: true, ct);
 
                 ApplyTransactionEffects(locked, messages);
                 await WriteAndFlushAsync(locked.Connection, bytes, ct);
@@ -618,7 +617,7 @@ internal sealed partial class BackendSide
             }
 
             await CloseLeftoverTransactionsAsync(ct);
-            if (await FanOutBoundControlAsync(messages, link, sync, batchUnderWay: false, ct) is not { } main)
+            if (await FanOutBoundControlAsync(messages, link, sync, ct) is not { } main)
             {
                 return;
             }
@@ -803,7 +802,13 @@ internal sealed partial class BackendSide
     /// </summary>
     private async Task<bool> RedirectFromLockedAsync(NodeLink locked, List<BatchMessage> messages, CancellationToken ct)
     {
-        if (_lockedBatch is null || locked == _backends.Primary || locked.TransactionOpen || locked.Connection.NodeId == _primaryNodeId)
+        if (_lockedBatch is null)
+        {
+            return false;
+        }
+
+        if (!EndsATransactionOpenElsewhere(locked, messages)
+            && (locked == _backends.Primary || locked.TransactionOpen || locked.Connection.NodeId == _primaryNodeId))
         {
             return false;
         }
@@ -826,7 +831,7 @@ internal sealed partial class BackendSide
         }
 
         statements.Clear();
-        if (!needsPrimary)
+        if (!needsPrimary && !EndsATransactionOpenElsewhere(locked, messages))
         {
             return false;
         }
@@ -866,6 +871,38 @@ internal sealed partial class BackendSide
         await WriteAndFlushAsync(locked.Connection, SyncFrame, ct);
         await control.Completion.WaitAsync(ct);
         return control;
+    }
+
+    /// <summary>
+    /// The rest of a batch under way on <paramref name="locked"/> binds COMMIT, ROLLBACK or a savepoint statement while the
+    /// transaction is open on another node too: it must be routed as a batch of its own (after Poold's Sync closes the
+    /// part under way), so that the node that answers is the one whose outcome counts, and an error in the part under
+    /// way is known first (the server skips the rest, COMMIT included, up to the Sync).
+    /// </summary>
+    private bool EndsATransactionOpenElsewhere(NodeLink locked, List<BatchMessage> messages)
+    {
+        var elsewhere = false;
+        foreach (var link in _backends.Links)
+        {
+            elsewhere |= link != locked && link.TransactionOpen;
+        }
+
+        if (!elsewhere)
+        {
+            return false;
+        }
+
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var m = messages[i];
+            if (m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName, i) is { Target: RouteTarget.Transaction } tc
+                                                  && tc.Transaction is TransactionEffect.End or TransactionEffect.Savepoint)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private static readonly byte[] SyncFrame = [(byte)FrontendCode.Sync, 0, 0, 0, 4];
@@ -1302,8 +1339,7 @@ internal sealed partial class BackendSide
     /// as one: that node answers the client's COMMIT (with ROLLBACK, as PostgreSQL does), and the others roll back, so
     /// what the primary did before a standby's error is never committed.
     /// </summary>
-    private async ValueTask<NodeLink?> FanOutTransactionControlAsync(Classification c, string sql, NodeLink main, bool sync, bool batchUnderWay,
-        CancellationToken ct)
+    private async ValueTask<NodeLink?> FanOutTransactionControlAsync(Classification c, string sql, NodeLink main, bool sync, CancellationToken ct)
     {
         if (IsRollbackTo(c))
         {
@@ -1311,20 +1347,7 @@ internal sealed partial class BackendSide
         }
         else if (FailedLink() is { } failed)
         {
-            if (!batchUnderWay)
-            {
-                return await EndFailedTransactionAsync(c, sql, failed, main, sync, ct);
-            }
-
-            // The batch's earlier part went to the failed node (statements follow the failure), so this part's
-            // COMMIT runs there too and answers ROLLBACK: the others roll back. A SAVEPOINT is refused there alone.
-            if (c.Transaction == TransactionEffect.End)
-            {
-                await RollBackTransactionAsync(except: main, chained: AndChain().IsMatch(sql), ct);
-                ClearFailed(leaveTransaction: false);
-            }
-
-            return main;
+            return await EndFailedTransactionAsync(c, sql, failed, main, sync, ct);
         }
 
         if (c.Transaction == TransactionEffect.Savepoint)
@@ -1350,11 +1373,7 @@ internal sealed partial class BackendSide
             participants.Add(_backends.Primary!);
         }
 
-        if (batchUnderWay)
-        {
-            // The rest of a batch already under way on this node stays there: the others get the copies.
-        }
-        else if (_backends.Primary is { } primaryLink && participants.Contains(primaryLink))
+        if (_backends.Primary is { } primaryLink && participants.Contains(primaryLink))
         {
             main = primaryLink;
         }
@@ -1402,11 +1421,9 @@ internal sealed partial class BackendSide
     /// <summary>
     /// The transaction control an extended-protocol batch binds (COMMIT, SAVEPOINT …), copied to the transaction's other
     /// nodes before the batch goes out (<see cref="FanOutTransactionControlAsync"/>). Returns the node whose answer the
-    /// client gets, or null when Poold answered the batch itself. <paramref name="batchUnderWay"/>: the rest of a batch
-    /// whose earlier part went to <paramref name="link"/> before its Sync, which it cannot leave.
+    /// client gets, or null when Poold answered the batch itself.
     /// </summary>
-    private async ValueTask<NodeLink?> FanOutBoundControlAsync(List<BatchMessage> messages, NodeLink link, bool sync, bool batchUnderWay,
-        CancellationToken ct)
+    private async ValueTask<NodeLink?> FanOutBoundControlAsync(List<BatchMessage> messages, NodeLink link, bool sync, CancellationToken ct)
     {
         for (var i = 0; i < messages.Count; i++)
         {
@@ -1414,7 +1431,7 @@ internal sealed partial class BackendSide
             if (m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName, i) is { Target: RouteTarget.Transaction } tc
                                                   && tc.Transaction is TransactionEffect.End or TransactionEffect.Savepoint)
             {
-                if (await FanOutTransactionControlAsync(tc, StatementText(messages, m.StatementName, i), link, sync, batchUnderWay, ct) is not { } main)
+                if (await FanOutTransactionControlAsync(tc, StatementText(messages, m.StatementName, i), link, sync, ct) is not { } main)
                 {
                     return null;
                 }

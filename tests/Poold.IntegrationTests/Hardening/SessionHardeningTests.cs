@@ -499,6 +499,32 @@ public class SessionHardeningTests
     }
 
     /// <summary>
+    /// The same Flush-split batch, but its read fails on the standby: the server skips the rest up to the Sync, COMMIT
+    /// included, and the transaction stays open and failed until the client's ROLLBACK. A COMMIT copied to the primary
+    /// before the rest went out committed the write.
+    /// </summary>
+    [Test]
+    public async Task ACommitInTheRestOfAFlushSplitBatch_AfterItsReadFailedOnAStandby_IsSkipped_NothingCommits()
+    {
+        await using var poold = await StartBalancingAfterWritesAsync();
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-flush-failed");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(11_000_000, 12_000_000);
+        await raw.SendAsync(RawClient.Query("BEGIN"), RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'rolled back')"));
+        await raw.ReadUntilReadyAsync(timeout);
+        await raw.ReadUntilReadyAsync(timeout);
+        await raw.SendAsync(RawClient.Parse("", FailsOnAStandby()), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Flush());
+        Assert.That((await raw.ReadUntilAsync("E", timeout))[^1].SqlState, Is.EqualTo("22012"), "the read failed on a standby");
+        await raw.SendAsync(RawClient.Parse("", "COMMIT"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
+        var skipped = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(skipped.Select(m => m.Code + ":" + m.Text), Is.EqualTo(new[] { "Z:E" }), "skipped up to the Sync, as the server skips after an error");
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(0L), "not committed");
+        await raw.SendAsync(RawClient.Query("ROLLBACK"));
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Single(m => m.Code == 'C').Text, Is.EqualTo("ROLLBACK|"));
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(0L));
+    }
+
+    /// <summary>
     /// With reads balanced after a write (<c>disable_load_balance_on_write = off</c>; <c>dml_adaptive</c> alike for
     /// other tables), a transaction writes on the primary and then fails on a standby. PostgreSQL rolls the whole
     /// transaction back at COMMIT and says ROLLBACK; Poold committed the primary's part and relayed its COMMIT.
