@@ -333,25 +333,21 @@ internal sealed partial class BackendSide
     /// </summary>
     private async Task GiveBackUnusedStandbyAsync(CancellationToken ct)
     {
-        if (!_transactionMode || _pinnedBy is not null || _lockedLink is not null || Volatile.Read(ref _repliesInFlight) != 0)
+        if (!_transactionMode || _pinnedBy is not null || _lockedLink is not null || UnusedStandby() is null)
         {
-            // Pinned, a batch half sent, or the reply pump still reading (it may not have let go of a connection yet).
+            // Pinned, a batch half sent, or no standby that ran nothing but BEGIN.
             return;
         }
 
-        NodeLink? unused = null;
-        foreach (var link in _backends.Links)
+        if (Volatile.Read(ref _repliesInFlight) != 0)
         {
-            if (link.OnlyBegun && link != _backends.Primary && !link.Dead && !link.NodeDown && !link.Connection.IsBroken
-                && link.Connection.TransactionStatus == TransactionStatus.InTransaction)
-            {
-                unused = link;
-                break;
-            }
+            // The reply pump may not have let go of that connection yet: the client can answer the BEGIN's
+            // ReadyForQuery before the pump is done with it. Its replies are due: wait for them.
+            await WaitForRepliesAsync(ct);
         }
 
         // A cancel forwarded since the last release may still be on its way to that connection: it stays then.
-        if (unused is null || !_cancelGate.TryPause())
+        if (_lockedLink is not null || UnusedStandby() is not { } unused || !_cancelGate.TryPause())
         {
             return;
         }
@@ -379,6 +375,21 @@ internal sealed partial class BackendSide
         }
 
         await ReturnSharedAsync(unused, CancelsSince.None, ct);
+    }
+
+    /// <summary>A standby this transaction opened and ran nothing on but BEGIN (see <see cref="GiveBackUnusedStandbyAsync"/>).</summary>
+    private NodeLink? UnusedStandby()
+    {
+        foreach (var link in _backends.Links)
+        {
+            if (link.OnlyBegun && link != _backends.Primary && !link.Dead && !link.NodeDown && !link.Connection.IsBroken
+                && link.Connection.TransactionStatus == TransactionStatus.InTransaction)
+            {
+                return link;
+            }
+        }
+
+        return null;
     }
 
     /// <summary>

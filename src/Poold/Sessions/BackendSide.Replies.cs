@@ -434,10 +434,14 @@ internal sealed partial class BackendSide
                 throw;
             }
 
-            if (Interlocked.Decrement(ref _repliesInFlight) == 0 && _transactionMode)
+            if (Interlocked.Decrement(ref _repliesInFlight) == 0)
             {
-                // Every reply read: the connections may go back now.
-                ReleaseFromReplyPump();
+                Interlocked.Exchange(ref _answersWaiter, null)?.TrySetResult();
+                if (_transactionMode)
+                {
+                    // Every reply read: the connections may go back now.
+                    ReleaseFromReplyPump();
+                }
             }
         }
     }
@@ -635,16 +639,25 @@ internal sealed partial class BackendSide
         return false;
     }
 
-    private async ValueTask WaitForAnswersAsync(CancellationToken ct)
+    private ValueTask WaitForAnswersAsync(CancellationToken ct) => WaitUntilZeroAsync(replies: false, ct);
+
+    /// <summary>Waits until the reply pump has read every reply queued, Poold's own included.</summary>
+    private ValueTask WaitForRepliesAsync(CancellationToken ct) => WaitUntilZeroAsync(replies: true, ct);
+
+    /// <summary>
+    /// Waits until <see cref="_repliesInFlight"/> (<paramref name="replies"/>) or <see cref="_outstanding"/> is zero; the
+    /// reply pump counts both down and wakes the waiter whenever either reaches zero.
+    /// </summary>
+    private async ValueTask WaitUntilZeroAsync(bool replies, CancellationToken ct)
     {
-        while (Volatile.Read(ref _outstanding) != 0)
+        while (Count() != 0)
         {
             var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 
             // A full fence between publishing the waiter and reading the count (a store then a load may be reordered):
             // either the pump's last decrement sees the waiter, or this read sees the zero.
             Interlocked.Exchange(ref _answersWaiter, waiter);
-            if (Volatile.Read(ref _outstanding) == 0)
+            if (Count() == 0)
             {
                 Interlocked.CompareExchange(ref _answersWaiter, null, waiter);
                 return;
@@ -652,6 +665,8 @@ internal sealed partial class BackendSide
 
             await waiter.Task.WaitAsync(ct);
         }
+
+        int Count() => replies ? Volatile.Read(ref _repliesInFlight) : Volatile.Read(ref _outstanding);
     }
 
     /// <summary>

@@ -874,13 +874,20 @@ internal sealed partial class BackendSide
     }
 
     /// <summary>
-    /// The rest of a batch under way on <paramref name="locked"/> binds COMMIT, ROLLBACK or a savepoint statement while the
-    /// transaction is open on another node too: it must be routed as a batch of its own (after Poold's Sync closes the
-    /// part under way), so that the node that answers is the one whose outcome counts, and an error in the part under
-    /// way is known first (the server skips the rest, COMMIT included, up to the Sync).
+    /// The rest of a batch under way on a standby, inside an explicit transaction there, binds COMMIT, ROLLBACK or a
+    /// savepoint statement while the transaction is open on another node too: it is routed as a batch of its own (after
+    /// Poold's Sync closes the part under way, which ends nothing in an explicit transaction), so that the node that
+    /// answers is the one whose outcome counts, and an error in the part under way is known first (the server skips
+    /// the rest, COMMIT included, up to the Sync). Not when the rest uses a portal the part under way bound: it lives
+    /// only there (the rest then stays, as before).
     /// </summary>
     private bool EndsATransactionOpenElsewhere(NodeLink locked, List<BatchMessage> messages)
     {
+        if (locked == _backends.Primary || !locked.TransactionOpen || !InTransactionNow())
+        {
+            return false;
+        }
+
         var elsewhere = false;
         foreach (var link in _backends.Links)
         {
@@ -892,11 +899,27 @@ internal sealed partial class BackendSide
             return false;
         }
 
+        var ends = false;
         for (var i = 0; i < messages.Count; i++)
         {
             var m = messages[i];
-            if (m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName, i) is { Target: RouteTarget.Transaction } tc
-                                                  && tc.Transaction is TransactionEffect.End or TransactionEffect.Savepoint)
+            if (m.Code is (byte)FrontendCode.Execute or (byte)FrontendCode.Describe && m.StatementName != "S" && !BoundBefore(messages, m.Name, i))
+            {
+                return false;
+            }
+
+            ends |= m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName, i) is { Target: RouteTarget.Transaction } tc
+                                                      && tc.Transaction is TransactionEffect.End or TransactionEffect.Savepoint;
+        }
+
+        return ends;
+    }
+
+    private static bool BoundBefore(List<BatchMessage> messages, string portal, int index)
+    {
+        for (var i = 0; i < index; i++)
+        {
+            if (messages[i].Code == (byte)FrontendCode.Bind && messages[i].Name == portal)
             {
                 return true;
             }

@@ -525,6 +525,31 @@ public class SessionHardeningTests
     }
 
     /// <summary>
+    /// A Flush-split batch whose first part binds a portal on the standby and whose rest executes it and then commits:
+    /// the portal lives only on the standby, so the rest stays there (routed on its own, it would find no portal, 34000).
+    /// </summary>
+    [Test]
+    public async Task TheRestOfAFlushSplitBatch_ExecutingAPortalItsFirstPartBound_StaysWithThePortal()
+    {
+        await using var poold = await StartBalancingAfterWritesAsync();
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-flush-portal");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(12_000_000, 13_000_000);
+        await raw.SendAsync(RawClient.Query("BEGIN"), RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'written')"));
+        await raw.ReadUntilReadyAsync(timeout);
+        await raw.ReadUntilReadyAsync(timeout);
+        await raw.SendAsync(RawClient.Parse("", "SELECT current_setting('port')"), RawClient.Bind("", ""), RawClient.Flush());
+        await raw.ReadUntilAsync("2", timeout);
+        await raw.SendAsync(RawClient.Execute(""), RawClient.Parse("", "COMMIT"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
+        var rest = await raw.ReadUntilReadyAsync(timeout);
+        var codes = string.Join(", ", rest.Select(m => m.Code + ":" + m.Text));
+        Assert.That(rest.Where(m => m.Code == 'E'), Is.Empty, codes);
+        Assert.That(rest.Single(m => m.Code == 'D').FirstColumn, Is.Not.EqualTo(ClusterFixture.Cluster.Nodes[0].Port.ToString(CultureInfo.InvariantCulture)),
+            "the portal ran on a standby");
+        Assert.That(rest[^1].Text, Is.EqualTo("I"), codes);
+    }
+
+    /// <summary>
     /// With reads balanced after a write (<c>disable_load_balance_on_write = off</c>; <c>dml_adaptive</c> alike for
     /// other tables), a transaction writes on the primary and then fails on a standby. PostgreSQL rolls the whole
     /// transaction back at COMMIT and says ROLLBACK; Poold committed the primary's part and relayed its COMMIT.
