@@ -756,21 +756,22 @@ internal sealed partial class BackendSide
     }
 
     /// <summary>
-    /// Poold answers the client's batch with an error, outside a transaction: with its ReadyForQuery when the batch
-    /// ends with a Sync, else the rest of the batch is skipped up to the Sync, as the server skips what follows an error.
+    /// Poold answers the client's batch with an error, the client's transaction then being <paramref name="status"/>
+    /// (by default none): with its ReadyForQuery when the batch ends with a Sync, else the rest of the batch is skipped
+    /// up to the Sync, as the server skips what follows an error.
     /// </summary>
-    private void AnswerBatchWithError(string sqlState, string message, string hint, bool sync)
+    private void AnswerBatchWithError(string sqlState, string message, string hint, bool sync, TransactionStatus status = TransactionStatus.Idle)
     {
         var answer = new MessageBuffer(512);
         answer.Error("ERROR", sqlState, message, hint);
         if (sync)
         {
-            answer.ReadyForQuery(TransactionStatus.Idle);
+            answer.ReadyForQuery(status);
         }
         else
         {
             _discardUntilSync = true;
-            _discardedStatus = TransactionStatus.Idle;
+            _discardedStatus = status;
         }
 
         EnqueueSynthetic(answer.Written.ToArray());

@@ -436,7 +436,7 @@ internal sealed partial class BackendSide
 
             if (Interlocked.Decrement(ref _repliesInFlight) == 0)
             {
-                Interlocked.Exchange(ref _answersWaiter, null)?.TrySetResult();
+                WakeWaiter();
                 if (_transactionMode)
                 {
                     // Every reply read: the connections may go back now.
@@ -613,7 +613,20 @@ internal sealed partial class BackendSide
     private void AllAnswered()
     {
         Volatile.Write(ref _answeredAt, _services.Time.GetTimestamp());
-        Interlocked.Exchange(ref _answersWaiter, null)?.TrySetResult();
+        WakeWaiter();
+    }
+
+    /// <summary>
+    /// After a count reached zero (an interlocked decrement: a full fence before this read, as the waiter has one
+    /// between publishing and reading the count), wakes the dispatcher if it waits; usually nobody does, and a plain
+    /// read spares the relay an interlocked exchange per statement.
+    /// </summary>
+    private void WakeWaiter()
+    {
+        if (Volatile.Read(ref _answersWaiter) is not null)
+        {
+            Interlocked.Exchange(ref _answersWaiter, null)?.TrySetResult();
+        }
     }
 
     /// <summary>

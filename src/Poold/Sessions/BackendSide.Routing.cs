@@ -908,12 +908,18 @@ internal sealed partial class BackendSide
                 return false;
             }
 
-            ends |= m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName, i) is { Target: RouteTarget.Transaction } tc
-                                                      && tc.Transaction is TransactionEffect.End or TransactionEffect.Savepoint;
+            ends |= BoundTransactionControl(messages, i) is not null;
         }
 
         return ends;
     }
+
+    /// <summary>The COMMIT, ROLLBACK or savepoint statement <paramref name="messages"/>[<paramref name="i"/>] binds, if it is such a Bind.</summary>
+    private Classification? BoundTransactionControl(List<BatchMessage> messages, int i) =>
+        messages[i] is { Code: (byte)FrontendCode.Bind } m
+        && FindStatement(messages, m.StatementName, i) is { Target: RouteTarget.Transaction, Transaction: TransactionEffect.End or TransactionEffect.Savepoint } tc
+            ? tc
+            : null;
 
     private static bool BoundBefore(List<BatchMessage> messages, string portal, int index)
     {
@@ -1450,11 +1456,9 @@ internal sealed partial class BackendSide
     {
         for (var i = 0; i < messages.Count; i++)
         {
-            var m = messages[i];
-            if (m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName, i) is { Target: RouteTarget.Transaction } tc
-                                                  && tc.Transaction is TransactionEffect.End or TransactionEffect.Savepoint)
+            if (BoundTransactionControl(messages, i) is { } tc)
             {
-                if (await FanOutTransactionControlAsync(tc, StatementText(messages, m.StatementName, i), link, sync, ct) is not { } main)
+                if (await FanOutTransactionControlAsync(tc, StatementText(messages, messages[i].StatementName, i), link, sync, ct) is not { } main)
                 {
                     return null;
                 }
@@ -1528,12 +1532,9 @@ internal sealed partial class BackendSide
             return true;
         }
 
-        var answer = new MessageBuffer(512);
-        answer.Error("ERROR", SqlState.FeatureNotSupported,
+        AnswerBatchWithError(SqlState.FeatureNotSupported,
             $"ROLLBACK TO inside a multi-statement query, in a transaction that failed on backend node {failed.Connection.NodeId} and is open on several nodes",
-            "Send ROLLBACK TO SAVEPOINT as a query of its own: Poold then runs it on every node of the transaction.");
-        answer.ReadyForQuery(TransactionStatus.Failed);
-        EnqueueSynthetic(answer.Written.ToArray());
+            "Send ROLLBACK TO SAVEPOINT as a query of its own: Poold then runs it on every node of the transaction.", sync: true, TransactionStatus.Failed);
         return false;
     }
 

@@ -45,12 +45,19 @@ public class SessionHardeningTests
     private static string FailsOnAStandby() =>
         $"SELECT 1 / (current_setting('port')::int = {ClusterFixture.Cluster.Nodes[0].Port})::int";
 
+    /// <summary>BEGIN and a write on the primary (row <paramref name="id"/>): the transaction is open.</summary>
+    private static async Task BeginAndWriteAsync(RawClient raw, int id, string note, TimeSpan timeout)
+    {
+        await raw.SendAsync(RawClient.Query("BEGIN"), RawClient.Query($"INSERT INTO {Table} VALUES ({id}, '{note}')"));
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Last().Text, Is.EqualTo("T"));
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Last().Text, Is.EqualTo("T"));
+    }
+
     /// <summary>BEGIN, a write on the primary (row <paramref name="id"/>), then a read that fails on a standby.</summary>
     private static async Task WriteThenFailOnAStandbyAsync(RawClient raw, int id, TimeSpan timeout)
     {
-        await raw.SendAsync(RawClient.Query("BEGIN"), RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'rolled back')"), RawClient.Query(FailsOnAStandby()));
-        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Last().Text, Is.EqualTo("T"));
-        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Last().Text, Is.EqualTo("T"));
+        await BeginAndWriteAsync(raw, id, "rolled back", timeout);
+        await raw.SendAsync(RawClient.Query(FailsOnAStandby()));
         var failed = await raw.ReadUntilReadyAsync(timeout);
         Assert.That(failed.Where(m => m.Code != 'T').Select(m => m.Code == 'E' ? m.SqlState : m.Text), Is.EqualTo(new[] { "22012", "E" }),
             "the read fails on a standby only");
@@ -478,9 +485,7 @@ public class SessionHardeningTests
         var id = Random.Shared.Next(10_000_000, 11_000_000);
         await using (raw)
         {
-            await raw.SendAsync(RawClient.Query("BEGIN"), RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'committed')"));
-            await raw.ReadUntilReadyAsync(timeout);
-            await raw.ReadUntilReadyAsync(timeout);
+            await BeginAndWriteAsync(raw, id, "committed", timeout);
             await raw.SendAsync(RawClient.Parse("", "SELECT current_setting('port')"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Flush());
             var read = await raw.ReadUntilAsync("C", timeout);
             Assert.That(read.Single(m => m.Code == 'D').FirstColumn,
@@ -510,9 +515,7 @@ public class SessionHardeningTests
         await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-flush-failed");
         var timeout = TimeSpan.FromSeconds(10);
         var id = Random.Shared.Next(11_000_000, 12_000_000);
-        await raw.SendAsync(RawClient.Query("BEGIN"), RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'rolled back')"));
-        await raw.ReadUntilReadyAsync(timeout);
-        await raw.ReadUntilReadyAsync(timeout);
+        await BeginAndWriteAsync(raw, id, "rolled back", timeout);
         await raw.SendAsync(RawClient.Parse("", FailsOnAStandby()), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Flush());
         Assert.That((await raw.ReadUntilAsync("E", timeout))[^1].SqlState, Is.EqualTo("22012"), "the read failed on a standby");
         await raw.SendAsync(RawClient.Parse("", "COMMIT"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
@@ -535,9 +538,7 @@ public class SessionHardeningTests
         await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-flush-portal");
         var timeout = TimeSpan.FromSeconds(10);
         var id = Random.Shared.Next(12_000_000, 13_000_000);
-        await raw.SendAsync(RawClient.Query("BEGIN"), RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'written')"));
-        await raw.ReadUntilReadyAsync(timeout);
-        await raw.ReadUntilReadyAsync(timeout);
+        await BeginAndWriteAsync(raw, id, "written", timeout);
         await raw.SendAsync(RawClient.Parse("", "SELECT current_setting('port')"), RawClient.Bind("", ""), RawClient.Flush());
         await raw.ReadUntilAsync("2", timeout);
         await raw.SendAsync(RawClient.Execute(""), RawClient.Parse("", "COMMIT"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
