@@ -1,7 +1,9 @@
+using System.Globalization;
 using Poold.Auth;
 using Poold.Config;
 using Poold.Pooling;
 using Poold.Protocol;
+using Poold.Routing;
 using Poold.Tls;
 using Serilog;
 
@@ -20,7 +22,8 @@ internal readonly record struct ReplaySample(ulong Lsn, long SentAt);
 internal sealed class ReplayTracker : IAsyncDisposable
 {
     private const string PositionQuery =
-        "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END";
+        "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END, "
+        + "current_setting('wal_block_size')";
 
     private readonly Func<PooldSettings> _settings;
     private readonly Func<AuthFiles> _auth;
@@ -149,6 +152,12 @@ internal sealed class ReplayTracker : IAsyncDisposable
             return next;
         }
 
+        /// <summary>A standby's replay position as it is; a primary's insert position as the end of what it wrote.</summary>
+        private static ulong Position(string? recovery, string? lsn, string? blockSize) =>
+            recovery == "t" || !int.TryParse(blockSize, NumberStyles.None, CultureInfo.InvariantCulture, out var size)
+                ? NodeMonitor.ParseLsn(lsn)
+                : ReadYourWrites.EndOfWrites(NodeMonitor.ParseLsn(lsn), size);
+
         private static TaskCompletionSource<ReplaySample> NewSource() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         private async Task RunAsync(CancellationToken stop)
@@ -180,7 +189,7 @@ internal sealed class ReplayTracker : IAsyncDisposable
                         connection ??= await ConnectAsync(node, settings, deadline.Token);
                         var sentAt = owner._time.GetTimestamp();
                         var rows = await connection.QueryRowsAsync(PositionQuery, deadline.Token);
-                        sample = new ReplaySample(rows is [[var lsn, ..], ..] ? NodeMonitor.ParseLsn(lsn) : 0, sentAt);
+                        sample = new ReplaySample(rows is [[var recovery, var lsn, var blockSize], ..] ? Position(recovery, lsn, blockSize) : 0, sentAt);
                         lock (owner._lock)
                         {
                             _latest = sample;

@@ -85,6 +85,29 @@ internal static class ReadYourWrites
         return [.. list];
     }
 
+    /// <summary>
+    /// The end of what was written before <paramref name="insertLsn"/>, a primary's <c>pg_current_wal_insert_lsn()</c>, as a
+    /// standby's <c>pg_last_wal_replay_lsn()</c> would show it once replayed. They differ when the last record ended exactly
+    /// at a WAL page boundary: the insert position then points past the next page's header (24 bytes, 40 on a segment's
+    /// first page) while the standby stops at the boundary until another record comes, which on a quiet primary may be
+    /// never. Moving such a position back to the boundary is exact: no record can end inside a page header, and none can
+    /// end at a page offset of 40 on any page (a record is at least 24 bytes, so only a record that crossed the boundary
+    /// can end there, and then none ended at the boundary either).
+    /// </summary>
+    public static ulong EndOfWrites(ulong insertLsn, int walBlockSize)
+    {
+        if (walBlockSize <= 0 || (walBlockSize & (walBlockSize - 1)) != 0)
+        {
+            return insertLsn;
+        }
+
+        var offset = insertLsn & (ulong)(walBlockSize - 1);
+        return offset is ShortPageHeader or LongPageHeader ? insertLsn - offset : insertLsn;
+    }
+
+    /// <summary>A WAL page header's size, MAXALIGNed as PostgreSQL lays it out: the short one, and the long one of a segment's first page.</summary>
+    private const ulong ShortPageHeader = 24, LongPageHeader = 40;
+
     /// <summary>A WAL position as PostgreSQL prints it (X/Y).</summary>
     public static string Lsn(ulong lsn) => string.Create(CultureInfo.InvariantCulture, $"{lsn >> 32:X}/{lsn & 0xFFFF_FFFF:X}");
 

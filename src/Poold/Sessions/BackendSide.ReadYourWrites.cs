@@ -22,7 +22,7 @@ namespace Poold.Sessions;
 /// </summary>
 internal sealed partial class BackendSide
 {
-    private static readonly byte[] WalPositionQuery = QueryFrame("SELECT pg_current_wal_insert_lsn()");
+    private static readonly byte[] WalPositionQuery = QueryFrame("SELECT pg_current_wal_insert_lsn(), current_setting('wal_block_size')");
 
     /// <summary>The WAL position every read of this session must see: at or after the end of its last durable write (0: none).</summary>
     private ulong _sessionLsn;
@@ -263,7 +263,10 @@ internal sealed partial class BackendSide
     }
 }
 
-/// <summary>The answer to Poold's <c>SELECT pg_current_wal_insert_lsn()</c> on the primary, read by the reply pump (0 when it failed).</summary>
+/// <summary>
+/// The answer to Poold's <c>SELECT pg_current_wal_insert_lsn(), current_setting('wal_block_size')</c> on the primary, read
+/// by the reply pump: the end of the session's writes (<see cref="ReadYourWrites.EndOfWrites"/>; 0 when it failed).
+/// </summary>
 internal sealed class WalPositionCapture
 {
     private readonly TaskCompletionSource<ulong> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -271,22 +274,36 @@ internal sealed class WalPositionCapture
 
     public Task<ulong> Task => _done.Task;
 
-    /// <summary>A DataRow of the answer: one text column, X/Y.</summary>
+    /// <summary>A DataRow of the answer: two text columns, X/Y and the WAL block size.</summary>
     public void Read(ReadOnlySequence<byte> body)
     {
         Span<byte> row = stackalloc byte[64];
-        if (body.Length > row.Length || body.Length < 6)
+        if (body.Length > row.Length || body.Length < 2)
         {
             return;
         }
 
         body.CopyTo(row);
         row = row[..(int)body.Length];
-        var length = BinaryPrimitives.ReadInt32BigEndian(row[2..]);
-        if (BinaryPrimitives.ReadInt16BigEndian(row) == 1 && length > 0 && 6 + length <= row.Length)
+        var offset = 2;
+        if (BinaryPrimitives.ReadInt16BigEndian(row) == 2 && Column(row, ref offset) is { } lsn && Column(row, ref offset) is { } blockSize)
         {
-            _lsn = NodeMonitor.ParseLsn(Encoding.ASCII.GetString(row.Slice(6, length)));
+            _lsn = ReadYourWrites.EndOfWrites(NodeMonitor.ParseLsn(lsn),
+                int.TryParse(blockSize, NumberStyles.None, CultureInfo.InvariantCulture, out var size) ? size : 0);
         }
+    }
+
+    /// <summary>The text column of <paramref name="row"/> at <paramref name="offset"/>, which moves past it (null when NULL or cut short).</summary>
+    private static string? Column(ReadOnlySpan<byte> row, ref int offset)
+    {
+        if (row.Length - offset < 4 || BinaryPrimitives.ReadInt32BigEndian(row[offset..]) is var length && (length < 0 || length > row.Length - offset - 4))
+        {
+            return null;
+        }
+
+        var text = Encoding.ASCII.GetString(row.Slice(offset + 4, length));
+        offset += 4 + length;
+        return text;
     }
 
     public void Complete() => _done.TrySetResult(_lsn);

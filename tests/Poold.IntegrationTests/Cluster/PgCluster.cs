@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Npgsql;
+using Poold.Backends;
 using Poold.IntegrationTests.Support;
 
 namespace Poold.IntegrationTests.Cluster;
@@ -169,11 +170,13 @@ internal sealed partial class PgCluster : IAsyncDisposable
 
     /// <summary>
     /// Waits until every running standby has replayed everything the primary has logged so far: the insert position,
-    /// not the write position, which lags behind commits while synchronous_commit is off.
+    /// not the write position, which lags behind commits while synchronous_commit is off, taken back to the page boundary
+    /// when it lies right after a page header (a standby that replayed the last record stops there).
     /// </summary>
     public async Task WaitForReplayAsync(TimeSpan? timeout = null)
     {
-        var lsn = (string)(await ScalarAsync(0, "SELECT pg_current_wal_insert_lsn()::text"))!;
+        var insert = ((string)(await ScalarAsync(0, "SELECT pg_current_wal_insert_lsn() || ' ' || current_setting('wal_block_size')"))!).Split(' ');
+        var lsn = Poold.Routing.ReadYourWrites.Lsn(Poold.Routing.ReadYourWrites.EndOfWrites(NodeMonitor.ParseLsn(insert[0]), int.Parse(insert[1], CultureInfo.InvariantCulture)));
         foreach (var node in _nodes.Skip(1).Where(n => n.Running))
         {
             try

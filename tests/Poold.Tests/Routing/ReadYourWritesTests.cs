@@ -1,4 +1,8 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Text;
 using Poold.Routing;
+using Poold.Sessions;
 using Standby = Poold.Routing.ReadYourWrites.Standby;
 
 namespace Poold.Tests.Routing;
@@ -81,6 +85,57 @@ public class ReadYourWritesTests
     {
         Standby[] standbys = [new(1, 1, 0)];
         Assert.That(ReadYourWrites.Choose(1, 1, Primary, standbys, Seeded).NodeId, Is.EqualTo(Primary));
+    }
+
+    // Seen on PostgreSQL 15: after a commit whose record ended at the page boundary 0/153C000, pg_current_wal_insert_lsn()
+    // said 0/153C018 and pg_walinspect (as a standby's replay) put the record's end at 0/153C000; an insert position at a
+    // page offset of 40 (0/154E028) was the end of a record that crossed the boundary.
+    [TestCase(0x153C018UL, 8192, 0x153C000UL)]
+    [TestCase(0x154E028UL, 8192, 0x154E000UL)]
+    [TestCase(0x2000028UL, 8192, 0x2000000UL)]
+    [TestCase(0x153C020UL, 8192, 0x153C020UL)]
+    [TestCase(0x153C000UL, 8192, 0x153C000UL)]
+    [TestCase(0x153A018UL, 16384, 0x153A018UL)]
+    [TestCase(0x153C018UL, 16384, 0x153C000UL)]
+    [TestCase(0x153C018UL, 0, 0x153C018UL)]
+    [TestCase(0x153C018UL, 8000, 0x153C018UL)]
+    public void EndOfWrites_MovesAPositionRightAfterAPageHeader_BackToTheBoundary(ulong insert, int blockSize, ulong end) =>
+        Assert.That(ReadYourWrites.EndOfWrites(insert, blockSize), Is.EqualTo(end), ReadYourWrites.Lsn(insert));
+
+    [Test]
+    public void AStandbyStoppedAtThePageBoundary_HasReplayedAWriteWhoseInsertPositionIsPastTheHeader()
+    {
+        Standby[] standbys = [new(1, 1, 0x153C000)];
+        Assert.That(ReadYourWrites.Choose(0x153C018, 1, Primary, standbys, Seeded).NodeId, Is.EqualTo(Primary), "the raw insert position");
+        Assert.That(ReadYourWrites.Choose(ReadYourWrites.EndOfWrites(0x153C018, 8192), 1, Primary, standbys, Seeded).NodeId, Is.EqualTo(1));
+    }
+
+    [TestCase("0/153C018", "8192", 0x153C000UL)]
+    [TestCase("0/153C020", "8192", 0x153C020UL)]
+    [TestCase("0/153C018", null, 0UL)]
+    [TestCase(null, "8192", 0UL)]
+    public async Task TheCapturedPosition_IsTheEndOfTheWrites(string? lsn, string? blockSize, ulong expected)
+    {
+        var capture = new WalPositionCapture();
+        capture.Read(new ReadOnlySequence<byte>(DataRow(lsn, blockSize)));
+        capture.Complete();
+        Assert.That(await capture.Task, Is.EqualTo(expected));
+    }
+
+    /// <summary>A DataRow's body: the field count, then each field as its length (-1 for NULL) and its text.</summary>
+    private static byte[] DataRow(params string?[] fields)
+    {
+        var body = new List<byte> { 0, (byte)fields.Length };
+        foreach (var field in fields)
+        {
+            var bytes = field is null ? [] : Encoding.ASCII.GetBytes(field);
+            var length = new byte[4];
+            BinaryPrimitives.WriteInt32BigEndian(length, field is null ? -1 : bytes.Length);
+            body.AddRange(length);
+            body.AddRange(bytes);
+        }
+
+        return [.. body];
     }
 
     [TestCase(0UL, "0/0")]
