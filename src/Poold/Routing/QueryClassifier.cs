@@ -66,6 +66,9 @@ internal sealed record Classification(RouteTarget Target, string Reason)
     /// <summary>DEALLOCATE [PREPARE] name: the name (as folded), or "*" for ALL; DISCARD ALL also drops every statement.</summary>
     public string? Deallocates { get; init; }
 
+    /// <summary>SAVEPOINT, RELEASE [SAVEPOINT] or ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT]: the savepoint's name, as folded.</summary>
+    public string? SavepointName { get; init; }
+
     /// <summary>A call of a session-level advisory lock function anywhere in the text (a read, a write, a CTE).</summary>
     public bool SessionAdvisoryLock { get; init; }
 
@@ -404,13 +407,29 @@ internal static class QueryClassifier
 
                 if (keyword == "ROLLBACK" && t.Count > 1 && (t[1].Is(sql, "TO") || (t.Count > 2 && t[2].Is(sql, "TO"))))
                 {
-                    return new Classification(RouteTarget.Transaction, "ROLLBACK TO SAVEPOINT") { Writes = true, Transaction = TransactionEffect.Savepoint };
+                    return new Classification(RouteTarget.Transaction, "ROLLBACK TO SAVEPOINT")
+                    {
+                        Writes = true,
+                        Transaction = TransactionEffect.Savepoint,
+                        SavepointName = SavepointName(sql, t, t[1].Is(sql, "TO") ? 2 : 3),
+                    };
                 }
 
                 return new Classification(RouteTarget.Transaction, "end of transaction") { Transaction = TransactionEffect.End };
             case "SAVEPOINT":
+                return new Classification(RouteTarget.Transaction, keyword)
+                {
+                    Writes = true,
+                    Transaction = TransactionEffect.Savepoint,
+                    SavepointName = SavepointName(sql, t, 1, optionalKeyword: false),
+                };
             case "RELEASE":
-                return new Classification(RouteTarget.Transaction, keyword) { Writes = true, Transaction = TransactionEffect.Savepoint };
+                return new Classification(RouteTarget.Transaction, keyword)
+                {
+                    Writes = true,
+                    Transaction = TransactionEffect.Savepoint,
+                    SavepointName = SavepointName(sql, t, 1),
+                };
             case "PREPARE" when t.Count > 1 && t[1].Is(sql, "TRANSACTION"):
                 return Write("two-phase commit");
             case "DEALLOCATE":
@@ -894,6 +913,20 @@ internal static class QueryClassifier
     }
 
     /// <summary>An identifier as PostgreSQL folds it: unquoted to lower case, quoted as written.</summary>
+    /// <summary>
+    /// The name in <c>[SAVEPOINT] name</c> from token <paramref name="at"/> on (a savepoint may itself be called
+    /// "savepoint"), or null when no identifier is there.
+    /// </summary>
+    private static string? SavepointName(ReadOnlySpan<byte> sql, List<SqlToken> t, int at, bool optionalKeyword = true)
+    {
+        if (optionalKeyword && at + 1 < t.Count && t[at].Is(sql, "SAVEPOINT") && t[at + 1].Kind is TokenKind.Word or TokenKind.QuotedIdentifier)
+        {
+            at++;
+        }
+
+        return at < t.Count && t[at].Kind is TokenKind.Word or TokenKind.QuotedIdentifier ? Name(sql, t[at]) : null;
+    }
+
     private static string Name(ReadOnlySpan<byte> sql, SqlToken token)
     {
         var text = Text(sql, token);

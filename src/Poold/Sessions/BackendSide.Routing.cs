@@ -50,6 +50,9 @@ internal sealed partial class BackendSide
     private int _balanceNodeId;
     private long _lastSequence;
     private string _beginText = "BEGIN";
+
+    /// <summary>The open transaction's savepoints, replayed on a node that joins it (see <see cref="SavepointStack"/>).</summary>
+    private readonly SavepointStack _savepoints = new();
     private TransactionStatus _clientStatus = TransactionStatus.Idle;
 
     /// <summary>The node snapshot the session logged in with, and its primary's generation (see <see cref="EnsurePrimaryUnchanged"/>).</summary>
@@ -377,7 +380,7 @@ internal sealed partial class BackendSide
         }
 
         var inTransaction = link.TransactionOpen;
-        await SendAsync(link, frame, relay: true, reason, ct, classification: c);
+        await SendAsync(link, frame, relay: true, reason, ct, classification: c, sql);
         await AfterDispatchAsync(link, complete: true, copy: c.Verb == "COPY", ct);
         var recorded = RecordSessionState(c, sql);
         if (recorded)
@@ -784,12 +787,7 @@ internal sealed partial class BackendSide
             var m = messages[i];
             if (m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName, i) is { } bound)
             {
-                lock (_routingLock)
-                {
-                    _router!.Dispatched(bound);
-                }
-
-                TrackTransaction(link, bound);
+                Dispatched(link, bound, bound.Transaction == TransactionEffect.Savepoint ? StatementText(messages, m.StatementName, i) : "");
             }
         }
     }
@@ -1073,7 +1071,7 @@ internal sealed partial class BackendSide
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendAsync(NodeLink link, ReadOnlySequence<byte> frame, bool relay, string reason, CancellationToken ct,
-        Classification? classification = null)
+        Classification? classification = null, string sql = "")
     {
         if (classification?.Verb == "LISTEN")
         {
@@ -1086,12 +1084,7 @@ internal sealed partial class BackendSide
         if (classification is not null)
         {
             // Before the request is queued: the server's ReadyForQuery, which may come at once, has the last word.
-            lock (_routingLock)
-            {
-                _router!.Dispatched(classification);
-            }
-
-            TrackTransaction(link, classification);
+            Dispatched(link, classification, sql);
         }
 
         Enqueue(link, relay, skip);
@@ -1234,6 +1227,11 @@ internal sealed partial class BackendSide
             Enqueue(link, relay: false, 0);
             await connection.WriteAsync(QueryFrame(begin), ct);
             link.TransactionOpen = true;
+            for (var i = 0; i < _savepoints.Count; i++)
+            {
+                Enqueue(link, relay: false, 0);
+                await connection.WriteAsync(QueryFrame(_savepoints.StatementAt(i)), ct);
+            }
         }
 
         var frames = _catchUpFrames;
@@ -1623,6 +1621,27 @@ internal sealed partial class BackendSide
                 await WriteAndFlushAsync(link.Connection, QueryFrame(link == _backends.Primary ? "COMMIT" : "ROLLBACK"), ct);
                 link.TransactionOpen = false;
             }
+        }
+    }
+
+    /// <summary>
+    /// A statement goes out on <paramref name="link"/> (after the link's catch-up, before it is queued): the router, the
+    /// link's transaction flag and the savepoints (<paramref name="sql"/>: its text, needed for a SAVEPOINT) take it in.
+    /// </summary>
+    private void Dispatched(NodeLink link, Classification c, string sql)
+    {
+        bool inTransaction, failed;
+        lock (_routingLock)
+        {
+            inTransaction = _router!.InTransaction;
+            failed = _failedLink is not null;
+            _router.Dispatched(c);
+        }
+
+        TrackTransaction(link, c);
+        if (inTransaction ? c.Transaction is TransactionEffect.Savepoint or TransactionEffect.End : _savepoints.Count > 0)
+        {
+            _savepoints.Dispatched(c, sql, inTransaction, refused: failed);
         }
     }
 

@@ -666,6 +666,51 @@ public class SessionHardeningTests
     }
 
     /// <summary>
+    /// A transaction writes on the primary and sets a savepoint; a read balanced to a standby then brings the standby in,
+    /// after the savepoint, and fails there. The client rolls back to the savepoint, reads on, releases it and commits.
+    /// Every node in the transaction must know the savepoint: the standby refused the copied ROLLBACK TO (3B001) and
+    /// stayed aborted, so the next read balanced there got 25P02.
+    /// </summary>
+    [TestCase("transaction", false)]
+    [TestCase("transaction", true)]
+    [TestCase("session", false)]
+    public async Task ASavepointSetBeforeAStandbyJoined_IsThereForRollbackTo_AndTheStandbyReadsOn(string poolMode, bool extended)
+    {
+        await using var poold = await StartBalancingAfterWritesAsync($"pool_mode = {poolMode}\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-savepoint-join");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(12_000_000, 13_000_000);
+        var primaryPort = ClusterFixture.Cluster.Nodes[0].Port.ToString(CultureInfo.InvariantCulture);
+
+        async Task<List<BackendMessage>> RunAsync(string sql, string status)
+        {
+            await raw.SendAsync(extended ? [RawClient.Parse("", sql), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync()] : [RawClient.Query(sql)]);
+            var reply = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(reply[^1].Text, Is.EqualTo(status),
+                $"{sql}: " + string.Join(", ", reply.Select(m => m.Code + ":" + (m.Code == 'E' ? m.SqlState + " " + m.Text : m.Text))));
+            return reply;
+        }
+
+        async Task ReadOnAStandbyAsync()
+        {
+            var read = await RunAsync("SELECT current_setting('port')", "T");
+            Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.Not.EqualTo(primaryPort), "the read is balanced to a standby");
+        }
+
+        await RunAsync("BEGIN", "T");
+        await RunAsync($"INSERT INTO {Table} VALUES ({id}, 'kept')", "T");
+        await RunAsync("SAVEPOINT s", "T");
+        await RunAsync(FailsOnAStandby(), "E");
+        await RunAsync("ROLLBACK TO SAVEPOINT s", "T");
+        await ReadOnAStandbyAsync();
+        await RunAsync("RELEASE SAVEPOINT s", "T");
+        await ReadOnAStandbyAsync();
+        var committed = await RunAsync("COMMIT", "I");
+        Assert.That(committed.Single(m => m.Code == 'C').Text, Is.EqualTo("COMMIT|"));
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(1L));
+    }
+
+    /// <summary>
     /// The transaction failed on a standby whose backend is then terminated while the session is idle. The client's
     /// COMMIT goes to that node and gets the server's words (57P01) and Poold's (08006), never a COMMIT; the primary's
     /// part was rolled back before, so nothing of the transaction is committed, and the session goes on.

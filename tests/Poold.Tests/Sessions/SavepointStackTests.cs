@@ -1,0 +1,85 @@
+using Poold.Routing;
+using Poold.Sessions;
+
+namespace Poold.Tests.Sessions;
+
+public class SavepointStackTests
+{
+    private static Classification Classify(string sql) => QueryClassifier.Classify(sql, RoutingOptions.Default);
+
+    [TestCase("SAVEPOINT a", "a")]
+    [TestCase("savepoint \"Mixed Case\"", "Mixed Case")]
+    [TestCase("RELEASE SAVEPOINT A", "a")]
+    [TestCase("RELEASE a", "a")]
+    [TestCase("RELEASE savepoint", "savepoint")]
+    [TestCase("ROLLBACK TO SAVEPOINT a", "a")]
+    [TestCase("ROLLBACK TO a", "a")]
+    [TestCase("ROLLBACK WORK TO SAVEPOINT \"x\"\"y\"", "x\"y")]
+    [TestCase("ROLLBACK TRANSACTION TO b;", "b")]
+    [TestCase("SAVEPOINT 1", null)]
+    [TestCase("SAVEPOINT", null)]
+    [TestCase("ROLLBACK", null)]
+    public void TheClassifier_NamesTheSavepoint_AsTheServerFoldsIt(string sql, string? name) =>
+        Assert.That(Classify(sql).SavepointName, Is.EqualTo(name));
+
+    /// <summary>Runs the statements through a stack, in a transaction, and gives what a joining node would get.</summary>
+    private static string[] After(params string[] statements)
+    {
+        var stack = new SavepointStack();
+        foreach (var sql in statements)
+        {
+            stack.Dispatched(Classify(sql), sql, inTransactionBefore: true, refused: false);
+        }
+
+        return [.. Enumerable.Range(0, stack.Count).Select(stack.StatementAt)];
+    }
+
+    [Test]
+    public void Savepoints_AreReplayedOldestFirst_AsTheClientWroteThem() =>
+        Assert.That(After("SAVEPOINT a", "SELECT 1", "savepoint \"B\""), Is.EqualTo(new[] { "SAVEPOINT a", "savepoint \"B\"" }));
+
+    [Test]
+    public void Release_DropsTheSavepointAndEveryLaterOne() =>
+        Assert.That(After("SAVEPOINT a", "SAVEPOINT b", "SAVEPOINT c", "RELEASE SAVEPOINT B"), Is.EqualTo(new[] { "SAVEPOINT a" }));
+
+    [Test]
+    public void RollbackTo_KeepsTheSavepoint_AndDropsTheLaterOnes() =>
+        Assert.That(After("SAVEPOINT a", "SAVEPOINT b", "SAVEPOINT c", "ROLLBACK TO b"), Is.EqualTo(new[] { "SAVEPOINT a", "SAVEPOINT b" }));
+
+    [Test]
+    public void ANameSetTwice_StandsTwice_AndTheNewestIsTheOneReleased() =>
+        Assert.That(After("SAVEPOINT a", "SAVEPOINT b", "SAVEPOINT a", "RELEASE a"), Is.EqualTo(new[] { "SAVEPOINT a", "SAVEPOINT b" }));
+
+    [Test]
+    public void AnUnknownName_ChangesNothing() =>
+        Assert.That(After("SAVEPOINT a", "RELEASE z", "ROLLBACK TO y"), Is.EqualTo(new[] { "SAVEPOINT a" }));
+
+    [TestCase("COMMIT")]
+    [TestCase("ROLLBACK")]
+    [TestCase("COMMIT AND CHAIN")]
+    [TestCase("END")]
+    public void TheEndOfTheTransaction_DropsThemAll(string end) => Assert.That(After("SAVEPOINT a", "SAVEPOINT b", end), Is.Empty);
+
+    [Test]
+    public void AStatementOutsideATransaction_FindsNone()
+    {
+        var stack = new SavepointStack();
+        stack.Dispatched(Classify("SAVEPOINT a"), "SAVEPOINT a", inTransactionBefore: true, refused: false);
+        stack.Dispatched(Classify("SELECT 1"), "", inTransactionBefore: false, refused: false);
+        Assert.That(stack.Count, Is.Zero);
+    }
+
+    [Test]
+    public void InAFailedTransaction_SavepointAndReleaseAreRefused_RollbackToRecovers()
+    {
+        var stack = new SavepointStack();
+        stack.Dispatched(Classify("SAVEPOINT a"), "SAVEPOINT a", inTransactionBefore: true, refused: false);
+        stack.Dispatched(Classify("SAVEPOINT b"), "SAVEPOINT b", inTransactionBefore: true, refused: false);
+        stack.Dispatched(Classify("SAVEPOINT c"), "SAVEPOINT c", inTransactionBefore: true, refused: true);
+        stack.Dispatched(Classify("RELEASE a"), "RELEASE a", inTransactionBefore: true, refused: true);
+        Assert.That(stack.Count, Is.EqualTo(2), "neither the SAVEPOINT nor the RELEASE took effect");
+        stack.Dispatched(Classify("ROLLBACK TO a"), "ROLLBACK TO a", inTransactionBefore: true, refused: false);
+        Assert.That(stack.Count, Is.EqualTo(1));
+        Assert.That(stack.StatementAt(0), Is.EqualTo("SAVEPOINT a"));
+    }
+}
