@@ -66,6 +66,9 @@ internal sealed record Classification(RouteTarget Target, string Reason)
     /// <summary>DEALLOCATE [PREPARE] name: the name (as folded), or "*" for ALL; DISCARD ALL also drops every statement.</summary>
     public string? Deallocates { get; init; }
 
+    /// <summary>COMMIT or ROLLBACK … AND CHAIN: the transaction ends and a new one, with the same characteristics, begins at once.</summary>
+    public bool AndChain { get; init; }
+
     /// <summary>SAVEPOINT, RELEASE [SAVEPOINT] or ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT]: the savepoint's name, as folded.</summary>
     public string? SavepointName { get; init; }
 
@@ -415,7 +418,11 @@ internal static class QueryClassifier
                     };
                 }
 
-                return new Classification(RouteTarget.Transaction, "end of transaction") { Transaction = TransactionEffect.End };
+                return new Classification(RouteTarget.Transaction, "end of transaction")
+                {
+                    Transaction = TransactionEffect.End,
+                    AndChain = t.Count > 2 && t[^1].Is(sql, "CHAIN") && t[^2].Is(sql, "AND"),
+                };
             case "SAVEPOINT":
                 return new Classification(RouteTarget.Transaction, keyword)
                 {
@@ -912,7 +919,6 @@ internal static class QueryClassifier
         return (functions ?? (IReadOnlyList<string>)[], names ?? (IReadOnlyList<string>)[]);
     }
 
-    /// <summary>An identifier as PostgreSQL folds it: unquoted to lower case, quoted as written.</summary>
     /// <summary>
     /// The name in <c>[SAVEPOINT] name</c> from token <paramref name="at"/> on (a savepoint may itself be called
     /// "savepoint"), or null when no identifier is there.
@@ -927,12 +933,22 @@ internal static class QueryClassifier
         return at < t.Count && t[at].Kind is TokenKind.Word or TokenKind.QuotedIdentifier ? Name(sql, t[at]) : null;
     }
 
+    /// <summary>
+    /// An identifier as PostgreSQL folds it: unquoted to lower case (ASCII letters only, as the server does in a multibyte
+    /// encoding), quoted as written.
+    /// </summary>
     private static string Name(ReadOnlySpan<byte> sql, SqlToken token)
     {
         var text = Text(sql, token);
         return token.Kind == TokenKind.QuotedIdentifier && text.Length >= 2 && text[0] == '"'
             ? text[1..^1].Replace("\"\"", "\"", StringComparison.Ordinal)
-            : text.ToLowerInvariant();
+            : string.Create(text.Length, text, static (span, t) =>
+            {
+                for (var i = 0; i < t.Length; i++)
+                {
+                    span[i] = t[i] is >= 'A' and <= 'Z' ? (char)(t[i] + 32) : t[i];
+                }
+            });
     }
 
     private static string Text(ReadOnlySpan<byte> sql, SqlToken token) => Encoding.UTF8.GetString(token.Text(sql));

@@ -146,7 +146,15 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
                 break;
             case TransactionEffect.End:
                 _durableWrite |= _transactionChangedData;
+                var wasSerializable = _transactionSerializable;
                 EndTransaction();
+                if (c.AndChain)
+                {
+                    // The next transaction begins at once, with the same isolation level.
+                    StartTransaction();
+                    _transactionSerializable = wasSerializable;
+                }
+
                 return;
         }
 

@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
-using System.Text.RegularExpressions;
 using Poold.Backends;
 using Poold.Config;
 using Poold.Pcp;
@@ -515,7 +514,8 @@ internal sealed partial class BackendSide
                 await CatchUpLockedAsync(locked, messages, ct);
                 MarkBoundIfUncertain(locked, messages, inTransaction: true);
 
-                ApplyTransactionEffects(locked, messages);
+                await CopySavepointControlAsync(locked, messages, ct);
+                ApplyTransactionEffects(locked, messages, continues: true);
                 await WriteAndFlushAsync(locked.Connection, bytes, ct);
                 AfterBatch(locked, messages);
                 await AfterDispatchAsync(locked, sync, copy: false, ct);
@@ -779,15 +779,27 @@ internal sealed partial class BackendSide
     private void AfterBatch(NodeLink link, List<BatchMessage> messages) =>
         _registry.AfterBatch(link, _backends.Links, messages, _batch.WrittenSpan, _transactionMode);
 
-    /// <summary>What the statements a batch binds do to the transaction, applied to the router and the node's prediction.</summary>
-    private void ApplyTransactionEffects(NodeLink link, List<BatchMessage> messages)
+    /// <summary>
+    /// What the statements a batch binds do to the transaction, applied to the router and the node's prediction.
+    /// <paramref name="continues"/>: the batch is the rest of one under way (sent after a Flush), whose earlier part may
+    /// still fail and make the server skip this one.
+    /// </summary>
+    private void ApplyTransactionEffects(NodeLink link, List<BatchMessage> messages, bool continues = false)
     {
+        // Until the batch's first Execute, no statement of it has run: a RELEASE or ROLLBACK TO bound before then surely
+        // runs when nothing else is awaiting its answer.
+        var nothingRunBefore = !continues && Volatile.Read(ref _outstanding) == 0;
         for (var i = 0; i < messages.Count; i++)
         {
             var m = messages[i];
             if (m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName, i) is { } bound)
             {
-                Dispatched(link, bound, bound.Transaction == TransactionEffect.Savepoint ? StatementText(messages, m.StatementName, i) : "");
+                Dispatched(link, bound, bound.Transaction == TransactionEffect.Savepoint ? StatementText(messages, m.StatementName, i) : "",
+                    certain: nothingRunBefore);
+            }
+            else if (m.Code == (byte)FrontendCode.Execute)
+            {
+                nothingRunBefore = false;
             }
         }
     }
@@ -1083,8 +1095,9 @@ internal sealed partial class BackendSide
         var begins = classification is { Transaction: TransactionEffect.Begin, MultiStatement: false } && !link.TransactionOpen;
         if (classification is not null)
         {
-            // Before the request is queued: the server's ReadyForQuery, which may come at once, has the last word.
-            Dispatched(link, classification, sql);
+            // Before the request is queued: the server's ReadyForQuery, which may come at once, has the last word. A ROLLBACK
+            // TO runs even in a failed transaction; anything else surely runs when no earlier statement awaits its answer.
+            Dispatched(link, classification, sql, certain: IsRollbackTo(classification) || Volatile.Read(ref _outstanding) == 0);
         }
 
         Enqueue(link, relay, skip);
@@ -1417,7 +1430,7 @@ internal sealed partial class BackendSide
         }
 
         var query = QueryFrame(sql);
-        var ends = c.Transaction == TransactionEffect.End && !AndChain().IsMatch(sql);
+        var ends = c.Transaction == TransactionEffect.End && !c.AndChain;
         try
         {
             foreach (var link in participants)
@@ -1443,6 +1456,35 @@ internal sealed partial class BackendSide
         }
 
         return main;
+    }
+
+    /// <summary>
+    /// The rest of a batch under way on <paramref name="locked"/> (sent after a Flush) that binds SAVEPOINT, RELEASE or
+    /// ROLLBACK TO: each is copied to the transaction's other nodes, as <see cref="FanOutTransactionControlAsync"/> copies
+    /// them for a batch of its own, so a later ROLLBACK TO finds the savepoint everywhere. (Such a rest that ends a
+    /// transaction open elsewhere is routed on its own: see <see cref="RedirectFromLockedAsync"/>.)
+    /// </summary>
+    private async Task CopySavepointControlAsync(NodeLink locked, List<BatchMessage> messages, CancellationToken ct)
+    {
+        for (var i = 0; i < messages.Count; i++)
+        {
+            if (BoundTransactionControl(messages, i) is not { Transaction: TransactionEffect.Savepoint } tc || tc.MultiStatement)
+            {
+                continue;
+            }
+
+            byte[]? query = null;
+            foreach (var link in _backends.Links)
+            {
+                if (link != locked && link.TransactionOpen)
+                {
+                    query ??= QueryFrame(StatementText(messages, messages[i].StatementName, i));
+                    await CatchUpAsync(link, NoMessages, ct);
+                    Enqueue(link, relay: false, 0);
+                    await WriteAndFlushAsync(link.Connection, query, ct);
+                }
+            }
+        }
     }
 
     /// <summary>
@@ -1484,7 +1526,7 @@ internal sealed partial class BackendSide
             return answering;
         }
 
-        var chained = answering is not null && c.Transaction == TransactionEffect.End && AndChain().IsMatch(sql);
+        var chained = answering is not null && c.Transaction == TransactionEffect.End && c.AndChain;
         await RollBackTransactionAsync(except: answering, chained, ct);
         if (answering is not null)
         {
@@ -1593,9 +1635,6 @@ internal sealed partial class BackendSide
 
     private static bool IsRollbackTo(Classification c) => c.Transaction == TransactionEffect.Savepoint && c.Verb == "ROLLBACK";
 
-    [GeneratedRegex(@"\bAND\s+CHAIN\b", RegexOptions.IgnoreCase)]
-    private static partial Regex AndChain();
-
     /// <summary>The nodes a transaction-control statement is copied to (<see cref="FanOutTransactionControlAsync"/>).</summary>
     private readonly List<NodeLink> _participants = [];
 
@@ -1626,9 +1665,10 @@ internal sealed partial class BackendSide
 
     /// <summary>
     /// A statement goes out on <paramref name="link"/> (after the link's catch-up, before it is queued): the router, the
-    /// link's transaction flag and the savepoints (<paramref name="sql"/>: its text, needed for a SAVEPOINT) take it in.
+    /// link's transaction flag and the savepoints (<paramref name="sql"/>: its text, needed for a SAVEPOINT;
+    /// <paramref name="certain"/>: the server surely runs it, see <see cref="SavepointStack.Dispatched"/>) take it in.
     /// </summary>
-    private void Dispatched(NodeLink link, Classification c, string sql)
+    private void Dispatched(NodeLink link, Classification c, string sql, bool certain)
     {
         bool inTransaction, failed;
         lock (_routingLock)
@@ -1641,7 +1681,7 @@ internal sealed partial class BackendSide
         TrackTransaction(link, c);
         if (inTransaction ? c.Transaction is TransactionEffect.Savepoint or TransactionEffect.End : _savepoints.Count > 0)
         {
-            _savepoints.Dispatched(c, sql, inTransaction, refused: failed);
+            _savepoints.Dispatched(c, sql, inTransaction, refused: failed, certain);
         }
     }
 
@@ -1653,7 +1693,7 @@ internal sealed partial class BackendSide
                 link.TransactionOpen = true;
                 break;
             case TransactionEffect.End:
-                link.TransactionOpen = false;
+                link.TransactionOpen = c.AndChain;
                 break;
         }
     }

@@ -19,16 +19,24 @@ internal sealed class SavepointStack
     public string StatementAt(int index) => _savepoints[index].Sql;
 
     /// <summary>
-    /// A statement is being sent. Outside a transaction (<paramref name="inTransactionBefore"/> false) no savepoint can
-    /// exist, whatever Poold missed; the end of a transaction drops them all. A SAVEPOINT adds one (a name used twice
-    /// stands twice, as on the server); RELEASE drops the newest of that name and every later one; ROLLBACK TO keeps that
-    /// one and drops the later ones. A name not set is the server's error and changes nothing. <paramref name="refused"/>:
-    /// the statement goes to a node whose transaction has failed, which refuses all but ROLLBACK TO and the end.
+    /// A statement is being sent. Outside a transaction (<paramref name="inTransactionBefore"/> false, as Poold predicts
+    /// it) no savepoint can exist, whatever Poold missed; the end of a transaction drops them all. A SAVEPOINT adds one (a
+    /// name used twice stands twice, as on the server); RELEASE
+    /// drops the newest of that name and every later one; ROLLBACK TO keeps that one and drops the later ones; a name
+    /// not set is the server's error and changes nothing.
+    /// <para>
+    /// What may not run is kept on the safe side: a node that joins later may hold a savepoint the others dropped (it only
+    /// reads, and a ROLLBACK TO or RELEASE naming it fails on the node that answers, as on the server), never lack one they
+    /// hold. So RELEASE and ROLLBACK TO drop nothing unless <paramref name="certain"/> (the server surely runs them: no
+    /// earlier statement whose error would make it skip them is still unanswered), and a SAVEPOINT is added unless
+    /// <paramref name="refused"/> (it goes to a node whose transaction has failed, which refuses it).
+    /// </para>
     /// </summary>
-    public void Dispatched(Classification c, string sql, bool inTransactionBefore, bool refused)
+    public void Dispatched(Classification c, string sql, bool inTransactionBefore, bool refused, bool certain)
     {
         if (!inTransactionBefore || c.Transaction == TransactionEffect.End)
         {
+            // AND CHAIN too: the next transaction starts with none.
             _savepoints.Clear();
             return;
         }
@@ -48,7 +56,7 @@ internal sealed class SavepointStack
             return;
         }
 
-        if (c.Verb == "RELEASE" && refused)
+        if (!certain || (c.Verb == "RELEASE" && refused))
         {
             return;
         }

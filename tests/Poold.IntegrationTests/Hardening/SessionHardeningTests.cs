@@ -665,6 +665,82 @@ public class SessionHardeningTests
         Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(1L));
     }
 
+    /// <summary>One statement (a Query, or Parse/Bind/Execute/Sync), read up to its ReadyForQuery, which must say <paramref name="status"/>.</summary>
+    private static async Task<List<BackendMessage>> RunStatementAsync(RawClient raw, bool extended, string sql, string status, TimeSpan timeout)
+    {
+        await raw.SendAsync(extended ? [RawClient.Parse("", sql), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync()] : [RawClient.Query(sql)]);
+        var reply = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(reply[^1].Text, Is.EqualTo(status), $"{sql}: {Describe(reply)}");
+        return reply;
+    }
+
+    private static string Describe(List<BackendMessage> reply) =>
+        string.Join(", ", reply.Select(m => m.Code + ":" + (m.Code == 'E' ? m.SqlState + " " + m.Text : m.Text)));
+
+    /// <summary>A read in the open transaction that runs, and on a standby.</summary>
+    private static async Task ReadInTheTransactionOnAStandbyAsync(RawClient raw, bool extended, TimeSpan timeout)
+    {
+        var read = await RunStatementAsync(raw, extended, "SELECT current_setting('port')", "T", timeout);
+        Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.Not.EqualTo(ClusterFixture.Cluster.Nodes[0].Port.ToString(CultureInfo.InvariantCulture)),
+            "the read is balanced to a standby");
+    }
+
+    /// <summary>
+    /// Transaction mode: a batch in which a statement fails before a RELEASE, which the server then skips; the savepoint
+    /// stays. Poold must not take it for released: a standby that joins later needs it for the client's ROLLBACK TO.
+    /// </summary>
+    [Test]
+    public async Task AReleaseTheServerSkipped_LeavesTheSavepointForAStandbyThatJoinsLater()
+    {
+        await using var poold = await StartBalancingAfterWritesAsync("pool_mode = transaction\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-release-skipped");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(13_000_000, 14_000_000);
+        await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
+        await RunStatementAsync(raw, false, $"INSERT INTO {Table} VALUES ({id}, 'kept')", "T", timeout);
+        await RunStatementAsync(raw, false, "SAVEPOINT s", "T", timeout);
+        await raw.SendAsync(RawClient.Parse("", $"INSERT INTO {Table} VALUES (1 / 0, 'fails')"), RawClient.Bind("", ""), RawClient.Execute(""),
+            RawClient.Parse("", "RELEASE SAVEPOINT s"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
+        var failed = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(failed.Where(m => m.Code is 'E' or 'Z').Select(m => m.Code == 'E' ? m.SqlState : m.Text), Is.EqualTo(new[] { "22012", "E" }), Describe(failed));
+
+        await RunStatementAsync(raw, false, "ROLLBACK TO SAVEPOINT s", "T", timeout);
+        await ReadInTheTransactionOnAStandbyAsync(raw, false, timeout);
+        await RunStatementAsync(raw, false, FailsOnAStandby(), "E", timeout);
+        await RunStatementAsync(raw, false, "ROLLBACK TO SAVEPOINT s", "T", timeout);
+        await ReadInTheTransactionOnAStandbyAsync(raw, false, timeout);
+        await RunStatementAsync(raw, false, "COMMIT", "I", timeout);
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(1L));
+    }
+
+    /// <summary>
+    /// A transaction open on a standby (a read) and the primary (a write sent with a Flush): the rest of that batch sets a
+    /// savepoint. It went to the primary only, so the standby refused the client's later ROLLBACK TO (3B001) and stayed
+    /// aborted.
+    /// </summary>
+    [Test]
+    public async Task ASavepointInTheRestOfAFlushSplitBatch_ReachesTheStandbyInTheTransaction()
+    {
+        await using var poold = await StartBalancingAfterWritesAsync();
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-flush-savepoint");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(14_000_000, 15_000_000);
+        await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
+        await ReadInTheTransactionOnAStandbyAsync(raw, false, timeout);
+        await raw.SendAsync(RawClient.Parse("", $"INSERT INTO {Table} VALUES ({id}, 'kept')"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Flush());
+        var inserted = await raw.ReadUntilAsync("C", timeout);
+        Assert.That(inserted[^1].Text, Is.EqualTo("INSERT 0 1|"), Describe(inserted));
+        await raw.SendAsync(RawClient.Parse("", "SAVEPOINT s"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
+        var savepoint = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(savepoint[^1].Text, Is.EqualTo("T"), Describe(savepoint));
+
+        await RunStatementAsync(raw, false, FailsOnAStandby(), "E", timeout);
+        await RunStatementAsync(raw, false, "ROLLBACK TO SAVEPOINT s", "T", timeout);
+        await ReadInTheTransactionOnAStandbyAsync(raw, false, timeout);
+        await RunStatementAsync(raw, false, "COMMIT", "I", timeout);
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(1L));
+    }
+
     /// <summary>
     /// A transaction writes on the primary and sets a savepoint; a read balanced to a standby then brings the standby in,
     /// after the savepoint, and fails there. The client rolls back to the savepoint, reads on, releases it and commits.
@@ -680,22 +756,9 @@ public class SessionHardeningTests
         await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-savepoint-join");
         var timeout = TimeSpan.FromSeconds(10);
         var id = Random.Shared.Next(12_000_000, 13_000_000);
-        var primaryPort = ClusterFixture.Cluster.Nodes[0].Port.ToString(CultureInfo.InvariantCulture);
 
-        async Task<List<BackendMessage>> RunAsync(string sql, string status)
-        {
-            await raw.SendAsync(extended ? [RawClient.Parse("", sql), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync()] : [RawClient.Query(sql)]);
-            var reply = await raw.ReadUntilReadyAsync(timeout);
-            Assert.That(reply[^1].Text, Is.EqualTo(status),
-                $"{sql}: " + string.Join(", ", reply.Select(m => m.Code + ":" + (m.Code == 'E' ? m.SqlState + " " + m.Text : m.Text))));
-            return reply;
-        }
-
-        async Task ReadOnAStandbyAsync()
-        {
-            var read = await RunAsync("SELECT current_setting('port')", "T");
-            Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.Not.EqualTo(primaryPort), "the read is balanced to a standby");
-        }
+        Task<List<BackendMessage>> RunAsync(string sql, string status) => RunStatementAsync(raw, extended, sql, status, timeout);
+        Task ReadOnAStandbyAsync() => ReadInTheTransactionOnAStandbyAsync(raw, extended, timeout);
 
         await RunAsync("BEGIN", "T");
         await RunAsync($"INSERT INTO {Table} VALUES ({id}, 'kept')", "T");

@@ -30,6 +30,23 @@ public class SessionRoutingTests
         Assert.That(Route(router, sql).ToString(), Is.EqualTo(expected));
     }
 
+    [Test]
+    public void CommitAndChain_TheNextTransactionBeginsAtOnce_AsFreshAsAfterBegin_AndSerializableStays()
+    {
+        var router = Router(RoutingOptions.Default);
+        Route(router, "BEGIN");
+        Route(router, "UPDATE t SET a = 1");
+        Route(router, "COMMIT AND CHAIN");
+        Assert.That(router.InTransaction, Is.True, "the chained transaction is open before the server says so");
+        Assert.That(Route(router, "SELECT 1"), Is.EqualTo(NodeChoice.Balance), "it has not written yet");
+        Route(router, "ROLLBACK");
+        Assert.That(router.InTransaction, Is.False);
+
+        Route(router, "BEGIN ISOLATION LEVEL SERIALIZABLE");
+        Route(router, "COMMIT AND CHAIN");
+        Assert.That(Route(router, "SELECT 1"), Is.EqualTo(NodeChoice.Primary), "a serializable chain stays on the primary");
+    }
+
     [TestCase("SELECT safe_fn(1)", "Balance")]
     [TestCase("SELECT SAFE_FN(1)", "Balance")]
     [TestCase("SELECT other(1)", "Primary")]
