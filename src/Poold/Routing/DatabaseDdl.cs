@@ -107,7 +107,7 @@ internal static class DatabaseDdl
                 }
 
                 // Unquoted identifiers fold to lower case, as PostgreSQL folds them.
-                yield return new Token(sql[start..i].ToLowerInvariant(), IsName: true, Quoted: false);
+                yield return new Token(QueryClassifier.FoldIdentifier(sql[start..i]), IsName: true, Quoted: false);
             }
             else if (c == ';')
             {

@@ -933,23 +933,24 @@ internal static class QueryClassifier
         return at < t.Count && t[at].Kind is TokenKind.Word or TokenKind.QuotedIdentifier ? Name(sql, t[at]) : null;
     }
 
-    /// <summary>
-    /// An identifier as PostgreSQL folds it: unquoted to lower case (ASCII letters only, as the server does in a multibyte
-    /// encoding), quoted as written.
-    /// </summary>
+    /// <summary>An identifier as PostgreSQL folds it: unquoted per <see cref="FoldIdentifier"/>, quoted as written.</summary>
     private static string Name(ReadOnlySpan<byte> sql, SqlToken token)
     {
         var text = Text(sql, token);
         return token.Kind == TokenKind.QuotedIdentifier && text.Length >= 2 && text[0] == '"'
             ? text[1..^1].Replace("\"\"", "\"", StringComparison.Ordinal)
-            : string.Create(text.Length, text, static (span, t) =>
-            {
-                for (var i = 0; i < t.Length; i++)
-                {
-                    span[i] = t[i] is >= 'A' and <= 'Z' ? (char)(t[i] + 32) : t[i];
-                }
-            });
+            : FoldIdentifier(text);
     }
+
+    /// <summary>An unquoted identifier as PostgreSQL folds it in a multibyte encoding: ASCII letters to lower case, nothing else.</summary>
+    internal static string FoldIdentifier(string text) =>
+        string.Create(text.Length, text, static (span, t) =>
+        {
+            for (var i = 0; i < t.Length; i++)
+            {
+                span[i] = t[i] is >= 'A' and <= 'Z' ? (char)(t[i] + 32) : t[i];
+            }
+        });
 
     private static string Text(ReadOnlySpan<byte> sql, SqlToken token) => Encoding.UTF8.GetString(token.Text(sql));
 

@@ -68,7 +68,7 @@ internal sealed class RoutingOptions
                 continue;
             }
 
-            var (from, to) = (entry[..colon].Trim().ToLowerInvariant(), entry[(colon + 1)..].Trim().ToLowerInvariant());
+            var (from, to) = (QueryClassifier.FoldIdentifier(entry[..colon].Trim()), QueryClassifier.FoldIdentifier(entry[(colon + 1)..].Trim()));
             if (!map.TryGetValue(from, out var list))
             {
                 map[from] = list = [];

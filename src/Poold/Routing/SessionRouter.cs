@@ -146,11 +146,12 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
                 break;
             case TransactionEffect.End:
                 _durableWrite |= _transactionChangedData;
-                var wasSerializable = _transactionSerializable;
+                var (wasOpen, wasSerializable) = (InTransaction, _transactionSerializable);
                 EndTransaction();
-                if (c.AndChain)
+                if (c.AndChain && wasOpen)
                 {
-                    // The next transaction begins at once, with the same isolation level.
+                    // The next transaction begins at once, with the same isolation level. (Outside a transaction block the
+                    // server refuses AND CHAIN, 25P01, and the session stays idle.)
                     StartTransaction();
                     _transactionSerializable = wasSerializable;
                 }

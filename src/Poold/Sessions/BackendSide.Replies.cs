@@ -579,6 +579,7 @@ internal sealed partial class BackendSide
         _clientStatus = status;
         lock (_routingLock)
         {
+            _recordedSequence = entry.Sequence;
             if (entry.Sequence == _lastSequence)
             {
                 // The answer to the client's last statement: what Poold predicted as it dispatched the statements after an

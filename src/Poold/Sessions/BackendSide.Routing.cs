@@ -48,6 +48,9 @@ internal sealed partial class BackendSide
     private LoadBalancer? _balancer;
     private int _balanceNodeId;
     private long _lastSequence;
+
+    /// <summary>The sequence of the last client request whose ReadyForQuery the reply pump has recorded (see <see cref="Settled"/>).</summary>
+    private long _recordedSequence;
     private string _beginText = "BEGIN";
 
     /// <summary>The open transaction's savepoints, replayed on a node that joins it (see <see cref="SavepointStack"/>).</summary>
@@ -355,9 +358,12 @@ internal sealed partial class BackendSide
         }
 
         await CloseLeftoverTransactionsAsync(ct);
+
+        // A ROLLBACK TO runs even in a failed transaction; a RELEASE surely runs only when no earlier request awaits its answer.
+        var surelyRuns = IsRollbackTo(c) || Settled();
         if (c.Target == RouteTarget.Transaction && c.Transaction is TransactionEffect.End or TransactionEffect.Savepoint)
         {
-            if (await FanOutTransactionControlAsync(c, sql, link, sync: true, ct) is not { } main)
+            if (await FanOutTransactionControlAsync(c, sql, link, sync: true, surelyRuns, ct) is not { } main)
             {
                 return;
             }
@@ -379,7 +385,7 @@ internal sealed partial class BackendSide
         }
 
         var inTransaction = link.TransactionOpen;
-        await SendAsync(link, frame, relay: true, reason, ct, classification: c, sql);
+        await SendAsync(link, frame, relay: true, reason, ct, classification: c, sql, surelyRuns);
         await AfterDispatchAsync(link, complete: true, copy: c.Verb == "COPY", ct);
         var recorded = RecordSessionState(c, sql);
         if (recorded)
@@ -515,7 +521,7 @@ internal sealed partial class BackendSide
                 MarkBoundIfUncertain(locked, messages, inTransaction: true);
 
                 await CopySavepointControlAsync(locked, messages, ct);
-                ApplyTransactionEffects(locked, messages, continues: true);
+                ApplyTransactionEffects(locked, messages, Settledness.Continuing);
                 await WriteAndFlushAsync(locked.Connection, bytes, ct);
                 AfterBatch(locked, messages);
                 await AfterDispatchAsync(locked, sync, copy: false, ct);
@@ -620,7 +626,8 @@ internal sealed partial class BackendSide
             }
 
             await CloseLeftoverTransactionsAsync(ct);
-            if (await FanOutBoundControlAsync(messages, link, sync, ct) is not { } main)
+            var settled = new Settledness(Settled(), FailedLink() is not null);
+            if (await FanOutBoundControlAsync(messages, link, sync, settled, ct) is not { } main)
             {
                 return;
             }
@@ -650,7 +657,7 @@ internal sealed partial class BackendSide
             // come at once, then has the last word.
             var begins = _transactionMode && !link.TransactionOpen && forced is null && statements.Count > 0
                          && statements.TrueForAll(static s => s is { Transaction: TransactionEffect.Begin, MultiStatement: false });
-            ApplyTransactionEffects(link, messages);
+            ApplyTransactionEffects(link, messages, settled);
 
             // Queued before the batch is written, so its replies can never be taken for asynchronous messages.
             var control = sync ? null : new BatchControl { ClientCompletes = Completions(messages) };
@@ -781,26 +788,60 @@ internal sealed partial class BackendSide
 
     /// <summary>
     /// What the statements a batch binds do to the transaction, applied to the router and the node's prediction.
-    /// <paramref name="continues"/>: the batch is the rest of one under way (sent after a Flush), whose earlier part may
-    /// still fail and make the server skip this one.
+    /// <paramref name="settled"/>: the session as the batch found it (see <see cref="SurelyRuns"/>).
     /// </summary>
-    private void ApplyTransactionEffects(NodeLink link, List<BatchMessage> messages, bool continues = false)
+    private void ApplyTransactionEffects(NodeLink link, List<BatchMessage> messages, Settledness settled)
     {
-        // Until the batch's first Execute, no statement of it has run: a RELEASE or ROLLBACK TO bound before then surely
-        // runs when nothing else is awaiting its answer.
-        var nothingRunBefore = !continues && Volatile.Read(ref _outstanding) == 0;
         for (var i = 0; i < messages.Count; i++)
         {
             var m = messages[i];
             if (m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName, i) is { } bound)
             {
                 Dispatched(link, bound, bound.Transaction == TransactionEffect.Savepoint ? StatementText(messages, m.StatementName, i) : "",
-                    certain: nothingRunBefore);
+                    SurelyRuns(messages, i, bound, settled));
             }
-            else if (m.Code == (byte)FrontendCode.Execute)
+        }
+    }
+
+    /// <summary>
+    /// How a batch found the session: every earlier request answered (<see cref="Settled"/>; never for the rest of a batch
+    /// under way, whose earlier part may still fail), and whether its transaction had failed.
+    /// </summary>
+    private readonly record struct Settledness(bool Answered, bool Failed)
+    {
+        public static Settledness Continuing => new(false, false);
+    }
+
+    /// <summary>
+    /// Whether the server surely runs statement <paramref name="c"/>, which the Bind at <paramref name="bind"/> binds: the
+    /// batch's first, with nothing before it but its own Parse, when every earlier request is answered and (ROLLBACK TO
+    /// aside, which a failed transaction runs) the transaction has not failed. Anything ahead of it in the batch (a Parse,
+    /// a Bind, an Execute) may fail, and the server then skips the rest up to the Sync.
+    /// </summary>
+    private static bool SurelyRuns(List<BatchMessage> messages, int bind, Classification c, Settledness settled)
+    {
+        if (!settled.Answered || (settled.Failed && !IsRollbackTo(c)))
+        {
+            return false;
+        }
+
+        for (var i = 0; i < bind; i++)
+        {
+            if (messages[i].Code != (byte)FrontendCode.Parse || messages[i].Name != messages[bind].StatementName)
             {
-                nothingRunBefore = false;
+                return false;
             }
+        }
+
+        return true;
+    }
+
+    /// <summary>Every request the client sent has had its ReadyForQuery recorded (before it was relayed): none can still fail.</summary>
+    private bool Settled()
+    {
+        lock (_routingLock)
+        {
+            return _recordedSequence == _lastSequence;
         }
     }
 
@@ -1083,7 +1124,7 @@ internal sealed partial class BackendSide
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendAsync(NodeLink link, ReadOnlySequence<byte> frame, bool relay, string reason, CancellationToken ct,
-        Classification? classification = null, string sql = "")
+        Classification? classification = null, string sql = "", bool surelyRuns = false)
     {
         if (classification?.Verb == "LISTEN")
         {
@@ -1095,9 +1136,8 @@ internal sealed partial class BackendSide
         var begins = classification is { Transaction: TransactionEffect.Begin, MultiStatement: false } && !link.TransactionOpen;
         if (classification is not null)
         {
-            // Before the request is queued: the server's ReadyForQuery, which may come at once, has the last word. A ROLLBACK
-            // TO runs even in a failed transaction; anything else surely runs when no earlier statement awaits its answer.
-            Dispatched(link, classification, sql, certain: IsRollbackTo(classification) || Volatile.Read(ref _outstanding) == 0);
+            // Before the request is queued: the server's ReadyForQuery, which may come at once, has the last word.
+            Dispatched(link, classification, sql, surelyRuns);
         }
 
         Enqueue(link, relay, skip);
@@ -1379,7 +1419,8 @@ internal sealed partial class BackendSide
     /// as one: that node answers the client's COMMIT (with ROLLBACK, as PostgreSQL does), and the others roll back, so
     /// what the primary did before a standby's error is never committed.
     /// </summary>
-    private async ValueTask<NodeLink?> FanOutTransactionControlAsync(Classification c, string sql, NodeLink main, bool sync, CancellationToken ct)
+    private async ValueTask<NodeLink?> FanOutTransactionControlAsync(Classification c, string sql, NodeLink main, bool sync, bool surelyRuns,
+        CancellationToken ct)
     {
         if (IsRollbackTo(c))
         {
@@ -1429,6 +1470,14 @@ internal sealed partial class BackendSide
             return main;
         }
 
+        if (c.Transaction == TransactionEffect.Savepoint && c.Verb != "SAVEPOINT" && !surelyRuns)
+        {
+            // A RELEASE or ROLLBACK TO that the answering node may skip (an earlier statement can still fail there) is not
+            // copied: the others keep a savepoint too many, as the joining nodes may (SavepointStack), never one too few.
+            participants.Clear();
+            return main;
+        }
+
         var query = QueryFrame(sql);
         var ends = c.Transaction == TransactionEffect.End && !c.AndChain;
         try
@@ -1459,16 +1508,23 @@ internal sealed partial class BackendSide
     }
 
     /// <summary>
-    /// The rest of a batch under way on <paramref name="locked"/> (sent after a Flush) that binds SAVEPOINT, RELEASE or
-    /// ROLLBACK TO: each is copied to the transaction's other nodes, as <see cref="FanOutTransactionControlAsync"/> copies
-    /// them for a batch of its own, so a later ROLLBACK TO finds the savepoint everywhere. (Such a rest that ends a
-    /// transaction open elsewhere is routed on its own: see <see cref="RedirectFromLockedAsync"/>.)
+    /// The rest of a batch under way on <paramref name="locked"/> (sent after a Flush) that binds a SAVEPOINT: it is copied
+    /// to the transaction's other nodes, as <see cref="FanOutTransactionControlAsync"/> copies it for a batch of its own,
+    /// so a later ROLLBACK TO finds the savepoint everywhere. Its RELEASE and ROLLBACK TO are not: the earlier part may
+    /// still fail and the locked node skip them (the others then keep a savepoint too many, never one too few). Such a
+    /// rest that ends a transaction open elsewhere is routed on its own (<see cref="RedirectFromLockedAsync"/>).
     /// </summary>
     private async Task CopySavepointControlAsync(NodeLink locked, List<BatchMessage> messages, CancellationToken ct)
     {
+        if (FailedLink() is not null)
+        {
+            // The failed node refuses it; nothing to copy.
+            return;
+        }
+
         for (var i = 0; i < messages.Count; i++)
         {
-            if (BoundTransactionControl(messages, i) is not { Transaction: TransactionEffect.Savepoint } tc || tc.MultiStatement)
+            if (BoundTransactionControl(messages, i) is not { Transaction: TransactionEffect.Savepoint, Verb: "SAVEPOINT" } tc || tc.MultiStatement)
             {
                 continue;
             }
@@ -1492,13 +1548,15 @@ internal sealed partial class BackendSide
     /// nodes before the batch goes out (<see cref="FanOutTransactionControlAsync"/>). Returns the node whose answer the
     /// client gets, or null when Poold answered the batch itself.
     /// </summary>
-    private async ValueTask<NodeLink?> FanOutBoundControlAsync(List<BatchMessage> messages, NodeLink link, bool sync, CancellationToken ct)
+    private async ValueTask<NodeLink?> FanOutBoundControlAsync(List<BatchMessage> messages, NodeLink link, bool sync, Settledness settled,
+        CancellationToken ct)
     {
         for (var i = 0; i < messages.Count; i++)
         {
             if (BoundTransactionControl(messages, i) is { } tc)
             {
-                if (await FanOutTransactionControlAsync(tc, StatementText(messages, messages[i].StatementName, i), link, sync, ct) is not { } main)
+                if (await FanOutTransactionControlAsync(tc, StatementText(messages, messages[i].StatementName, i), link, sync,
+                        SurelyRuns(messages, i, tc, settled), ct) is not { } main)
                 {
                     return null;
                 }
@@ -1666,9 +1724,9 @@ internal sealed partial class BackendSide
     /// <summary>
     /// A statement goes out on <paramref name="link"/> (after the link's catch-up, before it is queued): the router, the
     /// link's transaction flag and the savepoints (<paramref name="sql"/>: its text, needed for a SAVEPOINT;
-    /// <paramref name="certain"/>: the server surely runs it, see <see cref="SavepointStack.Dispatched"/>) take it in.
+    /// <paramref name="surelyRuns"/>: the server surely runs it, see <see cref="SavepointStack.Dispatched"/>) take it in.
     /// </summary>
-    private void Dispatched(NodeLink link, Classification c, string sql, bool certain)
+    private void Dispatched(NodeLink link, Classification c, string sql, bool surelyRuns)
     {
         bool inTransaction, failed;
         lock (_routingLock)
@@ -1681,7 +1739,7 @@ internal sealed partial class BackendSide
         TrackTransaction(link, c);
         if (inTransaction ? c.Transaction is TransactionEffect.Savepoint or TransactionEffect.End : _savepoints.Count > 0)
         {
-            _savepoints.Dispatched(c, sql, inTransaction, refused: failed, certain);
+            _savepoints.Dispatched(c, sql, inTransaction, refused: failed, certain: surelyRuns);
         }
     }
 
@@ -1693,7 +1751,7 @@ internal sealed partial class BackendSide
                 link.TransactionOpen = true;
                 break;
             case TransactionEffect.End:
-                link.TransactionOpen = c.AndChain;
+                link.TransactionOpen = link.TransactionOpen && c.AndChain;
                 break;
         }
     }

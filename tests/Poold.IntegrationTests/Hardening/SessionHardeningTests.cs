@@ -686,11 +686,14 @@ public class SessionHardeningTests
     }
 
     /// <summary>
-    /// Transaction mode: a batch in which a statement fails before a RELEASE, which the server then skips; the savepoint
-    /// stays. Poold must not take it for released: a standby that joins later needs it for the client's ROLLBACK TO.
+    /// Transaction mode: a RELEASE that the server skips, because a statement ahead of it fails (in its batch: an Execute,
+    /// or a Parse sent ahead; or a query pipelined before it), leaves the savepoint. Poold must not take it for released:
+    /// a standby that joins later needs it for the client's ROLLBACK TO.
     /// </summary>
-    [Test]
-    public async Task AReleaseTheServerSkipped_LeavesTheSavepointForAStandbyThatJoinsLater()
+    [TestCase("execute")]
+    [TestCase("parse")]
+    [TestCase("pipelined")]
+    public async Task AReleaseTheServerSkipped_LeavesTheSavepointForAStandbyThatJoinsLater(string skippedBy)
     {
         await using var poold = await StartBalancingAfterWritesAsync("pool_mode = transaction\n");
         await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-release-skipped");
@@ -699,14 +702,76 @@ public class SessionHardeningTests
         await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
         await RunStatementAsync(raw, false, $"INSERT INTO {Table} VALUES ({id}, 'kept')", "T", timeout);
         await RunStatementAsync(raw, false, "SAVEPOINT s", "T", timeout);
-        await raw.SendAsync(RawClient.Parse("", $"INSERT INTO {Table} VALUES (1 / 0, 'fails')"), RawClient.Bind("", ""), RawClient.Execute(""),
-            RawClient.Parse("", "RELEASE SAVEPOINT s"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
+        var failing = $"INSERT INTO {Table} VALUES (1 / 0, 'fails')";
+        await raw.SendAsync(skippedBy switch
+        {
+            "execute" =>
+            [
+                RawClient.Parse("", failing), RawClient.Bind("", ""), RawClient.Execute(""),
+                RawClient.Parse("", "RELEASE SAVEPOINT s"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync(),
+            ],
+            "parse" =>
+            [
+                RawClient.Parse("missing", "SELECT * FROM no_such_table_here"),
+                RawClient.Parse("", "RELEASE SAVEPOINT s"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync(),
+            ],
+            _ => [RawClient.Query(failing), RawClient.Query("RELEASE SAVEPOINT s")],
+        });
         var failed = await raw.ReadUntilReadyAsync(timeout);
-        Assert.That(failed.Where(m => m.Code is 'E' or 'Z').Select(m => m.Code == 'E' ? m.SqlState : m.Text), Is.EqualTo(new[] { "22012", "E" }), Describe(failed));
+        Assert.That(failed.Where(m => m.Code is 'E' or 'Z').Select(m => m.Code == 'E' ? m.SqlState : m.Text),
+            Is.EqualTo(new[] { skippedBy == "parse" ? "42P01" : "22012", "E" }), Describe(failed));
+        if (skippedBy == "pipelined")
+        {
+            var refused = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(refused.Where(m => m.Code is 'E' or 'Z').Select(m => m.Code == 'E' ? m.SqlState : m.Text),
+                Is.EqualTo(new[] { "25P02", "E" }), Describe(refused));
+        }
 
         await RunStatementAsync(raw, false, "ROLLBACK TO SAVEPOINT s", "T", timeout);
         await ReadInTheTransactionOnAStandbyAsync(raw, false, timeout);
         await RunStatementAsync(raw, false, FailsOnAStandby(), "E", timeout);
+        await RunStatementAsync(raw, false, "ROLLBACK TO SAVEPOINT s", "T", timeout);
+        await ReadInTheTransactionOnAStandbyAsync(raw, false, timeout);
+        await RunStatementAsync(raw, false, "COMMIT", "I", timeout);
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(1L));
+    }
+
+    /// <summary>
+    /// Session mode, a transaction open on a standby (a read) and the primary (a write), with a savepoint on both. A
+    /// RELEASE that the primary skips (a statement ahead of it fails there: in the first part of a batch split by a
+    /// Flush, or pipelined) must not reach the standby either: the client's ROLLBACK TO then failed there (3B001), the
+    /// standby stayed aborted, its next read got 25P02, and the COMMIT rolled back a write PostgreSQL keeps.
+    /// </summary>
+    [TestCase(true)]
+    [TestCase(false)]
+    public async Task AReleaseThePrimarySkipped_IsNotCopiedToTheStandby(bool flushSplit)
+    {
+        await using var poold = await StartBalancingAfterWritesAsync();
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-release-copy");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(15_000_000, 16_000_000);
+        await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
+        await ReadInTheTransactionOnAStandbyAsync(raw, false, timeout);
+        await RunStatementAsync(raw, false, $"INSERT INTO {Table} VALUES ({id}, 'kept')", "T", timeout);
+        await RunStatementAsync(raw, false, "SAVEPOINT s", "T", timeout);
+        var failing = $"INSERT INTO {Table} VALUES (1 / 0, 'fails')";
+        if (flushSplit)
+        {
+            await raw.SendAsync(RawClient.Parse("", failing), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Flush());
+            var error = await raw.ReadUntilAsync("E", timeout);
+            Assert.That(error[^1].SqlState, Is.EqualTo("22012"), Describe(error));
+            await raw.SendAsync(RawClient.Parse("", "RELEASE SAVEPOINT s"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
+            var rest = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(rest[^1].Text, Is.EqualTo("E"), Describe(rest));
+        }
+        else
+        {
+            await raw.SendAsync(RawClient.Query(failing), RawClient.Query("RELEASE SAVEPOINT s"));
+            Assert.That((await raw.ReadUntilReadyAsync(timeout))[^1].Text, Is.EqualTo("E"));
+            var refused = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(refused.Where(m => m.Code == 'E').Select(m => m.SqlState), Is.EqualTo(new[] { "25P02" }), Describe(refused));
+        }
+
         await RunStatementAsync(raw, false, "ROLLBACK TO SAVEPOINT s", "T", timeout);
         await ReadInTheTransactionOnAStandbyAsync(raw, false, timeout);
         await RunStatementAsync(raw, false, "COMMIT", "I", timeout);

@@ -45,6 +45,10 @@ public class SessionRoutingTests
         Route(router, "BEGIN ISOLATION LEVEL SERIALIZABLE");
         Route(router, "COMMIT AND CHAIN");
         Assert.That(Route(router, "SELECT 1"), Is.EqualTo(NodeChoice.Primary), "a serializable chain stays on the primary");
+        Route(router, "COMMIT");
+
+        Route(router, "COMMIT AND CHAIN");
+        Assert.That(router.InTransaction, Is.False, "outside a transaction block the server refuses AND CHAIN (25P01)");
     }
 
     [TestCase("SELECT safe_fn(1)", "Balance")]
