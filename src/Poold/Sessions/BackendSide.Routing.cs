@@ -814,9 +814,11 @@ internal sealed partial class BackendSide
 
     /// <summary>
     /// Whether the server surely runs statement <paramref name="c"/>, which the Bind at <paramref name="bind"/> binds: the
-    /// batch's first, with nothing before it but its own Parse, when every earlier request is answered and (ROLLBACK TO
-    /// aside, which a failed transaction runs) the transaction has not failed. Anything ahead of it in the batch (a Parse,
-    /// a Bind, an Execute) may fail, and the server then skips the rest up to the Sync.
+    /// batch's first, with nothing before it but Close messages (which never fail) and at most one Parse, its own, when
+    /// every earlier request is answered and (ROLLBACK TO aside, which a failed transaction runs) the transaction has not
+    /// failed. Anything else ahead of it in the batch (another Parse, a Bind, a Describe, an Execute) may fail, and the
+    /// server then skips the rest up to the Sync. In a failed transaction, a batch that binds another named statement
+    /// does not count either: Poold may parse that statement ahead of the batch (a catch-up), which the server refuses.
     /// </summary>
     private static bool SurelyRuns(List<BatchMessage> messages, int bind, Classification c, Settledness settled)
     {
@@ -825,11 +827,29 @@ internal sealed partial class BackendSide
             return false;
         }
 
+        var parses = 0;
         for (var i = 0; i < bind; i++)
         {
-            if (messages[i].Code != (byte)FrontendCode.Parse || messages[i].Name != messages[bind].StatementName)
+            var m = messages[i];
+            if (m.Code == (byte)FrontendCode.Parse && m.Name == messages[bind].StatementName && ++parses == 1)
+            {
+                continue;
+            }
+
+            if (m.Code != (byte)FrontendCode.Close)
             {
                 return false;
+            }
+        }
+
+        if (settled.Failed)
+        {
+            for (var i = bind + 1; i < messages.Count; i++)
+            {
+                if (messages[i].Code == (byte)FrontendCode.Bind && messages[i].StatementName.Length > 0)
+                {
+                    return false;
+                }
             }
         }
 
@@ -1470,10 +1490,11 @@ internal sealed partial class BackendSide
             return main;
         }
 
-        if (c.Transaction == TransactionEffect.Savepoint && c.Verb != "SAVEPOINT" && !surelyRuns)
+        if (c.Transaction == TransactionEffect.Savepoint && c.Verb == "RELEASE" && !surelyRuns)
         {
-            // A RELEASE or ROLLBACK TO that the answering node may skip (an earlier statement can still fail there) is not
-            // copied: the others keep a savepoint too many, as the joining nodes may (SavepointStack), never one too few.
+            // A RELEASE that the answering node may skip (an earlier statement can still fail there) is not copied: the
+            // others keep a savepoint too many, as the joining nodes may (SavepointStack), never one too few. A ROLLBACK TO
+            // always is: it is what brings a node whose transaction failed back, and the failure mark is cleared above.
             participants.Clear();
             return main;
         }

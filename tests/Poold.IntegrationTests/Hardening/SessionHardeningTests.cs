@@ -687,11 +687,12 @@ public class SessionHardeningTests
 
     /// <summary>
     /// Transaction mode: a RELEASE that the server skips, because a statement ahead of it fails (in its batch: an Execute,
-    /// or a Parse sent ahead; or a query pipelined before it), leaves the savepoint. Poold must not take it for released:
+    /// or a Parse sent ahead, of another name or its own; or a query pipelined before it), leaves the savepoint. Poold must not take it for released:
     /// a standby that joins later needs it for the client's ROLLBACK TO.
     /// </summary>
     [TestCase("execute")]
     [TestCase("parse")]
+    [TestCase("parse of the same name")]
     [TestCase("pipelined")]
     public async Task AReleaseTheServerSkipped_LeavesTheSavepointForAStandbyThatJoinsLater(string skippedBy)
     {
@@ -710,16 +711,16 @@ public class SessionHardeningTests
                 RawClient.Parse("", failing), RawClient.Bind("", ""), RawClient.Execute(""),
                 RawClient.Parse("", "RELEASE SAVEPOINT s"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync(),
             ],
-            "parse" =>
+            "parse" or "parse of the same name" =>
             [
-                RawClient.Parse("missing", "SELECT * FROM no_such_table_here"),
+                RawClient.Parse(skippedBy == "parse" ? "missing" : "", "SELECT * FROM no_such_table_here"),
                 RawClient.Parse("", "RELEASE SAVEPOINT s"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync(),
             ],
             _ => [RawClient.Query(failing), RawClient.Query("RELEASE SAVEPOINT s")],
         });
         var failed = await raw.ReadUntilReadyAsync(timeout);
         Assert.That(failed.Where(m => m.Code is 'E' or 'Z').Select(m => m.Code == 'E' ? m.SqlState : m.Text),
-            Is.EqualTo(new[] { skippedBy == "parse" ? "42P01" : "22012", "E" }), Describe(failed));
+            Is.EqualTo(new[] { skippedBy.StartsWith("parse", StringComparison.Ordinal) ? "42P01" : "22012", "E" }), Describe(failed));
         if (skippedBy == "pipelined")
         {
             var refused = await raw.ReadUntilReadyAsync(timeout);
@@ -773,6 +774,32 @@ public class SessionHardeningTests
         }
 
         await RunStatementAsync(raw, false, "ROLLBACK TO SAVEPOINT s", "T", timeout);
+        await ReadInTheTransactionOnAStandbyAsync(raw, false, timeout);
+        await RunStatementAsync(raw, false, "COMMIT", "I", timeout);
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(1L));
+    }
+
+    /// <summary>
+    /// A transaction fails on a standby; the client rolls back to a savepoint in a batch that begins with a Close, as
+    /// pgjdbc sends its next batch (the statements it dropped are closed first). The ROLLBACK TO must reach the standby:
+    /// otherwise it stays aborted while Poold takes the failure as over, its next read gets 25P02, and the COMMIT rolls
+    /// back what PostgreSQL commits.
+    /// </summary>
+    [Test]
+    public async Task ARollbackToAfterAClose_BringsTheFailedStandbyBack()
+    {
+        await using var poold = await StartBalancingAfterWritesAsync();
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-close-rollback-to");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(16_000_000, 17_000_000);
+        await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
+        await RunStatementAsync(raw, false, $"INSERT INTO {Table} VALUES ({id}, 'kept')", "T", timeout);
+        await RunStatementAsync(raw, false, "SAVEPOINT a", "T", timeout);
+        await RunStatementAsync(raw, false, FailsOnAStandby(), "E", timeout);
+        await raw.SendAsync(RawClient.Message('C', [(byte)'S'], RawClient.CString("S_dropped")),
+            RawClient.Parse("", "ROLLBACK TO SAVEPOINT a"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
+        var rolledBack = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(rolledBack[^1].Text, Is.EqualTo("T"), Describe(rolledBack));
         await ReadInTheTransactionOnAStandbyAsync(raw, false, timeout);
         await RunStatementAsync(raw, false, "COMMIT", "I", timeout);
         Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(1L));
