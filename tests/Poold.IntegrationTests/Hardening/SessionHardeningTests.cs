@@ -685,6 +685,14 @@ public class SessionHardeningTests
             "the read is balanced to a standby");
     }
 
+    /// <summary>The transaction reads on, on a standby, and its COMMIT keeps row <paramref name="id"/>.</summary>
+    private static async Task ReadOnAStandbyAndCommitAsync(RawClient raw, int id, TimeSpan timeout)
+    {
+        await ReadInTheTransactionOnAStandbyAsync(raw, false, timeout);
+        await RunStatementAsync(raw, false, "COMMIT", "I", timeout);
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(1L));
+    }
+
     /// <summary>
     /// Transaction mode: a RELEASE that the server skips, because a statement ahead of it fails (in its batch: an Execute,
     /// or a Parse sent ahead, of another name or its own; or a query pipelined before it), leaves the savepoint. Poold must not take it for released:
@@ -732,9 +740,7 @@ public class SessionHardeningTests
         await ReadInTheTransactionOnAStandbyAsync(raw, false, timeout);
         await RunStatementAsync(raw, false, FailsOnAStandby(), "E", timeout);
         await RunStatementAsync(raw, false, "ROLLBACK TO SAVEPOINT s", "T", timeout);
-        await ReadInTheTransactionOnAStandbyAsync(raw, false, timeout);
-        await RunStatementAsync(raw, false, "COMMIT", "I", timeout);
-        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(1L));
+        await ReadOnAStandbyAndCommitAsync(raw, id, timeout);
     }
 
     /// <summary>
@@ -774,9 +780,7 @@ public class SessionHardeningTests
         }
 
         await RunStatementAsync(raw, false, "ROLLBACK TO SAVEPOINT s", "T", timeout);
-        await ReadInTheTransactionOnAStandbyAsync(raw, false, timeout);
-        await RunStatementAsync(raw, false, "COMMIT", "I", timeout);
-        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(1L));
+        await ReadOnAStandbyAndCommitAsync(raw, id, timeout);
     }
 
     /// <summary>
@@ -800,9 +804,7 @@ public class SessionHardeningTests
             RawClient.Parse("", "ROLLBACK TO SAVEPOINT a"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
         var rolledBack = await raw.ReadUntilReadyAsync(timeout);
         Assert.That(rolledBack[^1].Text, Is.EqualTo("T"), Describe(rolledBack));
-        await ReadInTheTransactionOnAStandbyAsync(raw, false, timeout);
-        await RunStatementAsync(raw, false, "COMMIT", "I", timeout);
-        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(1L));
+        await ReadOnAStandbyAndCommitAsync(raw, id, timeout);
     }
 
     /// <summary>
@@ -828,9 +830,7 @@ public class SessionHardeningTests
 
         await RunStatementAsync(raw, false, FailsOnAStandby(), "E", timeout);
         await RunStatementAsync(raw, false, "ROLLBACK TO SAVEPOINT s", "T", timeout);
-        await ReadInTheTransactionOnAStandbyAsync(raw, false, timeout);
-        await RunStatementAsync(raw, false, "COMMIT", "I", timeout);
-        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(1L));
+        await ReadOnAStandbyAndCommitAsync(raw, id, timeout);
     }
 
     /// <summary>
