@@ -359,8 +359,9 @@ internal sealed partial class BackendSide
 
         await CloseLeftoverTransactionsAsync(ct);
 
-        // A ROLLBACK TO runs even in a failed transaction; a RELEASE surely runs only when no earlier request awaits its answer.
-        var surelyRuns = IsRollbackTo(c) || Settled();
+        // Only a savepoint statement needs it (one lock less per query): a ROLLBACK TO runs even in a failed transaction, a
+        // RELEASE surely runs only when no earlier request awaits its answer.
+        var surelyRuns = c.Transaction == TransactionEffect.Savepoint && (IsRollbackTo(c) || Settled());
         if (c.Target == RouteTarget.Transaction && c.Transaction is TransactionEffect.End or TransactionEffect.Savepoint)
         {
             if (await FanOutTransactionControlAsync(c, sql, link, sync: true, surelyRuns, ct) is not { } main)
@@ -521,7 +522,7 @@ internal sealed partial class BackendSide
                 MarkBoundIfUncertain(locked, messages, inTransaction: true);
 
                 await CopySavepointControlAsync(locked, messages, ct);
-                ApplyTransactionEffects(locked, messages, Settledness.Continuing);
+                ApplyTransactionEffects(locked, messages, Settledness.Unknown);
                 await WriteAndFlushAsync(locked.Connection, bytes, ct);
                 AfterBatch(locked, messages);
                 await AfterDispatchAsync(locked, sync, copy: false, ct);
@@ -626,7 +627,9 @@ internal sealed partial class BackendSide
             }
 
             await CloseLeftoverTransactionsAsync(ct);
-            var settled = new Settledness(Settled(), FailedLink() is not null);
+            var settled = statements.Exists(static s => s.Transaction == TransactionEffect.Savepoint)
+                ? new Settledness(Settled(), FailedLink() is not null)
+                : Settledness.Unknown;
             if (await FanOutBoundControlAsync(messages, link, sync, settled, ct) is not { } main)
             {
                 return;
@@ -804,12 +807,13 @@ internal sealed partial class BackendSide
     }
 
     /// <summary>
-    /// How a batch found the session: every earlier request answered (<see cref="Settled"/>; never for the rest of a batch
-    /// under way, whose earlier part may still fail), and whether its transaction had failed.
+    /// How a batch found the session: every earlier request answered (<see cref="Settled"/>), and whether its transaction
+    /// had failed. <see cref="Unknown"/> for the rest of a batch under way, whose earlier part may still fail, and for a
+    /// batch without savepoint statements (nothing asks).
     /// </summary>
     private readonly record struct Settledness(bool Answered, bool Failed)
     {
-        public static Settledness Continuing => new(false, false);
+        public static Settledness Unknown => new(false, false);
     }
 
     /// <summary>
