@@ -695,8 +695,8 @@ public class SessionHardeningTests
 
     /// <summary>
     /// Transaction mode: a RELEASE that the server skips, because a statement ahead of it fails (in its batch: an Execute,
-    /// or a Parse sent ahead, of another name or its own; or a query pipelined before it), leaves the savepoint. Poold must not take it for released:
-    /// a standby that joins later needs it for the client's ROLLBACK TO.
+    /// or a Parse sent ahead, of another name or its own; or a query pipelined before it), leaves the savepoint. Poold
+    /// must not take it for released: a standby that joins later needs it for the client's ROLLBACK TO.
     /// </summary>
     [TestCase("execute")]
     [TestCase("parse")]
