@@ -21,9 +21,8 @@ internal sealed class SavepointStack
     /// <summary>
     /// A statement is being sent. Outside a transaction (<paramref name="inTransactionBefore"/> false, as Poold predicts
     /// it) no savepoint can exist, whatever Poold missed; the end of a transaction drops them all. A SAVEPOINT adds one (a
-    /// name used twice stands twice, as on the server); RELEASE
-    /// drops the newest of that name and every later one; ROLLBACK TO keeps that one and drops the later ones; a name
-    /// not set is the server's error and changes nothing.
+    /// name used twice stands twice, as on the server); RELEASE drops the newest of that name and every later one;
+    /// ROLLBACK TO keeps that one and drops the later ones; a name not set is the server's error and changes nothing.
     /// <para>
     /// What may not run is kept on the safe side: a node that joins later may hold a savepoint the others dropped (it only
     /// reads, and a ROLLBACK TO or RELEASE naming it fails on the node that answers, as on the server), never lack one they
@@ -76,6 +75,4 @@ internal sealed class SavepointStack
         var first = c.Verb == "RELEASE" ? index : index + 1;
         _savepoints.RemoveRange(first, _savepoints.Count - first);
     }
-
-    public void Clear() => _savepoints.Clear();
 }
