@@ -1514,9 +1514,7 @@ internal sealed partial class BackendSide
                     continue;
                 }
 
-                await CatchUpAsync(link, NoMessages, ct);
-                Enqueue(link, relay: false, 0);
-                await WriteAndFlushAsync(link.Connection, query, ct);
+                await SendCopyAsync(link, query, ct);
                 if (ends)
                 {
                     // COMMIT AND CHAIN opens the next transaction at once: the node stays in one.
@@ -1530,6 +1528,17 @@ internal sealed partial class BackendSide
         }
 
         return main;
+    }
+
+    /// <summary>
+    /// Poold's own copy of a transaction-control statement for another node of the transaction: the node is caught up
+    /// first, and the answer is read back silently.
+    /// </summary>
+    private async Task SendCopyAsync(NodeLink link, byte[] query, CancellationToken ct)
+    {
+        await CatchUpAsync(link, NoMessages, ct);
+        Enqueue(link, relay: false, 0);
+        await WriteAndFlushAsync(link.Connection, query, ct);
     }
 
     /// <summary>
@@ -1560,9 +1569,7 @@ internal sealed partial class BackendSide
                 if (link != locked && link.TransactionOpen)
                 {
                     query ??= QueryFrame(StatementText(messages, messages[i].StatementName, i));
-                    await CatchUpAsync(link, NoMessages, ct);
-                    Enqueue(link, relay: false, 0);
-                    await WriteAndFlushAsync(link.Connection, query, ct);
+                    await SendCopyAsync(link, query, ct);
                 }
             }
         }
@@ -1679,9 +1686,7 @@ internal sealed partial class BackendSide
         {
             foreach (var link in participants)
             {
-                await CatchUpAsync(link, NoMessages, ct);
-                Enqueue(link, relay: false, 0);
-                await WriteAndFlushAsync(link.Connection, rollback, ct);
+                await SendCopyAsync(link, rollback, ct);
                 link.TransactionOpen = chained;
             }
         }
