@@ -317,7 +317,11 @@ internal sealed partial class BackendConnection : IAsyncDisposable
 
     public ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken) => _stream.WriteAsync(data, cancellationToken);
 
-    public async ValueTask WriteAsync(ReadOnlySequence<byte> data, CancellationToken cancellationToken)
+    /// <summary>A client's frame as it was read: usually one segment, written with no state machine of its own.</summary>
+    public ValueTask WriteAsync(ReadOnlySequence<byte> data, CancellationToken cancellationToken) =>
+        data.IsSingleSegment ? _stream.WriteAsync(data.First, cancellationToken) : WriteSegmentsAsync(data, cancellationToken);
+
+    private async ValueTask WriteSegmentsAsync(ReadOnlySequence<byte> data, CancellationToken cancellationToken)
     {
         foreach (var segment in data)
         {

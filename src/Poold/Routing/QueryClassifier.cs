@@ -69,6 +69,12 @@ internal sealed record Classification(RouteTarget Target, string Reason)
     /// <summary>COMMIT or ROLLBACK … AND CHAIN: the transaction ends and a new one, with the same characteristics, begins at once.</summary>
     public bool AndChain { get; init; }
 
+    /// <summary>COMMIT or END (not ROLLBACK or ABORT): the transaction's work lasts, unless it had failed.</summary>
+    public bool Commits { get; init; }
+
+    /// <summary>SET LOCAL, SET TRANSACTION, SET CONSTRAINTS: a setting of the open transaction only.</summary>
+    public bool SetsTransaction { get; init; }
+
     /// <summary>SAVEPOINT, RELEASE [SAVEPOINT] or ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT]: the savepoint's name, as folded.</summary>
     public string? SavepointName { get; init; }
 
@@ -422,6 +428,7 @@ internal static class QueryClassifier
                 {
                     Transaction = TransactionEffect.End,
                     AndChain = t.Count > 2 && t[^1].Is(sql, "CHAIN") && t[^2].Is(sql, "AND"),
+                    Commits = keyword is "COMMIT" or "END",
                 };
             case "SAVEPOINT":
                 return new Classification(RouteTarget.Transaction, keyword)
@@ -671,7 +678,7 @@ internal static class QueryClassifier
                 return Write("SET TRANSACTION READ WRITE (a standby refuses it)");
             }
 
-            return new Classification(RouteTarget.SessionState, "SET TRANSACTION");
+            return new Classification(RouteTarget.SessionState, "SET TRANSACTION") { SetsTransaction = true };
         }
 
         if (t[1].Is(sql, "SESSION") && t.Count > 2 && t[2].Is(sql, "CHARACTERISTICS"))
@@ -721,7 +728,17 @@ internal static class QueryClassifier
             return new Classification(RouteTarget.Primary, "SET transaction_isolation = serializable") { Transaction = TransactionEffect.Serializable };
         }
 
-        return new Classification(RouteTarget.SessionState, local ? "SET LOCAL" : "SET") { Writes = true, SettingKey = local ? null : name };
+        if (name == "constraints")
+        {
+            return new Classification(RouteTarget.SessionState, "SET CONSTRAINTS") { Writes = true, SetsTransaction = true };
+        }
+
+        return new Classification(RouteTarget.SessionState, local ? "SET LOCAL" : "SET")
+        {
+            Writes = true,
+            SettingKey = local ? null : name,
+            SetsTransaction = local,
+        };
     }
 
     private static string SettingName(ReadOnlySpan<byte> sql, List<SqlToken> t, int at)

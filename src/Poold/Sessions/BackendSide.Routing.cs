@@ -53,8 +53,8 @@ internal sealed partial class BackendSide
     private long _recordedSequence;
     private string _beginText = "BEGIN";
 
-    /// <summary>The open transaction's savepoints, replayed on a node that joins it (see <see cref="SavepointStack"/>).</summary>
-    private readonly SavepointStack _savepoints = new();
+    /// <summary>The open transaction's savepoints and settings, replayed on a node that joins it (see <see cref="TransactionStatements"/>).</summary>
+    private readonly TransactionStatements _transaction = new();
     private TransactionStatus _clientStatus = TransactionStatus.Idle;
 
     /// <summary>The node snapshot the session logged in with, and its primary's generation (see <see cref="EnsurePrimaryUnchanged"/>).</summary>
@@ -179,7 +179,7 @@ internal sealed partial class BackendSide
             case (byte)FrontendCode.CopyData or (byte)FrontendCode.CopyDone or (byte)FrontendCode.CopyFail:
                 await FlushBatchAsync(ct);
                 var copy = _copyLink ?? await PrimaryLinkAsync(ct);
-                await WriteSequenceAsync(copy.Connection, frame, ct);
+                await copy.Connection.WriteAsync(frame, ct);
                 if (code != (byte)FrontendCode.CopyData)
                 {
                     await copy.Connection.FlushAsync(ct);
@@ -388,7 +388,7 @@ internal sealed partial class BackendSide
         var inTransaction = link.TransactionOpen;
         await SendAsync(link, frame, relay: true, reason, ct, classification: c, sql, surelyRuns);
         await AfterDispatchAsync(link, complete: true, copy: c.Verb == "COPY", ct);
-        var recorded = RecordSessionState(c, sql);
+        var recorded = RecordSessionState(link, c, sql);
         if (recorded)
         {
             AppliedHere(link, c);
@@ -642,7 +642,7 @@ internal sealed partial class BackendSide
             foreach (var m in messages)
             {
                 if (m.Code == (byte)FrontendCode.Parse && m.Classification is { Target: RouteTarget.SessionState } sc
-                                                       && RecordSessionState(sc, m.Query ?? ""))
+                                                       && RecordSessionState(link, sc, m.Query ?? ""))
                 {
                     AppliedHere(link, sc);
                 }
@@ -1166,7 +1166,7 @@ internal sealed partial class BackendSide
 
         Enqueue(link, relay, skip);
         link.OnlyBegun = begins && _transactionMode;
-        await WriteSequenceAsync(link.Connection, frame, ct);
+        await link.Connection.WriteAsync(frame, ct);
         await link.Connection.FlushAsync(ct);
         _copyLink = link;
         if (classification is not null)
@@ -1264,7 +1264,8 @@ internal sealed partial class BackendSide
     private async Task<int> CatchUpAsync(NodeLink link, List<BatchMessage> messages, CancellationToken ct)
     {
         var connection = link.Connection;
-        if (!link.HasStaleStatements && link.AppliedHistory == _state.Version && messages.Count == 0 && link.TransactionOpen == InTransactionNow())
+        if (!link.HasStaleStatements && link.AppliedHistory == _state.Version && messages.Count == 0 && link.TransactionOpen == InTransactionNow()
+            && (!link.TransactionOpen || link.TransactionSettingsSeen == _transaction.LastSetting))
         {
             return 0;
         }
@@ -1304,12 +1305,23 @@ internal sealed partial class BackendSide
             Enqueue(link, relay: false, 0);
             await connection.WriteAsync(QueryFrame(begin), ct);
             link.TransactionOpen = true;
-            for (var i = 0; i < _savepoints.Count; i++)
+            for (var i = 0; i < _transaction.Count; i++)
             {
                 Enqueue(link, relay: false, 0);
-                await connection.WriteAsync(QueryFrame(_savepoints.StatementAt(i)), ct);
+                await connection.WriteAsync(QueryFrame(_transaction.StatementAt(i)), ct);
             }
         }
+        else if (inTransaction && link.TransactionSettingsSeen != _transaction.LastSetting)
+        {
+            // In the transaction already: the settings made on another node since this one last ran a statement.
+            foreach (var sql in _transaction.SettingsAfter(link.TransactionSettingsSeen))
+            {
+                Enqueue(link, relay: false, 0);
+                await connection.WriteAsync(QueryFrame(sql), ct);
+            }
+        }
+
+        link.TransactionSettingsSeen = _transaction.LastSetting;
 
         var frames = _catchUpFrames;
         _registry.CatchUp(link, messages, _transactionMode, _services.Settings.Get(Params.MaxPreparedStatements), frames);
@@ -1497,7 +1509,7 @@ internal sealed partial class BackendSide
         if (c.Transaction == TransactionEffect.Savepoint && c.Verb == "RELEASE" && !surelyRuns)
         {
             // A RELEASE that the answering node may skip (an earlier statement can still fail there) is not copied: the
-            // others keep a savepoint too many, as the joining nodes may (SavepointStack), never one too few. A ROLLBACK TO
+            // others keep a savepoint too many, as the joining nodes may (TransactionStatements), never one too few. A ROLLBACK TO
             // always is: it is what brings a node whose transaction failed back, and the failure mark is cleared above.
             participants.Clear();
             return main;
@@ -1753,8 +1765,8 @@ internal sealed partial class BackendSide
 
     /// <summary>
     /// A statement goes out on <paramref name="link"/> (after the link's catch-up, before it is queued): the router, the
-    /// link's transaction flag and the savepoints (<paramref name="sql"/>: its text, needed for a SAVEPOINT;
-    /// <paramref name="surelyRuns"/>: the server surely runs it, see <see cref="SavepointStack.Dispatched"/>) take it in.
+    /// link's transaction flag and the transaction's statements (<paramref name="sql"/>: its text, needed for a SAVEPOINT;
+    /// <paramref name="surelyRuns"/>: the server surely runs it, see <see cref="TransactionStatements.Dispatched"/>) take it in.
     /// </summary>
     private void Dispatched(NodeLink link, Classification c, string sql, bool surelyRuns)
     {
@@ -1766,10 +1778,49 @@ internal sealed partial class BackendSide
             _router.Dispatched(c);
         }
 
-        TrackTransaction(link, c);
-        if (inTransaction ? c.Transaction is TransactionEffect.Savepoint or TransactionEffect.End : _savepoints.Count > 0)
+        if (inTransaction && c is { Transaction: TransactionEffect.End, Commits: true } && !failed)
         {
-            _savepoints.Dispatched(c, sql, inTransaction, refused: failed, certain: surelyRuns);
+            CommitSettings();
+        }
+
+        TrackTransaction(link, c);
+
+        if (inTransaction ? c.Transaction is TransactionEffect.Savepoint or TransactionEffect.End : _transaction.Count > 0)
+        {
+            _transaction.Dispatched(c, sql, inTransaction, refused: failed, certain: surelyRuns);
+        }
+    }
+
+    /// <summary>
+    /// A COMMIT: the session-level settings its transaction made join the session's history. A link that has run every
+    /// setting of the transaction (it was in it: the COMMIT's copies were brought up to date first) and was up to date
+    /// before stays so; in transaction mode the connections were marked for a reset when the SETs ran.
+    /// </summary>
+    private void CommitSettings()
+    {
+        var committed = _transaction.TakeCommitted();
+        if (committed.Count == 0)
+        {
+            return;
+        }
+
+        var before = _state.Version;
+        foreach (var (c, sql) in committed)
+        {
+            _state.Record(c, sql);
+        }
+
+        if (_transactionMode)
+        {
+            return;
+        }
+
+        foreach (var link in _backends.Links)
+        {
+            if (link.AppliedHistory == before && link.TransactionSettingsSeen == _transaction.LastSetting)
+            {
+                link.AppliedHistory = _state.Version;
+            }
         }
     }
 
@@ -1786,8 +1837,38 @@ internal sealed partial class BackendSide
         }
     }
 
-    /// <summary>SET/RESET/DISCARD outside SET LOCAL: kept, one entry per parameter, to replay on nodes that join later.</summary>
-    private bool RecordSessionState(Classification c, string sql) => _state.Record(c, sql);
+    /// <summary>
+    /// SET/RESET/DISCARD outside SET LOCAL, sent on <paramref name="link"/>: kept, one entry per parameter, to replay on
+    /// nodes that join later; true when the session's history took it. Inside a transaction it waits for the COMMIT
+    /// instead, with SET LOCAL and SET TRANSACTION, in <see cref="TransactionStatements"/> (a failed transaction refuses it).
+    /// </summary>
+    private bool RecordSessionState(NodeLink link, Classification c, string sql)
+    {
+        if (c.Target != RouteTarget.SessionState)
+        {
+            return false;
+        }
+
+        bool inTransaction, failed;
+        lock (_routingLock)
+        {
+            inTransaction = _router!.InTransaction;
+            failed = _failedLink is not null;
+        }
+
+        if (!inTransaction)
+        {
+            return _state.Record(c, sql);
+        }
+
+        var session = c.SettingKey is not null || c.ResetsSession;
+        if (!failed && sql.Length > 0 && !c.MultiStatement && (session || c.SetsTransaction))
+        {
+            link.TransactionSettingsSeen = _transaction.AddSetting(sql, session ? c : null);
+        }
+
+        return false;
+    }
 
     private void Enqueue(NodeLink link, bool relay, int skip, BatchControl? control = null, WalPositionCapture? capture = null)
     {
@@ -1810,14 +1891,6 @@ internal sealed partial class BackendSide
         if (Volatile.Read(ref _watchPrimary))
         {
             _backends.Primary!.Connection.Reader.CancelPendingRead();
-        }
-    }
-
-    private static async Task WriteSequenceAsync(BackendConnection connection, ReadOnlySequence<byte> data, CancellationToken ct)
-    {
-        foreach (var segment in data)
-        {
-            await connection.WriteAsync(segment, ct);
         }
     }
 

@@ -185,6 +185,12 @@ internal sealed partial class ClientSession
     private static bool TryReadClientFrame(ref ReadOnlySequence<byte> buffer, int maxMessage, out byte code, out ReadOnlySequence<byte> frame,
         out ReadOnlySequence<byte> body)
     {
+        if (buffer.First.Span is [var type, ..] && !IsFrontendType(type))
+        {
+            // As PostgreSQL does, at the type byte: a body may never come (a second startup packet has none to frame).
+            throw new ClientFatalException(SqlState.ProtocolViolation, $"invalid frontend message type {type}");
+        }
+
         if (FrameReader.TryReadHeader(buffer, int.MaxValue, out code, out var length) && length > maxMessage)
         {
             throw new ClientFatalException(SqlState.ProgramLimitExceeded,
@@ -194,6 +200,12 @@ internal sealed partial class ClientSession
 
         return FrameReader.TryReadFrame(ref buffer, maxMessage, out code, out frame, out body);
     }
+
+    /// <summary>The message types a logged-in session may send (PostgreSQL's PostgresMain accepts these and no other).</summary>
+    private static bool IsFrontendType(byte type) =>
+        (FrontendCode)type is FrontendCode.Query or FrontendCode.Parse or FrontendCode.Bind or FrontendCode.Execute or FrontendCode.Describe
+            or FrontendCode.Close or FrontendCode.Sync or FrontendCode.Flush or FrontendCode.FunctionCall or FrontendCode.Terminate
+            or FrontendCode.CopyData or FrontendCode.CopyDone or FrontendCode.CopyFail;
 
     private static TimeSpan IdleCheckPeriod(TimeSpan idleLimit) =>
         TimeSpan.FromTicks(Math.Clamp(idleLimit.Ticks / 4, TimeSpan.TicksPerMillisecond * 100, TimeSpan.TicksPerSecond * 5));

@@ -38,6 +38,9 @@ internal sealed class NodeLink(BackendConnection connection)
 
     public int AppliedHistory { get; set; }
 
+    /// <summary>The number of the last setting of the open transaction run here (<see cref="TransactionStatements.LastSetting"/>).</summary>
+    public long TransactionSettingsSeen { get; set; }
+
     /// <summary>
     /// Transaction mode: the last request sent here was the client's own BEGIN, which opened the transaction on this
     /// connection, and nothing has run in that transaction since (so it has taken no snapshot). A standby in that state

@@ -834,6 +834,70 @@ public class SessionHardeningTests
     }
 
     /// <summary>
+    /// A transaction begun on a standby (the primary's weight is 0) sets its isolation level, a SET LOCAL and a SET, then
+    /// writes: the write (and, in a transaction that has set something, a read) moves the transaction to the primary,
+    /// which joins it late. It must run with what the transaction
+    /// set: the primary was given a bare BEGIN, so the write ran at READ COMMITTED and without its statement_timeout.
+    /// </summary>
+    [TestCase("transaction", false)]
+    [TestCase("transaction", true)]
+    [TestCase("session", false)]
+    [TestCase("session", true)]
+    public async Task SettingsOfATransactionBegunOnAStandby_FollowItToThePrimary(string poolMode, bool extended)
+    {
+        await using var poold = await StartAsync(Backends(0, 1, 1), $"pool_mode = {poolMode}\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-tx-settings");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(13_000_000, 14_000_000);
+
+        Task<List<BackendMessage>> RunAsync(string sql, string status) => RunStatementAsync(raw, extended, sql, status, timeout);
+
+        await RunAsync("BEGIN", "T");
+        await RunAsync("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "T");
+        await RunAsync("SET LOCAL statement_timeout = '7s'", "T");
+        await RunAsync("SET lock_timeout = '3s'", "T");
+        var written = await RunAsync($"""
+            INSERT INTO {Table} VALUES ({id}, current_setting('port') || ' ' || current_setting('transaction_isolation') || ' '
+                || current_setting('statement_timeout') || ' ' || current_setting('lock_timeout')) RETURNING note
+            """, "T");
+        Assert.That(written.Single(m => m.Code == 'D').FirstColumn,
+            Is.EqualTo($"{ClusterFixture.Cluster.Nodes[0].Port} repeatable read 7s 3s"), Describe(written));
+        await RunAsync("ROLLBACK", "I");
+    }
+
+    /// <summary>
+    /// A session-level SET made in a transaction (begun on a standby: the primary's weight is 0) lasts only if the
+    /// transaction commits, as on the server. Poold kept a rolled-back one and gave it to every connection that joined the
+    /// session later: in transaction mode each read's, in both modes the primary's, for a write.
+    /// </summary>
+    [TestCase("transaction", "ROLLBACK", "2MB")]
+    [TestCase("transaction", "COMMIT", "6MB")]
+    [TestCase("session", "ROLLBACK", "2MB")]
+    [TestCase("session", "COMMIT", "6MB")]
+    public async Task ASetInATransaction_LastsOnlyIfItCommits(string poolMode, string end, string expected)
+    {
+        await using var poold = await StartAsync(Backends(0, 1, 1), $"pool_mode = {poolMode}\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-tx-set-end");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(14_000_000, 15_000_000);
+
+        Task<List<BackendMessage>> RunAsync(string sql, string status) => RunStatementAsync(raw, false, sql, status, timeout);
+
+        await RunAsync("SET work_mem = '2MB'", "I");
+        await RunAsync("BEGIN", "T");
+        await RunAsync("SET work_mem = '6MB'", "T");
+        await RunAsync(end, "I");
+        for (var i = 0; i < 4; i++)
+        {
+            var read = await RunAsync("SELECT current_setting('work_mem')", "I");
+            Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo(expected), $"read {i}: {Describe(read)}");
+        }
+
+        var written = await RunAsync($"INSERT INTO {Table} VALUES ({id}, current_setting('work_mem')) RETURNING note", "I");
+        Assert.That(written.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo(expected), "on the primary, which joined later");
+    }
+
+    /// <summary>
     /// A transaction writes on the primary and sets a savepoint; a read balanced to a standby then brings the standby in,
     /// after the savepoint, and fails there. The client rolls back to the savepoint, reads on, releases it and commits.
     /// Every node in the transaction must know the savepoint: the standby refused the copied ROLLBACK TO (3B001) and
@@ -897,6 +961,26 @@ public class SessionHardeningTests
         Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(0L));
         await raw.SendAsync(RawClient.Query($"INSERT INTO {Table} VALUES ({id}, 'the session goes on')"));
         Assert.That((await raw.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { 'C', 'Z' }));
+    }
+
+    /// <summary>
+    /// A message of a type PostgreSQL does not know after login, or a second startup packet, gets PostgreSQL's FATAL 08P01
+    /// at once. Poold queued the first for the next Sync and waited for the second's body, so the client heard nothing.
+    /// </summary>
+    [TestCase(new byte[] { (byte)'z', 0, 0, 0, 7, (byte)'a', (byte)'b', (byte)'c' }, 122)]
+    [TestCase(new byte[] { 0, 0, 0, 8, 4, 210, 22, 47 }, 0)]
+    public async Task AMessageOfAnUnknownType_GetsFatal08P01AtOnce_AndOtherSessionsGoOn(byte[] message, int type)
+    {
+        await using var poold = await StartAsync(Backends(1));
+        await using var bystander = Connection(poold, "hardening-type-bystander");
+        await bystander.OpenAsync();
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-type");
+        await raw.SendAsync(message);
+        var reply = await raw.ReadUntilAsync("E", TimeSpan.FromSeconds(10));
+        Assert.That(reply[^1].SqlState, Is.EqualTo("08P01"), Describe(reply));
+        Assert.That(reply[^1].Text, Does.Contain($"invalid frontend message type {type}"));
+        Assert.ThrowsAsync<EndOfStreamException>(async () => await raw.ReadUntilReadyAsync(TimeSpan.FromSeconds(10)), "the session ends");
+        Assert.That(await new NpgsqlCommand("SELECT 4", bystander).ExecuteScalarAsync(), Is.EqualTo(4));
     }
 
     [Test]

@@ -3,7 +3,7 @@ using Poold.Sessions;
 
 namespace Poold.Tests.Sessions;
 
-public class SavepointStackTests
+public class TransactionStatementsTests
 {
     private static Classification Classify(string sql) => QueryClassifier.Classify(sql, RoutingOptions.Default);
 
@@ -25,7 +25,7 @@ public class SavepointStackTests
     /// <summary>Runs the statements through a stack, in a transaction, and gives what a joining node would get.</summary>
     private static string[] After(params string[] statements)
     {
-        var stack = new SavepointStack();
+        var stack = new TransactionStatements();
         foreach (var sql in statements)
         {
             stack.Dispatched(Classify(sql), sql, inTransactionBefore: true, refused: false, certain: true);
@@ -65,7 +65,7 @@ public class SavepointStackTests
     {
         // Behind a statement whose answer is still due (its error would make the server skip them): a joining node may
         // then hold a savepoint too many, never lack one.
-        var stack = new SavepointStack();
+        var stack = new TransactionStatements();
         foreach (var sql in new[] { "SAVEPOINT a", "SAVEPOINT b" })
         {
             stack.Dispatched(Classify(sql), sql, inTransactionBefore: true, refused: false, certain: false);
@@ -91,7 +91,7 @@ public class SavepointStackTests
     [Test]
     public void AStatementOutsideATransaction_FindsNone()
     {
-        var stack = new SavepointStack();
+        var stack = new TransactionStatements();
         stack.Dispatched(Classify("SAVEPOINT a"), "SAVEPOINT a", inTransactionBefore: true, refused: false, certain: true);
         stack.Dispatched(Classify("SELECT 1"), "", inTransactionBefore: false, refused: false, certain: true);
         Assert.That(stack.Count, Is.Zero);
@@ -100,7 +100,7 @@ public class SavepointStackTests
     [Test]
     public void InAFailedTransaction_SavepointAndReleaseAreRefused_RollbackToRecovers()
     {
-        var stack = new SavepointStack();
+        var stack = new TransactionStatements();
         stack.Dispatched(Classify("SAVEPOINT a"), "SAVEPOINT a", inTransactionBefore: true, refused: false, certain: true);
         stack.Dispatched(Classify("SAVEPOINT b"), "SAVEPOINT b", inTransactionBefore: true, refused: false, certain: true);
         stack.Dispatched(Classify("SAVEPOINT c"), "SAVEPOINT c", inTransactionBefore: true, refused: true, certain: true);
@@ -109,5 +109,80 @@ public class SavepointStackTests
         stack.Dispatched(Classify("ROLLBACK TO a"), "ROLLBACK TO a", inTransactionBefore: true, refused: false, certain: true);
         Assert.That(stack.Count, Is.EqualTo(1));
         Assert.That(stack.StatementAt(0), Is.EqualTo("SAVEPOINT a"));
+    }
+
+    /// <summary>Runs savepoint statements and settings through the log, in a transaction, and gives what a joining node would get.</summary>
+    private static (string[] Replayed, TransactionStatements Log) WithSettings(params string[] statements)
+    {
+        var log = new TransactionStatements();
+        foreach (var sql in statements)
+        {
+            var c = Classify(sql);
+            if (c.Target == RouteTarget.SessionState)
+            {
+                log.AddSetting(sql, c.SetsTransaction ? null : c);
+            }
+            else
+            {
+                log.Dispatched(c, sql, inTransactionBefore: true, refused: false, certain: true);
+            }
+        }
+
+        return ([.. Enumerable.Range(0, log.Count).Select(log.StatementAt)], log);
+    }
+
+    [Test]
+    public void Settings_AreReplayedAmongTheSavepoints_InTheirOrder() =>
+        Assert.That(WithSettings("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "SAVEPOINT a", "SET LOCAL work_mem = '5MB'").Replayed,
+            Is.EqualTo(new[] { "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "SAVEPOINT a", "SET LOCAL work_mem = '5MB'" }));
+
+    [Test]
+    public void RollbackTo_UndoesTheSettingsMadeAfterTheSavepoint() =>
+        Assert.That(WithSettings("SET LOCAL a.x = 1", "SAVEPOINT s", "SET LOCAL a.y = 2", "SET a.z = 3", "ROLLBACK TO s").Replayed,
+            Is.EqualTo(new[] { "SET LOCAL a.x = 1", "SAVEPOINT s" }));
+
+    [Test]
+    public void Release_KeepsTheSettingsMadeUnderTheSavepoint() =>
+        Assert.That(WithSettings("SAVEPOINT s", "SET LOCAL a.y = 2", "SAVEPOINT t", "SET a.z = 3", "RELEASE s").Replayed,
+            Is.EqualTo(new[] { "SET LOCAL a.y = 2", "SET a.z = 3" }));
+
+    [Test]
+    public void ANodeInTheTransaction_GetsOnlyTheSettingsItHasNotRun()
+    {
+        var (_, log) = WithSettings("SET LOCAL a.x = 1", "SAVEPOINT s");
+        var seen = log.LastSetting;
+        log.AddSetting("SET LOCAL a.y = 2", null);
+        log.Dispatched(Classify("SAVEPOINT t"), "SAVEPOINT t", inTransactionBefore: true, refused: false, certain: true);
+        log.AddSetting("SET a.z = 3", Classify("SET a.z = 3"));
+        Assert.That(log.SettingsAfter(seen), Is.EqualTo(new[] { "SET LOCAL a.y = 2", "SET a.z = 3" }));
+        Assert.That(log.SettingsAfter(log.LastSetting), Is.Empty);
+    }
+
+    [Test]
+    public void ACommit_TakesTheSessionLevelSettings_NotTheLocalOnes()
+    {
+        var (_, log) = WithSettings("SET LOCAL a.x = 1", "SET search_path = s1", "SAVEPOINT s", "RESET work_mem", "SET CONSTRAINTS ALL DEFERRED");
+        Assert.That(log.TakeCommitted().Select(c => c.Sql), Is.EqualTo(new[] { "SET search_path = s1", "RESET work_mem" }));
+        log.Dispatched(Classify("COMMIT"), "COMMIT", inTransactionBefore: true, refused: false, certain: true);
+        Assert.That(log.Count, Is.Zero);
+        Assert.That(log.TakeCommitted(), Is.Empty);
+    }
+
+    [TestCase("COMMIT", true)]
+    [TestCase("END WORK", true)]
+    [TestCase("commit and chain", true)]
+    [TestCase("ROLLBACK", false)]
+    [TestCase("ABORT", false)]
+    public void TheClassifier_TellsACommitFromARollback(string sql, bool commits) => Assert.That(Classify(sql).Commits, Is.EqualTo(commits));
+
+    [TestCase("SET LOCAL statement_timeout = 5", true)]
+    [TestCase("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", true)]
+    [TestCase("SET CONSTRAINTS ALL DEFERRED", true)]
+    [TestCase("SET statement_timeout = 5", false)]
+    [TestCase("SET SESSION statement_timeout = 5", false)]
+    public void TheClassifier_TellsATransactionSetting(string sql, bool local)
+    {
+        Assert.That(Classify(sql).SetsTransaction, Is.EqualTo(local));
+        Assert.That(Classify(sql).SettingKey is null, Is.EqualTo(local), "a transaction's setting is no part of the session's history");
     }
 }
