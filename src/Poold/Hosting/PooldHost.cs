@@ -485,7 +485,8 @@ internal sealed partial class PooldHost : IAsyncDisposable, Pcp.IPcpHost, ISessi
             Volatile.Write(ref _services, _services with { Settings = merged, Auth = auth, Routing = RoutingOptions.From(merged), Tls = tls });
 
             // What the pool reads of the settings at each checkout (server_check_query, server_check_delay,
-            // connect_timeout); its start-only ones (sizes, connection_life_time) are the same in merged as before.
+            // connect_timeout, and transaction mode's default_pool_size and max_db_connections, for every session);
+            // its start-only ones (session mode's sizes, connection_life_time) are the same in merged as before.
             _services.Pool.UpdateLimits(PoolLimits.From(merged));
             Logging.Reconfigure(_log, merged);
             _log.Information("configuration reloaded from {File}", _options.ConfigFile);

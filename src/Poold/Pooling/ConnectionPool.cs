@@ -441,10 +441,40 @@ internal sealed class ConnectionPool : IAsyncDisposable
     private (Decision Decision, BackendConnection? Found, PoolWaiter? Waiter) Decide(PoolKey key, SharedLimits limits, CredentialTag? credential,
         long deadline)
     {
-        lock (_lock)
+        List<BackendConnection>? excess = null;
+        try
+        {
+            lock (_lock)
+            {
+                return DecideLocked(key, _limits.Shared ?? limits, credential, deadline, ref excess);
+            }
+        }
+        finally
+        {
+            if (excess is not null)
+            {
+                foreach (var connection in excess)
+                {
+                    _ = connection.DisposeAsync().AsTask();
+                }
+            }
+        }
+    }
+
+    private (Decision Decision, BackendConnection? Found, PoolWaiter? Waiter) DecideLocked(PoolKey key, SharedLimits limits, CredentialTag? credential,
+        long deadline, ref List<BackendConnection>? excess)
+    {
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             var pool = SharedLocked(key, limits);
+            while (pool.Open > limits.PoolSize && _idle.TryGetValue(key, out var idleOnes) && idleOnes.First is { } extra)
+            {
+                // default_pool_size was lowered by a reload: idle connections past it are closed, not handed out.
+                Unlink(extra.Value);
+                DroppedLocked(extra.Value);
+                (excess ??= []).Add(extra.Value);
+            }
+
             if (pool.Waiters.Count == 0)
             {
                 if (TakeIdleLocked(key, credential) is { } idle)
@@ -679,6 +709,13 @@ internal sealed class ConnectionPool : IAsyncDisposable
             connection.LastUsedAt = _time.GetTimestamp();
             if (_shared.TryGetValue(connection.Key, out var pool))
             {
+                if (pool.Open > pool.Limits.PoolSize)
+                {
+                    // default_pool_size was lowered by a reload: the caller closes it, and a waiter gets a slot once
+                    // the pool is within its size again.
+                    return false;
+                }
+
                 // How the server asked: a client whose login finds every connection busy is asked the same before it waits.
                 pool.AuthMethod = connection.AuthMethod;
                 if (DequeueLocked(pool) is { } waiter)
@@ -1002,7 +1039,14 @@ internal sealed record PoolLimits(bool Cache, int MaxPerNode, int MaxIdlePerKey,
         CheckQuery = settings.Get(Params.ServerCheckQuery),
         CheckDelay = settings.Get(Params.ServerCheckDelay),
         CheckTimeout = settings.Get(Params.ConnectTimeout) is { Ticks: > 0 } t ? t : TimeSpan.FromSeconds(10),
+        Shared = SharedLimits.From(settings),
     };
+
+    /// <summary>
+    /// Transaction mode's sizes as the configuration now says (a reload changes them for every session, as in PgBouncer);
+    /// null where the pool is built without them, and then each caller's own count.
+    /// </summary>
+    public SharedLimits? Shared { get; init; }
 }
 
 /// <summary>

@@ -250,6 +250,7 @@ internal sealed partial class BackendSide
                 var reader = link.Connection.Reader;
                 var skip = entry.SkipLeading;
                 var clientCompletes = 0;
+                var sawError = false;
                 while (true)
                 {
                     if (waitFailed is not null)
@@ -337,6 +338,7 @@ internal sealed partial class BackendSide
                         {
                             var error = ErrorFields.Parse(body);
                             link.SawError = true;
+                            sawError = true;
                             if (!entry.Relay)
                             {
                                 LogCatchUpError(link.Connection.NodeId, error.Message);
@@ -374,7 +376,7 @@ internal sealed partial class BackendSide
                             var swallow = entry.Control is { SwallowReadyForQuery: true };
                             entry.Control?.End();
                             var status = (TransactionStatus)body.FirstSpan[0];
-                            RecordTransactionStatus(entry, status, answersLast: Volatile.Read(ref link.Pending) == 1);
+                            RecordTransactionStatus(entry, status, answersLast: Volatile.Read(ref link.Pending) == 1, sawError);
                             await RelayRunAsync(entry, result.Buffer, runStart, swallow ? frame.Start : buffer.Start, stop);
                             runStart = buffer.Start;
                             if (entry.Relay)
@@ -549,7 +551,7 @@ internal sealed partial class BackendSide
         buffer.Error("ERROR", SqlState.ConnectionFailure, $"backend node {nodeId} failed while running this statement: {reason}",
             "The session is still usable: run the statement again and it goes to another node.");
         buffer.ReadyForQuery(TransactionStatus.Idle);
-        RecordTransactionStatus(entry, TransactionStatus.Idle, answersLast: Volatile.Read(ref link.Pending) == 0);
+        RecordTransactionStatus(entry, TransactionStatus.Idle, answersLast: Volatile.Read(ref link.Pending) == 0, failed: true);
         await _output.WriteAsync(buffer.Written, stop);
         await _output.FlushAsync(stop);
         CountAnswered(entry, countPending: false);
@@ -559,9 +561,10 @@ internal sealed partial class BackendSide
     /// <summary>
     /// A batch's ReadyForQuery: the server's word on its transaction, recorded before the client can see it, so the
     /// client's next batch is routed by it (after an error in a transaction, to the node where it failed).
-    /// <paramref name="answersLast"/>: it answers the last request sent on this connection.
+    /// <paramref name="answersLast"/>: it answers the last request sent on this connection; <paramref name="failed"/>: an
+    /// ErrorResponse came among its replies (a SET it carried did not take: see <see cref="SettleStateUndo"/>).
     /// </summary>
-    private void RecordTransactionStatus(ReplyEntry entry, TransactionStatus status, bool answersLast)
+    private void RecordTransactionStatus(ReplyEntry entry, TransactionStatus status, bool answersLast, bool failed)
     {
         var link = entry.Link;
         link.Connection.TransactionStatus = status;
@@ -580,6 +583,11 @@ internal sealed partial class BackendSide
         lock (_routingLock)
         {
             _recordedSequence = entry.Sequence;
+            _recordedFailed = failed;
+            if (entry.Sequence == _stateUndoSequence)
+            {
+                _stateUndoFailed = failed;
+            }
             if (entry.Sequence == _lastSequence)
             {
                 // The answer to the client's last statement: what Poold predicted as it dispatched the statements after an

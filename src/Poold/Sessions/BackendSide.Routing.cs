@@ -55,6 +55,16 @@ internal sealed partial class BackendSide
 
     /// <summary>The open transaction's savepoints and settings, replayed on a node that joins it (see <see cref="TransactionStatements"/>).</summary>
     private readonly TransactionStatements _transaction = new();
+
+    /// <summary>The history before the last request that recorded session state outside a transaction, until it is answered (<see cref="SettleStateUndo"/>).</summary>
+    private SessionStateHistory.Saved? _stateUndo;
+
+    /// <summary>That request's sequence, and whether its replies carried an error (written by the reply pump); under <see cref="_routingLock"/>.</summary>
+    private long _stateUndoSequence;
+    private bool _stateUndoFailed;
+
+    /// <summary>Whether the replies of the request <see cref="_recordedSequence"/> names carried an error; under <see cref="_routingLock"/>.</summary>
+    private bool _recordedFailed;
     private TransactionStatus _clientStatus = TransactionStatus.Idle;
 
     /// <summary>The node snapshot the session logged in with, and its primary's generation (see <see cref="EnsurePrimaryUnchanged"/>).</summary>
@@ -639,16 +649,6 @@ internal sealed partial class BackendSide
 
             var skip = await CatchUpAsync(link, messages, ct);
             var inTransaction = link.TransactionOpen || statements.Exists(static s => s.Transaction != TransactionEffect.None);
-            foreach (var m in messages)
-            {
-                if (m.Code == (byte)FrontendCode.Parse && m.Classification is { Target: RouteTarget.SessionState } sc
-                                                       && RecordSessionState(link, sc, m.Query ?? ""))
-                {
-                    AppliedHere(link, sc);
-                }
-            }
-
-            MarkBoundIfUncertain(link, messages, inTransaction);
 
             if (statements.Any(statement => statement.Verb == "LISTEN"))
             {
@@ -666,6 +666,19 @@ internal sealed partial class BackendSide
             var control = sync ? null : new BatchControl { ClientCompletes = Completions(messages) };
             Enqueue(link, relay: true, skip, control);
             link.OnlyBegun = begins;
+
+            // Once the batch is queued (a SET it records is undone if its request fails, SettleStateUndo) and its
+            // transaction effects applied (a SET after its BEGIN waits for the COMMIT).
+            foreach (var m in messages)
+            {
+                if (m.Code == (byte)FrontendCode.Parse && m.Classification is { Target: RouteTarget.SessionState } sc
+                                                       && RecordSessionState(link, sc, m.Query ?? ""))
+                {
+                    AppliedHere(link, sc);
+                }
+            }
+
+            MarkBoundIfUncertain(link, messages, inTransaction);
             await WriteAndFlushAsync(link.Connection, bytes, ct);
             if (!sync)
             {
@@ -1264,6 +1277,7 @@ internal sealed partial class BackendSide
     private async Task<int> CatchUpAsync(NodeLink link, List<BatchMessage> messages, CancellationToken ct)
     {
         var connection = link.Connection;
+        SettleStateUndo();
         if (!link.HasStaleStatements && link.AppliedHistory == _state.Version && messages.Count == 0 && link.TransactionOpen == InTransactionNow()
             && (!link.TransactionOpen || link.TransactionSettingsSeen == _transaction.LastSetting))
         {
@@ -1838,6 +1852,35 @@ internal sealed partial class BackendSide
     }
 
     /// <summary>
+    /// The request that last recorded session state outside a transaction has been answered: if it failed (a SET with a
+    /// bad value, or any error in its implicit transaction, which the server rolls back with the SET), the history goes
+    /// back to what it was before it, as the server's state did.
+    /// </summary>
+    private void SettleStateUndo()
+    {
+        if (_stateUndo is not { } undo)
+        {
+            return;
+        }
+
+        bool answered, failed;
+        lock (_routingLock)
+        {
+            answered = _recordedSequence >= _stateUndoSequence;
+            failed = _stateUndoFailed;
+        }
+
+        if (answered)
+        {
+            _stateUndo = null;
+            if (failed)
+            {
+                _state.Restore(undo);
+            }
+        }
+    }
+
+    /// <summary>
     /// SET/RESET/DISCARD outside SET LOCAL, sent on <paramref name="link"/>: kept, one entry per parameter, to replay on
     /// nodes that join later; true when the session's history took it. Inside a transaction it waits for the COMMIT
     /// instead, with SET LOCAL and SET TRANSACTION, in <see cref="TransactionStatements"/> (a failed transaction refuses it).
@@ -1858,7 +1901,35 @@ internal sealed partial class BackendSide
 
         if (!inTransaction)
         {
-            return _state.Record(c, sql);
+            SettleStateUndo();
+            var before = _state.Save();
+            if (!_state.Record(c, sql))
+            {
+                return false;
+            }
+
+            bool failedAlready;
+            lock (_routingLock)
+            {
+                // The request is queued already, and may even be answered (a simple Query records after its send).
+                failedAlready = _recordedSequence == _lastSequence && _recordedFailed;
+                if (_recordedSequence < _lastSequence && (_stateUndo is null || _stateUndoSequence != _lastSequence))
+                {
+                    // The first SET of this request: undone if the request fails. An earlier request's undo, still
+                    // unanswered, is given up (its SETs then stay even if it fails).
+                    _stateUndo = before;
+                    _stateUndoSequence = _lastSequence;
+                    _stateUndoFailed = false;
+                }
+            }
+
+            if (failedAlready)
+            {
+                _state.Restore(before);
+                return false;
+            }
+
+            return true;
         }
 
         var session = c.SettingKey is not null || c.ResetsSession;

@@ -68,6 +68,19 @@ internal sealed class SessionStateHistory
         return true;
     }
 
+    /// <summary>The entries as they are now, for <see cref="Restore"/> (a copy: <see cref="Record"/> changes the list in place).</summary>
+    public Saved Save() => new(_entries is null ? null : [.. _entries]);
+
+    /// <summary>Back to what <see cref="Save"/> kept: the statements recorded since did not take effect on the server.</summary>
+    public void Restore(Saved saved)
+    {
+        _entries = saved.Entries;
+        Version++;
+    }
+
+    /// <summary>The entries at one moment (null: the startup ones).</summary>
+    public sealed record Saved(List<HistoryEntry>? Entries);
+
     /// <summary>
     /// The session's SET commands as one string: what a shared server connection carries when it has exactly this
     /// client's state (compared with <see cref="Pooling.BackendConnection.AppliedState"/>). Resets are left out: a

@@ -898,6 +898,46 @@ public class SessionHardeningTests
     }
 
     /// <summary>
+    /// A SET the server refuses (a bad value), or one whose request fails after it (its implicit transaction rolls it
+    /// back), leaves the setting as it was, as on the server. Poold recorded it anyway and replayed it on every connection
+    /// that joined the session later: there it failed again, hidden, and the setting fell back to the server's default.
+    /// </summary>
+    [TestCase("transaction", false)]
+    [TestCase("transaction", true)]
+    [TestCase("session", false)]
+    [TestCase("session", true)]
+    public async Task AFailedSet_LeavesTheSettingAsItWas(string poolMode, bool extended)
+    {
+        await using var poold = await StartAsync(Backends(0, 1, 1), $"pool_mode = {poolMode}\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-failed-set");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(15_000_000, 16_000_000);
+
+        Task<List<BackendMessage>> RunAsync(string sql, string status) => RunStatementAsync(raw, extended, sql, status, timeout);
+
+        await RunAsync("SET TimeZone = 'Asia/Tokyo'", "I");
+        var refused = await RunAsync("SET TimeZone = 'Nowhere/Bad'", "I");
+        Assert.That(refused.Single(m => m.Code == 'E').SqlState, Is.EqualTo("22023"), Describe(refused));
+        if (extended)
+        {
+            // One extended batch: the SET runs, the division fails, and the batch's implicit transaction undoes both.
+            await raw.SendAsync(RawClient.Parse("", "SET TimeZone = 'Europe/Paris'"), RawClient.Bind("", ""), RawClient.Execute(""),
+                RawClient.Parse("", "SELECT 1 / 0"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
+            var undone = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(undone.Single(m => m.Code == 'E').SqlState, Is.EqualTo("22012"), Describe(undone));
+        }
+
+        for (var i = 0; i < 4; i++)
+        {
+            var read = await RunAsync("SELECT current_setting('TimeZone')", "I");
+            Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("Asia/Tokyo"), $"read {i}: {Describe(read)}");
+        }
+
+        var written = await RunAsync($"INSERT INTO {Table} VALUES ({id}, current_setting('TimeZone')) RETURNING note", "I");
+        Assert.That(written.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("Asia/Tokyo"), "on the primary, which joined later");
+    }
+
+    /// <summary>
     /// A transaction writes on the primary and sets a savepoint; a read balanced to a standby then brings the standby in,
     /// after the savepoint, and fails there. The client rolls back to the savepoint, reads on, releases it and commits.
     /// Every node in the transaction must know the savepoint: the standby refused the copied ROLLBACK TO (3B001) and

@@ -378,6 +378,75 @@ public class TransactionPoolingTests
         Assert.That(answer.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("3"));
     }
 
+    /// <summary>
+    /// A reload that lowers default_pool_size holds for the connections already open: idle ones past the new size are
+    /// closed, not handed out, and a client past it waits (here until query_wait_timeout), as PgBouncer does. Poold kept
+    /// using every connection it had opened under the old size.
+    /// </summary>
+    [Test]
+    public async Task DefaultPoolSize_LoweredByAReload_HoldsForTheConnectionsAlreadyOpen()
+    {
+        await using var poold = await StartAsync("default_pool_size = 4\nquery_wait_timeout = 2\n");
+        var holders = new List<RawClient>();
+        try
+        {
+            for (var i = 0; i < 4; i++)
+            {
+                holders.Add(await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "txpool-shrink"));
+            }
+
+            async Task<List<string>> BeginAllAsync(IEnumerable<RawClient> clients)
+            {
+                var pids = new List<string>();
+                foreach (var client in clients)
+                {
+                    await client.SendAsync(RawClient.Query("BEGIN"), RawClient.Query("SELECT pg_backend_pid()"));
+                    await client.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+                    var reply = await client.ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+                    Assert.That(reply[^1].Text, Is.EqualTo("T"), string.Join(", ", reply));
+                    pids.Add(reply.Single(m => m.Code == 'D').FirstColumn);
+                }
+
+                return pids;
+            }
+
+            async Task CommitAllAsync(IEnumerable<RawClient> clients)
+            {
+                foreach (var client in clients)
+                {
+                    await client.SendAsync(RawClient.Query("COMMIT"));
+                    Assert.That((await client.ReadUntilReadyAsync(TimeSpan.FromSeconds(10)))[^1].Text, Is.EqualTo("I"));
+                }
+            }
+
+            Assert.That((await BeginAllAsync(holders)).Distinct().Count(), Is.EqualTo(4), "four transactions at once: four server connections");
+            await CommitAllAsync(holders);
+
+            var conf = Path.Combine(poold.Directory, "poold.conf");
+            await File.WriteAllTextAsync(conf, (await File.ReadAllTextAsync(conf))
+                .Replace("default_pool_size = 4", "default_pool_size = 2", StringComparison.Ordinal));
+            poold.Host.Reload();
+            await poold.WaitForLogAsync("configuration reloaded");
+
+            Assert.That((await BeginAllAsync(holders.Take(2))).Distinct().Count(), Is.EqualTo(2));
+            await holders[2].SendAsync(RawClient.Query("SELECT 1"));
+            var refused = await holders[2].ReadUntilReadyAsync(TimeSpan.FromSeconds(10));
+            Assert.That(refused.Single(m => m.Code == 'E').SqlState, Is.EqualTo("53300"), "the third client waits: the pool holds two now");
+            Assert.That(poold.Host.Pool.SharedPools().Where(p => p.Key.NodeId == 0).Sum(p => p.Open), Is.EqualTo(2),
+                "the idle connections past the new size were closed");
+            await CommitAllAsync(holders.Take(2));
+            await holders[2].SendAsync(RawClient.Query("SELECT 3"));
+            Assert.That((await holders[2].ReadUntilReadyAsync(TimeSpan.FromSeconds(10))).Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("3"));
+        }
+        finally
+        {
+            foreach (var holder in holders)
+            {
+                await holder.DisposeAsync();
+            }
+        }
+    }
+
     [Test]
     public async Task SettingsChangedWhereTheHistoryCannotFollow_NeverReachTheNextClientOfTheConnection()
     {
