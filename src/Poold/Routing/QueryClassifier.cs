@@ -75,6 +75,15 @@ internal sealed record Classification(RouteTarget Target, string Reason)
     /// <summary>SET LOCAL, SET TRANSACTION, SET CONSTRAINTS: a setting of the open transaction only.</summary>
     public bool SetsTransaction { get; init; }
 
+    /// <summary>RESET name, SET name TO DEFAULT: back to the value the session started with.</summary>
+    public bool ToDefault { get; init; }
+
+    /// <summary>SET TRANSACTION (not SNAPSHOT): characteristics that COMMIT/ROLLBACK AND CHAIN carry into the next transaction.</summary>
+    public bool Characteristics { get; init; }
+
+    /// <summary>PREPARE TRANSACTION: the transaction ends for the session, and its settings stay, as at a COMMIT.</summary>
+    public bool PreparesTransaction { get; init; }
+
     /// <summary>SAVEPOINT, RELEASE [SAVEPOINT] or ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT]: the savepoint's name, as folded.</summary>
     public string? SavepointName { get; init; }
 
@@ -396,7 +405,7 @@ internal static class QueryClassifier
             case "RESET":
                 return t.Count > 1 && t[1].Is(sql, "ALL")
                     ? new Classification(RouteTarget.SessionState, "RESET ALL") { Writes = true, ResetsSession = true }
-                    : new Classification(RouteTarget.SessionState, "RESET") { Writes = true, SettingKey = SettingName(sql, t, 1) };
+                    : new Classification(RouteTarget.SessionState, "RESET") { Writes = true, SettingKey = SettingName(sql, t, 1), ToDefault = true };
             case "DISCARD":
                 return new Classification(RouteTarget.SessionState, "DISCARD")
                 {
@@ -445,7 +454,7 @@ internal static class QueryClassifier
                     SavepointName = SavepointName(sql, t, 1),
                 };
             case "PREPARE" when t.Count > 1 && t[1].Is(sql, "TRANSACTION"):
-                return Write("two-phase commit");
+                return Write("two-phase commit") with { PreparesTransaction = true };
             case "DEALLOCATE":
                 {
                     // DEALLOCATE with no name is PostgreSQL's syntax error: it drops nothing.
@@ -678,7 +687,9 @@ internal static class QueryClassifier
                 return Write("SET TRANSACTION READ WRITE (a standby refuses it)");
             }
 
-            return new Classification(RouteTarget.SessionState, "SET TRANSACTION") { SetsTransaction = true };
+            // SET TRANSACTION SNAPSHOT names a snapshot another node does not have: not replayed on a joining node.
+            var snapshot = t.Count > 2 && t[2].Is(sql, "SNAPSHOT");
+            return new Classification(RouteTarget.SessionState, "SET TRANSACTION") { SetsTransaction = !snapshot, Characteristics = !snapshot };
         }
 
         if (t[1].Is(sql, "SESSION") && t.Count > 2 && t[2].Is(sql, "CHARACTERISTICS"))
@@ -738,6 +749,7 @@ internal static class QueryClassifier
             Writes = true,
             SettingKey = local ? null : name,
             SetsTransaction = local,
+            ToDefault = !local && t.Count > scope + 2 && t[^1].Is(sql, "DEFAULT") && (t[^2].Is(sql, "TO") || t[^2].Kind == TokenKind.Operator),
         };
     }
 

@@ -583,10 +583,19 @@ internal sealed partial class BackendSide
         lock (_routingLock)
         {
             _recordedSequence = entry.Sequence;
-            _recordedFailed = failed;
+
+            // A request that ran in a failed transaction failed too (a COMMIT there answers ROLLBACK, with no error).
+            _recordedFailed = failed || _recordedStatus == TransactionStatus.Failed;
+            _recordedStatus = status;
             if (entry.Sequence == _stateUndoSequence)
             {
-                _stateUndoFailed = failed;
+                _stateUndoFailed = _recordedFailed;
+                if (_recordedFailed && _transactionMode)
+                {
+                    // The SETs this request recorded did not take, and the connection may go back to the pool before
+                    // the client side undoes them in the history: it must not be taken for one that carries them.
+                    link.Connection.AppliedState = ResetMark;
+                }
             }
             if (entry.Sequence == _lastSequence)
             {

@@ -56,15 +56,35 @@ internal sealed partial class BackendSide
     /// <summary>The open transaction's savepoints and settings, replayed on a node that joins it (see <see cref="TransactionStatements"/>).</summary>
     private readonly TransactionStatements _transaction = new();
 
-    /// <summary>The history before the last request that recorded session state outside a transaction, until it is answered (<see cref="SettleStateUndo"/>).</summary>
-    private SessionStateHistory.Saved? _stateUndo;
+    /// <summary>How to undo what the last request that changed the session's history did, until it is answered (<see cref="SettleStateUndo"/>).</summary>
+    private StateUndo? _stateUndo;
 
-    /// <summary>That request's sequence, and whether its replies carried an error (written by the reply pump); under <see cref="_routingLock"/>.</summary>
+    /// <summary>
+    /// That request's sequence, and whether it failed (its replies carried an error, or it ran in a failed transaction:
+    /// a COMMIT there rolls back); written by the reply pump, under <see cref="_routingLock"/>.
+    /// </summary>
     private long _stateUndoSequence;
     private bool _stateUndoFailed;
 
-    /// <summary>Whether the replies of the request <see cref="_recordedSequence"/> names carried an error; under <see cref="_routingLock"/>.</summary>
+    /// <summary>The same for the request <see cref="_recordedSequence"/> names; under <see cref="_routingLock"/>.</summary>
     private bool _recordedFailed;
+
+    /// <summary>The status the last recorded ReadyForQuery reported; under <see cref="_routingLock"/>.</summary>
+    private TransactionStatus _recordedStatus = TransactionStatus.Idle;
+
+    /// <summary>
+    /// The history before a request changed it (<see cref="Saved"/>, at <see cref="SavedVersion"/>), and the links that
+    /// ran the change themselves (<see cref="Ran"/>): if the request fails, they, and the links that never took the
+    /// change, are as the restored history says; only the others replay it.
+    /// </summary>
+    private sealed class StateUndo(SessionStateHistory.Saved saved, int savedVersion, List<NodeLink> ran)
+    {
+        public SessionStateHistory.Saved Saved { get; } = saved;
+
+        public int SavedVersion { get; } = savedVersion;
+
+        public List<NodeLink> Ran { get; } = ran;
+    }
     private TransactionStatus _clientStatus = TransactionStatus.Idle;
 
     /// <summary>The node snapshot the session logged in with, and its primary's generation (see <see cref="EnsurePrimaryUnchanged"/>).</summary>
@@ -397,6 +417,10 @@ internal sealed partial class BackendSide
 
         var inTransaction = link.TransactionOpen;
         await SendAsync(link, frame, relay: true, reason, ct, classification: c, sql, surelyRuns);
+        if (_transactionMode && _state.StartupValue(c) is { } startup)
+        {
+            await RestoreStartupValueAsync(link, startup, ct);
+        }
         await AfterDispatchAsync(link, complete: true, copy: c.Verb == "COPY", ct);
         var recorded = RecordSessionState(link, c, sql);
         if (recorded)
@@ -529,10 +553,9 @@ internal sealed partial class BackendSide
                 locked.OnlyBegun = false;
                 PinParsed(messages);
                 await CatchUpLockedAsync(locked, messages, ct);
-                MarkBoundIfUncertain(locked, messages, inTransaction: true);
-
                 await CopySavepointControlAsync(locked, messages, ct);
-                ApplyTransactionEffects(locked, messages, Settledness.Unknown);
+                ApplyStatementEffects(locked, messages, Settledness.Unknown);
+                MarkBoundIfUncertain(locked, messages, inTransaction: true);
                 await WriteAndFlushAsync(locked.Connection, bytes, ct);
                 AfterBatch(locked, messages);
                 await AfterDispatchAsync(locked, sync, copy: false, ct);
@@ -656,30 +679,31 @@ internal sealed partial class BackendSide
                 Volatile.Write(ref _watchPrimary, true);
             }
 
-            // The transaction effects are applied before the batch is queued: the server's ReadyForQuery, which may
-            // come at once, then has the last word.
             var begins = _transactionMode && !link.TransactionOpen && forced is null && statements.Count > 0
                          && statements.TrueForAll(static s => s is { Transaction: TransactionEffect.Begin, MultiStatement: false });
-            ApplyTransactionEffects(link, messages, settled);
 
-            // Queued before the batch is written, so its replies can never be taken for asynchronous messages.
+            // Queued before the batch is written, so its replies can never be taken for asynchronous messages. The
+            // statements' effects are applied once it is queued (a SET it records is undone if the request fails: see
+            // SettleStateUndo) and before it is written: the server's ReadyForQuery, which may come at once, then has
+            // the last word.
             var control = sync ? null : new BatchControl { ClientCompletes = Completions(messages) };
             Enqueue(link, relay: true, skip, control);
             link.OnlyBegun = begins;
-
-            // Once the batch is queued (a SET it records is undone if its request fails, SettleStateUndo) and its
-            // transaction effects applied (a SET after its BEGIN waits for the COMMIT).
-            foreach (var m in messages)
+            ApplyStatementEffects(link, messages, settled);
+            MarkBoundIfUncertain(link, messages, inTransaction);
+            await WriteAndFlushAsync(link.Connection, bytes, ct);
+            if (sync && _transactionMode)
             {
-                if (m.Code == (byte)FrontendCode.Parse && m.Classification is { Target: RouteTarget.SessionState } sc
-                                                       && RecordSessionState(link, sc, m.Query ?? ""))
+                for (var i = 0; i < messages.Count; i++)
                 {
-                    AppliedHere(link, sc);
+                    if (messages[i].Code == (byte)FrontendCode.Bind && FindStatement(messages, messages[i].StatementName, i) is { } bound
+                        && _state.StartupValue(bound) is { } startup)
+                    {
+                        await RestoreStartupValueAsync(link, startup, ct);
+                    }
                 }
             }
 
-            MarkBoundIfUncertain(link, messages, inTransaction);
-            await WriteAndFlushAsync(link.Connection, bytes, ct);
             if (!sync)
             {
                 // Sent before its Sync (Flush, or a large batch): the rest goes to the same node unless it must go to
@@ -803,20 +827,66 @@ internal sealed partial class BackendSide
         _registry.AfterBatch(link, _backends.Links, messages, _batch.WrittenSpan, _transactionMode);
 
     /// <summary>
-    /// What the statements a batch binds do to the transaction, applied to the router and the node's prediction.
+    /// What the statements of a batch (sent on <paramref name="link"/>, its request queued) do, in their order: each
+    /// statement bound has its effect on the transaction applied to the router and the node's prediction, and a SET parsed
+    /// in the batch is recorded where its first Bind runs it (so a SET before a ROLLBACK in the same batch is dropped with
+    /// the transaction, one after a BEGIN waits for the COMMIT); a SET only parsed, where the batch ends.
     /// <paramref name="settled"/>: the session as the batch found it (see <see cref="SurelyRuns"/>).
     /// </summary>
-    private void ApplyTransactionEffects(NodeLink link, List<BatchMessage> messages, Settledness settled)
+    private void ApplyStatementEffects(NodeLink link, List<BatchMessage> messages, Settledness settled)
     {
+        List<int>? recorded = null;
         for (var i = 0; i < messages.Count; i++)
         {
             var m = messages[i];
-            if (m.Code == (byte)FrontendCode.Bind && FindStatement(messages, m.StatementName, i) is { } bound)
+            if (m.Code != (byte)FrontendCode.Bind)
+            {
+                continue;
+            }
+
+            var parse = ParseIndex(messages, m.StatementName, i);
+            if (parse >= 0 && messages[parse].Classification is { Target: RouteTarget.SessionState } set && !(recorded?.Contains(parse) ?? false))
+            {
+                (recorded ??= []).Add(parse);
+                RecordParsedSetting(link, set, messages[parse].Query);
+            }
+
+            if (FindStatement(messages, m.StatementName, i) is { } bound)
             {
                 Dispatched(link, bound, bound.Transaction == TransactionEffect.Savepoint ? StatementText(messages, m.StatementName, i) : "",
                     SurelyRuns(messages, i, bound, settled));
             }
         }
+
+        for (var i = 0; i < messages.Count; i++)
+        {
+            if (messages[i] is { Code: (byte)FrontendCode.Parse, Classification: { Target: RouteTarget.SessionState } set } && !(recorded?.Contains(i) ?? false))
+            {
+                RecordParsedSetting(link, set, messages[i].Query);
+            }
+        }
+    }
+
+    private void RecordParsedSetting(NodeLink link, Classification c, string? sql)
+    {
+        if (RecordSessionState(link, c, sql ?? ""))
+        {
+            AppliedHere(link, c);
+        }
+    }
+
+    /// <summary>The index of the last Parse of <paramref name="name"/> before message <paramref name="before"/>, or -1.</summary>
+    private static int ParseIndex(List<BatchMessage> messages, string name, int before)
+    {
+        for (var i = Math.Min(before, messages.Count) - 1; i >= 0; i--)
+        {
+            if (messages[i].Code == (byte)FrontendCode.Parse && messages[i].Name == name)
+            {
+                return i;
+            }
+        }
+
+        return -1;
     }
 
     /// <summary>
@@ -1171,14 +1241,14 @@ internal sealed partial class BackendSide
 
         var skip = await CatchUpAsync(link, NoMessages, ct);
         var begins = classification is { Transaction: TransactionEffect.Begin, MultiStatement: false } && !link.TransactionOpen;
-        if (classification is not null)
-        {
-            // Before the request is queued: the server's ReadyForQuery, which may come at once, has the last word.
-            Dispatched(link, classification, sql, surelyRuns);
-        }
-
         Enqueue(link, relay, skip);
         link.OnlyBegun = begins && _transactionMode;
+        if (classification is not null)
+        {
+            // Once the request is queued (its sequence is the one a commit's settings are undone by) and before it is
+            // written: the server's ReadyForQuery, which may come at once, has the last word.
+            Dispatched(link, classification, sql, surelyRuns);
+        }
         await link.Connection.WriteAsync(frame, ct);
         await link.Connection.FlushAsync(ct);
         _copyLink = link;
@@ -1778,7 +1848,7 @@ internal sealed partial class BackendSide
     }
 
     /// <summary>
-    /// A statement goes out on <paramref name="link"/> (after the link's catch-up, before it is queued): the router, the
+    /// A statement goes out on <paramref name="link"/> (after the link's catch-up, once it is queued, before it is written): the router, the
     /// link's transaction flag and the transaction's statements (<paramref name="sql"/>: its text, needed for a SAVEPOINT;
     /// <paramref name="surelyRuns"/>: the server surely runs it, see <see cref="TransactionStatements.Dispatched"/>) take it in.
     /// </summary>
@@ -1792,9 +1862,9 @@ internal sealed partial class BackendSide
             _router.Dispatched(c);
         }
 
-        if (inTransaction && c is { Transaction: TransactionEffect.End, Commits: true } && !failed)
+        if (inTransaction && (c is { Transaction: TransactionEffect.End, Commits: true } || c.PreparesTransaction) && !failed)
         {
-            CommitSettings();
+            CommitSettings(link);
         }
 
         TrackTransaction(link, c);
@@ -1806,11 +1876,13 @@ internal sealed partial class BackendSide
     }
 
     /// <summary>
-    /// A COMMIT: the session-level settings its transaction made join the session's history. A link that has run every
-    /// setting of the transaction (it was in it: the COMMIT's copies were brought up to date first) and was up to date
-    /// before stays so; in transaction mode the connections were marked for a reset when the SETs ran.
+    /// A COMMIT, answered by <paramref name="main"/>: the session-level settings its transaction made join the session's
+    /// history. A link that has run every setting of the transaction (it was in it: the COMMIT's copies were brought up to
+    /// date first) and was up to date before stays so; in transaction mode the connections were marked for a reset when
+    /// the SETs ran. Should the COMMIT fail, only <paramref name="main"/> is known to have rolled them back: the other
+    /// nodes' copies may have committed, and they are given the restored history again.
     /// </summary>
-    private void CommitSettings()
+    private void CommitSettings(NodeLink main)
     {
         var committed = _transaction.TakeCommitted();
         if (committed.Count == 0)
@@ -1818,24 +1890,32 @@ internal sealed partial class BackendSide
             return;
         }
 
-        var before = _state.Version;
+        SettleStateUndo();
+        var (saved, before) = (_state.Save(), _state.Version);
         foreach (var (c, sql) in committed)
         {
             _state.Record(c, sql);
         }
 
-        if (_transactionMode)
+        var ran = new List<NodeLink>();
+        if (!_transactionMode)
         {
-            return;
-        }
-
-        foreach (var link in _backends.Links)
-        {
-            if (link.AppliedHistory == before && link.TransactionSettingsSeen == _transaction.LastSetting)
+            foreach (var link in _backends.Links)
             {
-                link.AppliedHistory = _state.Version;
+                if (link.AppliedHistory == before && link.TransactionSettingsSeen == _transaction.LastSetting)
+                {
+                    link.AppliedHistory = _state.Version;
+                    if (link == main)
+                    {
+                        ran.Add(link);
+                    }
+                }
             }
         }
+
+        // The COMMIT may still fail (a deferred constraint, a serialization failure) or roll back a transaction whose
+        // failure was not known when it was sent (pipelined): the server then undoes the SETs, and so does the history.
+        RememberUndo(saved, before, ran);
     }
 
     private static void TrackTransaction(NodeLink link, Classification c)
@@ -1849,6 +1929,17 @@ internal sealed partial class BackendSide
                 link.TransactionOpen = link.TransactionOpen && c.AndChain;
                 break;
         }
+    }
+
+    /// <summary>
+    /// Transaction mode: the client's RESET (or SET … TO DEFAULT) of a parameter its startup packet set has just run on a
+    /// shared connection, which went back to the value it started with (the pool's): a SET of the client's own startup
+    /// value follows at once, unseen, as if the client had a connection of its own (in a failed transaction both fail alike).
+    /// </summary>
+    private async Task RestoreStartupValueAsync(NodeLink link, HistoryEntry startup, CancellationToken ct)
+    {
+        Enqueue(link, relay: false, 0);
+        await WriteAndFlushAsync(link.Connection, startup.Frame, ct);
     }
 
     /// <summary>
@@ -1875,7 +1966,57 @@ internal sealed partial class BackendSide
             _stateUndo = null;
             if (failed)
             {
-                _state.Restore(undo);
+                RestoreState(undo);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A request changed the history (before it: <paramref name="saved"/>, at <paramref name="savedVersion"/>; the links in
+    /// <paramref name="ran"/> ran the change themselves): undone if it fails. Every change of the history goes through
+    /// here, so an undo never takes back a later change: a second change of the same request joins its undo, one of a
+    /// later request replaces it (the earlier request's change then stays, even if it fails). Returns false when the
+    /// request has failed already (a simple Query records after it is sent): the change is undone at once.
+    /// </summary>
+    private bool RememberUndo(SessionStateHistory.Saved saved, int savedVersion, List<NodeLink> ran)
+    {
+        bool failedAlready;
+        lock (_routingLock)
+        {
+            failedAlready = _recordedSequence == _lastSequence && _recordedFailed;
+            if (_recordedSequence >= _lastSequence)
+            {
+                // Answered already: nothing to wait for.
+            }
+            else if (_stateUndo is { } same && _stateUndoSequence == _lastSequence)
+            {
+                same.Ran.AddRange(ran);
+            }
+            else
+            {
+                _stateUndo = new StateUndo(saved, savedVersion, ran);
+                _stateUndoSequence = _lastSequence;
+                _stateUndoFailed = false;
+            }
+        }
+
+        if (failedAlready)
+        {
+            RestoreState(new StateUndo(saved, savedVersion, ran));
+        }
+
+        return !failedAlready;
+    }
+
+    /// <summary>Undoes a failed request's change: the links that ran it or never took it stay up to date (no replay of the whole history there).</summary>
+    private void RestoreState(StateUndo undo)
+    {
+        _state.Restore(undo.Saved);
+        foreach (var link in _backends.Links)
+        {
+            if (link.AppliedHistory == undo.SavedVersion || undo.Ran.Contains(link))
+            {
+                link.AppliedHistory = _state.Version;
             }
         }
     }
@@ -1902,40 +2043,14 @@ internal sealed partial class BackendSide
         if (!inTransaction)
         {
             SettleStateUndo();
-            var before = _state.Save();
-            if (!_state.Record(c, sql))
-            {
-                return false;
-            }
-
-            bool failedAlready;
-            lock (_routingLock)
-            {
-                // The request is queued already, and may even be answered (a simple Query records after its send).
-                failedAlready = _recordedSequence == _lastSequence && _recordedFailed;
-                if (_recordedSequence < _lastSequence && (_stateUndo is null || _stateUndoSequence != _lastSequence))
-                {
-                    // The first SET of this request: undone if the request fails. An earlier request's undo, still
-                    // unanswered, is given up (its SETs then stay even if it fails).
-                    _stateUndo = before;
-                    _stateUndoSequence = _lastSequence;
-                    _stateUndoFailed = false;
-                }
-            }
-
-            if (failedAlready)
-            {
-                _state.Restore(before);
-                return false;
-            }
-
-            return true;
+            var (before, version) = (_state.Save(), _state.Version);
+            return _state.Record(c, sql) && RememberUndo(before, version, [link]);
         }
 
         var session = c.SettingKey is not null || c.ResetsSession;
         if (!failed && sql.Length > 0 && !c.MultiStatement && (session || c.SetsTransaction))
         {
-            link.TransactionSettingsSeen = _transaction.AddSetting(sql, session ? c : null);
+            link.TransactionSettingsSeen = _transaction.AddSetting(_state.StartupValue(c)?.Sql ?? sql, session ? c : null, c.Characteristics);
         }
 
         return false;

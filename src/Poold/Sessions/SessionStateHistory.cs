@@ -63,9 +63,32 @@ internal sealed class SessionStateHistory
             }
         }
 
-        _entries.Add(new HistoryEntry(c.SettingKey, sql, QueryFrame(sql), c.Deallocates == "*"));
+        _entries.Add(StartupValue(c) ?? new HistoryEntry(c.SettingKey, sql, QueryFrame(sql), c.Deallocates == "*"));
         Version++;
         return true;
+    }
+
+    /// <summary>
+    /// Transaction mode: for a RESET or SET … TO DEFAULT of a parameter the client's startup packet set, the SET of that
+    /// startup value. On a shared server connection the server would go back to the value the connection started with
+    /// (the pool's), not the client's; this is what the client's statement means on a connection of its own.
+    /// </summary>
+    public HistoryEntry? StartupValue(Classification c)
+    {
+        if (!c.ToDefault || c.SettingKey is not { } key)
+        {
+            return null;
+        }
+
+        foreach (var entry in _startup.Entries)
+        {
+            if (entry.Key == key)
+            {
+                return entry;
+            }
+        }
+
+        return null;
     }
 
     /// <summary>The entries as they are now, for <see cref="Restore"/> (a copy: <see cref="Record"/> changes the list in place).</summary>

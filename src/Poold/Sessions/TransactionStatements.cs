@@ -45,9 +45,9 @@ internal sealed class TransactionStatements
     /// refuses it). <paramref name="session"/>: the session-level statement's classification, kept until the end of the
     /// transaction decides whether it lasts. Returns the setting's number.
     /// </summary>
-    public long AddSetting(string sql, Classification? session)
+    public long AddSetting(string sql, Classification? session, bool characteristics = false)
     {
-        _entries.Add(new Entry(null, sql, ++LastSetting, session));
+        _entries.Add(new Entry(null, sql, ++LastSetting, session, characteristics));
         return LastSetting;
     }
 
@@ -70,8 +70,16 @@ internal sealed class TransactionStatements
     {
         if (!inTransactionBefore || c.Transaction == TransactionEffect.End)
         {
-            // AND CHAIN too: the next transaction starts with none.
-            _entries.Clear();
+            if (inTransactionBefore && c.AndChain)
+            {
+                // The chained transaction starts with no savepoint and no setting but its characteristics (SET TRANSACTION).
+                _entries.RemoveAll(static e => !e.Characteristics);
+            }
+            else
+            {
+                _entries.Clear();
+            }
+
             return;
         }
 
@@ -84,7 +92,7 @@ internal sealed class TransactionStatements
         {
             if (!refused && sql.Length > 0)
             {
-                _entries.Add(new Entry(name, sql, 0, null));
+                _entries.Add(new Entry(name, sql, 0, null, false));
             }
 
             return;
@@ -142,6 +150,9 @@ internal sealed class TransactionStatements
         return committed;
     }
 
-    /// <summary>A savepoint (<see cref="Savepoint"/> its folded name) or a setting (numbered; <see cref="Session"/> when session-level).</summary>
-    private readonly record struct Entry(string? Savepoint, string Sql, long Number, Classification? Session);
+    /// <summary>
+    /// A savepoint (<see cref="Savepoint"/> its folded name) or a setting (numbered; <see cref="Session"/> when
+    /// session-level; <see cref="Characteristics"/> for SET TRANSACTION, which AND CHAIN keeps).
+    /// </summary>
+    private readonly record struct Entry(string? Savepoint, string Sql, long Number, Classification? Session, bool Characteristics);
 }

@@ -898,6 +898,133 @@ public class SessionHardeningTests
     }
 
     /// <summary>
+    /// A SET made in a transaction whose COMMIT fails (a deferred constraint) or rolls back (a failure pipelined ahead of
+    /// it), and a SET sent in one extended batch with the ROLLBACK that ends its transaction, do not last: the server
+    /// undid them. Poold took the first two as committed when the COMMIT was sent, and recorded the third as made outside
+    /// the transaction, and gave them to every connection that joined later.
+    /// </summary>
+    [TestCase("transaction", "deferred")]
+    [TestCase("transaction", "pipelined")]
+    [TestCase("transaction", "one batch")]
+    [TestCase("session", "deferred")]
+    [TestCase("session", "pipelined")]
+    [TestCase("session", "one batch")]
+    public async Task ASetWhoseTransactionDoesNotCommit_DoesNotLast(string poolMode, string how)
+    {
+        await ClusterFixture.Cluster.ScalarAsync(0, """
+            CREATE TABLE IF NOT EXISTS hardening_deferred (id int PRIMARY KEY,
+                parent int REFERENCES hardening_deferred (id) DEFERRABLE INITIALLY DEFERRED);
+            GRANT ALL ON hardening_deferred TO PUBLIC
+            """);
+        await ClusterFixture.Cluster.WaitForReplayAsync();
+        await using var poold = await StartAsync(Backends(0, 1, 1), $"pool_mode = {poolMode}\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-set-no-commit");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(16_000_000, 17_000_000);
+
+        await RunStatementAsync(raw, false, "SET work_mem = '2MB'", "I", timeout);
+        switch (how)
+        {
+            case "deferred":
+                await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
+                await RunStatementAsync(raw, false, "SET work_mem = '6MB'", "T", timeout);
+                await RunStatementAsync(raw, false, $"INSERT INTO hardening_deferred VALUES ({id}, {id + 1})", "T", timeout);
+                var commit = await RunStatementAsync(raw, false, "COMMIT", "I", timeout);
+                Assert.That(commit.Single(m => m.Code == 'E').SqlState, Is.EqualTo("23503"), Describe(commit));
+                break;
+            case "pipelined":
+                await raw.SendAsync(RawClient.Query("BEGIN"), RawClient.Query("SET work_mem = '6MB'"), RawClient.Query("SELECT 1 / 0"),
+                    RawClient.Query("COMMIT"));
+                for (var i = 0; i < 3; i++)
+                {
+                    await raw.ReadUntilReadyAsync(timeout);
+                }
+
+                var rolledBack = await raw.ReadUntilReadyAsync(timeout);
+                Assert.That(rolledBack.Single(m => m.Code == 'C').Text, Is.EqualTo("ROLLBACK|"), Describe(rolledBack));
+                break;
+            default:
+                await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
+                await raw.SendAsync(RawClient.Parse("", "SET work_mem = '6MB'"), RawClient.Bind("", ""), RawClient.Execute(""),
+                    RawClient.Parse("", "ROLLBACK"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
+                Assert.That((await raw.ReadUntilReadyAsync(timeout))[^1].Text, Is.EqualTo("I"));
+                break;
+        }
+
+        for (var i = 0; i < 4; i++)
+        {
+            var read = await RunStatementAsync(raw, false, "SELECT current_setting('work_mem')", "I", timeout);
+            Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("2MB"), $"read {i}: {Describe(read)}");
+        }
+
+        var written = await RunStatementAsync(raw, false, $"INSERT INTO {Table} VALUES ({id}, current_setting('work_mem')) RETURNING note", "I", timeout);
+        Assert.That(written.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("2MB"), "on the primary, which joined later");
+    }
+
+    /// <summary>
+    /// COMMIT AND CHAIN keeps the transaction's characteristics, SET TRANSACTION's too, as PostgreSQL does: a node that
+    /// joins the chained transaction late (the primary, for a write) runs at its isolation level.
+    /// </summary>
+    [TestCase("transaction")]
+    [TestCase("session")]
+    public async Task ACharacteristicSetBeforeAChain_HoldsForANodeThatJoinsTheChainedTransaction(string poolMode)
+    {
+        await using var poold = await StartAsync(Backends(0, 1, 1), $"pool_mode = {poolMode}\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-chain-set");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(17_000_000, 18_000_000);
+        await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
+        await RunStatementAsync(raw, false, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "T", timeout);
+        await RunStatementAsync(raw, false, "COMMIT AND CHAIN", "T", timeout);
+        var written = await RunStatementAsync(raw, false,
+            $"INSERT INTO {Table} VALUES ({id}, current_setting('transaction_isolation')) RETURNING note", "T", timeout);
+        Assert.That(written.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("repeatable read"), Describe(written));
+        await RunStatementAsync(raw, false, "ROLLBACK", "I", timeout);
+    }
+
+    /// <summary>
+    /// RESET of a parameter the client's startup packet set (here application_name), or SET … TO DEFAULT, goes back to
+    /// the client's startup value, as on a connection of its own. In transaction mode the server connection is shared and
+    /// started with the pool's values: the server reset it to those (an empty application_name), in the statement's own
+    /// transaction and in every later one.
+    /// </summary>
+    [TestCase("transaction", false)]
+    [TestCase("transaction", true)]
+    [TestCase("session", false)]
+    public async Task AResetOfAStartupParameter_GoesBackToTheClientsStartupValue(string poolMode, bool extended)
+    {
+        const string app = "hardening-reset-app";
+        await using var poold = await StartAsync(Backends(1, 1, 1), $"pool_mode = {poolMode}\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, app);
+        var timeout = TimeSpan.FromSeconds(10);
+
+        Task<List<BackendMessage>> RunAsync(string sql, string status) => RunStatementAsync(raw, extended, sql, status, timeout);
+
+        async Task ExpectAsync(string status, string because)
+        {
+            var read = await RunAsync("SELECT current_setting('application_name')", status);
+            Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo(app), $"{because}: {Describe(read)}");
+        }
+
+        await RunAsync("SET application_name = 'changed'", "I");
+        await RunAsync("RESET application_name", "I");
+        await ExpectAsync("I", "after RESET");
+        await RunAsync("SET application_name = 'changed again'", "I");
+        await RunAsync("SET application_name TO DEFAULT", "I");
+        await ExpectAsync("I", "after SET TO DEFAULT");
+
+        await RunAsync("BEGIN", "T");
+        await RunAsync("SET application_name = 'in a transaction'", "T");
+        await RunAsync("RESET application_name", "T");
+        await ExpectAsync("T", "in the transaction, after RESET");
+        await RunAsync("COMMIT", "I");
+        for (var i = 0; i < 4; i++)
+        {
+            await ExpectAsync("I", $"after the transaction, read {i}");
+        }
+    }
+
+    /// <summary>
     /// A SET the server refuses (a bad value), or one whose request fails after it (its implicit transaction rolls it
     /// back), leaves the setting as it was, as on the server. Poold recorded it anyway and replayed it on every connection
     /// that joined the session later: there it failed again, hidden, and the setting fell back to the server's default.

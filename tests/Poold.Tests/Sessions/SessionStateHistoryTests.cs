@@ -40,6 +40,43 @@ public class SessionStateHistoryTests
         Assert.That(history.StateText, Is.EqualTo("SET \"application_name\" TO 'app';"), "the reset itself is not state: a connection that gets it is reset first");
     }
 
+    [TestCase("RESET application_name", "SET search_path = a;SET \"application_name\" TO 'app';")]
+    [TestCase("SET application_name TO DEFAULT", "SET search_path = a;SET \"application_name\" TO 'app';")]
+    [TestCase("RESET search_path", "")]
+    public void AResetOfOneParameter_GoesBackToTheClientsStartupValue(string reset, string expected)
+    {
+        var history = new SessionStateHistory();
+        history.Seed([new("application_name", "app")]);
+        Record(history, "SET application_name = 'other'");
+        Record(history, "SET search_path = a");
+        Assert.That(Record(history, reset), Is.True);
+        if (expected.Length == 0)
+        {
+            // Not a startup parameter: the client's own RESET is replayed (the server's default is the client's too).
+            Assert.That(history.Entries[^1].Sql, Is.EqualTo(reset));
+            Assert.That(history.StateText, Is.EqualTo("SET application_name = 'other';RESET search_path;"));
+        }
+        else
+        {
+            Assert.That(history.StateText, Is.EqualTo(expected));
+        }
+    }
+
+    [Test]
+    public void Restore_GoesBackToWhatWasSaved_AndChangesTheVersion()
+    {
+        var history = new SessionStateHistory();
+        history.Seed([new("application_name", "app")]);
+        Record(history, "SET search_path = a");
+        var saved = history.Save();
+        Record(history, "SET search_path = b");
+        Record(history, "SET work_mem = '5MB'");
+        var version = history.Version;
+        history.Restore(saved);
+        Assert.That(history.StateText, Is.EqualTo("SET \"application_name\" TO 'app';SET search_path = a;"));
+        Assert.That(history.Version, Is.Not.EqualTo(version));
+    }
+
     [TestCase("SET LOCAL search_path = a")]
     [TestCase("SELECT set_config('search_path', 'a', false)")]
     [TestCase("BEGIN")]

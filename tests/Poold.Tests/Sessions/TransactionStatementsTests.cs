@@ -120,7 +120,7 @@ public class TransactionStatementsTests
             var c = Classify(sql);
             if (c.Target == RouteTarget.SessionState)
             {
-                log.AddSetting(sql, c.SetsTransaction ? null : c);
+                log.AddSetting(sql, c.SetsTransaction ? null : c, c.Characteristics);
             }
             else
             {
@@ -168,6 +168,26 @@ public class TransactionStatementsTests
         Assert.That(log.TakeCommitted(), Is.Empty);
     }
 
+    [TestCase("COMMIT AND CHAIN")]
+    [TestCase("ROLLBACK AND CHAIN")]
+    public void AndChain_KeepsTheTransactionsCharacteristics_AndNothingElse(string chain)
+    {
+        var (_, log) = WithSettings("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "SET LOCAL a.x = 1", "SAVEPOINT s", "SET a.y = 2");
+        log.Dispatched(Classify(chain), chain, inTransactionBefore: true, refused: false, certain: true);
+        Assert.That(Enumerable.Range(0, log.Count).Select(log.StatementAt), Is.EqualTo(new[] { "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ" }));
+        Assert.That(log.TakeCommitted(), Is.Empty);
+    }
+
+    [TestCase("SET TRANSACTION SNAPSHOT '00000003-0000001B-1'", false)]
+    [TestCase("SET TRANSACTION READ ONLY", true)]
+    [TestCase("PREPARE TRANSACTION 'g1'", false)]
+    public void TheClassifier_TellsTheCharacteristicsAChainKeeps(string sql, bool characteristics)
+    {
+        Assert.That(Classify(sql).Characteristics, Is.EqualTo(characteristics));
+        Assert.That(Classify(sql).SetsTransaction, Is.EqualTo(characteristics), "a snapshot is not replayed where it does not exist");
+        Assert.That(Classify(sql).PreparesTransaction, Is.EqualTo(sql.StartsWith("PREPARE", StringComparison.Ordinal)));
+    }
+
     [TestCase("COMMIT", true)]
     [TestCase("END WORK", true)]
     [TestCase("commit and chain", true)]
@@ -184,5 +204,17 @@ public class TransactionStatementsTests
     {
         Assert.That(Classify(sql).SetsTransaction, Is.EqualTo(local));
         Assert.That(Classify(sql).SettingKey is null, Is.EqualTo(local), "a transaction's setting is no part of the session's history");
+    }
+
+    [TestCase("RESET TimeZone", true, "timezone")]
+    [TestCase("SET application_name TO DEFAULT", true, "application_name")]
+    [TestCase("set session application_name = default", true, "application_name")]
+    [TestCase("SET application_name TO 'default'", false, "application_name")]
+    [TestCase("SET LOCAL application_name TO DEFAULT", false, null)]
+    [TestCase("SET search_path TO \"default\"", false, "search_path")]
+    public void TheClassifier_TellsAResetToTheStartValue(string sql, bool toDefault, string? key)
+    {
+        Assert.That(Classify(sql).ToDefault, Is.EqualTo(toDefault));
+        Assert.That(Classify(sql).SettingKey, Is.EqualTo(key));
     }
 }
