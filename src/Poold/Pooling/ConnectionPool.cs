@@ -709,11 +709,10 @@ internal sealed class ConnectionPool : IAsyncDisposable
             connection.LastUsedAt = _time.GetTimestamp();
             if (_shared.TryGetValue(connection.Key, out var pool))
             {
-                var limits = _limits.Shared ?? pool.Limits;
-                if (pool.Open > limits.PoolSize || (limits.NodeMax > 0 && _openPerNode.GetValueOrDefault(connection.NodeId) > limits.NodeMax))
+                if (pool.Open > (_limits.Shared ?? pool.Limits).PoolSize)
                 {
-                    // default_pool_size or max_db_connections was lowered by a reload: the caller closes it, and a
-                    // waiter gets a slot once the pool is within its size again.
+                    // default_pool_size was lowered by a reload: the caller closes it, and a waiter gets a slot once the
+                    // pool is within its size again.
                     return false;
                 }
 

@@ -583,20 +583,21 @@ internal sealed partial class BackendSide
         lock (_routingLock)
         {
             _recordedSequence = entry.Sequence;
-
-            // A request that ran in a failed transaction failed too (a COMMIT there answers ROLLBACK, with no error).
-            _recordedFailed = failed || _recordedStatus == TransactionStatus.Failed;
-            _recordedStatus = status;
+            _recordedFailed = failed;
             if (entry.Sequence == _stateUndoSequence)
             {
-                _stateUndoFailed = _recordedFailed;
-                if (_recordedFailed && _transactionMode)
-                {
-                    // The SETs this request recorded did not take, and the connection may go back to the pool before
-                    // the client side undoes them in the history: it must not be taken for one that carries them.
-                    link.Connection.AppliedState = ResetMark;
-                }
+                // A COMMIT sent alone into a transaction that had failed unseen (pipelined) rolls back, with no error.
+                _stateUndoFailed = failed || (_stateUndoInheritsFailure && _recordedStatus == TransactionStatus.Failed);
             }
+
+            _recordedStatus = status;
+            if (failed && _transactionMode)
+            {
+                // What the request changed may not have taken (a SET it recorded, rolled back), and the connection may go
+                // back to the pool before the client side undoes it in the history: its next client resets it first.
+                link.Connection.AppliedState = ResetMark;
+            }
+
             if (entry.Sequence == _lastSequence)
             {
                 // The answer to the client's last statement: what Poold predicted as it dispatched the statements after an

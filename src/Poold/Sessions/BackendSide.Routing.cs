@@ -66,7 +66,10 @@ internal sealed partial class BackendSide
     private long _stateUndoSequence;
     private bool _stateUndoFailed;
 
-    /// <summary>The same for the request <see cref="_recordedSequence"/> names; under <see cref="_routingLock"/>.</summary>
+    /// <summary>The request is a COMMIT sent alone: it fails also when the status before it was 'E'; under <see cref="_routingLock"/>.</summary>
+    private bool _stateUndoInheritsFailure;
+
+    /// <summary>Whether the replies of the request <see cref="_recordedSequence"/> names carried an error; under <see cref="_routingLock"/>.</summary>
     private bool _recordedFailed;
 
     /// <summary>The status the last recorded ReadyForQuery reported; under <see cref="_routingLock"/>.</summary>
@@ -557,6 +560,11 @@ internal sealed partial class BackendSide
                 ApplyStatementEffects(locked, messages, Settledness.Unknown);
                 MarkBoundIfUncertain(locked, messages, inTransaction: true);
                 await WriteAndFlushAsync(locked.Connection, bytes, ct);
+                if (_transactionMode)
+                {
+                    await RestoreStartupValuesAsync(locked, messages, restore: false, ct);
+                }
+
                 AfterBatch(locked, messages);
                 await AfterDispatchAsync(locked, sync, copy: false, ct);
                 if (sync)
@@ -692,16 +700,10 @@ internal sealed partial class BackendSide
             ApplyStatementEffects(link, messages, settled);
             MarkBoundIfUncertain(link, messages, inTransaction);
             await WriteAndFlushAsync(link.Connection, bytes, ct);
-            if (sync && _transactionMode)
+            if (_transactionMode)
             {
-                for (var i = 0; i < messages.Count; i++)
-                {
-                    if (messages[i].Code == (byte)FrontendCode.Bind && FindStatement(messages, messages[i].StatementName, i) is { } bound
-                        && _state.StartupValue(bound) is { } startup)
-                    {
-                        await RestoreStartupValueAsync(link, startup, ct);
-                    }
-                }
+                var whole = sync && statements.TrueForAll(static s => s is { Transaction: TransactionEffect.None, Verb: not "COPY" });
+                await RestoreStartupValuesAsync(link, messages, restore: whole, ct);
             }
 
             if (!sync)
@@ -1247,7 +1249,7 @@ internal sealed partial class BackendSide
         {
             // Once the request is queued (its sequence is the one a commit's settings are undone by) and before it is
             // written: the server's ReadyForQuery, which may come at once, has the last word.
-            Dispatched(link, classification, sql, surelyRuns);
+            Dispatched(link, classification, sql, surelyRuns, alone: !classification.MultiStatement);
         }
         await link.Connection.WriteAsync(frame, ct);
         await link.Connection.FlushAsync(ct);
@@ -1852,7 +1854,7 @@ internal sealed partial class BackendSide
     /// link's transaction flag and the transaction's statements (<paramref name="sql"/>: its text, needed for a SAVEPOINT;
     /// <paramref name="surelyRuns"/>: the server surely runs it, see <see cref="TransactionStatements.Dispatched"/>) take it in.
     /// </summary>
-    private void Dispatched(NodeLink link, Classification c, string sql, bool surelyRuns)
+    private void Dispatched(NodeLink link, Classification c, string sql, bool surelyRuns, bool alone = false)
     {
         bool inTransaction, failed;
         lock (_routingLock)
@@ -1864,7 +1866,19 @@ internal sealed partial class BackendSide
 
         if (inTransaction && (c is { Transaction: TransactionEffect.End, Commits: true } || c.PreparesTransaction) && !failed)
         {
-            CommitSettings(link);
+            CommitSettings(link, c.PreparesTransaction, alone);
+        }
+        else if (inTransaction && c.Transaction == TransactionEffect.End && _transaction.FirstSessionSetting is > 0 and var first)
+        {
+            // The transaction's SETs are forgotten, but a node that ran them may have been sent a COMMIT all the same (its
+            // copy went out before the failure elsewhere was known): every node that ran them gets the history again.
+            foreach (var other in _backends.Links)
+            {
+                if (other.TransactionSettingsSeen >= first)
+                {
+                    other.AppliedHistory = -1;
+                }
+            }
         }
 
         TrackTransaction(link, c);
@@ -1876,13 +1890,15 @@ internal sealed partial class BackendSide
     }
 
     /// <summary>
-    /// A COMMIT, answered by <paramref name="main"/>: the session-level settings its transaction made join the session's
-    /// history. A link that has run every setting of the transaction (it was in it: the COMMIT's copies were brought up to
-    /// date first) and was up to date before stays so; in transaction mode the connections were marked for a reset when
-    /// the SETs ran. Should the COMMIT fail, only <paramref name="main"/> is known to have rolled them back: the other
-    /// nodes' copies may have committed, and they are given the restored history again.
+    /// A COMMIT (or PREPARE TRANSACTION: <paramref name="prepares"/>), answered by <paramref name="main"/>: the
+    /// session-level settings its transaction made join the session's history. A link that has run every setting of the
+    /// transaction (it was in it: the COMMIT's copies were brought up to date first) and was up to date before stays so
+    /// (in transaction mode the connections were marked for a reset when the SETs ran); after PREPARE TRANSACTION, which
+    /// has no copies, only <paramref name="main"/> (the others' transactions are rolled back). Should the COMMIT fail,
+    /// only <paramref name="main"/> is known to have rolled them back: the other nodes' copies may have committed, and
+    /// they are given the restored history again. <paramref name="alone"/>: the COMMIT is its request's only statement.
     /// </summary>
-    private void CommitSettings(NodeLink main)
+    private void CommitSettings(NodeLink main, bool prepares, bool alone)
     {
         var committed = _transaction.TakeCommitted();
         if (committed.Count == 0)
@@ -1898,24 +1914,21 @@ internal sealed partial class BackendSide
         }
 
         var ran = new List<NodeLink>();
-        if (!_transactionMode)
+        foreach (var link in _backends.Links)
         {
-            foreach (var link in _backends.Links)
+            if (link.AppliedHistory == before && link.TransactionSettingsSeen == _transaction.LastSetting && (link == main || !prepares))
             {
-                if (link.AppliedHistory == before && link.TransactionSettingsSeen == _transaction.LastSetting)
+                link.AppliedHistory = _state.Version;
+                if (link == main)
                 {
-                    link.AppliedHistory = _state.Version;
-                    if (link == main)
-                    {
-                        ran.Add(link);
-                    }
+                    ran.Add(link);
                 }
             }
         }
 
         // The COMMIT may still fail (a deferred constraint, a serialization failure) or roll back a transaction whose
         // failure was not known when it was sent (pipelined): the server then undoes the SETs, and so does the history.
-        RememberUndo(saved, before, ran);
+        RememberUndo(saved, before, ran, commitAlone: alone && !prepares);
     }
 
     private static void TrackTransaction(NodeLink link, Classification c)
@@ -1940,6 +1953,42 @@ internal sealed partial class BackendSide
     {
         Enqueue(link, relay: false, 0);
         await WriteAndFlushAsync(link.Connection, startup.Frame, ct);
+    }
+
+    /// <summary>
+    /// Transaction mode, an extended batch just written: for each RESET (or SET … TO DEFAULT) of a startup parameter it
+    /// binds, the client's startup value is SET after it (<paramref name="restore"/>: the batch is whole, with no
+    /// transaction control or COPY, so the SET runs right after it and outside no transaction it could end). Otherwise the
+    /// connection is marked for a reset before its next client instead, and this session's view of it may lag until then.
+    /// A batch whose request then fails leaves the link with the startup value, which the restored history may not have:
+    /// the link is no longer counted among those that ran the request (see <see cref="RestoreState"/>).
+    /// </summary>
+    private async Task RestoreStartupValuesAsync(NodeLink link, List<BatchMessage> messages, bool restore, CancellationToken ct)
+    {
+        for (var i = 0; i < messages.Count; i++)
+        {
+            if (messages[i].Code != (byte)FrontendCode.Bind || FindStatement(messages, messages[i].StatementName, i) is not { } bound
+                || _state.StartupValue(bound) is not { } startup)
+            {
+                continue;
+            }
+
+            if (!restore)
+            {
+                link.Connection.AppliedState = ResetMark;
+                continue;
+            }
+
+            lock (_routingLock)
+            {
+                if (_stateUndo is { } undo && _stateUndoSequence == _lastSequence)
+                {
+                    undo.Ran.Remove(link);
+                }
+            }
+
+            await RestoreStartupValueAsync(link, startup, ct);
+        }
     }
 
     /// <summary>
@@ -1978,7 +2027,7 @@ internal sealed partial class BackendSide
     /// later request replaces it (the earlier request's change then stays, even if it fails). Returns false when the
     /// request has failed already (a simple Query records after it is sent): the change is undone at once.
     /// </summary>
-    private bool RememberUndo(SessionStateHistory.Saved saved, int savedVersion, List<NodeLink> ran)
+    private bool RememberUndo(SessionStateHistory.Saved saved, int savedVersion, List<NodeLink> ran, bool commitAlone = false)
     {
         bool failedAlready;
         lock (_routingLock)
@@ -1997,6 +2046,7 @@ internal sealed partial class BackendSide
                 _stateUndo = new StateUndo(saved, savedVersion, ran);
                 _stateUndoSequence = _lastSequence;
                 _stateUndoFailed = false;
+                _stateUndoInheritsFailure = commitAlone;
             }
         }
 

@@ -75,7 +75,7 @@ internal sealed class SessionStateHistory
     /// </summary>
     public HistoryEntry? StartupValue(Classification c)
     {
-        if (!c.ToDefault || c.SettingKey is not { } key)
+        if (!c.ToDefault || c.MultiStatement || c.Target != RouteTarget.SessionState || c.SettingKey is not { } key)
         {
             return null;
         }

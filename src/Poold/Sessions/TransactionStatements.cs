@@ -132,6 +132,23 @@ internal sealed class TransactionStatements
         _entries.RemoveRange(index + 1, _entries.Count - index - 1);
     }
 
+    /// <summary>The number of the transaction's first session-level setting still standing, or 0 when it has none.</summary>
+    public long FirstSessionSetting
+    {
+        get
+        {
+            foreach (var entry in _entries)
+            {
+                if (entry.Session is not null)
+                {
+                    return entry.Number;
+                }
+            }
+
+            return 0;
+        }
+    }
+
     /// <summary>
     /// The transaction commits (a COMMIT of a transaction not known to have failed): the session-level settings it made,
     /// oldest first, for the session's history. The entries themselves go at <see cref="Dispatched"/>.

@@ -962,6 +962,33 @@ public class SessionHardeningTests
     }
 
     /// <summary>
+    /// After a failed transaction, one extended batch ends it (ROLLBACK) and sets something: the server keeps the SET,
+    /// and so must the session's history. Counting every request that follows an 'E' as failed took it back.
+    /// </summary>
+    [TestCase("transaction")]
+    [TestCase("session")]
+    public async Task ASetInTheBatchThatEndsAFailedTransaction_Lasts(string poolMode)
+    {
+        await using var poold = await StartAsync(Backends(0, 1, 1), $"pool_mode = {poolMode}\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-set-after-failure");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(18_000_000, 19_000_000);
+        await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
+        await RunStatementAsync(raw, false, "SELECT 1 / 0", "E", timeout);
+        await raw.SendAsync(RawClient.Parse("", "ROLLBACK"), RawClient.Bind("", ""), RawClient.Execute(""),
+            RawClient.Parse("", "SET work_mem = '7MB'"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
+        Assert.That((await raw.ReadUntilReadyAsync(timeout))[^1].Text, Is.EqualTo("I"));
+        for (var i = 0; i < 4; i++)
+        {
+            var read = await RunStatementAsync(raw, false, "SELECT current_setting('work_mem')", "I", timeout);
+            Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("7MB"), $"read {i}: {Describe(read)}");
+        }
+
+        var written = await RunStatementAsync(raw, false, $"INSERT INTO {Table} VALUES ({id}, current_setting('work_mem')) RETURNING note", "I", timeout);
+        Assert.That(written.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("7MB"), "on the primary, which joined later");
+    }
+
+    /// <summary>
     /// COMMIT AND CHAIN keeps the transaction's characteristics, SET TRANSACTION's too, as PostgreSQL does: a node that
     /// joins the chained transaction late (the primary, for a write) runs at its isolation level.
     /// </summary>
