@@ -677,6 +677,22 @@ public class SessionHardeningTests
     private static string Describe(List<BackendMessage> reply) =>
         string.Join(", ", reply.Select(m => m.Code + ":" + (m.Code == 'E' ? m.SqlState + " " + m.Text : m.Text)));
 
+    /// <summary>
+    /// Outside a transaction, <paramref name="setting"/> is <paramref name="expected"/> for four reads (balanced: other
+    /// connections, in transaction mode) and for a write, on the primary, which joins the session later (row <paramref name="id"/>).
+    /// </summary>
+    private static async Task ExpectSettingEverywhereAsync(RawClient raw, string setting, string expected, int id, TimeSpan timeout)
+    {
+        for (var i = 0; i < 4; i++)
+        {
+            var read = await RunStatementAsync(raw, false, $"SELECT current_setting('{setting}')", "I", timeout);
+            Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo(expected), $"read {i}: {Describe(read)}");
+        }
+
+        var written = await RunStatementAsync(raw, false, $"INSERT INTO {Table} VALUES ({id}, current_setting('{setting}')) RETURNING note", "I", timeout);
+        Assert.That(written.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo(expected), "on the primary, which joined later");
+    }
+
     /// <summary>A read in the open transaction that runs, and on a standby.</summary>
     private static async Task ReadInTheTransactionOnAStandbyAsync(RawClient raw, bool extended, TimeSpan timeout)
     {
@@ -887,14 +903,7 @@ public class SessionHardeningTests
         await RunAsync("BEGIN", "T");
         await RunAsync("SET work_mem = '6MB'", "T");
         await RunAsync(end, "I");
-        for (var i = 0; i < 4; i++)
-        {
-            var read = await RunAsync("SELECT current_setting('work_mem')", "I");
-            Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo(expected), $"read {i}: {Describe(read)}");
-        }
-
-        var written = await RunAsync($"INSERT INTO {Table} VALUES ({id}, current_setting('work_mem')) RETURNING note", "I");
-        Assert.That(written.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo(expected), "on the primary, which joined later");
+        await ExpectSettingEverywhereAsync(raw, "work_mem", expected, id, timeout);
     }
 
     /// <summary>
@@ -951,14 +960,7 @@ public class SessionHardeningTests
                 break;
         }
 
-        for (var i = 0; i < 4; i++)
-        {
-            var read = await RunStatementAsync(raw, false, "SELECT current_setting('work_mem')", "I", timeout);
-            Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("2MB"), $"read {i}: {Describe(read)}");
-        }
-
-        var written = await RunStatementAsync(raw, false, $"INSERT INTO {Table} VALUES ({id}, current_setting('work_mem')) RETURNING note", "I", timeout);
-        Assert.That(written.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("2MB"), "on the primary, which joined later");
+        await ExpectSettingEverywhereAsync(raw, "work_mem", "2MB", id, timeout);
     }
 
     /// <summary>
@@ -978,14 +980,7 @@ public class SessionHardeningTests
         await raw.SendAsync(RawClient.Parse("", "ROLLBACK"), RawClient.Bind("", ""), RawClient.Execute(""),
             RawClient.Parse("", "SET work_mem = '7MB'"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
         Assert.That((await raw.ReadUntilReadyAsync(timeout))[^1].Text, Is.EqualTo("I"));
-        for (var i = 0; i < 4; i++)
-        {
-            var read = await RunStatementAsync(raw, false, "SELECT current_setting('work_mem')", "I", timeout);
-            Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("7MB"), $"read {i}: {Describe(read)}");
-        }
-
-        var written = await RunStatementAsync(raw, false, $"INSERT INTO {Table} VALUES ({id}, current_setting('work_mem')) RETURNING note", "I", timeout);
-        Assert.That(written.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("7MB"), "on the primary, which joined later");
+        await ExpectSettingEverywhereAsync(raw, "work_mem", "7MB", id, timeout);
     }
 
     /// <summary>
@@ -1081,14 +1076,7 @@ public class SessionHardeningTests
             Assert.That(undone.Single(m => m.Code == 'E').SqlState, Is.EqualTo("22012"), Describe(undone));
         }
 
-        for (var i = 0; i < 4; i++)
-        {
-            var read = await RunAsync("SELECT current_setting('TimeZone')", "I");
-            Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("Asia/Tokyo"), $"read {i}: {Describe(read)}");
-        }
-
-        var written = await RunAsync($"INSERT INTO {Table} VALUES ({id}, current_setting('TimeZone')) RETURNING note", "I");
-        Assert.That(written.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("Asia/Tokyo"), "on the primary, which joined later");
+        await ExpectSettingEverywhereAsync(raw, "TimeZone", "Asia/Tokyo", id, timeout);
     }
 
     /// <summary>
