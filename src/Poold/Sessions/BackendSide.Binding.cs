@@ -736,7 +736,13 @@ internal sealed partial class BackendSide
         }
         else
         {
-            link.Connection.AppliedState = StateText();
+            if (link.Connection.AppliedState != ResetMark)
+            {
+                // A connection marked for a reset (something ran on it that no SET describes, or a request failed)
+                // stays marked until it is reset: the SET adds to an unknown state.
+                link.Connection.AppliedState = StateText();
+            }
+
             link.AppliedHistory = _state.Version;
         }
     }

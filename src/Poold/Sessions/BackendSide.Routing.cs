@@ -1715,6 +1715,12 @@ internal sealed partial class BackendSide
         }
 
         var chained = answering is not null && c.Transaction == TransactionEffect.End && c.AndChain;
+        if (c.Transaction == TransactionEffect.End)
+        {
+            // Whatever answers the COMMIT, the transaction rolls back: its SETs do not last.
+            _transaction.ForgetSessionSettings();
+        }
+
         await RollBackTransactionAsync(except: answering, chained, ct);
         if (answering is not null)
         {
@@ -1750,6 +1756,7 @@ internal sealed partial class BackendSide
 
         if (c.Transaction == TransactionEffect.End)
         {
+            _transaction.ForgetSessionSettings();
             await RollBackTransactionAsync(except: null, chained: false, ct);
             ClearFailed(leaveTransaction: true);
             return true;
@@ -1868,13 +1875,13 @@ internal sealed partial class BackendSide
         {
             CommitSettings(link, c.PreparesTransaction, alone);
         }
-        else if (inTransaction && c.Transaction == TransactionEffect.End && _transaction.FirstSessionSetting is > 0 and var first)
+        else if (inTransaction && c is { Transaction: TransactionEffect.End, Commits: true } && _transaction.FirstSessionSetting is > 0 and var first)
         {
-            // The transaction's SETs are forgotten, but a node that ran them may have been sent a COMMIT all the same (its
-            // copy went out before the failure elsewhere was known): every node that ran them gets the history again.
+            // A COMMIT of a transaction whose failure became known only after its copies went out: its SETs are
+            // forgotten, but another node that ran them committed them. Those nodes get the history again.
             foreach (var other in _backends.Links)
             {
-                if (other.TransactionSettingsSeen >= first)
+                if (other != link && other.TransactionSettingsSeen >= first)
                 {
                     other.AppliedHistory = -1;
                 }
@@ -1968,7 +1975,7 @@ internal sealed partial class BackendSide
         for (var i = 0; i < messages.Count; i++)
         {
             if (messages[i].Code != (byte)FrontendCode.Bind || FindStatement(messages, messages[i].StatementName, i) is not { } bound
-                || _state.StartupValue(bound) is not { } startup)
+                || _state.StartupValue(bound) is not { } startup || SetAgainLater(messages, i, bound.SettingKey!))
             {
                 continue;
             }
@@ -1989,6 +1996,21 @@ internal sealed partial class BackendSide
 
             await RestoreStartupValueAsync(link, startup, ct);
         }
+    }
+
+    /// <summary>Whether a statement bound after message <paramref name="after"/> sets <paramref name="key"/> again (or resets everything).</summary>
+    private bool SetAgainLater(List<BatchMessage> messages, int after, string key)
+    {
+        for (var i = after + 1; i < messages.Count; i++)
+        {
+            if (messages[i].Code == (byte)FrontendCode.Bind && FindStatement(messages, messages[i].StatementName, i) is { Target: RouteTarget.SessionState } later
+                && (later.SettingKey == key || later.ResetsSession))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>

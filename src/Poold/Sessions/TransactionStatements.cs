@@ -132,6 +132,9 @@ internal sealed class TransactionStatements
         _entries.RemoveRange(index + 1, _entries.Count - index - 1);
     }
 
+    /// <summary>The transaction failed and ends: its session-level settings will not last (its other entries go at its end).</summary>
+    public void ForgetSessionSettings() => _entries.RemoveAll(static e => e.Session is not null);
+
     /// <summary>The number of the transaction's first session-level setting still standing, or 0 when it has none.</summary>
     public long FirstSessionSetting
     {

@@ -915,6 +915,8 @@ public class SessionHardeningTests
     [TestCase("transaction", "deferred")]
     [TestCase("transaction", "pipelined")]
     [TestCase("transaction", "one batch")]
+    [TestCase("transaction", "failed, extended COMMIT")]
+    [TestCase("session", "failed, extended COMMIT")]
     [TestCase("session", "deferred")]
     [TestCase("session", "pipelined")]
     [TestCase("session", "one batch")]
@@ -951,6 +953,13 @@ public class SessionHardeningTests
 
                 var rolledBack = await raw.ReadUntilReadyAsync(timeout);
                 Assert.That(rolledBack.Single(m => m.Code == 'C').Text, Is.EqualTo("ROLLBACK|"), Describe(rolledBack));
+                break;
+            case "failed, extended COMMIT":
+                await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
+                await RunStatementAsync(raw, false, "SET work_mem = '6MB'", "T", timeout);
+                await RunStatementAsync(raw, false, "SELECT 1 / 0", "E", timeout);
+                var answered = await RunStatementAsync(raw, true, "COMMIT", "I", timeout);
+                Assert.That(answered.Single(m => m.Code == 'C').Text, Is.EqualTo("ROLLBACK|"), Describe(answered));
                 break;
             default:
                 await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
@@ -1034,6 +1043,16 @@ public class SessionHardeningTests
         await RunAsync("SET application_name = 'changed again'", "I");
         await RunAsync("SET application_name TO DEFAULT", "I");
         await ExpectAsync("I", "after SET TO DEFAULT");
+        if (extended)
+        {
+            // A SET after the RESET in the same batch has the last word: the startup value is not put back after it.
+            await raw.SendAsync(RawClient.Parse("", "RESET application_name"), RawClient.Bind("", ""), RawClient.Execute(""),
+                RawClient.Parse("", "SET application_name = 'set after the reset'"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Sync());
+            Assert.That((await raw.ReadUntilReadyAsync(timeout))[^1].Text, Is.EqualTo("I"));
+            var read = await RunAsync("SELECT current_setting('application_name')", "I");
+            Assert.That(read.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("set after the reset"), Describe(read));
+            await RunAsync("RESET application_name", "I");
+        }
 
         await RunAsync("BEGIN", "T");
         await RunAsync("SET application_name = 'in a transaction'", "T");
