@@ -464,47 +464,45 @@ internal sealed class ConnectionPool : IAsyncDisposable
     private (Decision Decision, BackendConnection? Found, PoolWaiter? Waiter) DecideLocked(PoolKey key, SharedLimits limits, CredentialTag? credential,
         long deadline, ref List<BackendConnection>? excess)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var pool = SharedLocked(key, limits);
+        while (pool.Open > limits.PoolSize && _idle.TryGetValue(key, out var idleOnes) && idleOnes.First is { } extra)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            var pool = SharedLocked(key, limits);
-            while (pool.Open > limits.PoolSize && _idle.TryGetValue(key, out var idleOnes) && idleOnes.First is { } extra)
-            {
-                // default_pool_size was lowered by a reload: idle connections past it are closed, not handed out.
-                Unlink(extra.Value);
-                DroppedLocked(extra.Value);
-                (excess ??= []).Add(extra.Value);
-            }
-
-            if (pool.Waiters.Count == 0)
-            {
-                if (TakeIdleLocked(key, credential) is { } idle)
-                {
-                    return (Decision.Take, idle, null);
-                }
-
-                if (TryReserveSharedLocked(pool, key.NodeId))
-                {
-                    return (Decision.Open, null, null);
-                }
-
-                if (_idle.TryGetValue(key, out var others) && others.First is { } other)
-                {
-                    // Idle, but opened with another credential (pass-through): it gives its slot to this client.
-                    var unwanted = other.Value;
-                    Unlink(unwanted);
-                    return (Decision.ReplaceUnwanted, unwanted, null);
-                }
-            }
-
-            if (_time.GetTimestamp() >= deadline)
-            {
-                throw new PoolWaitTimeoutException(key, limits.Wait);
-            }
-
-            var waiter = _freeWaiters.Count > 0 ? _freeWaiters.Pop() : new PoolWaiter();
-            EnqueueLocked(pool, waiter, key, limits.Wait, deadline);
-            return (Decision.Wait, null, waiter);
+            // default_pool_size was lowered by a reload: idle connections past it are closed, not handed out.
+            Unlink(extra.Value);
+            DroppedLocked(extra.Value);
+            (excess ??= []).Add(extra.Value);
         }
+
+        if (pool.Waiters.Count == 0)
+        {
+            if (TakeIdleLocked(key, credential) is { } idle)
+            {
+                return (Decision.Take, idle, null);
+            }
+
+            if (TryReserveSharedLocked(pool, key.NodeId))
+            {
+                return (Decision.Open, null, null);
+            }
+
+            if (_idle.TryGetValue(key, out var others) && others.First is { } other)
+            {
+                // Idle, but opened with another credential (pass-through): it gives its slot to this client.
+                var unwanted = other.Value;
+                Unlink(unwanted);
+                return (Decision.ReplaceUnwanted, unwanted, null);
+            }
+        }
+
+        if (_time.GetTimestamp() >= deadline)
+        {
+            throw new PoolWaitTimeoutException(key, limits.Wait);
+        }
+
+        var waiter = _freeWaiters.Count > 0 ? _freeWaiters.Pop() : new PoolWaiter();
+        EnqueueLocked(pool, waiter, key, limits.Wait, deadline);
+        return (Decision.Wait, null, waiter);
     }
 
     /// <summary>A waiter back from its wait (out of every line, its result taken): the next wait may use it.</summary>

@@ -60,8 +60,8 @@ internal sealed partial class BackendSide
     private StateUndo? _stateUndo;
 
     /// <summary>
-    /// That request's sequence, and whether it failed (its replies carried an error, or it ran in a failed transaction:
-    /// a COMMIT there rolls back); written by the reply pump, under <see cref="_routingLock"/>.
+    /// That request's sequence, and whether it failed (its replies carried an error; or, for a COMMIT sent alone, the
+    /// status before it was 'E': a COMMIT there rolls back); written by the reply pump, under <see cref="_routingLock"/>.
     /// </summary>
     private long _stateUndoSequence;
     private bool _stateUndoFailed;
@@ -1251,6 +1251,7 @@ internal sealed partial class BackendSide
             // written: the server's ReadyForQuery, which may come at once, has the last word.
             Dispatched(link, classification, sql, surelyRuns, alone: !classification.MultiStatement);
         }
+
         await link.Connection.WriteAsync(frame, ct);
         await link.Connection.FlushAsync(ct);
         _copyLink = link;
