@@ -4,16 +4,17 @@ namespace Poold.Sessions;
 
 /// <summary>
 /// What the session's open transaction has set so far, oldest first, as the client's statements left it: its
-/// savepoints (SAVEPOINT, after RELEASE and ROLLBACK TO acted on them) and its settings (SET LOCAL, SET TRANSACTION, and
-/// SET, RESET or RESET ALL made inside the transaction). A node that joins the transaction late gets them all replayed
+/// savepoints (SAVEPOINT, after RELEASE and ROLLBACK TO acted on them) and its settings (SET LOCAL, SET TRANSACTION, SET
+/// CONSTRAINTS, and SET, RESET or RESET ALL made inside the transaction). A node that joins the transaction late gets them all replayed
 /// after its BEGIN, in their order: without the savepoints it refused a copied ROLLBACK TO (3B001), without the settings
 /// a write moved to the primary ran at the wrong isolation level or without its SET LOCAL statement_timeout. A node
 /// already in the transaction gets the settings it has not run before its next statement (savepoints are copied to
 /// every node as they are sent).
 /// <para>
 /// A session-level SET made in a transaction lasts only if the transaction commits: it joins the session's history (what
-/// every later connection is given) at a COMMIT of a transaction that has not failed (<see cref="TakeCommitted"/>), and
-/// is forgotten at a ROLLBACK. Owned by the backend side's dispatching turn (the client pump); nothing else reads it.
+/// every later connection is given) at a COMMIT of a transaction that has not failed, or at PREPARE TRANSACTION
+/// (<see cref="TakeCommitted"/>), and is forgotten at a ROLLBACK or when the transaction is known to have failed
+/// (<see cref="ForgetSessionSettings"/>). Owned by the backend side's dispatching turn (the client pump); nothing else reads it.
 /// </para>
 /// </summary>
 internal sealed class TransactionStatements
