@@ -1397,15 +1397,21 @@ internal sealed partial class BackendSide
                 Enqueue(link, relay: false, 0);
                 await connection.WriteAsync(QueryFrame(_transaction.StatementAt(i)), ct);
             }
+
+            MarkForReset(link, _transaction.HasSettings);
         }
         else if (inTransaction && link.TransactionSettingsSeen != _transaction.LastSetting)
         {
             // In the transaction already: the settings made on another node since this one last ran a statement.
+            var replayed = false;
             foreach (var sql in _transaction.SettingsAfter(link.TransactionSettingsSeen))
             {
                 Enqueue(link, relay: false, 0);
                 await connection.WriteAsync(QueryFrame(sql), ct);
+                replayed = true;
             }
+
+            MarkForReset(link, replayed);
         }
 
         link.TransactionSettingsSeen = _transaction.LastSetting;
@@ -1901,7 +1907,7 @@ internal sealed partial class BackendSide
     /// A COMMIT (or PREPARE TRANSACTION: <paramref name="prepares"/>), answered by <paramref name="main"/>: the
     /// session-level settings its transaction made join the session's history. A link that has run every setting of the
     /// transaction (it was in it: the COMMIT's copies were brought up to date first) and was up to date before stays so
-    /// (in transaction mode the connections were marked for a reset when the SETs ran); after PREPARE TRANSACTION, which
+    /// (in transaction mode the connections were marked for a reset when the SETs ran or were replayed there); after PREPARE TRANSACTION, which
     /// has no copies, only <paramref name="main"/> (the others' transactions are rolled back). Should the COMMIT fail,
     /// only <paramref name="main"/> is known to have rolled them back: the other nodes' copies may have committed, and
     /// they are given the restored history again. <paramref name="alone"/>: the COMMIT is its request's only statement.
@@ -1949,6 +1955,19 @@ internal sealed partial class BackendSide
             case TransactionEffect.End:
                 link.TransactionOpen = link.TransactionOpen && c.AndChain;
                 break;
+        }
+    }
+
+    /// <summary>
+    /// Transaction mode: the transaction's settings were replayed on <paramref name="link"/> (<paramref name="replayed"/>):
+    /// what its connection carries is no longer what its state text says (a SET that commits stays), so its next client
+    /// resets it first, as for the node where the client's own SET ran (<see cref="MarkIfUncertain"/>).
+    /// </summary>
+    private void MarkForReset(NodeLink link, bool replayed)
+    {
+        if (_transactionMode && replayed)
+        {
+            link.Connection.AppliedState = ResetMark;
         }
     }
 

@@ -26,6 +26,23 @@ internal sealed class TransactionStatements
 
     public int Count => _entries.Count;
 
+    /// <summary>Whether any setting stands (a node given the entries then carries something its connection's state text does not say).</summary>
+    public bool HasSettings
+    {
+        get
+        {
+            foreach (var entry in _entries)
+            {
+                if (entry.Savepoint is null)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+    }
+
     /// <summary>Statement <paramref name="index"/> (oldest first), as the client sent it.</summary>
     public string StatementAt(int index) => _entries[index].Sql;
 

@@ -973,6 +973,32 @@ public class SessionHardeningTests
     }
 
     /// <summary>
+    /// Transaction mode: a SET made in a transaction begun on a standby is replayed on the primary when a write brings it
+    /// in, and commits there. That server connection then carries the SET: the next client to take it (one server
+    /// connection per node, the same startup parameters) must not see it. Poold returned it to the pool described by
+    /// its old state text, so the next client got no reset and ran with the first client's work_mem.
+    /// </summary>
+    [Test]
+    public async Task ASetReplayedOnANodeThatJoinedTheTransaction_NeverReachesTheNextClientOfThatConnection()
+    {
+        await using var poold = await StartAsync(Backends(0, 1, 1), "pool_mode = transaction\ndefault_pool_size = 1\n");
+        await using var first = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-replayed-set");
+        await using var second = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-replayed-set");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(19_000_000, 20_000_000);
+        await RunStatementAsync(first, false, "BEGIN", "T", timeout);
+        await RunStatementAsync(first, false, "SET work_mem = '77MB'", "T", timeout);
+        var written = await RunStatementAsync(first, false, $"INSERT INTO {Table} VALUES ({id}, current_setting('work_mem')) RETURNING note", "T", timeout);
+        Assert.That(written.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("77MB"), "the primary joined with the transaction's SET");
+        await RunStatementAsync(first, false, "COMMIT", "I", timeout);
+
+        var other = await RunStatementAsync(second, false, $"INSERT INTO {Table} VALUES ({id + 1}, current_setting('work_mem')) RETURNING note", "I", timeout);
+        Assert.That(other.Single(m => m.Code == 'D').FirstColumn, Is.Not.EqualTo("77MB"), "the other client's statement on that primary connection");
+        var own = await RunStatementAsync(first, false, $"INSERT INTO {Table} VALUES ({id + 2}, current_setting('work_mem')) RETURNING note", "I", timeout);
+        Assert.That(own.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("77MB"), "the first client keeps its committed SET");
+    }
+
+    /// <summary>
     /// After a failed transaction, one extended batch ends it (ROLLBACK) and sets something: the server keeps the SET,
     /// and so must the session's history. Counting every request that follows an 'E' as failed took it back.
     /// </summary>
