@@ -778,27 +778,14 @@ internal sealed partial class BackendSide
     }
 
     /// <summary>The statement a message at <paramref name="at"/> refers to: the last Parse of that name before it in the batch, else the registry.</summary>
-    private Classification? FindStatement(List<BatchMessage> messages, string name, int at)
-    {
-        for (var i = Math.Min(at, messages.Count - 1); i >= 0; i--)
-        {
-            if (messages[i].Code == (byte)FrontendCode.Parse && messages[i].Name == name)
-            {
-                return messages[i].Classification;
-            }
-        }
-
-        return _registry.Find(name);
-    }
+    private Classification? FindStatement(List<BatchMessage> messages, string name, int at) =>
+        StatementRegistry.ParseIndex(messages, name, at + 1) is >= 0 and var parse ? messages[parse].Classification : _registry.Find(name);
 
     private string StatementText(List<BatchMessage> messages, string name, int at)
     {
-        for (var i = Math.Min(at, messages.Count - 1); i >= 0; i--)
+        if (StatementRegistry.ParseIndex(messages, name, at + 1) is >= 0 and var parse)
         {
-            if (messages[i].Code == (byte)FrontendCode.Parse && messages[i].Name == name)
-            {
-                return messages[i].Query ?? "";
-            }
+            return messages[parse].Query ?? "";
         }
 
         if (_registry.TryGet(name, out var s))
@@ -846,7 +833,7 @@ internal sealed partial class BackendSide
                 continue;
             }
 
-            var parse = ParseIndex(messages, m.StatementName, i);
+            var parse = StatementRegistry.ParseIndex(messages, m.StatementName, i);
             if (parse >= 0 && messages[parse].Classification is { Target: RouteTarget.SessionState } set && !(recorded?.Contains(parse) ?? false))
             {
                 (recorded ??= []).Add(parse);
@@ -877,19 +864,6 @@ internal sealed partial class BackendSide
         }
     }
 
-    /// <summary>The index of the last Parse of <paramref name="name"/> before message <paramref name="before"/>, or -1.</summary>
-    private static int ParseIndex(List<BatchMessage> messages, string name, int before)
-    {
-        for (var i = Math.Min(before, messages.Count) - 1; i >= 0; i--)
-        {
-            if (messages[i].Code == (byte)FrontendCode.Parse && messages[i].Name == name)
-            {
-                return i;
-            }
-        }
-
-        return -1;
-    }
 
     /// <summary>
     /// How a batch found the session: every earlier request answered (<see cref="Settled"/>), and whether its transaction

@@ -324,17 +324,20 @@ internal sealed class StatementRegistry(TimeProvider time)
     }
 
     /// <summary>Whether a Parse of <paramref name="name"/> comes before message <paramref name="before"/> in the batch.</summary>
-    public static bool ParsedBefore(List<BatchMessage> messages, string name, int before)
+    public static bool ParsedBefore(List<BatchMessage> messages, string name, int before) => ParseIndex(messages, name, before) >= 0;
+
+    /// <summary>The index of the last Parse of <paramref name="name"/> before message <paramref name="before"/>, or -1.</summary>
+    public static int ParseIndex(List<BatchMessage> messages, string name, int before)
     {
-        for (var i = 0; i < before; i++)
+        for (var i = Math.Min(before, messages.Count) - 1; i >= 0; i--)
         {
             if (messages[i].Code == (byte)FrontendCode.Parse && messages[i].Name == name)
             {
-                return true;
+                return i;
             }
         }
 
-        return false;
+        return -1;
     }
 
     /// <summary>The statement a Parse or a Close (of a statement) frame names.</summary>

@@ -174,18 +174,18 @@ internal sealed class TransactionStatements
     /// The transaction commits (a COMMIT of a transaction not known to have failed): the session-level settings it made,
     /// oldest first, for the session's history. The entries themselves go at <see cref="Dispatched"/>.
     /// </summary>
-    public List<(Classification Classification, string Sql)> TakeCommitted()
+    public IReadOnlyList<(Classification Classification, string Sql)> TakeCommitted()
     {
-        var committed = new List<(Classification, string)>();
+        List<(Classification, string)>? committed = null;
         foreach (var entry in _entries)
         {
             if (entry.Session is { } c)
             {
-                committed.Add((c, entry.Sql));
+                (committed ??= []).Add((c, entry.Sql));
             }
         }
 
-        return committed;
+        return (IReadOnlyList<(Classification, string)>?)committed ?? [];
     }
 
     /// <summary>

@@ -368,7 +368,7 @@ public class SessionHardeningTests
 
         // pcp_promote_node in Poold's view only: the shared cluster is untouched.
         Assert.That(poold.Host.Nodes.Promote(1), Is.Null);
-        var id = Random.Shared.Next(3_000_000, 4_000_000);
+        var id = Random.Shared.Next(25_000_000, 26_000_000);
         var e = Assert.ThrowsAsync<PostgresException>(async () =>
             await new NpgsqlCommand($"INSERT INTO {Table} VALUES ({id}, 'old primary')", c).ExecuteNonQueryAsync());
         Assert.That(e!.SqlState, Is.EqualTo("57P01"), e.Message);
@@ -864,7 +864,7 @@ public class SessionHardeningTests
         await using var poold = await StartAsync(Backends(0, 1, 1), $"pool_mode = {poolMode}\n");
         await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-tx-settings");
         var timeout = TimeSpan.FromSeconds(10);
-        var id = Random.Shared.Next(13_000_000, 14_000_000);
+        var id = Random.Shared.Next(20_000_000, 21_000_000);
 
         Task<List<BackendMessage>> RunAsync(string sql, string status) => RunStatementAsync(raw, extended, sql, status, timeout);
 
@@ -895,7 +895,7 @@ public class SessionHardeningTests
         await using var poold = await StartAsync(Backends(0, 1, 1), $"pool_mode = {poolMode}\n");
         await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-tx-set-end");
         var timeout = TimeSpan.FromSeconds(10);
-        var id = Random.Shared.Next(14_000_000, 15_000_000);
+        var id = Random.Shared.Next(21_000_000, 22_000_000);
 
         Task<List<BackendMessage>> RunAsync(string sql, string status) => RunStatementAsync(raw, false, sql, status, timeout);
 
@@ -931,7 +931,7 @@ public class SessionHardeningTests
         await using var poold = await StartAsync(Backends(0, 1, 1), $"pool_mode = {poolMode}\n");
         await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-set-no-commit");
         var timeout = TimeSpan.FromSeconds(10);
-        var id = Random.Shared.Next(16_000_000, 17_000_000);
+        var id = Random.Shared.Next(22_000_000, 23_000_000);
 
         await RunStatementAsync(raw, false, "SET work_mem = '2MB'", "I", timeout);
         switch (how)
@@ -1105,7 +1105,7 @@ public class SessionHardeningTests
         await using var poold = await StartAsync(Backends(0, 1, 1), $"pool_mode = {poolMode}\n");
         await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-failed-set");
         var timeout = TimeSpan.FromSeconds(10);
-        var id = Random.Shared.Next(15_000_000, 16_000_000);
+        var id = Random.Shared.Next(23_000_000, 24_000_000);
 
         Task<List<BackendMessage>> RunAsync(string sql, string status) => RunStatementAsync(raw, extended, sql, status, timeout);
 
@@ -1138,7 +1138,7 @@ public class SessionHardeningTests
         await using var poold = await StartBalancingAfterWritesAsync($"pool_mode = {poolMode}\n");
         await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-savepoint-join");
         var timeout = TimeSpan.FromSeconds(10);
-        var id = Random.Shared.Next(12_000_000, 13_000_000);
+        var id = Random.Shared.Next(24_000_000, 25_000_000);
 
         Task<List<BackendMessage>> RunAsync(string sql, string status) => RunStatementAsync(raw, extended, sql, status, timeout);
         Task ReadOnAStandbyAsync() => ReadInTheTransactionOnAStandbyAsync(raw, extended, timeout);
