@@ -8,7 +8,8 @@
 # system, all threads), its voluntary and involuntary context switches (per 100), pgbench's own CPU, and the whole
 # machine's busy time (every process: proxy, pgbench, PostgreSQL). PERF=record adds `perf record -g` of 8 s of the
 # last round of each proxy (/tmp/poold-perf-*.data, JIT symbols from /tmp/perf-PID.map); PERF=stat counts system
-# calls instead, PERF=pgbench pgbench's own (its waits, reads and writes per transaction), PERF=pgbench-record a profile of pgbench.
+# calls instead, PERF=pgbench pgbench's own (its waits, reads and writes per transaction), PERF=pgbench-record a profile of pgbench,
+# PERF=system a profile of the whole machine (/tmp/poold-perf-system-*.data: `perf report --sort comm` splits it by process).
 #
 #   POOL_MODE (session), WORKLOAD (select: pgbench -S; tpcb: its built-in TPC-B-like script), MODE (simple), CLIENTS (16), IO_THREADS ("1 2"), ROUNDS (2), RUN (15), WARMUP (10),
 #   POOL_SIZE (20, transaction mode), BASE_PORT (28432), PERF (off), PERF_FREQ (999 Hz, PERF=record).
@@ -155,6 +156,9 @@ run() {
     [ -z "$last" ] || thread_switches "$pid" >"$work/$name.threads0"
     if [ -n "$last" ] && [ "$PERF" = record ]; then
         (sleep 3; perf record -F "$PERF_FREQ" -g -p "$pid" -o "/tmp/poold-perf-$name.data" -- sleep 8 >"$work/$name.perf.log" 2>&1) &
+        watcher=$!
+    elif [ -n "$last" ] && [ "$PERF" = system ]; then
+        (sleep 3; perf record -F "$PERF_FREQ" -g -a -o "/tmp/poold-perf-system-$name.data" -- sleep 8 >"$work/$name.perf.log" 2>&1) &
         watcher=$!
     elif [ -n "$last" ] && [ "$PERF" = stat ]; then
         (sleep 3; perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_futex,syscalls:sys_enter_poll \
