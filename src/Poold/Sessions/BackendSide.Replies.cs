@@ -80,9 +80,21 @@ internal sealed partial class BackendSide
 
         private volatile bool _ended;
 
-        /// <summary>The reply pump, at the batch's ReadyForQuery, before it goes to the client.</summary>
-        public void End()
+        /// <summary>The named statements the batch parses, until settled (the dispatch's only: see <see cref="StatementRegistry.Settle"/>).</summary>
+        public List<ParsedStatement> Parsed => _parsed ??= [];
+
+        private List<ParsedStatement>? _parsed;
+
+        /// <summary>The client's ParseComplete/CloseComplete replies that came before the batch ended (read once <see cref="Ended"/>).</summary>
+        public int CompletesAtEnd { get; private set; }
+
+        /// <summary>
+        /// The reply pump, at the batch's ReadyForQuery, before it goes to the client, with the number of the client's
+        /// ParseComplete/CloseComplete replies it relayed: after an error, the client's Parse and Close messages past them did not run.
+        /// </summary>
+        public void End(int clientCompletes)
         {
+            CompletesAtEnd = clientCompletes;
             if (Failed && _hidden is not null)
             {
                 lock (this)
@@ -142,8 +154,9 @@ internal sealed partial class BackendSide
         {
             if (!_ended)
             {
-                // Completed without a ReadyForQuery of its own (a standby that failed under the batch).
-                End();
+                // Completed without a ReadyForQuery of its own (a standby that failed under the batch): what it ran is unknown.
+                Failed = true;
+                End(0);
             }
 
             Status = status;
@@ -242,6 +255,9 @@ internal sealed partial class BackendSide
 
             // The rest of a large frame, streamed as it arrives (part of it may already be with the client).
             long remaining = 0;
+
+            // The client's ParseComplete/CloseComplete relayed so far (see BatchControl.End).
+            var clientCompletes = 0;
             try
             {
                 // One batch's replies, read up to and including its ReadyForQuery, relayed or dropped. Inline rather
@@ -249,7 +265,6 @@ internal sealed partial class BackendSide
                 var link = entry.Link;
                 var reader = link.Connection.Reader;
                 var skip = entry.SkipLeading;
-                var clientCompletes = 0;
                 var sawError = false;
                 while (true)
                 {
@@ -374,7 +389,7 @@ internal sealed partial class BackendSide
                         {
                             // A ReadyForQuery that answers Poold's own Sync (see EndLockedBatchAsync) stays here.
                             var swallow = entry.Control is { SwallowReadyForQuery: true };
-                            entry.Control?.End();
+                            entry.Control?.End(clientCompletes);
                             var status = (TransactionStatus)body.FirstSpan[0];
                             RecordTransactionStatus(entry, status, answersLast: Volatile.Read(ref link.Pending) == 1, sawError);
                             await RelayRunAsync(entry, result.Buffer, runStart, swallow ? frame.Start : buffer.Start, stop);
@@ -425,6 +440,13 @@ internal sealed partial class BackendSide
                 {
                     _output.MidFrame = true;
                     throw;
+                }
+
+                if (entry.Control is { Ended: false } control)
+                {
+                    // What the client was told was made stays made; the rest of the batch failed with the standby.
+                    control.Failed = true;
+                    control.End(clientCompletes);
                 }
 
                 await FailStandbyEntryAsync(entry, e.Message, stop);

@@ -338,6 +338,11 @@ internal sealed partial class BackendSide
                   || (_transactionMode && (c.Verb == "DECLARE" || c.MultiStatement))
             ? Encoding.UTF8.GetString(text)
             : "";
+        if (c.MultiStatement && DeallocatesAmong(sql.Length > 0 ? sql : Encoding.UTF8.GetString(text)))
+        {
+            _registry.Unsure();
+        }
+
         PinIfNeeded(c, sql);
         if (TryAnswerDeallocate(c))
         {
@@ -487,9 +492,7 @@ internal sealed partial class BackendSide
             link.Connection.AppliedState = ResetMark;
         }
 
-        if (c.Verb is "DEALLOCATE" or "DISCARD" || (c.MultiStatement && text is not null
-                                                    && (text.Contains("DEALLOCATE", StringComparison.OrdinalIgnoreCase)
-                                                        || text.Contains("DISCARD", StringComparison.OrdinalIgnoreCase))))
+        if (c.Verb is "DEALLOCATE" or "DISCARD" || (c.MultiStatement && text is not null && DeallocatesAmong(text)))
         {
             link.Connection.PreparedUncertain = true;
             if (c.Deallocates is { } gone && !c.MultiStatement)
@@ -509,6 +512,10 @@ internal sealed partial class BackendSide
             }
         }
     }
+
+    /// <summary>Whether a query string of several statements may drop prepared statements (DEALLOCATE or DISCARD among them).</summary>
+    private static bool DeallocatesAmong(string text) =>
+        text.Contains("DEALLOCATE", StringComparison.OrdinalIgnoreCase) || text.Contains("DISCARD", StringComparison.OrdinalIgnoreCase);
 
     private static bool IsDatabaseDdlVerb(Classification c) => c.Verb is "DROP" or "ALTER" or "CREATE";
 
@@ -555,6 +562,7 @@ internal sealed partial class BackendSide
                 // what this part pins or changes counts as for any batch.
                 locked.OnlyBegun = false;
                 PinParsed(messages);
+                var completesBefore = _lockedBatch?.ClientCompletes ?? 0;
                 await CatchUpLockedAsync(locked, messages, ct);
                 await CopySavepointControlAsync(locked, messages, ct);
                 ApplyStatementEffects(locked, messages, Settledness.Unknown);
@@ -565,7 +573,7 @@ internal sealed partial class BackendSide
                     await RestoreStartupValuesAsync(locked, messages, restore: false, ct);
                 }
 
-                AfterBatch(locked, messages);
+                AfterBatch(locked, messages, _lockedBatch, completesBefore);
                 await AfterDispatchAsync(locked, sync, copy: false, ct);
                 if (sync)
                 {
@@ -694,7 +702,8 @@ internal sealed partial class BackendSide
             // statements' effects are applied once it is queued (a SET it records is undone if the request fails: see
             // SettleStateUndo) and before it is written: the server's ReadyForQuery, which may come at once, then has
             // the last word.
-            var control = sync ? null : new BatchControl { ClientCompletes = Completions(messages) };
+            // A control for every batch sent before its Sync, and for one that parses a named statement (its outcome decides the registry's record).
+            var control = sync && !ParsesNamed(messages) ? null : new BatchControl { ClientCompletes = Completions(messages) };
             Enqueue(link, relay: true, skip, control);
             link.OnlyBegun = begins;
             ApplyStatementEffects(link, messages, settled);
@@ -715,7 +724,7 @@ internal sealed partial class BackendSide
             }
 
             _copyLink = link;
-            AfterBatch(link, messages);
+            AfterBatch(link, messages, control, completesBefore: 0);
             await AfterDispatchAsync(link, sync, statements.Exists(s => s.Verb == "COPY"), ct);
             foreach (var statement in statements)
             {
@@ -811,9 +820,67 @@ internal sealed partial class BackendSide
         return false;
     }
 
-    /// <summary>Registers what the batch created and closed on <paramref name="link"/>, and applies its statements to the router.</summary>
-    private void AfterBatch(NodeLink link, List<BatchMessage> messages) =>
-        _registry.AfterBatch(link, _backends.Links, messages, _batch.WrittenSpan, _transactionMode);
+    /// <summary>
+    /// Registers what the batch created and closed on <paramref name="link"/>; the named statements it parses are watched
+    /// through its <paramref name="control"/> until the server has answered them (<see cref="SettleParses"/>).
+    /// </summary>
+    private void AfterBatch(NodeLink link, List<BatchMessage> messages, BatchControl? control, int completesBefore)
+    {
+        var made = control?.Parsed;
+        var before = made?.Count ?? 0;
+        _registry.AfterBatch(link, _backends.Links, messages, _batch.WrittenSpan, _transactionMode, completesBefore, made);
+        if (made is not null && made.Count > before && before == 0)
+        {
+            _parseWatches.Add(control!);
+        }
+    }
+
+    /// <summary>Batches whose named statements' Parse the server has yet to answer, oldest first.</summary>
+    private readonly List<BatchControl> _parseWatches = [];
+
+    /// <summary>
+    /// Before the registry is used for a new request: each named statement whose batch has ended is settled, made
+    /// unless an error came at its Parse or before it (a request the client pipelined ahead of the answer finds the
+    /// statement as still unconfirmed: the registry then neither trusts nor refuses it, see <see cref="StatementRegistry.AfterBatch"/>).
+    /// </summary>
+    private void SettleParses()
+    {
+        if (_parseWatches.Count == 0)
+        {
+            return;
+        }
+
+        for (var i = 0; i < _parseWatches.Count;)
+        {
+            var control = _parseWatches[i];
+            if (!control.Ended)
+            {
+                i++;
+                continue;
+            }
+
+            foreach (var parsed in control.Parsed)
+            {
+                _registry.Settle(parsed, made: !control.Failed || parsed.Complete < control.CompletesAtEnd, _backends.Links);
+            }
+
+            _parseWatches.RemoveAt(i);
+        }
+    }
+
+    /// <summary>Whether a batch parses a named statement.</summary>
+    private static bool ParsesNamed(List<BatchMessage> messages)
+    {
+        foreach (var m in messages)
+        {
+            if (m is { Code: (byte)FrontendCode.Parse, Name.Length: > 0 })
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>
     /// What the statements of a batch (sent on <paramref name="link"/>, its request queued) do, in their order: each
@@ -1459,6 +1526,7 @@ internal sealed partial class BackendSide
     /// </summary>
     private void SettleInjected()
     {
+        SettleParses();
         // The batch under way is left alone: a later part of it (CatchUpLockedAsync) adds to the same record.
         if (_injected is not { } injected || injected.Control == _lockedBatch)
         {

@@ -96,7 +96,17 @@ internal sealed class NodeLink(BackendConnection connection)
 }
 
 /// <summary>A named statement the client parsed: its Parse frame (to parse it again elsewhere) and its classification.</summary>
-internal sealed record PreparedStatement(string Name, byte[] ParseFrame, Classification Classification);
+internal sealed record PreparedStatement(string Name, byte[] ParseFrame, Classification Classification)
+{
+    /// <summary>
+    /// Its Parse is sent but not yet answered: the server may still refuse it (see <see cref="StatementRegistry.Settle"/>).
+    /// Kept by the registry's owner, the session's client side.
+    /// </summary>
+    public bool Unconfirmed { get; set; }
+
+    /// <summary>The server refused its Parse: it never existed.</summary>
+    public bool Refused { get; set; }
+}
 
 /// <summary>One SET/RESET/DISCARD of the session, replayed on connections that join later (<paramref name="Key"/> null for resets).</summary>
 internal sealed record HistoryEntry(string? Key, string Sql, byte[] Frame, bool DropsStatements, bool FromStartup = false);

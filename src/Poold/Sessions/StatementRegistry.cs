@@ -129,6 +129,19 @@ internal sealed class StatementRegistry(TimeProvider time)
         for (var i = 0; i < messages.Count; i++)
         {
             var m = messages[i];
+            if (m.Code == (byte)FrontendCode.Parse)
+            {
+                if (m.Name.Length > 0 && !link.Statements.Contains(m.Name) && Statements.TryGetValue(m.Name, out var existing)
+                    && !existing.Unconfirmed && !ParsedBefore(messages, m.Name, i) && !ClosedBefore(messages, m.Name, i))
+                {
+                    // A second Parse of a name the client has, on a connection without it: the client's statement is
+                    // parsed here first, so that the server refuses the new one (42P05), as it would the client alone.
+                    ParseHere(link, existing, shared, now, frames);
+                }
+
+                continue;
+            }
+
             if (m.Code is not ((byte)FrontendCode.Bind or (byte)FrontendCode.Describe) || (m.Code == (byte)FrontendCode.Describe && m.StatementName != "S"))
             {
                 continue;
@@ -146,24 +159,32 @@ internal sealed class StatementRegistry(TimeProvider time)
 
             if (!link.Statements.Contains(name) && !ParsedBefore(messages, name, i) && Statements.TryGetValue(name, out var statement))
             {
-                if (shared && connection.Prepared.Remove(name))
-                {
-                    // Another client's statement of that name lives on this connection: closed, then this one's parsed.
-                    frames.Add(CloseFrame(name));
-                }
-
-                frames.Add(statement.ParseFrame);
-                link.Statements.Add(name);
-                if (shared && name.Length > 0)
-                {
-                    connection.Prepared[name] = new ServerStatement(statement.ParseFrame, now);
-                    link.ParsedSinceBound = true;
-                }
+                ParseHere(link, statement, shared, now, frames);
             }
             else if (shared && connection.Prepared.TryGetValue(name, out var used))
             {
                 used.LastUsed = now;
             }
+        }
+    }
+
+    /// <summary>The client's <paramref name="statement"/>, parsed on <paramref name="link"/> ahead of a batch.</summary>
+    private static void ParseHere(NodeLink link, PreparedStatement statement, bool shared, long now, List<byte[]> frames)
+    {
+        var connection = link.Connection;
+        var name = statement.Name;
+        if (shared && connection.Prepared.Remove(name))
+        {
+            // Another client's statement of that name lives on this connection: closed, then this one's parsed.
+            frames.Add(CloseFrame(name));
+        }
+
+        frames.Add(statement.ParseFrame);
+        link.Statements.Add(name);
+        if (shared && name.Length > 0)
+        {
+            connection.Prepared[name] = new ServerStatement(statement.ParseFrame, now);
+            link.ParsedSinceBound = true;
         }
     }
 
@@ -214,20 +235,52 @@ internal sealed class StatementRegistry(TimeProvider time)
         }
     }
 
-    /// <summary>What a batch sent on <paramref name="link"/> created and closed (its frames are <paramref name="written"/>).</summary>
-    public void AfterBatch(NodeLink link, IEnumerable<NodeLink> links, List<BatchMessage> messages, ReadOnlySpan<byte> written, bool shared)
+    /// <summary>
+    /// What a batch sent on <paramref name="link"/> created and closed (its frames are <paramref name="written"/>). Each
+    /// named statement it parses is added to <paramref name="made"/> (when given) with the number of the client's
+    /// ParseComplete/CloseComplete replies due before its own (<paramref name="completesBefore"/> from earlier parts of
+    /// the batch): the server's answer decides whether it was made (<see cref="Settle"/>).
+    /// </summary>
+    public void AfterBatch(NodeLink link, IEnumerable<NodeLink> links, List<BatchMessage> messages, ReadOnlySpan<byte> written, bool shared,
+        int completesBefore = 0, List<ParsedStatement>? made = null)
     {
         var offset = 0;
+        var completes = completesBefore;
         foreach (var m in messages)
         {
             var length = BinaryPrimitives.ReadInt32BigEndian(written[(offset + 1)..]);
             switch (m.Code)
             {
                 case (byte)FrontendCode.Parse:
+                    var complete = completes++;
                     var parse = written.Slice(offset, 1 + length);
-                    if (!Statements.TryGetValue(m.Name, out var known) || !parse.SequenceEqual(known.ParseFrame))
+                    if (m.Name.Length > 0 && Statements.TryGetValue(m.Name, out var existing) && !existing.Unconfirmed)
+                    {
+                        // The client has a statement of that name, and CatchUp made sure this connection has it too: the
+                        // server should refuse the Parse (42P05), and the client's statement stays as it is. Should the
+                        // server take it (the name was free there after all), Settle makes it the client's statement;
+                        // on a shared connection, what the connection holds under that name is then unknown to the pool.
+                        made?.Add(new ParsedStatement(complete, new PreparedStatement(m.Name, parse.ToArray(), m.Classification!), existing, link,
+                            Duplicate: true));
+                        if (shared)
+                        {
+                            link.Connection.PreparedUncertain = true;
+                        }
+
+                        break;
+                    }
+
+                    var previous = Statements.GetValueOrDefault(m.Name);
+                    var known = previous;
+                    if (known is null || known.Unconfirmed || !parse.SequenceEqual(known.ParseFrame))
                     {
                         Statements[m.Name] = known = new PreparedStatement(m.Name, parse.ToArray(), m.Classification!);
+                    }
+
+                    if (made is not null && m.Name.Length > 0)
+                    {
+                        known.Unconfirmed = true;
+                        made.Add(new ParsedStatement(complete, known, previous, link));
                     }
 
                     foreach (var other in links)
@@ -249,8 +302,14 @@ internal sealed class StatementRegistry(TimeProvider time)
                     break;
                 case (byte)FrontendCode.Bind:
                     Portals[m.Name] = link;
+                    if (Statements.TryGetValue(m.StatementName, out var bound) && bound.Classification is { Deallocates: { } gone, MultiStatement: false })
+                    {
+                        Deallocated(gone, link, links);
+                    }
+
                     break;
                 case (byte)FrontendCode.Close when m.StatementName == "S":
+                    completes++;
                     Statements.Remove(m.Name);
                     link.Connection.Prepared.Remove(m.Name);
                     foreach (var other in links)
@@ -263,11 +322,115 @@ internal sealed class StatementRegistry(TimeProvider time)
 
                     break;
                 case (byte)FrontendCode.Close:
+                    completes++;
                     Portals.Remove(m.Name);
                     break;
             }
 
             offset += 1 + length;
+        }
+    }
+
+    /// <summary>
+    /// The server answered the Parse of <paramref name="parsed"/>: confirmed when <paramref name="made"/>; else (an error
+    /// at it or before it in its batch) the client has no such statement, as on the server, and its Bind gets the
+    /// server's 26000 rather than the Parse's error again. The connection it was sent on closes the name before its next
+    /// use (a Close of a statement that does not exist is no error), in case an earlier statement of that name is there.
+    /// </summary>
+    public void Settle(ParsedStatement parsed, bool made, IEnumerable<NodeLink> links)
+    {
+        var statement = parsed.Statement;
+        var name = statement.Name;
+        statement.Unconfirmed = false;
+        if (parsed.Duplicate)
+        {
+            if (made && Statements.TryGetValue(name, out var kept) && ReferenceEquals(kept, parsed.Previous))
+            {
+                // The server took a second Parse of the name: the client's statement is now this one, on that connection only.
+                Statements[name] = statement;
+                foreach (var other in links)
+                {
+                    if (other != parsed.Link && other.Statements.Remove(name))
+                    {
+                        other.StaleStatements.Add(name);
+                    }
+                }
+
+                parsed.Link.Statements.Add(name);
+            }
+
+            return;
+        }
+
+        if (made)
+        {
+            return;
+        }
+
+        statement.Refused = true;
+        if (!Statements.TryGetValue(name, out var current) || !ReferenceEquals(current, statement))
+        {
+            // Replaced since by a later Parse of the name, which is settled on its own.
+            return;
+        }
+
+        if (parsed.Previous is { Refused: false } previous)
+        {
+            Statements[statement.Name] = previous;
+        }
+        else
+        {
+            Statements.Remove(statement.Name);
+        }
+
+        if (parsed.Link.Statements.Remove(statement.Name))
+        {
+            parsed.Link.StaleStatements.Add(statement.Name);
+        }
+    }
+
+    /// <summary>
+    /// The registry can no longer trust that the server holds the client's statements (a query string of several
+    /// statements with a DEALLOCATE or DISCARD among them): a second Parse of one of their names is sent as it is, for
+    /// the server to judge, rather than refused with the statement Poold knows.
+    /// </summary>
+    public void Unsure()
+    {
+        if (_statementsMade is { } all)
+        {
+            foreach (var statement in all.Values)
+            {
+                statement.Unconfirmed = true;
+            }
+        }
+    }
+
+    /// <summary>
+    /// A DEALLOCATE of <paramref name="name"/> (DEALLOCATE ALL or DISCARD ALL: "*") bound on <paramref name="ranOn"/>: the
+    /// client's statement is forgotten there, as on the server; any other connection closes its copy before its next batch.
+    /// </summary>
+    private void Deallocated(string name, NodeLink ranOn, IEnumerable<NodeLink> links)
+    {
+        var all = name == "*";
+        if (all)
+        {
+            Forget(null);
+        }
+        else
+        {
+            Statements.Remove(name);
+        }
+
+        foreach (var link in links)
+        {
+            foreach (var held in link.Statements.Where(n => n.Length > 0 && (all || n == name)).ToList())
+            {
+                link.Statements.Remove(held);
+                if (link != ranOn)
+                {
+                    link.StaleStatements.Add(held);
+                }
+            }
         }
     }
 
@@ -340,6 +503,20 @@ internal sealed class StatementRegistry(TimeProvider time)
         return -1;
     }
 
+    /// <summary>Whether a Close of the statement <paramref name="name"/> comes before message <paramref name="before"/> in the batch.</summary>
+    private static bool ClosedBefore(List<BatchMessage> messages, string name, int before)
+    {
+        for (var i = Math.Min(before, messages.Count) - 1; i >= 0; i--)
+        {
+            if (messages[i] is { Code: (byte)FrontendCode.Close, StatementName: "S" } close && close.Name == name)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>The statement a Parse or a Close (of a statement) frame names.</summary>
     public static string StatementNameOf(byte[] frame)
     {
@@ -355,3 +532,11 @@ internal sealed class StatementRegistry(TimeProvider time)
         return buffer.Written.ToArray();
     }
 }
+
+/// <summary>
+/// A named statement a batch parsed, until the server answers: <see cref="Complete"/> of the client's ParseComplete /
+/// CloseComplete replies come before its own; <see cref="Previous"/> is the client's statement of that name it replaced,
+/// or, for a <see cref="Duplicate"/> (a second Parse of a name the client has, expected to be refused), the one it keeps.
+/// </summary>
+internal readonly record struct ParsedStatement(int Complete, PreparedStatement Statement, PreparedStatement? Previous, NodeLink Link,
+    bool Duplicate = false);

@@ -267,4 +267,39 @@ public class FailoverTests
         Assert.That(await PortAsync(session), Is.Not.EqualTo(cluster.Nodes[dead].Port), "the session goes on, on another node");
         await cluster.StartNodeAsync(dead);
     }
+
+    /// <summary>
+    /// A named statement whose ParseComplete the client had when its standby died under the Execute stays the
+    /// client's: the same Bind, sent again, runs on another node (Poold parses it there), and does not get 26000.
+    /// </summary>
+    [Test]
+    public async Task AStatementParsedOnAStandbyThatDiesUnderIt_CanBeBoundAgainElsewhere()
+    {
+        await using var cluster = await PgCluster.StartAsync(replicas: 2);
+        await using var poold = await PooldInstance.StartAsync(Backends(cluster, 0, 1, 1), ssl: false);
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "parsed-on-a-dying-standby");
+        var timeout = TimeSpan.FromSeconds(30);
+        await raw.SendAsync(RawClient.Query("SELECT current_setting('port')"));
+        var standby = (await raw.ReadUntilReadyAsync(timeout)).Single(m => m.Code == 'D').FirstColumn;
+        var dead = standby == cluster.Nodes[1].Port.ToString(CultureInfo.InvariantCulture) ? 1 : 2;
+
+        // Long only on the standby that dies (and read-only, unlike pg_sleep, which is volatile: the primary's).
+        await raw.SendAsync(RawClient.Parse("held",
+                $"SELECT max(current_setting('port')), count(*) FROM generate_series(1, CASE current_setting('port') WHEN '{standby}' THEN 2000000000 ELSE 1 END)"),
+            RawClient.Bind("", "held"), RawClient.Execute(""), RawClient.Sync());
+        await Poll.UntilAsync(async () => (long)(await cluster.ScalarAsync(dead,
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%generate_series(1, CASE%' AND state = 'active' AND pid <> pg_backend_pid()"))! > 0,
+            TimeSpan.FromSeconds(30), "the statement to run on the standby");
+        await cluster.StopNodeAsync(dead, "immediate");
+        var failed = await raw.ReadUntilReadyAsync(timeout);
+        // The server's shutdown notice may come before Poold's error; its BindComplete, still in its buffer, does not come.
+        Assert.That(failed.Where(m => m.Code != 'N').Select(m => m.Code == 'E' ? m.SqlState : m.Code.ToString()), Is.EqualTo(new[] { "1", "08006", "Z" }),
+            string.Join(", ", failed));
+
+        await raw.SendAsync(RawClient.Bind("", "held"), RawClient.Execute(""), RawClient.Sync());
+        var ran = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(ran.Where(m => m.Code == 'E'), Is.Empty, string.Join(", ", ran));
+        Assert.That(ran.Single(m => m.Code == 'D').FirstColumn, Is.Not.EqualTo(standby), "the statement ran on a live node");
+        await cluster.StartNodeAsync(dead);
+    }
 }

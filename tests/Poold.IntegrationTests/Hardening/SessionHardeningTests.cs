@@ -1125,6 +1125,145 @@ public class SessionHardeningTests
     }
 
     /// <summary>
+    /// A second Parse of a statement name the client has is refused (42P05), as PostgreSQL refuses it, even when it is
+    /// sent where the first one is not: the first, a read, ran on a standby; the second, a write, goes to the primary.
+    /// It used to be parsed there silently, and the client's statement replaced by the write.
+    /// </summary>
+    [TestCase("session")]
+    [TestCase("transaction")]
+    public async Task ASecondParseOfTheSameName_IsRefused_AndTheFirstStatementStays(string poolMode)
+    {
+        await using var poold = await StartAsync(Backends(0, 1, 1), $"pool_mode = {poolMode}\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-parse-twice");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(26_000_000, 27_000_000);
+        await raw.SendAsync(RawClient.Parse("twice", "SELECT current_setting('port')"), RawClient.Sync());
+        var parsed = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(parsed.Select(m => m.Code), Is.EqualTo(new[] { '1', 'Z' }), Describe(parsed));
+
+        await raw.SendAsync(RawClient.Parse("twice", $"INSERT INTO {Table} VALUES ({id}, 'second parse') RETURNING note"), RawClient.Sync());
+        var refused = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(refused.Where(m => m.Code is 'E' or 'Z').Select(m => m.Code == 'E' ? m.SqlState : m.Text),
+            Is.EqualTo(new[] { "42P05", "I" }), Describe(refused));
+
+        for (var i = 0; i < 3; i++)
+        {
+            // The client's statement is still the read, wherever it runs (a standby in either mode).
+            await raw.SendAsync(RawClient.Bind("", "twice"), RawClient.Execute(""), RawClient.Sync());
+            var ran = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(ran.Single(m => m.Code == 'D').FirstColumn, Is.Not.EqualTo(ClusterFixture.Cluster.Nodes[0].Port.ToString(CultureInfo.InvariantCulture)),
+                $"run {i}: {Describe(ran)}");
+        }
+
+        Assert.That(await ClusterFixture.Cluster.ScalarAsync(0, $"SELECT count(*) FROM {Table} WHERE id = {id}"), Is.EqualTo(0L), "the refused write never ran");
+
+        // Closed, the name is free again: parsed anew, it is the write.
+        await raw.SendAsync(RawClient.Message('C', [(byte)'S'], RawClient.CString("twice")),
+            RawClient.Parse("twice", $"INSERT INTO {Table} VALUES ({id}, 'after close') RETURNING note"),
+            RawClient.Bind("", "twice"), RawClient.Execute(""), RawClient.Sync());
+        var written = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(written.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("after close"), Describe(written));
+    }
+
+    /// <summary>
+    /// A statement dropped on the server by a DEALLOCATE or DISCARD ALL the client sent in the extended protocol (as JDBC
+    /// sends every statement) is gone from Poold's records too: the client parses the name again and gets the new
+    /// statement, not 42P05 from Poold's copy of the old one.
+    /// </summary>
+    [TestCase("session", "DEALLOCATE again", true)]
+    [TestCase("transaction", "DEALLOCATE again", true)]
+    [TestCase("session", "DEALLOCATE ALL", false)]
+    [TestCase("transaction", "DEALLOCATE ALL", false)]
+    [TestCase("transaction", "DISCARD ALL", false)]
+    [TestCase("transaction", "SELECT 1; DEALLOCATE again", false)]
+    public async Task AStatementDeallocatedByTheClient_CanBeParsedAgainUnderItsName(string poolMode, string drop, bool inTransaction)
+    {
+        await using var poold = await StartAsync(Backends(1, 0, 0), $"pool_mode = {poolMode}\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-parse-after-drop");
+        var timeout = TimeSpan.FromSeconds(10);
+        if (inTransaction)
+        {
+            await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
+        }
+
+        var status = inTransaction ? "T" : "I";
+        await raw.SendAsync(RawClient.Parse("again", "SELECT 'old'"), RawClient.Bind("", "again"), RawClient.Execute(""), RawClient.Sync());
+        var old = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(old.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("old"), Describe(old));
+
+        // A query string of several statements can only go as a simple query.
+        await RunStatementAsync(raw, !drop.Contains(';', StringComparison.Ordinal), drop, status, timeout);
+        await raw.SendAsync(RawClient.Parse("again", "SELECT 'new'"), RawClient.Bind("", "again"), RawClient.Execute(""), RawClient.Sync());
+        var replaced = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(replaced.Where(m => m.Code is 'E' or 'D').Select(m => m.Code == 'E' ? m.SqlState : m.FirstColumn), Is.EqualTo(new[] { "new" }),
+            Describe(replaced));
+        for (var i = 0; i < 3; i++)
+        {
+            await raw.SendAsync(RawClient.Bind("", "again"), RawClient.Execute(""), RawClient.Sync());
+            var ran = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(ran.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("new"), $"run {i}: {Describe(ran)}");
+        }
+    }
+
+    /// <summary>
+    /// A Parse the server refuses makes no statement: a later Bind of its name gets 26000 (prepared statement does not
+    /// exist) wherever it runs, and the name can be parsed again. The Bind, in a transaction after a write, runs on the
+    /// primary while the Parse, a read, ran on a standby: Poold used to parse the refused statement again there, and the
+    /// client got the Parse's error (42P01) a second time. A failed Parse of a name, then a good one pipelined after it,
+    /// leaves the good one.
+    /// </summary>
+    [TestCase("session", false)]
+    [TestCase("transaction", false)]
+    [TestCase("transaction", true)]
+    public async Task AStatementWhoseParseFailed_DoesNotExist_AndItsNameCanBeParsedAgain(string poolMode, bool pipelined)
+    {
+        await using var poold = await StartAsync(Backends(0, 1, 1), $"pool_mode = {poolMode}\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-parse-failed");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(27_000_000, 28_000_000);
+        await raw.SendAsync(RawClient.Parse("refused", "SELECT * FROM no_such_table_here"), RawClient.Sync());
+        var failed = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(failed.Where(m => m.Code is 'E' or 'Z').Select(m => m.Code == 'E' ? m.SqlState : m.Text), Is.EqualTo(new[] { "42P01", "I" }),
+            Describe(failed));
+
+        await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
+        await RunStatementAsync(raw, false, $"INSERT INTO {Table} VALUES ({id}, 'before the bind')", "T", timeout);
+        await raw.SendAsync(RawClient.Bind("", "refused"), RawClient.Execute(""), RawClient.Sync());
+        var missing = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(missing.Where(m => m.Code is 'E' or 'Z').Select(m => m.Code == 'E' ? m.SqlState : m.Text), Is.EqualTo(new[] { "26000", "E" }),
+            Describe(missing));
+        await RunStatementAsync(raw, false, "ROLLBACK", "I", timeout);
+
+        if (pipelined)
+        {
+            // Both sent before either is answered: the first fails, the second makes the statement.
+            await raw.SendAsync(RawClient.Parse("again", "SELECT * FROM no_such_table_here"), RawClient.Sync(),
+                RawClient.Parse("again", "SELECT 'made'"), RawClient.Sync());
+            Assert.That((await raw.ReadUntilReadyAsync(timeout)).Any(m => m is { Code: 'E', SqlState: "42P01" }));
+            var made = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(made.Select(m => m.Code), Is.EqualTo(new[] { '1', 'Z' }), Describe(made));
+        }
+        else
+        {
+            await raw.SendAsync(RawClient.Parse("refused", "SELECT 'made'"), RawClient.Sync());
+            var made = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(made.Select(m => m.Code), Is.EqualTo(new[] { '1', 'Z' }), Describe(made));
+        }
+
+        var name = pipelined ? "again" : "refused";
+        await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
+        await RunStatementAsync(raw, false, $"INSERT INTO {Table} VALUES ({id}, 'before the second bind')", "T", timeout);
+        for (var i = 0; i < 3; i++)
+        {
+            await raw.SendAsync(RawClient.Bind("", name), RawClient.Execute(""), RawClient.Sync());
+            var ran = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(ran.Single(m => m.Code == 'D').FirstColumn, Is.EqualTo("made"), $"run {i}: {Describe(ran)}");
+        }
+
+        await RunStatementAsync(raw, false, "ROLLBACK", "I", timeout);
+    }
+
+    /// <summary>
     /// A transaction writes on the primary and sets a savepoint; a read balanced to a standby then brings the standby in,
     /// after the savepoint, and fails there. The client rolls back to the savepoint, reads on, releases it and commits.
     /// Every node in the transaction must know the savepoint: the standby refused the copied ROLLBACK TO (3B001) and
