@@ -25,6 +25,15 @@ internal sealed class FunctionCatalog
 
     private readonly ConcurrentDictionary<string, Entry> _byDatabase = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// Per database, the functions created or altered through Poold that a load may not have seen, with their
+    /// definition's number (<see cref="Defined"/>): calling them needs the primary. Never replaced, only pruned by a load.
+    /// </summary>
+    private readonly ConcurrentDictionary<string, ConcurrentDictionary<string, long>> _definedByDatabase = new(StringComparer.Ordinal);
+
+    /// <summary>Counts the definitions seen, to tell those a load began after.</summary>
+    private long _definitions;
+
     private sealed class Entry(FrozenDictionary<string, bool> volatility)
     {
         public FrozenDictionary<string, bool> Volatility { get; } = volatility;
@@ -41,6 +50,7 @@ internal sealed class FunctionCatalog
     /// <summary>Loads the database's function names through an idle connection to the primary.</summary>
     public async Task LoadAsync(string database, BackendConnection primary, CancellationToken cancellationToken)
     {
+        var startedAfter = Interlocked.Read(ref _definitions);
         var rows = await primary.QueryRowsAsync(Query, cancellationToken);
         var map = new Dictionary<string, bool>(StringComparer.Ordinal);
         foreach (var row in rows)
@@ -52,6 +62,35 @@ internal sealed class FunctionCatalog
         }
 
         _byDatabase[database] = new Entry(map.ToFrozenDictionary(StringComparer.Ordinal));
+
+        // A definition the load has seen is known now. One it may not have seen (made after it began, or not in the
+        // catalog: not committed yet, or rolled back) still needs the primary; a transaction that defined it defines it
+        // again as it ends (SessionRouter), which makes the catalog stale once more.
+        if (_definedByDatabase.TryGetValue(database, out var defined))
+        {
+            foreach (var definition in defined)
+            {
+                if (definition.Value <= startedAfter && map.ContainsKey(definition.Key))
+                {
+                    defined.TryRemove(definition);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// A session sent CREATE [OR REPLACE] or ALTER of function <paramref name="name"/> (bare, folded) to the primary: until
+    /// the catalog is read again (by the next session to start in the database), calling it needs the primary, whatever
+    /// the catalog said of the name. A standby may not even have it yet.
+    /// </summary>
+    public void Defined(string database, string name)
+    {
+        var defined = _definedByDatabase.GetOrAdd(database, static _ => new ConcurrentDictionary<string, long>(StringComparer.Ordinal));
+        defined[name] = Interlocked.Increment(ref _definitions);
+        if (_byDatabase.TryGetValue(database, out var entry))
+        {
+            entry.Stale = true;
+        }
     }
 
     /// <summary>
@@ -69,6 +108,11 @@ internal sealed class FunctionCatalog
         }
 
         if (!_byDatabase.TryGetValue(database, out var entry))
+        {
+            return true;
+        }
+
+        if (_definedByDatabase.TryGetValue(database, out var defined) && defined.ContainsKey(name))
         {
             return true;
         }

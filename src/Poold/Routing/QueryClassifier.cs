@@ -51,6 +51,12 @@ internal sealed record Classification(RouteTarget Target, string Reason)
     /// <summary>CREATE TEMP TABLE name: the name, lower case unless quoted.</summary>
     public string? CreatedTempTable { get; init; }
 
+    /// <summary>
+    /// CREATE [OR REPLACE] FUNCTION/PROCEDURE and ALTER FUNCTION/PROCEDURE/ROUTINE: the function's name (without its
+    /// schema; lower case unless quoted), whose volatility the session's function catalog may no longer know.
+    /// </summary>
+    public IReadOnlyList<string> DefinesFunctions { get; init; } = [];
+
     /// <summary>Functions called (as written, schema included), for the function lists and the volatility check.</summary>
     public IReadOnlyList<string> Functions { get; init; } = [];
 
@@ -276,12 +282,25 @@ internal static class QueryClassifier
         {
             // pgpool-II sends any multi-statement string to the primary; it writes only when one of its statements does.
             var writes = false;
+            List<string>? defined = null;
             foreach (var statement in statements)
             {
-                writes |= ClassifyStatement(sql, statement).Target != RouteTarget.LoadBalance;
+                var each = ClassifyStatement(sql, statement);
+                writes |= each.Target != RouteTarget.LoadBalance;
+                if (each.DefinesFunctions.Count > 0)
+                {
+                    (defined ??= []).AddRange(each.DefinesFunctions);
+                }
             }
 
-            return verdict with { Target = RouteTarget.Primary, Reason = "multi-statement query", Writes = writes, MultiStatement = true };
+            return verdict with
+            {
+                Target = RouteTarget.Primary,
+                Reason = "multi-statement query",
+                Writes = writes,
+                MultiStatement = true,
+                DefinesFunctions = defined ?? [],
+            };
         }
 
         if (verdict.Target == RouteTarget.LoadBalance)
@@ -467,6 +486,13 @@ internal static class QueryClassifier
                 return Write($"{keyword} (SQL-level prepared statements live on the primary, as in pgpool-II)");
             case "CREATE":
                 return Create(sql, t);
+            case "ALTER" when t.Count > 2 && (t[1].Is(sql, "FUNCTION") || t[1].Is(sql, "PROCEDURE") || t[1].Is(sql, "ROUTINE"))
+                                 && FunctionName(sql, t, 2) is { } altered:
+                // ALTER FUNCTION f(…) RENAME TO g: g is the function now.
+                var renamed = t.Count > 2 && t[^3].Is(sql, "RENAME") && t[^2].Is(sql, "TO") && t[^1].Kind is TokenKind.Word or TokenKind.QuotedIdentifier
+                    ? Name(sql, t[^1])
+                    : null;
+                return Write($"{keyword} writes or is not known to be read-only") with { DefinesFunctions = renamed is null ? [altered] : [altered, renamed] };
             default:
                 return Write($"{keyword} writes or is not known to be read-only");
         }
@@ -876,7 +902,26 @@ internal static class QueryClassifier
             }
         }
 
+        if (i < t.Count && (t[i].Is(sql, "FUNCTION") || t[i].Is(sql, "PROCEDURE")) && FunctionName(sql, t, i + 1) is { } created)
+        {
+            return Write("CREATE (DDL)") with { DefinesFunctions = [created] };
+        }
+
         return Write("CREATE (DDL)");
+    }
+
+    /// <summary>The last part of a possibly schema-qualified name starting at token <paramref name="at"/>, or null when none is there.</summary>
+    private static string? FunctionName(ReadOnlySpan<byte> sql, List<SqlToken> t, int at)
+    {
+        for (var k = at; k < t.Count && t[k].Kind is TokenKind.Word or TokenKind.QuotedIdentifier; k += 2)
+        {
+            if (k + 1 >= t.Count || t[k + 1].Kind != TokenKind.Dot)
+            {
+                return Name(sql, t[k]);
+            }
+        }
+
+        return null;
     }
 
     private static bool HasSequence(ReadOnlySpan<byte> sql, List<SqlToken> t, params string[] words)

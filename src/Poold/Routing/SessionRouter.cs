@@ -129,8 +129,31 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
         name.StartsWith("pg_", StringComparison.Ordinal) || name is "information_schema" or "pg_catalog";
 
     /// <summary>Updates the state for a statement that has been sent on its way.</summary>
+    /// <summary>Functions the open transaction created or altered: defined again as it ends (see <see cref="FunctionCatalog.Defined"/>).</summary>
+    private List<string>? _definedInTransaction;
+
     public void Dispatched(Classification c)
     {
+        foreach (var function in c.DefinesFunctions)
+        {
+            catalog.Defined(database, function);
+            if (InTransaction)
+            {
+                (_definedInTransaction ??= []).Add(function);
+            }
+        }
+
+        if (c.Transaction == TransactionEffect.End && _definedInTransaction is { } defined)
+        {
+            // A catalog read while the transaction was open saw the functions as they were before it: once it has
+            // committed, they are read again.
+            _definedInTransaction = null;
+            foreach (var function in defined)
+            {
+                catalog.Defined(database, function);
+            }
+        }
+
         switch (c.Transaction)
         {
             case TransactionEffect.Begin:

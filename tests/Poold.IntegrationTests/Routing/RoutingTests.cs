@@ -70,6 +70,90 @@ public class RoutingTests
         Assert.That(share2, Is.InRange(200.0 / 3 - 9.5, 200.0 / 3 + 9.5));
     }
 
+    /// <summary>
+    /// A function created (or made volatile) through Poold a moment ago runs on the primary at once, in the session that
+    /// made it and in one that was already open: the catalog Poold read at login does not know it yet, and a balanced
+    /// call reached a standby (25006, or 42883 before the standby replayed it). Once a new session reads the catalog
+    /// again, a STABLE function is balanced as before.
+    /// </summary>
+    [TestCase("session")]
+    [TestCase("transaction")]
+    public async Task AFunctionCreatedThroughPoold_RunsOnThePrimaryUntilTheCatalogIsReadAgain(string poolMode)
+    {
+        await using var poold = await StartAsync([0, 1, 1], $"pool_mode = {poolMode}\n");
+        await using var creator = await OpenAsync(poold);
+        await using var other = await OpenAsync(poold);
+        var table = "rt_" + Guid.NewGuid().ToString("N")[..8];
+        var function = table + "_Write";
+        await new NpgsqlCommand($"CREATE TABLE {table} (port int)", creator).ExecuteNonQueryAsync();
+        try
+        {
+            Assert.That(await PortAsync(other), Is.Not.EqualTo(PrimaryPort), "a plain read is balanced to a replica");
+            await new NpgsqlCommand($"""
+                CREATE FUNCTION {function}() RETURNS int LANGUAGE sql VOLATILE
+                AS 'INSERT INTO {table} VALUES (inet_server_port()) RETURNING port'
+                """, creator).ExecuteNonQueryAsync();
+            Assert.That(await PortAsync(creator, $"SELECT {function}()"), Is.EqualTo(PrimaryPort), "the creating session");
+            Assert.That(await PortAsync(other, $"SELECT public.{function.ToUpperInvariant()}()"), Is.EqualTo(PrimaryPort),
+                "a session open before (the name folded, schema-qualified)");
+
+            // Made STABLE (and read-only) by an ALTER through Poold: still the primary until the catalog is read again.
+            await new NpgsqlCommand($"CREATE OR REPLACE FUNCTION {function}() RETURNS int LANGUAGE sql AS 'SELECT inet_server_port()'",
+                creator).ExecuteNonQueryAsync();
+            await new NpgsqlCommand($"ALTER FUNCTION {function}() STABLE", creator).ExecuteNonQueryAsync();
+            Assert.That(await PortAsync(other, $"SELECT {function}()"), Is.EqualTo(PrimaryPort));
+            await Cluster.WaitForReplayAsync();
+            await using var later = await OpenAsync(poold);
+            Assert.That(await PortAsync(later, $"SELECT {function}()"), Is.Not.EqualTo(PrimaryPort), "a new session read the catalog: STABLE, balanced");
+        }
+        finally
+        {
+            await new NpgsqlCommand($"DROP FUNCTION IF EXISTS {function}(); DROP TABLE {table}", creator).ExecuteNonQueryAsync();
+        }
+    }
+
+    /// <summary>
+    /// A STABLE function made VOLATILE inside a transaction: a session that starts while that transaction is open reads
+    /// the catalog and still finds it STABLE; once the transaction commits, calls of it go to the primary (the catalog is
+    /// read again by the next session that starts).
+    /// </summary>
+    [TestCase("session")]
+    [TestCase("transaction")]
+    public async Task AFunctionMadeVolatileInATransaction_RunsOnThePrimaryOnceItCommits(string poolMode)
+    {
+        await using var poold = await StartAsync([0, 1, 1], $"pool_mode = {poolMode}\n");
+        await using var creator = await OpenAsync(poold);
+        var function = "rt_" + Guid.NewGuid().ToString("N")[..8] + "_port";
+        await new NpgsqlCommand($"CREATE FUNCTION {function}() RETURNS int LANGUAGE sql STABLE AS 'SELECT inet_server_port()'", creator)
+            .ExecuteNonQueryAsync();
+        try
+        {
+            await Cluster.WaitForReplayAsync();
+            await using (var reader = await OpenAsync(poold))
+            {
+                Assert.That(await PortAsync(reader, $"SELECT {function}()"), Is.Not.EqualTo(PrimaryPort), "STABLE: balanced");
+            }
+
+            await using (var tx = await creator.BeginTransactionAsync())
+            {
+                await new NpgsqlCommand($"CREATE OR REPLACE FUNCTION {function}() RETURNS int LANGUAGE sql VOLATILE AS 'SELECT inet_server_port()'",
+                    creator, tx).ExecuteNonQueryAsync();
+                await using var during = await OpenAsync(poold);
+                Assert.That(await PortAsync(during), Is.Not.EqualTo(PrimaryPort), "a session started (and read the catalog) meanwhile");
+                await tx.CommitAsync();
+            }
+
+            await Cluster.WaitForReplayAsync();
+            await using var after = await OpenAsync(poold);
+            Assert.That(await PortAsync(after, $"SELECT {function}()"), Is.EqualTo(PrimaryPort), "VOLATILE now");
+            Assert.That(await PortAsync(creator, $"SELECT {function}()"), Is.EqualTo(PrimaryPort), "VOLATILE now, in the session that changed it");
+        }
+        finally
+        {
+            await new NpgsqlCommand($"DROP FUNCTION IF EXISTS {function}()", creator).ExecuteNonQueryAsync();
+        }
+    }
+
     [Test]
     public async Task WritesLocksVolatileFunctionsAndSerializable_RunOnThePrimary()
     {

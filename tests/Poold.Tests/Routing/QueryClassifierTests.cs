@@ -311,6 +311,21 @@ public class QueryClassifierTests
         Assert.That(Classify(sql).CreatedTempTable, Is.EqualTo(expected));
     }
 
+    [TestCase("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", "f")]
+    [TestCase("CREATE OR REPLACE FUNCTION app.\"Mixed\"(a int) RETURNS int AS $$ SELECT a $$ LANGUAGE sql", "Mixed")]
+    [TestCase("CREATE PROCEDURE Proc() LANGUAGE sql AS 'SELECT 1'", "proc")]
+    [TestCase("ALTER FUNCTION s.Fn(int) VOLATILE", "fn")]
+    [TestCase("ALTER ROUTINE r STABLE", "r")]
+    [TestCase("ALTER FUNCTION f(int) RENAME TO \"G\"", "f,G")]
+    [TestCase("CREATE FUNCTION a() RETURNS int AS 'SELECT 1' LANGUAGE sql; ALTER FUNCTION b() IMMUTABLE", "a,b")]
+    [TestCase("CREATE TABLE f (a int)", "")]
+    [TestCase("ALTER TABLE f ADD b int", "")]
+    [TestCase("SELECT f()", "")]
+    public void CreateOrAlterFunction_NamesTheFunction(string sql, string expected)
+    {
+        Assert.That(string.Join(",", Classify(sql).DefinesFunctions), Is.EqualTo(expected));
+    }
+
     [TestCase("SET search_path = a", "search_path")]
     [TestCase("SET SESSION search_path = a", "search_path")]
     [TestCase("SET TIME ZONE 'UTC'", "timezone")]
