@@ -61,16 +61,21 @@ internal sealed class FunctionCatalog
             }
         }
 
-        _byDatabase[database] = new Entry(map.ToFrozenDictionary(StringComparer.Ordinal));
+        var entry = new Entry(map.ToFrozenDictionary(StringComparer.Ordinal));
+        _byDatabase[database] = entry;
 
-        // A definition the load has seen is known now. One it may not have seen (made after it began, or not in the
-        // catalog: not committed yet, or rolled back) still needs the primary; a transaction that defined it defines it
-        // again as it ends (SessionRouter), which makes the catalog stale once more.
+        // A definition the load has seen is known now. One it may not have seen still needs the primary: made after the
+        // load began (the catalog stays stale, to be read again), or not in the catalog (rolled back, or not committed
+        // yet: the session that made it defines it again once it is idle, see SessionRouter.ReadyForQuery).
         if (_definedByDatabase.TryGetValue(database, out var defined))
         {
             foreach (var definition in defined)
             {
-                if (definition.Value <= startedAfter && map.ContainsKey(definition.Key))
+                if (definition.Value > startedAfter)
+                {
+                    entry.Stale = true;
+                }
+                else if (map.ContainsKey(definition.Key))
                 {
                     defined.TryRemove(definition);
                 }

@@ -128,30 +128,19 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
     private static bool IsSystemCatalog(string name) =>
         name.StartsWith("pg_", StringComparison.Ordinal) || name is "information_schema" or "pg_catalog";
 
-    /// <summary>Updates the state for a statement that has been sent on its way.</summary>
-    /// <summary>Functions the open transaction created or altered: defined again as it ends (see <see cref="FunctionCatalog.Defined"/>).</summary>
-    private List<string>? _definedInTransaction;
+    /// <summary>
+    /// Functions created or altered by statements not yet known to have committed: defined again once the session is
+    /// idle (see <see cref="ReadyForQuery"/>).
+    /// </summary>
+    private List<string>? _definedUncommitted;
 
+    /// <summary>Updates the state for a statement that has been sent on its way.</summary>
     public void Dispatched(Classification c)
     {
         foreach (var function in c.DefinesFunctions)
         {
             catalog.Defined(database, function);
-            if (InTransaction)
-            {
-                (_definedInTransaction ??= []).Add(function);
-            }
-        }
-
-        if (c.Transaction == TransactionEffect.End && _definedInTransaction is { } defined)
-        {
-            // A catalog read while the transaction was open saw the functions as they were before it: once it has
-            // committed, they are read again.
-            _definedInTransaction = null;
-            foreach (var function in defined)
-            {
-                catalog.Defined(database, function);
-            }
+            (_definedUncommitted ??= []).Add(function);
         }
 
         switch (c.Transaction)
@@ -267,8 +256,22 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
     }
 
     /// <summary>The transaction status the client was given for the newest batch: corrects the dispatched view.</summary>
+    /// <summary>
+    /// The server's word on the session's transaction, after its last statement. Once idle, the functions defined since
+    /// are defined again in the catalog: a catalog read that began before their definition committed (the statement's
+    /// own, or its transaction's COMMIT) may have seen them as they were, and must not be the last word.
+    /// </summary>
     public void ReadyForQuery(bool inTransaction)
     {
+        if (!inTransaction && _definedUncommitted is { } defined)
+        {
+            _definedUncommitted = null;
+            foreach (var function in defined)
+            {
+                catalog.Defined(database, function);
+            }
+        }
+
         if (InTransaction && !inTransaction)
         {
             EndTransaction();

@@ -338,7 +338,7 @@ internal sealed partial class BackendSide
                   || (_transactionMode && (c.Verb == "DECLARE" || c.MultiStatement))
             ? Encoding.UTF8.GetString(text)
             : "";
-        if (c.MultiStatement && DeallocatesAmong(sql.Length > 0 ? sql : Encoding.UTF8.GetString(text)))
+        if (c.MultiStatement && (ContainsIgnoreCase(text, "DEALLOCATE"u8) || ContainsIgnoreCase(text, "DISCARD"u8)))
         {
             _registry.Unsure();
         }
@@ -516,6 +516,23 @@ internal sealed partial class BackendSide
     /// <summary>Whether a query string of several statements may drop prepared statements (DEALLOCATE or DISCARD among them).</summary>
     private static bool DeallocatesAmong(string text) =>
         text.Contains("DEALLOCATE", StringComparison.OrdinalIgnoreCase) || text.Contains("DISCARD", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Whether <paramref name="text"/> holds <paramref name="word"/> (upper-case ASCII), in any case.</summary>
+    private static bool ContainsIgnoreCase(ReadOnlySpan<byte> text, ReadOnlySpan<byte> word)
+    {
+        for (var i = text.IndexOfAny(word[0], (byte)(word[0] | 0x20)); i >= 0 && i + word.Length <= text.Length;)
+        {
+            if (System.Text.Ascii.EqualsIgnoreCase(text.Slice(i, word.Length), word))
+            {
+                return true;
+            }
+
+            var next = text[(i + 1)..].IndexOfAny(word[0], (byte)(word[0] | 0x20));
+            i = next < 0 ? -1 : i + 1 + next;
+        }
+
+        return false;
+    }
 
     private static bool IsDatabaseDdlVerb(Classification c) => c.Verb is "DROP" or "ALTER" or "CREATE";
 
@@ -702,8 +719,9 @@ internal sealed partial class BackendSide
             // statements' effects are applied once it is queued (a SET it records is undone if the request fails: see
             // SettleStateUndo) and before it is written: the server's ReadyForQuery, which may come at once, then has
             // the last word.
-            // A control for every batch sent before its Sync, and for one that parses a named statement (its outcome decides the registry's record).
-            var control = sync && !ParsesNamed(messages) ? null : new BatchControl { ClientCompletes = Completions(messages) };
+            // A control for every batch sent before its Sync, and for one that changes the client's named statements (its
+            // outcome decides the registry's records).
+            var control = sync && !ChangesStatements(messages) ? null : new BatchControl { ClientCompletes = Completions(messages) };
             Enqueue(link, relay: true, skip, control);
             link.OnlyBegun = begins;
             ApplyStatementEffects(link, messages, settled);
@@ -826,7 +844,9 @@ internal sealed partial class BackendSide
     /// </summary>
     private void AfterBatch(NodeLink link, List<BatchMessage> messages, BatchControl? control, int completesBefore)
     {
-        var made = control?.Parsed;
+        // A control whose batch has already ended (its standby failed under an earlier part) is settled: the rest of the
+        // batch is taken as run.
+        var made = control is { Ended: false } && ChangesStatements(messages) ? control.Parsed : null;
         var before = made?.Count ?? 0;
         _registry.AfterBatch(link, _backends.Links, messages, _batch.WrittenSpan, _transactionMode, completesBefore, made);
         if (made is not null && made.Count > before && before == 0)
@@ -859,23 +879,25 @@ internal sealed partial class BackendSide
                 continue;
             }
 
-            foreach (var parsed in control.Parsed)
-            {
-                _registry.Settle(parsed, made: !control.Failed || parsed.Complete < control.CompletesAtEnd, _backends.Links);
-            }
-
+            _registry.Settle(control.Parsed, control.Failed, control.CompletesAtEnd, _backends.Links);
             _parseWatches.RemoveAt(i);
         }
     }
 
-    /// <summary>Whether a batch parses a named statement.</summary>
-    private static bool ParsesNamed(List<BatchMessage> messages)
+    /// <summary>
+    /// Whether a batch changes the client's named statements: it parses or closes one, or binds a DEALLOCATE or DISCARD
+    /// (a statement it parses, or one the client has).
+    /// </summary>
+    private bool ChangesStatements(List<BatchMessage> messages)
     {
-        foreach (var m in messages)
+        for (var i = 0; i < messages.Count; i++)
         {
-            if (m is { Code: (byte)FrontendCode.Parse, Name.Length: > 0 })
+            var m = messages[i];
+            switch (m.Code)
             {
-                return true;
+                case (byte)FrontendCode.Parse or (byte)FrontendCode.Close when m.Name.Length > 0 && (m.Code == (byte)FrontendCode.Parse || m.StatementName == "S"):
+                case (byte)FrontendCode.Bind when FindStatement(messages, m.StatementName, i)?.Deallocates is not null:
+                    return true;
             }
         }
 

@@ -237,9 +237,10 @@ internal sealed class StatementRegistry(TimeProvider time)
 
     /// <summary>
     /// What a batch sent on <paramref name="link"/> created and closed (its frames are <paramref name="written"/>). Each
-    /// named statement it parses is added to <paramref name="made"/> (when given) with the number of the client's
-    /// ParseComplete/CloseComplete replies due before its own (<paramref name="completesBefore"/> from earlier parts of
-    /// the batch): the server's answer decides whether it was made (<see cref="Settle"/>).
+    /// named statement it parses or closes, and each DEALLOCATE it binds, is added to <paramref name="made"/> (when
+    /// given) with the number of the client's ParseComplete/CloseComplete replies due before its own
+    /// (<paramref name="completesBefore"/> from earlier parts of the batch): the server's answer decides what came of
+    /// it (<see cref="Settle"/>). Without <paramref name="made"/>, everything is taken to have run.
     /// </summary>
     public void AfterBatch(NodeLink link, IEnumerable<NodeLink> links, List<BatchMessage> messages, ReadOnlySpan<byte> written, bool shared,
         int completesBefore = 0, List<ParsedStatement>? made = null)
@@ -261,7 +262,7 @@ internal sealed class StatementRegistry(TimeProvider time)
                         // server take it (the name was free there after all), Settle makes it the client's statement;
                         // on a shared connection, what the connection holds under that name is then unknown to the pool.
                         made?.Add(new ParsedStatement(complete, new PreparedStatement(m.Name, parse.ToArray(), m.Classification!), existing, link,
-                            Duplicate: true));
+                            StatementChange.Duplicate));
                         if (shared)
                         {
                             link.Connection.PreparedUncertain = true;
@@ -304,12 +305,34 @@ internal sealed class StatementRegistry(TimeProvider time)
                     Portals[m.Name] = link;
                     if (Statements.TryGetValue(m.StatementName, out var bound) && bound.Classification is { Deallocates: { } gone, MultiStatement: false })
                     {
-                        Deallocated(gone, link, links);
+                        if (made is null)
+                        {
+                            Deallocated(gone, link, links);
+                        }
+                        else
+                        {
+                            // Applied once the server has answered: a DEALLOCATE refused (in a failed transaction, say)
+                            // leaves the statements where they are.
+                            made.Add(new ParsedStatement(completes, new PreparedStatement(gone, [], bound.Classification), null, link,
+                                StatementChange.Deallocate));
+                        }
                     }
 
                     break;
                 case (byte)FrontendCode.Close when m.StatementName == "S":
+                    if (made is not null && m.Name.Length > 0 && Statements.TryGetValue(m.Name, out var closed))
+                    {
+                        // Should the server skip the Close (an error earlier in the batch), the statement is still there.
+                        made.Add(new ParsedStatement(completes, closed, null, link, StatementChange.Close));
+                    }
+
                     completes++;
+                    if (shared && m.Name.Length > 0)
+                    {
+                        // A failure before the Close leaves the statement on the server: its next client drops them all first.
+                        link.ParsedSinceBound = true;
+                    }
+
                     Statements.Remove(m.Name);
                     link.Connection.Prepared.Remove(m.Name);
                     foreach (var other in links)
@@ -332,60 +355,114 @@ internal sealed class StatementRegistry(TimeProvider time)
     }
 
     /// <summary>
-    /// The server answered the Parse of <paramref name="parsed"/>: confirmed when <paramref name="made"/>; else (an error
-    /// at it or before it in its batch) the client has no such statement, as on the server, and its Bind gets the
-    /// server's 26000 rather than the Parse's error again. The connection it was sent on closes the name before its next
-    /// use (a Close of a statement that does not exist is no error), in case an earlier statement of that name is there.
+    /// The server answered a batch that changed the client's statements (<paramref name="changes"/>, in the batch's
+    /// order; <paramref name="answered"/> of the client's ParseComplete/CloseComplete replies came, all of them unless
+    /// <paramref name="failed"/>: the server skips everything after an error up to the Sync).
+    /// <list type="bullet">
+    /// <item>A Parse answered is confirmed. One that was not (refused, or skipped) made no statement: the client has
+    /// none of that name, as on the server, and its Bind gets the server's 26000 rather than the Parse's error again; the
+    /// connection it was sent on closes the name before its next use (a Close of a statement that does not exist is no
+    /// error), in case an earlier statement of that name is there.</item>
+    /// <item>A second Parse of a name the client has (<see cref="StatementChange.Duplicate"/>) that the server took after
+    /// all (the name was free there) becomes the client's statement, on that connection only.</item>
+    /// <item>A Close the server skipped leaves the statement the client had: it is put back (Npgsql, reusing an
+    /// auto-prepare slot, closes and parses a name in one batch, and binds the old statement again when that batch fails).</item>
+    /// <item>A DEALLOCATE is applied when its batch did not fail; when it did, whether it ran is not known, and the
+    /// client's statements are neither trusted nor dropped (<see cref="Unsure"/>).</item>
+    /// </list>
     /// </summary>
-    public void Settle(ParsedStatement parsed, bool made, IEnumerable<NodeLink> links)
+    public void Settle(List<ParsedStatement> changes, bool failed, int answered, IEnumerable<NodeLink> links)
+    {
+        for (var i = 0; i < changes.Count; i++)
+        {
+            var change = changes[i];
+            var statement = change.Statement;
+            var name = statement.Name;
+            var ran = !failed || change.Complete < answered;
+            switch (change.Change)
+            {
+                case StatementChange.Deallocate when failed:
+                    Unsure();
+                    break;
+                case StatementChange.Deallocate:
+                    Deallocated(name, change.Link, links);
+                    break;
+                case StatementChange.Close:
+                    if (!ran && (!Statements.TryGetValue(name, out var now) || ParsedLater(changes, i, now)))
+                    {
+                        Statements[name] = statement;
+                        change.Link.Statements.Add(name);
+                        change.Link.StaleStatements.Remove(name);
+                    }
+
+                    break;
+                case StatementChange.Duplicate:
+                    statement.Unconfirmed = false;
+                    if (ran && (!Statements.TryGetValue(name, out var kept) || ReferenceEquals(kept, change.Previous)))
+                    {
+                        Statements[name] = statement;
+                        foreach (var other in links)
+                        {
+                            if (other != change.Link && other.Statements.Remove(name))
+                            {
+                                other.StaleStatements.Add(name);
+                            }
+                        }
+
+                        change.Link.Statements.Add(name);
+                    }
+
+                    break;
+                default:
+                    statement.Unconfirmed = false;
+                    if (!ran)
+                    {
+                        Refuse(change);
+                    }
+
+                    break;
+            }
+        }
+    }
+
+    /// <summary>Whether <paramref name="statement"/> is one a Parse after change <paramref name="at"/> of the same batch made.</summary>
+    private static bool ParsedLater(List<ParsedStatement> changes, int at, PreparedStatement statement)
+    {
+        for (var i = at + 1; i < changes.Count; i++)
+        {
+            if (changes[i].Change == StatementChange.Parse && ReferenceEquals(changes[i].Statement, statement))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>A Parse the server did not run: the statement never existed.</summary>
+    private void Refuse(ParsedStatement parsed)
     {
         var statement = parsed.Statement;
         var name = statement.Name;
-        statement.Unconfirmed = false;
-        if (parsed.Duplicate)
-        {
-            if (made && Statements.TryGetValue(name, out var kept) && ReferenceEquals(kept, parsed.Previous))
-            {
-                // The server took a second Parse of the name: the client's statement is now this one, on that connection only.
-                Statements[name] = statement;
-                foreach (var other in links)
-                {
-                    if (other != parsed.Link && other.Statements.Remove(name))
-                    {
-                        other.StaleStatements.Add(name);
-                    }
-                }
-
-                parsed.Link.Statements.Add(name);
-            }
-
-            return;
-        }
-
-        if (made)
-        {
-            return;
-        }
-
         statement.Refused = true;
         if (!Statements.TryGetValue(name, out var current) || !ReferenceEquals(current, statement))
         {
-            // Replaced since by a later Parse of the name, which is settled on its own.
+            // Replaced since by a later Parse of the name (or put back by a Close the server skipped): settled on its own.
             return;
         }
 
         if (parsed.Previous is { Refused: false } previous)
         {
-            Statements[statement.Name] = previous;
+            Statements[name] = previous;
         }
         else
         {
-            Statements.Remove(statement.Name);
+            Statements.Remove(name);
         }
 
-        if (parsed.Link.Statements.Remove(statement.Name))
+        if (parsed.Link.Statements.Remove(name))
         {
-            parsed.Link.StaleStatements.Add(statement.Name);
+            parsed.Link.StaleStatements.Add(name);
         }
     }
 
@@ -468,6 +545,9 @@ internal sealed class StatementRegistry(TimeProvider time)
         var holders = links.Where(l => l.Statements.Contains(name)).ToList();
         if (holders.Count == 0)
         {
+            // No connection of the session's has it now: forgotten all the same (the client deallocated it), so that its
+            // next Parse of the name is not refused with a copy of the old one.
+            Statements.Remove(name);
             return chosen;
         }
 
@@ -534,9 +614,24 @@ internal sealed class StatementRegistry(TimeProvider time)
 }
 
 /// <summary>
-/// A named statement a batch parsed, until the server answers: <see cref="Complete"/> of the client's ParseComplete /
-/// CloseComplete replies come before its own; <see cref="Previous"/> is the client's statement of that name it replaced,
-/// or, for a <see cref="Duplicate"/> (a second Parse of a name the client has, expected to be refused), the one it keeps.
+/// A change a batch made to the client's statements, until the server answers: <see cref="Complete"/> of the client's
+/// ParseComplete/CloseComplete replies come before its own (or, for a DEALLOCATE, before its Bind). For a Parse,
+/// <see cref="Previous"/> is the client's statement of that name it replaced; for a <see cref="StatementChange.Duplicate"/>,
+/// the one the client keeps; for a Close, <see cref="Statement"/> is the one closed; for a DEALLOCATE, its name ("*": all).
 /// </summary>
 internal readonly record struct ParsedStatement(int Complete, PreparedStatement Statement, PreparedStatement? Previous, NodeLink Link,
-    bool Duplicate = false);
+    StatementChange Change = StatementChange.Parse);
+
+internal enum StatementChange : byte
+{
+    Parse,
+
+    /// <summary>A second Parse of a name the client has: the server should refuse it (42P05).</summary>
+    Duplicate,
+
+    /// <summary>A Close of a statement.</summary>
+    Close,
+
+    /// <summary>A DEALLOCATE (or DISCARD ALL) bound.</summary>
+    Deallocate,
+}

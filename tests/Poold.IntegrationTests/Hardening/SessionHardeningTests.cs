@@ -1206,6 +1206,86 @@ public class SessionHardeningTests
     }
 
     /// <summary>
+    /// Npgsql reuses an auto-prepare slot by closing the name and parsing it again in one batch; when an earlier
+    /// statement of the batch fails, the server skips both, the old statement stays, and Npgsql binds it again. Poold
+    /// must keep it too: it had dropped it (a Close sent first, then 26000).
+    /// </summary>
+    [TestCase("session")]
+    [TestCase("transaction")]
+    public async Task ACloseAndParseTheServerSkipped_LeaveTheOldStatementToBind(string poolMode)
+    {
+        await using var poold = await StartAsync(Backends(0, 1, 1), $"pool_mode = {poolMode}\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-slot-reuse");
+        var timeout = TimeSpan.FromSeconds(10);
+        await raw.SendAsync(RawClient.Parse("_auto3", "SELECT 'old'"), RawClient.Sync());
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { '1', 'Z' }));
+
+        await raw.SendAsync(RawClient.Parse("", "SELECT 1 / 0"), RawClient.Bind("", ""), RawClient.Execute(""),
+            RawClient.Message('C', [(byte)'S'], RawClient.CString("_auto3")), RawClient.Parse("_auto3", "SELECT 'new'"), RawClient.Bind("", "_auto3"),
+            RawClient.Execute(""), RawClient.Sync());
+        var failed = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(failed.Where(m => m.Code is 'E' or 'Z').Select(m => m.Code == 'E' ? m.SqlState : m.Text), Is.EqualTo(new[] { "22012", "I" }),
+            Describe(failed));
+
+        for (var i = 0; i < 3; i++)
+        {
+            await raw.SendAsync(RawClient.Bind("", "_auto3"), RawClient.Execute(""), RawClient.Sync());
+            var ran = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(ran.Where(m => m.Code is 'E' or 'D').Select(m => m.Code == 'E' ? m.SqlState : m.FirstColumn), Is.EqualTo(new[] { "old" }),
+                $"run {i}: {Describe(ran)}");
+        }
+    }
+
+    /// <summary>
+    /// A DEALLOCATE ALL the server refuses (sent, as JDBC sends it, in the extended protocol, inside a failed
+    /// transaction: 25P02) drops nothing: after the ROLLBACK the client's statement still binds. And a SQL DEALLOCATE
+    /// of a statement that lives on another server connection (transaction mode, inside a transaction) lets the client
+    /// parse the name again.
+    /// </summary>
+    [TestCase("session", false)]
+    [TestCase("transaction", false)]
+    [TestCase("transaction", true)]
+    public async Task ADeallocateThatDidNotRun_DropsNothing_AndOneElsewhere_FreesTheName(string poolMode, bool elsewhere)
+    {
+        await using var poold = await StartAsync(Backends(1, 0, 0), $"pool_mode = {poolMode}\ndefault_pool_size = 4\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-deallocate-refused");
+        await using var other = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-deallocate-other");
+        var timeout = TimeSpan.FromSeconds(10);
+        await raw.SendAsync(RawClient.Parse("kept", "SELECT 'kept'"), RawClient.Sync());
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { '1', 'Z' }));
+        if (elsewhere)
+        {
+            // Another client's open transaction holds the connection the statement was parsed on: this client's next
+            // transaction runs on another one.
+            await RunStatementAsync(other, false, "BEGIN", "T", timeout);
+            await RunStatementAsync(other, false, "SELECT 1", "T", timeout);
+            await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
+            var dropped = await RunStatementAsync(raw, false, "DEALLOCATE kept", "E", timeout);
+            Assert.That(dropped.Single(m => m.Code == 'E').SqlState, Is.EqualTo("26000"), Describe(dropped));
+            await RunStatementAsync(raw, false, "ROLLBACK", "I", timeout);
+            await RunStatementAsync(other, false, "COMMIT", "I", timeout);
+            await raw.SendAsync(RawClient.Parse("kept", "SELECT 'again'"), RawClient.Bind("", "kept"), RawClient.Execute(""), RawClient.Sync());
+            var again = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(again.Where(m => m.Code is 'E' or 'D').Select(m => m.Code == 'E' ? m.SqlState : m.FirstColumn), Is.EqualTo(new[] { "again" }),
+                Describe(again));
+            return;
+        }
+
+        await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
+        await RunStatementAsync(raw, false, "SELECT 1 / 0", "E", timeout);
+        var refused = await RunStatementAsync(raw, true, "DEALLOCATE ALL", "E", timeout);
+        Assert.That(refused.Single(m => m.Code == 'E').SqlState, Is.EqualTo("25P02"), Describe(refused));
+        await RunStatementAsync(raw, false, "ROLLBACK", "I", timeout);
+        for (var i = 0; i < 3; i++)
+        {
+            await raw.SendAsync(RawClient.Bind("", "kept"), RawClient.Execute(""), RawClient.Sync());
+            var ran = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(ran.Where(m => m.Code is 'E' or 'D').Select(m => m.Code == 'E' ? m.SqlState : m.FirstColumn), Is.EqualTo(new[] { "kept" }),
+                $"run {i}: {Describe(ran)}");
+        }
+    }
+
+    /// <summary>
     /// A Parse the server refuses makes no statement: a later Bind of its name gets 26000 (prepared statement does not
     /// exist) wherever it runs, and the name can be parsed again. The Bind, in a transaction after a write, runs on the
     /// primary while the Parse, a read, ran on a standby: Poold used to parse the refused statement again there, and the
