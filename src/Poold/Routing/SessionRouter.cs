@@ -132,7 +132,7 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
     /// Functions created or altered by statements not yet known to have committed: defined again once the session is
     /// idle (see <see cref="ReadyForQuery"/>).
     /// </summary>
-    private List<string>? _definedUncommitted;
+    private HashSet<string>? _definedUncommitted;
 
     /// <summary>Updates the state for a statement that has been sent on its way.</summary>
     public void Dispatched(Classification c)
@@ -140,7 +140,7 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
         foreach (var function in c.DefinesFunctions)
         {
             catalog.Defined(database, function);
-            (_definedUncommitted ??= []).Add(function);
+            (_definedUncommitted ??= new(StringComparer.Ordinal)).Add(function);
         }
 
         switch (c.Transaction)
@@ -255,9 +255,8 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
         return false;
     }
 
-    /// <summary>The transaction status the client was given for the newest batch: corrects the dispatched view.</summary>
     /// <summary>
-    /// The server's word on the session's transaction, after its last statement. Once idle, the functions defined since
+    /// The transaction status the client was given for the newest batch: corrects the dispatched view. Once idle, the functions defined since
     /// are defined again in the catalog: a catalog read that began before their definition committed (the statement's
     /// own, or its transaction's COMMIT) may have seen them as they were, and must not be the last word.
     /// </summary>

@@ -580,6 +580,9 @@ internal sealed partial class BackendSide
                 locked.OnlyBegun = false;
                 PinParsed(messages);
                 var completesBefore = _lockedBatch?.ClientCompletes ?? 0;
+
+                // Ended before this part is sent: its standby failed under an earlier part, and this part does not run.
+                var endedBefore = _lockedBatch is { Ended: true };
                 await CatchUpLockedAsync(locked, messages, ct);
                 await CopySavepointControlAsync(locked, messages, ct);
                 ApplyStatementEffects(locked, messages, Settledness.Unknown);
@@ -590,7 +593,7 @@ internal sealed partial class BackendSide
                     await RestoreStartupValuesAsync(locked, messages, restore: false, ct);
                 }
 
-                AfterBatch(locked, messages, _lockedBatch, completesBefore);
+                AfterBatch(locked, messages, ChangesStatements(messages) ? _lockedBatch : null, completesBefore, endedBefore);
                 await AfterDispatchAsync(locked, sync, copy: false, ct);
                 if (sync)
                 {
@@ -631,6 +634,9 @@ internal sealed partial class BackendSide
 
             var statements = _batchStatements;
             NodeLink? forced = null;
+
+            // Whether the batch changes the client's named statements (see ChangesStatements), found on the way.
+            var changesStatements = false;
             for (var i = 0; i < messages.Count; i++)
             {
                 var m = messages[i];
@@ -638,9 +644,14 @@ internal sealed partial class BackendSide
                 {
                     case (byte)FrontendCode.Parse:
                         statements.Add(m.Classification!);
+                        changesStatements |= m.Name.Length > 0;
+                        break;
+                    case (byte)FrontendCode.Close:
+                        changesStatements |= m is { StatementName: "S", Name.Length: > 0 };
                         break;
                     case (byte)FrontendCode.Bind when FindStatement(messages, m.StatementName, i) is { } s:
                         statements.Add(s);
+                        changesStatements |= s.Deallocates is not null;
                         break;
                     case (byte)FrontendCode.Describe when m.StatementName == "S" && FindStatement(messages, m.Name, i) is { } s:
                         statements.Add(s);
@@ -721,7 +732,7 @@ internal sealed partial class BackendSide
             // the last word.
             // A control for every batch sent before its Sync, and for one that changes the client's named statements (its
             // outcome decides the registry's records).
-            var control = sync && !ChangesStatements(messages) ? null : new BatchControl { ClientCompletes = Completions(messages) };
+            var control = sync && !changesStatements ? null : new BatchControl { ClientCompletes = Completions(messages) };
             Enqueue(link, relay: true, skip, control);
             link.OnlyBegun = begins;
             ApplyStatementEffects(link, messages, settled);
@@ -742,7 +753,7 @@ internal sealed partial class BackendSide
             }
 
             _copyLink = link;
-            AfterBatch(link, messages, control, completesBefore: 0);
+            AfterBatch(link, messages, changesStatements ? control : null, completesBefore: 0);
             await AfterDispatchAsync(link, sync, statements.Exists(s => s.Verb == "COPY"), ct);
             foreach (var statement in statements)
             {
@@ -839,14 +850,23 @@ internal sealed partial class BackendSide
     }
 
     /// <summary>
-    /// Registers what the batch created and closed on <paramref name="link"/>; the named statements it parses are watched
-    /// through its <paramref name="control"/> until the server has answered them (<see cref="SettleParses"/>).
+    /// Registers what the batch created and closed on <paramref name="link"/>; with a <paramref name="control"/> (a batch
+    /// that changes the client's named statements), the changes are watched until the server has answered them
+    /// (<see cref="SettleParses"/>). The batch's answer may come before this runs: <paramref name="endedBefore"/> tells a
+    /// later part of a batch that had ended before the part was sent.
     /// </summary>
-    private void AfterBatch(NodeLink link, List<BatchMessage> messages, BatchControl? control, int completesBefore)
+    private void AfterBatch(NodeLink link, List<BatchMessage> messages, BatchControl? control, int completesBefore, bool endedBefore = false)
     {
-        // A control whose batch has already ended (its standby failed under an earlier part) is settled: the rest of the
-        // batch is taken as run.
-        var made = control is { Ended: false } && ChangesStatements(messages) ? control.Parsed : null;
+        if (control is not null && endedBefore)
+        {
+            // The batch had ended before this part was sent (its standby failed under an earlier part): it did not run.
+            var changes = new List<ParsedStatement>();
+            _registry.AfterBatch(link, _backends.Links, messages, _batch.WrittenSpan, _transactionMode, completesBefore, changes);
+            _registry.Settle(changes, failed: true, answered: 0, _backends.Links);
+            return;
+        }
+
+        var made = control?.Parsed;
         var before = made?.Count ?? 0;
         _registry.AfterBatch(link, _backends.Links, messages, _batch.WrittenSpan, _transactionMode, completesBefore, made);
         if (made is not null && made.Count > before && before == 0)

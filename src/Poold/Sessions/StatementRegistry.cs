@@ -305,17 +305,10 @@ internal sealed class StatementRegistry(TimeProvider time)
                     Portals[m.Name] = link;
                     if (Statements.TryGetValue(m.StatementName, out var bound) && bound.Classification is { Deallocates: { } gone, MultiStatement: false })
                     {
-                        if (made is null)
-                        {
-                            Deallocated(gone, link, links);
-                        }
-                        else
-                        {
-                            // Applied once the server has answered: a DEALLOCATE refused (in a failed transaction, say)
-                            // leaves the statements where they are.
-                            made.Add(new ParsedStatement(completes, new PreparedStatement(gone, [], bound.Classification), null, link,
-                                StatementChange.Deallocate));
-                        }
+                        // Applied now, in the batch's order (a Parse after it in the batch stays); should the server not
+                        // run it (a failed transaction, say), Settle puts the statements back.
+                        var removed = Deallocated(gone, link, links);
+                        made?.Add(new ParsedStatement(completes, bound, null, link, StatementChange.Deallocate, removed));
                     }
 
                     break;
@@ -367,8 +360,9 @@ internal sealed class StatementRegistry(TimeProvider time)
     /// all (the name was free there) becomes the client's statement, on that connection only.</item>
     /// <item>A Close the server skipped leaves the statement the client had: it is put back (Npgsql, reusing an
     /// auto-prepare slot, closes and parses a name in one batch, and binds the old statement again when that batch fails).</item>
-    /// <item>A DEALLOCATE is applied when its batch did not fail; when it did, whether it ran is not known, and the
-    /// client's statements are neither trusted nor dropped (<see cref="Unsure"/>).</item>
+    /// <item>A DEALLOCATE is applied as the batch is sent. When its batch failed and nothing after it was answered,
+    /// whether it ran is not known: the statements it dropped are put back, unconfirmed (neither trusted nor dropped),
+    /// and every connection closes them before its next use, so that a Bind parses them again where it runs.</item>
     /// </list>
     /// </summary>
     public void Settle(List<ParsedStatement> changes, bool failed, int answered, IEnumerable<NodeLink> links)
@@ -381,24 +375,43 @@ internal sealed class StatementRegistry(TimeProvider time)
             var ran = !failed || change.Complete < answered;
             switch (change.Change)
             {
-                case StatementChange.Deallocate when failed:
-                    Unsure();
-                    break;
                 case StatementChange.Deallocate:
-                    Deallocated(name, change.Link, links);
+                    if (!failed || change.Complete < answered)
+                    {
+                        // It ran: something after it in the batch was answered, or nothing failed.
+                        break;
+                    }
+
+                    foreach (var dropped in change.Removed!)
+                    {
+                        if (!dropped.Refused && Statements.TryAdd(dropped.Name, dropped))
+                        {
+                            dropped.Unconfirmed = true;
+                        }
+
+                        change.Link.StaleStatements.Add(dropped.Name);
+                    }
+
                     break;
-                case StatementChange.Close:
-                    if (!ran && (!Statements.TryGetValue(name, out var now) || ParsedLater(changes, i, now)))
+                case StatementChange.Close when !ran:
+                    if (!statement.Refused && (!Statements.TryGetValue(name, out var now) || ParsedLater(changes, i, now)))
                     {
                         Statements[name] = statement;
                         change.Link.Statements.Add(name);
                         change.Link.StaleStatements.Remove(name);
                     }
+                    else if (!change.Link.Statements.Contains(name))
+                    {
+                        // Not put back, yet still on the server there: closed before that connection's next use.
+                        change.Link.StaleStatements.Add(name);
+                    }
 
+                    break;
+                case StatementChange.Close:
                     break;
                 case StatementChange.Duplicate:
                     statement.Unconfirmed = false;
-                    if (ran && (!Statements.TryGetValue(name, out var kept) || ReferenceEquals(kept, change.Previous)))
+                    if (ran && (!Statements.TryGetValue(name, out var kept) || ReferenceEquals(kept, change.Previous)) && !RemovedLater(changes, i, name))
                     {
                         Statements[name] = statement;
                         foreach (var other in links)
@@ -431,6 +444,21 @@ internal sealed class StatementRegistry(TimeProvider time)
         for (var i = at + 1; i < changes.Count; i++)
         {
             if (changes[i].Change == StatementChange.Parse && ReferenceEquals(changes[i].Statement, statement))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Whether a Close or DEALLOCATE after change <paramref name="at"/> of the same batch removed <paramref name="name"/>.</summary>
+    private static bool RemovedLater(List<ParsedStatement> changes, int at, string name)
+    {
+        for (var i = at + 1; i < changes.Count; i++)
+        {
+            if (changes[i] is { Change: StatementChange.Close } close && close.Statement.Name == name
+                || changes[i] is { Change: StatementChange.Deallocate, Removed: { } removed } && removed.Exists(r => r.Name == name))
             {
                 return true;
             }
@@ -484,18 +512,21 @@ internal sealed class StatementRegistry(TimeProvider time)
 
     /// <summary>
     /// A DEALLOCATE of <paramref name="name"/> (DEALLOCATE ALL or DISCARD ALL: "*") bound on <paramref name="ranOn"/>: the
-    /// client's statement is forgotten there, as on the server; any other connection closes its copy before its next batch.
+    /// client's statement is forgotten there, as on the server; any other connection closes its copy before its next
+    /// batch. Returns the client's statements it dropped.
     /// </summary>
-    private void Deallocated(string name, NodeLink ranOn, IEnumerable<NodeLink> links)
+    private List<PreparedStatement> Deallocated(string name, NodeLink ranOn, IEnumerable<NodeLink> links)
     {
         var all = name == "*";
+        var removed = new List<PreparedStatement>();
         if (all)
         {
+            removed.AddRange(Statements.Values.Where(v => v.Name.Length > 0));
             Forget(null);
         }
-        else
+        else if (Statements.Remove(name, out var one))
         {
-            Statements.Remove(name);
+            removed.Add(one);
         }
 
         foreach (var link in links)
@@ -509,6 +540,8 @@ internal sealed class StatementRegistry(TimeProvider time)
                 }
             }
         }
+
+        return removed;
     }
 
     /// <summary>
@@ -617,10 +650,11 @@ internal sealed class StatementRegistry(TimeProvider time)
 /// A change a batch made to the client's statements, until the server answers: <see cref="Complete"/> of the client's
 /// ParseComplete/CloseComplete replies come before its own (or, for a DEALLOCATE, before its Bind). For a Parse,
 /// <see cref="Previous"/> is the client's statement of that name it replaced; for a <see cref="StatementChange.Duplicate"/>,
-/// the one the client keeps; for a Close, <see cref="Statement"/> is the one closed; for a DEALLOCATE, its name ("*": all).
+/// the one the client keeps; for a Close, <see cref="Statement"/> is the one closed; for a DEALLOCATE, the statement that
+/// runs it, and <see cref="Removed"/> the client's statements it dropped.
 /// </summary>
 internal readonly record struct ParsedStatement(int Complete, PreparedStatement Statement, PreparedStatement? Previous, NodeLink Link,
-    StatementChange Change = StatementChange.Parse);
+    StatementChange Change = StatementChange.Parse, List<PreparedStatement>? Removed = null);
 
 internal enum StatementChange : byte
 {

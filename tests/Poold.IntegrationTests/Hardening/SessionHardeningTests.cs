@@ -1286,6 +1286,33 @@ public class SessionHardeningTests
     }
 
     /// <summary>
+    /// A DEALLOCATE ALL and then a Parse in one extended batch: the statement parsed after it is the client's, and binds
+    /// (the registry applied the DEALLOCATE once the server answered, after the Parse, and dropped it).
+    /// </summary>
+    [TestCase("session")]
+    [TestCase("transaction")]
+    public async Task AParseAfterADeallocateAllInOneBatch_Stays(string poolMode)
+    {
+        await using var poold = await StartAsync(Backends(1, 0, 0), $"pool_mode = {poolMode}\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-parse-after-deallocate");
+        var timeout = TimeSpan.FromSeconds(10);
+        await raw.SendAsync(RawClient.Parse("before", "SELECT 'before'"), RawClient.Sync());
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { '1', 'Z' }));
+        await raw.SendAsync(RawClient.Parse("", "DEALLOCATE ALL"), RawClient.Bind("", ""), RawClient.Execute(""),
+            RawClient.Parse("after", "SELECT 'after'"), RawClient.Bind("", "after"), RawClient.Execute(""), RawClient.Sync());
+        var batch = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(batch.Where(m => m.Code is 'E' or 'D').Select(m => m.Code == 'E' ? m.SqlState : m.FirstColumn), Is.EqualTo(new[] { "after" }),
+            Describe(batch));
+        for (var i = 0; i < 3; i++)
+        {
+            await raw.SendAsync(RawClient.Bind("", "after"), RawClient.Execute(""), RawClient.Bind("", "before"), RawClient.Execute(""), RawClient.Sync());
+            var ran = await raw.ReadUntilReadyAsync(timeout);
+            Assert.That(ran.Where(m => m.Code is 'E' or 'D').Select(m => m.Code == 'E' ? m.SqlState : m.FirstColumn), Is.EqualTo(new[] { "after", "26000" }),
+                $"run {i}: {Describe(ran)}");
+        }
+    }
+
+    /// <summary>
     /// A Parse the server refuses makes no statement: a later Bind of its name gets 26000 (prepared statement does not
     /// exist) wherever it runs, and the name can be parsed again. The Bind, in a transaction after a write, runs on the
     /// primary while the Parse, a read, ran on a standby: Poold used to parse the refused statement again there, and the
