@@ -22,7 +22,8 @@
 #   includes the clients' logins (SCRAM), so each run gets DURATION + clients / CONNECTS_PER_SECOND seconds
 #   (pgbench's TPS leaves the connection time out), BASE_PORT (27432) first PostgreSQL port; the proxies use the ports after it;
 #   BENCH_NOTE: a sentence on the machine's state during the run, put in the report; WORKLOADS (all): the workloads
-#   to run, by name (select-simple select-extended select-prepared tpcb-simple tpcb-prepared).
+#   to run, by name (select-simple select-extended select-prepared tpcb-simple tpcb-prepared); POOLD_IO_THREADS (unset:
+#   Poold's default, one event thread per core up to four) is passed on to both Poold targets.
 #
 # Prints a markdown report and writes it to bench/results/. Everything it starts, it stops.
 set -euo pipefail
@@ -48,7 +49,7 @@ POOLD_LB_PORT=$((BASE_PORT + 11))
 PGBOUNCER_PORT=$((BASE_PORT + 12))
 USER_NAME=bench
 USER_PASSWORD=bench
-command_line="DURATION=$DURATION ROUNDS=$ROUNDS SCALE=$SCALE CLIENTS=\"$CLIENTS\" POOL_SIZE=$POOL_SIZE THREADS=$THREADS${WORKLOADS:+ WORKLOADS=\"$WORKLOADS\"} bench/compare-tx.sh"
+command_line="${POOLD_IO_THREADS:+POOLD_IO_THREADS=$POOLD_IO_THREADS }DURATION=$DURATION ROUNDS=$ROUNDS SCALE=$SCALE CLIENTS=\"$CLIENTS\" POOL_SIZE=$POOL_SIZE THREADS=$THREADS${WORKLOADS:+ WORKLOADS=\"$WORKLOADS\"} bench/compare-tx.sh"
 
 max_clients=0
 for c in $CLIENTS; do [ "$c" -gt "$max_clients" ] && max_clients=$c; done
