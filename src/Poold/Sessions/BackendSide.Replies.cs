@@ -37,7 +37,7 @@ internal sealed partial class BackendSide
     /// messages answer statements Poold injected at the head of the batch, and are not the client's.
     /// </summary>
     private readonly record struct ReplyEntry(NodeLink Link, bool Relay, int SkipLeading, long Sequence, byte[]? Synthetic = null,
-        BatchControl? Control = null, long SentAt = 0, WalPositionCapture? Capture = null);
+        BatchControl? Control = null, long SentAt = 0, WalPositionCapture? Capture = null, string[]? Leading = null);
 
     /// <summary>
     /// A batch sent before its Sync: the dispatch may later end it with a Sync of Poold's (<see cref="SwallowReadyForQuery"/>,
@@ -354,6 +354,13 @@ internal sealed partial class BackendSide
                             var error = ErrorFields.Parse(body);
                             link.SawError = true;
                             sawError = true;
+                            if (skip > 0 && entry.Leading is { } leading)
+                            {
+                                // The statements Poold put ahead of the batch from here on were skipped by the server.
+                                _skippedCatchUps.Enqueue((link, leading[^skip..]));
+                                skip = 0;
+                            }
+
                             if (!entry.Relay)
                             {
                                 LogCatchUpError(link.Connection.NodeId, error.Message);

@@ -733,7 +733,7 @@ internal sealed partial class BackendSide
             // A control for every batch sent before its Sync, and for one that changes the client's named statements (its
             // outcome decides the registry's records).
             var control = sync && !changesStatements ? null : new BatchControl { ClientCompletes = Completions(messages) };
-            Enqueue(link, relay: true, skip, control);
+            Enqueue(link, relay: true, skip, control, leading: TakeCatchUpNames());
             link.OnlyBegun = begins;
             ApplyStatementEffects(link, messages, settled);
             MarkBoundIfUncertain(link, messages, inTransaction);
@@ -893,8 +893,9 @@ internal sealed partial class BackendSide
         for (var i = 0; i < _parseWatches.Count;)
         {
             var control = _parseWatches[i];
-            if (!control.Ended)
+            if (!control.Ended || control == _lockedBatch)
             {
+                // Not answered yet; or the batch under way, whose later parts add to it (settled after its last part).
                 i++;
                 continue;
             }
@@ -1326,7 +1327,7 @@ internal sealed partial class BackendSide
 
         var skip = await CatchUpAsync(link, NoMessages, ct);
         var begins = classification is { Transaction: TransactionEffect.Begin, MultiStatement: false } && !link.TransactionOpen;
-        Enqueue(link, relay, skip);
+        Enqueue(link, relay, skip, leading: TakeCatchUpNames());
         link.OnlyBegun = begins && _transactionMode;
         if (classification is not null)
         {
@@ -1507,9 +1508,28 @@ internal sealed partial class BackendSide
         }
 
         var skip = frames.Count;
+        _catchUpNames = skip == 0 ? null : frames.ConvertAll(StatementRegistry.StatementNameOf).ToArray();
         frames.Clear();
         return skip;
     }
+
+    /// <summary>The names of the statements the last catch-up parsed or closed ahead of a batch, in order, for its reply entry.</summary>
+    private string[]? _catchUpNames;
+
+    /// <summary>The names of the last catch-up's statements, once (see <see cref="_catchUpNames"/>).</summary>
+    private string[]? TakeCatchUpNames()
+    {
+        var names = _catchUpNames;
+        _catchUpNames = null;
+        return names;
+    }
+
+    /// <summary>
+    /// Statements Poold parsed or closed ahead of a batch that the server skipped (an error came first: say the Parse
+    /// of a statement bound in a failed transaction, 25P02), with their link: queued by the reply pump, put right by the
+    /// client side before its next request (<see cref="SettleInjected"/>).
+    /// </summary>
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(NodeLink Link, string[] Names)> _skippedCatchUps = new();
 
     /// <summary>
     /// A later part of a batch already under way (sent after a Flush) may bind a statement its connection lacks: as
@@ -1555,6 +1575,26 @@ internal sealed partial class BackendSide
         control.ClientCompletes += Completions(messages);
     }
 
+    /// <summary>Statements put ahead of a batch that the server skipped (see <see cref="_skippedCatchUps"/>): not there, whatever the records say.</summary>
+    private void SettleSkippedCatchUps()
+    {
+        while (_skippedCatchUps.TryDequeue(out var skipped))
+        {
+            var (link, names) = skipped;
+            var stillBound = _backends.TryGet(link.Connection.NodeId, out var bound) && bound == link;
+            foreach (var name in names)
+            {
+                // Not made (or not closed) there: closed before that connection's next use, parsed again where bound.
+                link.Statements.Remove(name);
+                link.StaleStatements.Add(name);
+                if (stillBound)
+                {
+                    link.Connection.Prepared.Remove(name);
+                }
+            }
+        }
+    }
+
     /// <summary>The last batch whose later part had statements of Poold's put ahead of it, and its link, until settled.</summary>
     private (BatchControl Control, NodeLink Link)? _injected;
 
@@ -1569,6 +1609,7 @@ internal sealed partial class BackendSide
     private void SettleInjected()
     {
         SettleParses();
+        SettleSkippedCatchUps();
         // The batch under way is left alone: a later part of it (CatchUpLockedAsync) adds to the same record.
         if (_injected is not { } injected || injected.Control == _lockedBatch)
         {
@@ -1726,6 +1767,7 @@ internal sealed partial class BackendSide
     private async Task SendCopyAsync(NodeLink link, byte[] query, CancellationToken ct)
     {
         await CatchUpAsync(link, NoMessages, ct);
+        TakeCatchUpNames();
         Enqueue(link, relay: false, 0);
         await WriteAndFlushAsync(link.Connection, query, ct);
     }
@@ -2232,7 +2274,8 @@ internal sealed partial class BackendSide
         return false;
     }
 
-    private void Enqueue(NodeLink link, bool relay, int skip, BatchControl? control = null, WalPositionCapture? capture = null)
+    private void Enqueue(NodeLink link, bool relay, int skip, BatchControl? control = null, WalPositionCapture? capture = null,
+        string[]? leading = null)
     {
         link.OnlyBegun = false;
         Interlocked.Increment(ref _repliesInFlight);
@@ -2249,7 +2292,7 @@ internal sealed partial class BackendSide
             Interlocked.Increment(ref _outstanding);
         }
 
-        _replies.TryWrite(new ReplyEntry(link, relay, skip, sequence, Control: control, SentAt: now, Capture: capture));
+        _replies.TryWrite(new ReplyEntry(link, relay, skip, sequence, Control: control, SentAt: now, Capture: capture, Leading: leading));
         if (Volatile.Read(ref _watchPrimary))
         {
             _backends.Primary!.Connection.Reader.CancelPendingRead();

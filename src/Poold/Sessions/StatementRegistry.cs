@@ -116,6 +116,7 @@ internal sealed class StatementRegistry(TimeProvider time)
             {
                 frames.Add(CloseFrame(stale));
                 connection.Prepared.Remove(stale);
+                link.Statements.Remove(stale);
             }
 
             link.StaleStatements.Clear();
@@ -384,11 +385,22 @@ internal sealed class StatementRegistry(TimeProvider time)
 
                     foreach (var dropped in change.Removed!)
                     {
-                        if (!dropped.Refused && Statements.TryAdd(dropped.Name, dropped))
+                        if (dropped.Refused)
                         {
-                            dropped.Unconfirmed = true;
+                            continue;
                         }
 
+                        if (Statements.TryGetValue(dropped.Name, out var newer) && !ParsedLater(changes, i, newer))
+                        {
+                            // Parsed again by a later batch: that one stands.
+                            continue;
+                        }
+
+                        // Back, as neither trusted nor dropped (a Parse of the name later in this batch did not run
+                        // either), and closed on that connection before its next use: parsed again where it is bound.
+                        Statements[dropped.Name] = dropped;
+                        dropped.Unconfirmed = true;
+                        change.Link.Statements.Remove(dropped.Name);
                         change.Link.StaleStatements.Add(dropped.Name);
                     }
 

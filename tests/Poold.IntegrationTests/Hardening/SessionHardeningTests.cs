@@ -1313,6 +1313,39 @@ public class SessionHardeningTests
     }
 
     /// <summary>
+    /// A statement parsed on a standby, bound in a transaction that failed on the primary: Poold parses it on the
+    /// primary first, and the server refuses that Parse (25P02) with the Bind. The primary's connection must not count it
+    /// as there: after the ROLLBACK, the next transaction's Bind of it got 26000.
+    /// </summary>
+    [TestCase("session")]
+    [TestCase("transaction")]
+    public async Task AStatementParsedAheadOfABindInAFailedTransaction_IsParsedAgainLater(string poolMode)
+    {
+        await using var poold = await StartAsync(Backends(0, 1, 1), $"pool_mode = {poolMode}\n");
+        await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-catch-up-refused");
+        var timeout = TimeSpan.FromSeconds(10);
+        var id = Random.Shared.Next(28_000_000, 29_000_000);
+        await raw.SendAsync(RawClient.Parse("elsewhere", "SELECT 'parsed on a standby'"), RawClient.Sync());
+        Assert.That((await raw.ReadUntilReadyAsync(timeout)).Select(m => m.Code), Is.EqualTo(new[] { '1', 'Z' }));
+
+        await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
+        await RunStatementAsync(raw, false, $"INSERT INTO {Table} VALUES (1 / 0, 'fails')", "E", timeout);
+        await raw.SendAsync(RawClient.Bind("", "elsewhere"), RawClient.Execute(""), RawClient.Sync());
+        var refused = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(refused.Where(m => m.Code is 'E' or 'Z').Select(m => m.Code == 'E' ? m.SqlState : m.Text), Is.EqualTo(new[] { "25P02", "E" }),
+            Describe(refused));
+        await RunStatementAsync(raw, false, "ROLLBACK", "I", timeout);
+
+        await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
+        await RunStatementAsync(raw, false, $"INSERT INTO {Table} VALUES ({id}, 'on the primary')", "T", timeout);
+        await raw.SendAsync(RawClient.Bind("", "elsewhere"), RawClient.Execute(""), RawClient.Sync());
+        var ran = await raw.ReadUntilReadyAsync(timeout);
+        Assert.That(ran.Where(m => m.Code is 'E' or 'D').Select(m => m.Code == 'E' ? m.SqlState : m.FirstColumn),
+            Is.EqualTo(new[] { "parsed on a standby" }), Describe(ran));
+        await RunStatementAsync(raw, false, "ROLLBACK", "I", timeout);
+    }
+
+    /// <summary>
     /// A Parse the server refuses makes no statement: a later Bind of its name gets 26000 (prepared statement does not
     /// exist) wherever it runs, and the name can be parsed again. The Bind, in a transaction after a write, runs on the
     /// primary while the Parse, a read, ran on a standby: Poold used to parse the refused statement again there, and the
