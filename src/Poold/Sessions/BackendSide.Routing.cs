@@ -1433,6 +1433,7 @@ internal sealed partial class BackendSide
     /// </summary>
     private async Task<int> CatchUpAsync(NodeLink link, List<BatchMessage> messages, CancellationToken ct)
     {
+        _catchUpNames = null;
         var connection = link.Connection;
         SettleStateUndo();
         if (!link.HasStaleStatements && link.AppliedHistory == _state.Version && messages.Count == 0 && link.TransactionOpen == InTransactionNow()
@@ -1508,7 +1509,23 @@ internal sealed partial class BackendSide
         }
 
         var skip = frames.Count;
-        _catchUpNames = skip == 0 ? null : frames.ConvertAll(StatementRegistry.StatementNameOf).ToArray();
+        if (skip > 0)
+        {
+            var names = new string[skip];
+            for (var i = 0; i < skip; i++)
+            {
+                names[i] = StatementRegistry.StatementNameOf(frames[i]);
+            }
+
+            _catchUpNames = names;
+            if (_transactionMode)
+            {
+                // Should the server skip them (an error first), what the connection holds is not what its records say:
+                // its next client drops every statement first (see ReturnSharedAsync).
+                link.ParsedSinceBound = true;
+            }
+        }
+
         frames.Clear();
         return skip;
     }

@@ -316,8 +316,9 @@ internal sealed class StatementRegistry(TimeProvider time)
                 case (byte)FrontendCode.Close when m.StatementName == "S":
                     if (made is not null && m.Name.Length > 0 && Statements.TryGetValue(m.Name, out var closed))
                     {
-                        // Should the server skip the Close (an error earlier in the batch), the statement is still there.
-                        made.Add(new ParsedStatement(completes, closed, null, link, StatementChange.Close));
+                        // Should the server skip the Close (an error earlier in the batch), the statement is still there
+                        // (on this connection, if it was there).
+                        made.Add(new ParsedStatement(completes, closed, null, link, StatementChange.Close, LinkHeld: link.Statements.Contains(m.Name)));
                     }
 
                     completes++;
@@ -392,7 +393,12 @@ internal sealed class StatementRegistry(TimeProvider time)
 
                         if (Statements.TryGetValue(dropped.Name, out var newer) && !ParsedLater(changes, i, newer))
                         {
-                            // Parsed again by a later batch: that one stands.
+                            // Parsed again by a later batch: that one stands. The old one may still be on this connection.
+                            if (!change.Link.Statements.Contains(dropped.Name))
+                            {
+                                change.Link.StaleStatements.Add(dropped.Name);
+                            }
+
                             continue;
                         }
 
@@ -409,10 +415,13 @@ internal sealed class StatementRegistry(TimeProvider time)
                     if (!statement.Refused && (!Statements.TryGetValue(name, out var now) || ParsedLater(changes, i, now)))
                     {
                         Statements[name] = statement;
-                        change.Link.Statements.Add(name);
-                        change.Link.StaleStatements.Remove(name);
+                        if (change.LinkHeld)
+                        {
+                            change.Link.Statements.Add(name);
+                            change.Link.StaleStatements.Remove(name);
+                        }
                     }
-                    else if (!change.Link.Statements.Contains(name))
+                    else if (change.LinkHeld && !change.Link.Statements.Contains(name))
                     {
                         // Not put back, yet still on the server there: closed before that connection's next use.
                         change.Link.StaleStatements.Add(name);
@@ -662,11 +671,11 @@ internal sealed class StatementRegistry(TimeProvider time)
 /// A change a batch made to the client's statements, until the server answers: <see cref="Complete"/> of the client's
 /// ParseComplete/CloseComplete replies come before its own (or, for a DEALLOCATE, before its Bind). For a Parse,
 /// <see cref="Previous"/> is the client's statement of that name it replaced; for a <see cref="StatementChange.Duplicate"/>,
-/// the one the client keeps; for a Close, <see cref="Statement"/> is the one closed; for a DEALLOCATE, the statement that
-/// runs it, and <see cref="Removed"/> the client's statements it dropped.
+/// the one the client keeps; for a Close, <see cref="Statement"/> is the one closed and <see cref="LinkHeld"/> whether its
+/// connection had it; for a DEALLOCATE, the statement that runs it, and <see cref="Removed"/> the client's statements it dropped.
 /// </summary>
 internal readonly record struct ParsedStatement(int Complete, PreparedStatement Statement, PreparedStatement? Previous, NodeLink Link,
-    StatementChange Change = StatementChange.Parse, List<PreparedStatement>? Removed = null);
+    StatementChange Change = StatementChange.Parse, List<PreparedStatement>? Removed = null, bool LinkHeld = false);
 
 internal enum StatementChange : byte
 {

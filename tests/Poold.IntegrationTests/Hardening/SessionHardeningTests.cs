@@ -1315,11 +1315,13 @@ public class SessionHardeningTests
     /// <summary>
     /// A statement parsed on a standby, bound in a transaction that failed on the primary: Poold parses it on the
     /// primary first, and the server refuses that Parse (25P02) with the Bind. The primary's connection must not count it
-    /// as there: after the ROLLBACK, the next transaction's Bind of it got 26000.
+    /// as there: after the ROLLBACK, the next transaction's Bind of it got 26000. The same for a Close of it the server
+    /// skips there (the statement stays the client's, on the standby only).
     /// </summary>
-    [TestCase("session")]
-    [TestCase("transaction")]
-    public async Task AStatementParsedAheadOfABindInAFailedTransaction_IsParsedAgainLater(string poolMode)
+    [TestCase("session", false)]
+    [TestCase("transaction", false)]
+    [TestCase("session", true)]
+    public async Task AStatementParsedAheadOfABindInAFailedTransaction_IsParsedAgainLater(string poolMode, bool closed)
     {
         await using var poold = await StartAsync(Backends(0, 1, 1), $"pool_mode = {poolMode}\n");
         await using var raw = await RawClient.ConnectAsync(poold.Port, TestRoles.TrustUser, PgCluster.TestDatabase, "hardening-catch-up-refused");
@@ -1330,7 +1332,10 @@ public class SessionHardeningTests
 
         await RunStatementAsync(raw, false, "BEGIN", "T", timeout);
         await RunStatementAsync(raw, false, $"INSERT INTO {Table} VALUES (1 / 0, 'fails')", "E", timeout);
-        await raw.SendAsync(RawClient.Bind("", "elsewhere"), RawClient.Execute(""), RawClient.Sync());
+        await raw.SendAsync(closed
+            ? [RawClient.Parse("", "SELECT 1"), RawClient.Bind("", ""), RawClient.Execute(""), RawClient.Message('C', [(byte)'S'], RawClient.CString("elsewhere")),
+                RawClient.Sync()]
+            : [RawClient.Bind("", "elsewhere"), RawClient.Execute(""), RawClient.Sync()]);
         var refused = await raw.ReadUntilReadyAsync(timeout);
         Assert.That(refused.Where(m => m.Code is 'E' or 'Z').Select(m => m.Code == 'E' ? m.SqlState : m.Text), Is.EqualTo(new[] { "25P02", "E" }),
             Describe(refused));
