@@ -256,9 +256,10 @@ internal sealed class SessionRouter(RoutingOptions options, FunctionCatalog cata
     }
 
     /// <summary>
-    /// The transaction status the client was given for the newest batch: corrects the dispatched view. Once idle, the functions defined since
-    /// are defined again in the catalog: a catalog read that began before their definition committed (the statement's
-    /// own, or its transaction's COMMIT) may have seen them as they were, and must not be the last word.
+    /// The transaction status the client was given for the newest batch: corrects the dispatched view. Once idle, the
+    /// functions defined since are defined again in the catalog: a catalog read that began before their definition
+    /// committed (the statement's own, or its transaction's COMMIT) may have seen them as they were, and must not be the
+    /// last word.
     /// </summary>
     public void ReadyForQuery(bool inTransaction)
     {

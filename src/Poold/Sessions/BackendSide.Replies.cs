@@ -80,7 +80,7 @@ internal sealed partial class BackendSide
 
         private volatile bool _ended;
 
-        /// <summary>The named statements the batch parses, until settled (the dispatch's only: see <see cref="StatementRegistry.Settle"/>).</summary>
+        /// <summary>The batch's changes to the client's named statements, until settled (the dispatch's only: see <see cref="StatementRegistry.Settle"/>).</summary>
         public List<ParsedStatement> Parsed => _parsed ??= [];
 
         private List<ParsedStatement>? _parsed;

@@ -875,13 +875,14 @@ internal sealed partial class BackendSide
         }
     }
 
-    /// <summary>Batches whose named statements' Parse the server has yet to answer, oldest first.</summary>
+    /// <summary>Batches whose changes to the client's named statements wait to be settled, oldest first.</summary>
     private readonly List<BatchControl> _parseWatches = [];
 
     /// <summary>
-    /// Before the registry is used for a new request: each named statement whose batch has ended is settled, made
-    /// unless an error came at its Parse or before it (a request the client pipelined ahead of the answer finds the
-    /// statement as still unconfirmed: the registry then neither trusts nor refuses it, see <see cref="StatementRegistry.AfterBatch"/>).
+    /// Before the registry is used for a new request: the changes of each watched batch that has ended are settled by
+    /// the server's answer (<see cref="StatementRegistry.Settle"/>). A request the client pipelined ahead of the answer
+    /// finds a statement parsed there still unconfirmed: the registry then neither trusts nor refuses it (see
+    /// <see cref="StatementRegistry.AfterBatch"/>).
     /// </summary>
     private void SettleParses()
     {
