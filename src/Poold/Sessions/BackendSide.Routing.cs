@@ -634,9 +634,6 @@ internal sealed partial class BackendSide
 
             var statements = _batchStatements;
             NodeLink? forced = null;
-
-            // Whether the batch changes the client's named statements (see ChangesStatements), found on the way.
-            var changesStatements = false;
             for (var i = 0; i < messages.Count; i++)
             {
                 var m = messages[i];
@@ -644,14 +641,9 @@ internal sealed partial class BackendSide
                 {
                     case (byte)FrontendCode.Parse:
                         statements.Add(m.Classification!);
-                        changesStatements |= m.Name.Length > 0;
-                        break;
-                    case (byte)FrontendCode.Close:
-                        changesStatements |= m is { StatementName: "S", Name.Length: > 0 };
                         break;
                     case (byte)FrontendCode.Bind when FindStatement(messages, m.StatementName, i) is { } s:
                         statements.Add(s);
-                        changesStatements |= s.Deallocates is not null;
                         break;
                     case (byte)FrontendCode.Describe when m.StatementName == "S" && FindStatement(messages, m.Name, i) is { } s:
                         statements.Add(s);
@@ -732,6 +724,7 @@ internal sealed partial class BackendSide
             // the last word.
             // A control for every batch sent before its Sync, and for one that changes the client's named statements (its
             // outcome decides the registry's records).
+            var changesStatements = ChangesStatements(messages);
             var control = sync && !changesStatements ? null : new BatchControl { ClientCompletes = Completions(messages) };
             Enqueue(link, relay: true, skip, control, leading: TakeCatchUpNames());
             link.OnlyBegun = begins;
@@ -974,7 +967,6 @@ internal sealed partial class BackendSide
             AppliedHere(link, c);
         }
     }
-
 
     /// <summary>
     /// How a batch found the session: every earlier request answered (<see cref="Settled"/>), and whether its transaction
