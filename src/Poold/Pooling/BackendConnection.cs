@@ -45,6 +45,21 @@ internal sealed partial class BackendConnection : IAsyncDisposable
         Reader = new ContiguousPipeReader(stream, bufferSize: 64 * 1024, minimumReadSize: 4096);
     }
 
+    /// <summary>
+    /// Moves the connection's socket to the event thread of <paramref name="client"/>'s (see
+    /// <see cref="SocketStream.JoinEventThreadOf"/>); nothing when either is not on Poold's engine.
+    /// </summary>
+    public void JoinEventThreadOf(SocketStream? client)
+    {
+        if (client is not null)
+        {
+            _engineStream?.JoinEventThreadOf(client);
+        }
+    }
+
+    /// <summary>Whether the connection's socket is served by <paramref name="client"/>'s event thread (tests).</summary>
+    internal bool SharesEventThreadWith(SocketStream client) => _engineStream?.SharesEventThreadWith(client) == true;
+
     public BackendSettings Node { get; }
 
     public int NodeId => Node.Id;

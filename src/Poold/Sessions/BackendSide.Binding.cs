@@ -140,7 +140,7 @@ internal sealed partial class BackendSide
             if (shared is not null)
             {
                 LogReused(shared);
-                return shared;
+                return OnClientThread(shared);
             }
 
             try
@@ -149,7 +149,7 @@ internal sealed partial class BackendSide
                     _services.Settings.Get(Params.ConnectTimeout, node.Id), _services.Time, ct);
                 ConnectionPool.Opened(opened);
                 LogConnected(opened);
-                return opened;
+                return OnClientThread(opened);
             }
             catch
             {
@@ -161,7 +161,7 @@ internal sealed partial class BackendSide
         if (await TakeCachedAsync(key, ct) is { } cached)
         {
             LogReused(cached);
-            return cached;
+            return OnClientThread(cached);
         }
 
         if (pool.ReserveSlot(node.Id) is { } evicted)
@@ -174,13 +174,24 @@ internal sealed partial class BackendSide
             var connection = await BackendConnection.OpenAsync(node.Settings, key, BackendStartupParameters, _client.CredentialForBackendAsync, _services.Tls,
                 _services.Settings.Get(Params.ConnectTimeout, node.Id), _services.Time, ct);
             LogConnected(connection);
-            return connection;
+            return OnClientThread(connection);
         }
         catch
         {
             pool.Forget(node.Id);
             throw;
         }
+    }
+
+    /// <summary>
+    /// A connection bound to this session moves to the client's event thread: a statement's request and its reply are
+    /// then handled by one thread (see <see cref="Io.SocketStream.JoinEventThreadOf"/>). In transaction mode a pooled
+    /// connection may move at each binding (two epoll_ctl calls when it comes from the other thread).
+    /// </summary>
+    private BackendConnection OnClientThread(BackendConnection connection)
+    {
+        connection.JoinEventThreadOf(_client.EventStream);
+        return connection;
     }
 
     /// <summary>

@@ -29,6 +29,9 @@ internal interface ISessionClient
 
     /// <summary>Wakes the client pump's pending read (transaction mode: connections the reply pump could not release itself).</summary>
     public void WakeClientPump();
+
+    /// <summary>The client's socket on Poold's event engine (null on .NET's): server connections bound to the session join its event thread.</summary>
+    public Io.SocketStream? EventStream { get; }
 }
 
 /// <summary>

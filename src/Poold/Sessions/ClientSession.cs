@@ -37,6 +37,9 @@ internal sealed partial class ClientSession
     private (string User, string Database, string Application, string Host, string Port)? _logContext;
     private readonly MessageBuffer _out = new();
     private Stream _client;
+
+    /// <summary>The client's socket on Poold's event engine, under TLS if any (null on .NET's).</summary>
+    private readonly Io.SocketStream? _eventStream;
     private bool _clientIsTls;
     private StartupPacket? _startup;
     private int _secretKey;
@@ -58,6 +61,7 @@ internal sealed partial class ClientSession
         _rejectAsTooMany = rejectAsTooMany;
         Id = id;
         _client = SocketStreams.Create(socket);
+        _eventStream = _client as Io.SocketStream;
         _backendSide = new BackendSide(services, this, _output);
         StartedAt = services.Time.GetUtcNow();
 
@@ -367,4 +371,6 @@ internal sealed partial class ClientSession
     CredentialTag? ISessionClient.MayUse() => MayUse();
 
     void ISessionClient.WakeClientPump() => _clientReader?.CancelPendingRead();
+
+    Io.SocketStream? ISessionClient.EventStream => _eventStream;
 }

@@ -41,6 +41,68 @@ public class IoEngineTests
         Assert.That(SocketsFrom(backendPort), Is.EqualTo(1), "the cached backend connection stays on the engine");
     }
 
+    [TestCase("session", false)]
+    [TestCase("session", true)]
+    [TestCase("transaction", false)]
+    [TestCase("transaction", true)]
+    public async Task AServerConnection_IsServedByItsClientsEventThread_AndMovesWithTheNextClientThatTakesIt(string poolMode, bool tls)
+    {
+        if (!SocketStreams.UseEpoll)
+        {
+            Assert.Ignore("Poold's I/O layer is off (POOLD_IO_ENGINE=dotnet, or not Linux)");
+        }
+
+        Assume.That(EpollEngine.Shared.ThreadCount, Is.GreaterThanOrEqualTo(2), "one event thread: every socket shares it");
+
+        // One server connection: each client in turn runs a transaction on it (in session mode, once the one before has gone).
+        await using var poold = await PooldInstance.StartAsync(PooldInstance.BackendLines(ClusterFixture.Cluster, 0)
+            + $"health_check_period = 0\nsr_check_period = 0\npool_mode = {poolMode}\ndefault_pool_size = 1\nmax_pool = 1\n", ssl: tls);
+        SocketStream? first = null;
+        var sawBothThreads = false;
+        var backendPorts = new HashSet<int>();
+        for (var i = 0; i < 6 && !(sawBothThreads && i >= 4); i++)
+        {
+            await using (var connection = await poold.OpenAsync(TestRoles.ScramUser, TestRoles.Password(TestRoles.ScramUser),
+                             sslMode: tls ? SslMode.Require : SslMode.Disable))
+            {
+                await using var transaction = await connection.BeginTransactionAsync();
+                var backendPort = Convert.ToInt32(await new NpgsqlCommand("SELECT inet_client_port()", connection, transaction).ExecuteScalarAsync(),
+                    CultureInfo.InvariantCulture);
+                backendPorts.Add(backendPort);
+
+                // One client at a time: the one socket Poold accepted on its port is this client's.
+                var clientStream = Single(s => LocalPort(s) == poold.Port);
+                var backendStream = Single(s => LocalPort(s) == backendPort);
+                Assert.That(backendStream.SharesEventThreadWith(clientStream), Is.True, $"client {i}: its server connection is on its event thread");
+                first ??= clientStream;
+                sawBothThreads |= !clientStream.SharesEventThreadWith(first);
+                await transaction.CommitAsync();
+            }
+
+            await Poll.UntilAsync(() => Task.FromResult(poold.Host.Sessions.Count == 0 && ClientSockets(poold.Port) == 0), TimeSpan.FromSeconds(10),
+                "the session to end and give its server connection back");
+        }
+
+        Assert.That(backendPorts, Has.Count.EqualTo(1), "every client ran on the one server connection");
+        Assert.That(sawBothThreads, Is.True, "clients came on both event threads, so the connection moved");
+    }
+
+    private static SocketStream Single(Func<SocketStream, bool> match)
+    {
+        var found = new List<SocketStream>();
+        EpollEngine.Shared.Count(s =>
+        {
+            if (match(s))
+            {
+                found.Add(s);
+            }
+
+            return false;
+        });
+        Assert.That(found, Has.Count.EqualTo(1));
+        return found[0];
+    }
+
     /// <summary>Sockets Poold accepted on <paramref name="listenPort"/>.</summary>
     private static int ClientSockets(int listenPort) => EpollEngine.Shared.Count(s => LocalPort(s) == listenPort);
 

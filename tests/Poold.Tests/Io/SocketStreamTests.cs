@@ -329,6 +329,98 @@ public sealed class SocketStreamTests : IDisposable
         Assert.That(Descriptors() - before, Is.LessThan(10), "descriptors left open");
     }
 
+    /// <summary>Streams made until one is (or is not) served by <see cref="_stream"/>'s event thread; the others are disposed.</summary>
+    private (SocketStream Stream, Socket Peer) PairOnThread(bool shared)
+    {
+        for (var i = 0; i < 16; i++)
+        {
+            var (stream, peer) = Pair();
+            if (stream.SharesEventThreadWith(_stream) == shared)
+            {
+                return (stream, peer);
+            }
+
+            stream.Dispose();
+            peer.Dispose();
+        }
+
+        throw new AssertionException("sixteen streams in a row all went to the same event thread: they are given out round-robin");
+    }
+
+    [Test]
+    public async Task JoiningAnotherStreamsEventThread_MovesTheSocket_AndLosesNoWakeUp_EvenAsDataArrives()
+    {
+        Assume.That(EpollEngine.Shared.ThreadCount, Is.GreaterThanOrEqualTo(2), "one event thread: there is nowhere to move");
+        var (away, awayPeer) = PairOnThread(shared: false);
+        var (home, homePeer) = PairOnThread(shared: true);
+        using (awayPeer)
+        using (homePeer)
+        using (away)
+        using (home)
+        {
+            var lost = EpollEngine.Shared.LostWakeups;
+            var buffer = new byte[4];
+            for (var i = 0; i < 200; i++)
+            {
+                // A read parked, the socket moved (to the other thread, then back) while the peer writes: the read ends
+                // well before the watchdog could rescue a lost edge (two sweeps, 2 s apart).
+                var read = _stream.ReadAsync(buffer);
+                var target = i % 2 == 0 ? away : home;
+                var move = Task.Run(() => _stream.JoinEventThreadOf(target));
+                _peer.Send([(byte)i]);
+                Assert.That(await read.AsTask().WaitAsync(TimeSpan.FromSeconds(1.5)), Is.EqualTo(1), $"round {i}");
+                Assert.That(buffer[0], Is.EqualTo((byte)i));
+                await move.WaitAsync(Deadline);
+                Assert.That(_stream.SharesEventThreadWith(target), Is.True, $"round {i}: moved");
+                Assert.That(_stream.SharesEventThreadWith(i % 2 == 0 ? home : away), Is.False);
+            }
+
+            // Moved for good: edges keep coming on the new thread (writes parked for room included).
+            _stream.JoinEventThreadOf(away);
+            var big = Bytes(4 << 20, 3);
+            var write = _stream.WriteAsync(big).AsTask();
+            var received = new byte[big.Length];
+            var total = 0;
+            while (total < big.Length)
+            {
+                total += await _peer.ReceiveAsync(received.AsMemory(total)).AsTask().WaitAsync(Deadline);
+            }
+
+            await write.WaitAsync(Deadline);
+            Assert.That(received, Is.EqualTo(big));
+            Assert.That(EpollEngine.Shared.LostWakeups, Is.EqualTo(lost), "the watchdog found no lost wake-up");
+        }
+    }
+
+    [Test]
+    public async Task AStreamDisposedWhileItMoves_LeavesNoDescriptorAndNoSlotBehind()
+    {
+        Assume.That(EpollEngine.Shared.ThreadCount, Is.GreaterThanOrEqualTo(2), "one event thread: there is nowhere to move");
+        static int Descriptors() => Directory.GetFiles("/proc/self/fd").Length;
+        var registered = EpollEngine.Shared.Registered;
+        var before = Descriptors();
+        for (var i = 0; i < 300; i++)
+        {
+            var (stream, peer) = Pair();
+            using (peer)
+            {
+                var read = stream.ReadAsync(new byte[4]).AsTask();
+                var move = Task.Run(() => stream.JoinEventThreadOf(_stream));
+                await stream.DisposeAsync();
+                await move.WaitAsync(Deadline);
+                Assert.CatchAsync<IOException>(async () => await read.WaitAsync(Deadline), "the parked read ends with the stream");
+            }
+        }
+
+        Assert.That(EpollEngine.Shared.Registered, Is.EqualTo(registered));
+        Assert.That(Descriptors() - before, Is.LessThan(10), "descriptors left open");
+
+        // The engine still serves the stream every one of them tried to join.
+        var ping = _stream.ReadAsync(new byte[1]);
+        _peer.Send([7]);
+        Assert.That(await Within(ping), Is.EqualTo(1));
+    }
+
     [Test]
     public async Task Connect_ThroughTheEngine_GivesAWorkingStream_AndARefusedPortIsASocketException()
     {
