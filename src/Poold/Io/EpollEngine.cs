@@ -126,6 +126,9 @@ internal sealed unsafe class EpollEngine
 
     public int ThreadCount => _epollFds.Length;
 
+    /// <summary>The event threads' epoll descriptors (tests read what each watches from /proc/self/fdinfo).</summary>
+    internal IReadOnlyList<int> EpollDescriptors => _epollFds;
+
     /// <summary>Streams registered now (for tests and diagnostics).</summary>
     public int Registered => Volatile.Read(ref _registered);
 

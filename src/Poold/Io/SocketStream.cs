@@ -101,12 +101,17 @@ internal sealed partial class SocketStream : Stream, IValueTaskSource<int>, IVal
     /// <summary>
     /// Moves this socket to the event thread that serves <paramref name="other"/>'s, so that both ends of a relay wake
     /// the same thread: a session's client socket and the server connections bound to it. Otherwise a statement's
-    /// request is read on one thread and its reply on the other, and each wakes a sleeping thread: measured on 2 cores
-    /// (bench/hot-path.sh, session mode, 16 clients), 55 µs of Poold's CPU per select with two event threads against 36
-    /// with one. The socket is watched on the new thread before it is unwatched on the old one, so no edge falls between
-    /// (an edge on both is harmless: whoever takes a parked operation is decided by its compare-exchange). Called by the
-    /// stream's owner; a concurrent <see cref="Dispose(bool)"/> is safe: the descriptor is held while it moves, so its
-    /// number cannot go to another socket meanwhile. A failed epoll_ctl leaves the socket where it was.
+    /// request is read on one thread and its reply on the other, each waking a thread of its own (bench/hot-path.sh,
+    /// session mode, 16 clients, 2 cores: 44 µs of Poold's CPU per select with two event threads against 35 with one
+    /// before; 36–39 with two since).
+    /// <para>
+    /// No edge is lost: adding a socket to an epoll instance reports the readiness it has at once (so the new thread
+    /// also gets a write-readiness event it does not need). It is added to the new instance before it leaves the old one,
+    /// so a failed epoll_ctl leaves it watched where it was; for that moment an edge may come on both threads, which is
+    /// harmless (a parked operation goes to whoever wins its compare-exchange). Called by the stream's owner. A Dispose
+    /// on another thread meanwhile is safe but abortive: the descriptor is held while the socket moves, so its number
+    /// cannot go to another socket, and .NET's close, finding it held, resets the connection rather than closing it.
+    /// </para>
     /// </summary>
     internal void JoinEventThreadOf(SocketStream other)
     {
@@ -126,7 +131,8 @@ internal sealed partial class SocketStream : Stream, IValueTaskSource<int>, IVal
                 return;
             }
 
-            Volatile.Write(ref _epollFd, target);
+            // A full fence, as Dispose's exchange of _disposed: one of the two sees the other's write.
+            Interlocked.Exchange(ref _epollFd, target);
             EpollEngine.Unwatch(current, _fd);
             if (Volatile.Read(ref _disposed) != 0)
             {

@@ -184,13 +184,20 @@ internal sealed partial class BackendSide
     }
 
     /// <summary>
-    /// A connection bound to this session moves to the client's event thread: a statement's request and its reply are
-    /// then handled by one thread (see <see cref="Io.SocketStream.JoinEventThreadOf"/>). In transaction mode a pooled
-    /// connection may move at each binding (two epoll_ctl calls when it comes from the other thread).
+    /// Session mode: a connection bound to this session moves to the client's event thread, so a statement's request and
+    /// its reply are handled by one thread (see <see cref="Io.SocketStream.JoinEventThreadOf"/>). Transaction mode moves
+    /// it only once its transaction sends a second request (<see cref="Enqueue"/>): a move costs two epoll_ctl calls and
+    /// an event on the new thread, more than a one-statement transaction gains (bench/compare-tx.sh with the move at
+    /// every binding: pgbench -S at 1,000 clients cost 68–69 µs of Poold's CPU per transaction against 58–65 in the
+    /// runs before, while TPC-B's seven statements gained).
     /// </summary>
     private BackendConnection OnClientThread(BackendConnection connection)
     {
-        connection.JoinEventThreadOf(_client.EventStream);
+        if (!_transactionMode)
+        {
+            connection.JoinEventThreadOf(_client.EventStream);
+        }
+
         return connection;
     }
 

@@ -2288,6 +2288,12 @@ internal sealed partial class BackendSide
         string[]? leading = null)
     {
         link.OnlyBegun = false;
+        if (relay && ++link.Relayed == 2 && _transactionMode)
+        {
+            // A transaction that goes on past its first request brings its connection to the client's event thread.
+            link.Connection.JoinEventThreadOf(_client.EventStream);
+        }
+
         Interlocked.Increment(ref _repliesInFlight);
         Interlocked.Increment(ref link.Pending);
         var now = link.LastUsed = _services.Time.GetTimestamp();

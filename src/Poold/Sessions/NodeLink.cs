@@ -14,6 +14,12 @@ internal sealed class NodeLink(BackendConnection connection)
     /// <summary>The connection failed under a statement: it is dropped before the session's next batch.</summary>
     public volatile bool Dead;
 
+    /// <summary>
+    /// The client's requests sent on this binding of the connection. Transaction mode moves the connection to the
+    /// client's event thread at the second (see <c>BackendSide.Enqueue</c>).
+    /// </summary>
+    public int Relayed;
+
     /// <summary>When a request was last sent on it (a standby idle a few milliseconds is checked before reuse).</summary>
     public long LastUsed;
 

@@ -54,18 +54,21 @@ public class IoEngineTests
 
         Assume.That(EpollEngine.Shared.ThreadCount, Is.GreaterThanOrEqualTo(2), "one event thread: every socket shares it");
 
-        // One server connection: each client in turn runs a transaction on it (in session mode, once the one before has gone).
+        // One server connection: each client in turn runs a transaction of two statements on it (in session mode, once the
+        // one before has gone).
         await using var poold = await PooldInstance.StartAsync(PooldInstance.BackendLines(ClusterFixture.Cluster, 0)
             + $"health_check_period = 0\nsr_check_period = 0\npool_mode = {poolMode}\ndefault_pool_size = 1\nmax_pool = 1\n", ssl: tls);
         SocketStream? first = null;
         var sawBothThreads = false;
         var backendPorts = new HashSet<int>();
-        for (var i = 0; i < 6 && !(sawBothThreads && i >= 4); i++)
+        for (var i = 0; i < 12 && !(sawBothThreads && i >= 4); i++)
         {
             await using (var connection = await poold.OpenAsync(TestRoles.ScramUser, TestRoles.Password(TestRoles.ScramUser),
                              sslMode: tls ? SslMode.Require : SslMode.Disable))
             {
+                // Transaction mode moves a connection when its transaction sends a second request.
                 await using var transaction = await connection.BeginTransactionAsync();
+                Assert.That(await new NpgsqlCommand("SELECT 1", connection, transaction).ExecuteScalarAsync(), Is.EqualTo(1));
                 var backendPort = Convert.ToInt32(await new NpgsqlCommand("SELECT inet_client_port()", connection, transaction).ExecuteScalarAsync(),
                     CultureInfo.InvariantCulture);
                 backendPorts.Add(backendPort);

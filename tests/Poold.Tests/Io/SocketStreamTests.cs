@@ -373,6 +373,9 @@ public sealed class SocketStreamTests : IDisposable
                 await move.WaitAsync(Deadline);
                 Assert.That(_stream.SharesEventThreadWith(target), Is.True, $"round {i}: moved");
                 Assert.That(_stream.SharesEventThreadWith(i % 2 == 0 ? home : away), Is.False);
+                var watchers = WatchersOf(_stream.Descriptor);
+                Assert.That(watchers, Has.Count.EqualTo(1), $"round {i}: watched by one epoll instance, not by none or two");
+                Assert.That(watchers, Is.EqualTo(WatchersOf(target.Descriptor)), $"round {i}: the one that watches the stream it joined");
             }
 
             // Moved for good: edges keep coming on the new thread (writes parked for room included).
@@ -392,6 +395,14 @@ public sealed class SocketStreamTests : IDisposable
         }
     }
 
+    /// <summary>The engine's epoll instances that watch <paramref name="fd"/>: each watched descriptor is a "tfd:" line of the instance's fdinfo.</summary>
+    private static List<int> WatchersOf(int fd) =>
+    [
+        .. EpollEngine.Shared.EpollDescriptors.Where(epfd => File.ReadLines($"/proc/self/fdinfo/{epfd}").Any(line =>
+            line.StartsWith("tfd:", StringComparison.Ordinal)
+            && int.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) == fd)),
+    ];
+
     [Test]
     public async Task AStreamDisposedWhileItMoves_LeavesNoDescriptorAndNoSlotBehind()
     {
@@ -399,13 +410,21 @@ public sealed class SocketStreamTests : IDisposable
         static int Descriptors() => Directory.GetFiles("/proc/self/fd").Length;
         var registered = EpollEngine.Shared.Registered;
         var before = Descriptors();
+        using var start = new Barrier(2);
         for (var i = 0; i < 300; i++)
         {
-            var (stream, peer) = Pair();
+            var (stream, peer) = PairOnThread(shared: false);
             using (peer)
             {
                 var read = stream.ReadAsync(new byte[4]).AsTask();
-                var move = Task.Run(() => stream.JoinEventThreadOf(_stream));
+
+                // The move and the dispose start together, on two threads.
+                var move = Task.Factory.StartNew(() =>
+                {
+                    start.SignalAndWait(Deadline);
+                    stream.JoinEventThreadOf(_stream);
+                }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                start.SignalAndWait(Deadline);
                 await stream.DisposeAsync();
                 await move.WaitAsync(Deadline);
                 Assert.CatchAsync<IOException>(async () => await read.WaitAsync(Deadline), "the parked read ends with the stream");
@@ -415,7 +434,8 @@ public sealed class SocketStreamTests : IDisposable
         Assert.That(EpollEngine.Shared.Registered, Is.EqualTo(registered));
         Assert.That(Descriptors() - before, Is.LessThan(10), "descriptors left open");
 
-        // The engine still serves the stream every one of them tried to join.
+        // The engine still serves the stream every one of them tried to join, from one epoll instance.
+        Assert.That(WatchersOf(_stream.Descriptor), Has.Count.EqualTo(1));
         var ping = _stream.ReadAsync(new byte[1]);
         _peer.Send([7]);
         Assert.That(await Within(ping), Is.EqualTo(1));
