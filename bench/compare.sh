@@ -276,8 +276,16 @@ backend_count() {
     echo "$total"
 }
 idle_test() { # TARGET PID
-    local baseline
+    local baseline previous
+    # The previous target's backends may still be going away (pgpool-II's, after it stopped): wait until the count
+    # holds still for a second, or it is taken off this target's figure (a negative count in one run's report).
     baseline=$(backend_count)
+    for _ in $(seq 1 30); do
+        sleep 1
+        previous=$baseline
+        baseline=$(backend_count)
+        [ "$baseline" -eq "$previous" ] && break
+    done
     printf '\\sleep %s s\n' "$((DURATION + 10))" >"$work/idle.sql"
     PGPASSWORD=$USER_PASSWORD timeout $((DURATION + 120)) pgbench -h 127.0.0.1 -p "${port_of[$1]}" -U "$USER_NAME" -n -c "$IDLE" -j 4 \
         -t 1 -f "$work/idle.sql" "$USER_NAME" >"$work/idle-$1.log" 2>&1 &

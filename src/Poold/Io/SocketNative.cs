@@ -138,8 +138,9 @@ internal static unsafe partial class SocketNative
         _ => SocketError.SocketError,
     };
 
-    // No SetLastError on send and recv: its stub clears errno before the call and stores it in a thread static after
-    // every call, which a profile showed at about 3% of Poold's CPU per select (mostly __tls_get_addr). errno is read
+    // No SetLastError on send and recv: its stub clears errno before the call and stores it per thread after every
+    // call (bench/hot-path.sh, pgbench -S, perf: __tls_get_addr, thread-local access, fell from 1.9% of Poold's samples
+    // to 0.5% without it). errno is read
     // only after a failure, straight from the C library (Marshal.GetLastSystemError): the runtime keeps it across the
     // return from native code, which is what the generated stub relies on itself.
     [LibraryImport("libc", EntryPoint = "send")]

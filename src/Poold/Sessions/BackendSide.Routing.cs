@@ -2288,10 +2288,21 @@ internal sealed partial class BackendSide
         string[]? leading = null)
     {
         link.OnlyBegun = false;
-        if (relay && ++link.Relayed == 2 && _transactionMode)
+        if (relay && _transactionMode)
         {
-            // A transaction that goes on past its first request brings its connection to the client's event thread.
-            link.Connection.JoinEventThreadOf(_client.EventStream);
+            // A transaction block that goes on past its first request brings its connection to the client's event
+            // thread. Requests outside a block (autocommit statements, a driver's DISCARD ALL ahead of its first
+            // statement, a statement sent before the connection went back to the pool) count only themselves; a
+            // pinned session keeps its connections, so its count runs on and they move once.
+            if (!link.TransactionOpen && _pinnedBy is null)
+            {
+                link.Relayed = 0;
+            }
+
+            if (++link.Relayed == 2)
+            {
+                link.Connection.JoinEventThreadOf(_client.EventStream);
+            }
         }
 
         Interlocked.Increment(ref _repliesInFlight);

@@ -15,8 +15,9 @@ internal sealed class NodeLink(BackendConnection connection)
     public volatile bool Dead;
 
     /// <summary>
-    /// The client's requests sent on this binding of the connection. Transaction mode moves the connection to the
-    /// client's event thread at the second (see <c>BackendSide.Enqueue</c>).
+    /// Transaction mode: the client's requests sent on this binding of the connection in the open transaction block (or
+    /// since the session was pinned). The connection moves to the client's event thread at the second (see
+    /// <c>BackendSide.Enqueue</c>). Written by the client pump only.
     /// </summary>
     public int Relayed;
 

@@ -54,8 +54,8 @@ public class IoEngineTests
 
         Assume.That(EpollEngine.Shared.ThreadCount, Is.GreaterThanOrEqualTo(2), "one event thread: every socket shares it");
 
-        // One server connection: each client in turn runs a transaction of two statements on it (in session mode, once the
-        // one before has gone).
+        // One server connection: each client in turn runs a transaction block on it (in session mode, once the one before
+        // has gone).
         await using var poold = await PooldInstance.StartAsync(PooldInstance.BackendLines(ClusterFixture.Cluster, 0)
             + $"health_check_period = 0\nsr_check_period = 0\npool_mode = {poolMode}\ndefault_pool_size = 1\nmax_pool = 1\n", ssl: tls);
         SocketStream? first = null;
@@ -66,7 +66,8 @@ public class IoEngineTests
             await using (var connection = await poold.OpenAsync(TestRoles.ScramUser, TestRoles.Password(TestRoles.ScramUser),
                              sslMode: tls ? SslMode.Require : SslMode.Disable))
             {
-                // Transaction mode moves a connection when its transaction sends a second request.
+                // Transaction mode moves a connection when a transaction block sends a second request on it (Npgsql sends
+                // BEGIN ahead of the block's first statement).
                 await using var transaction = await connection.BeginTransactionAsync();
                 Assert.That(await new NpgsqlCommand("SELECT 1", connection, transaction).ExecuteScalarAsync(), Is.EqualTo(1));
                 var backendPort = Convert.ToInt32(await new NpgsqlCommand("SELECT inet_client_port()", connection, transaction).ExecuteScalarAsync(),
@@ -88,6 +89,74 @@ public class IoEngineTests
 
         Assert.That(backendPorts, Has.Count.EqualTo(1), "every client ran on the one server connection");
         Assert.That(sawBothThreads, Is.True, "clients came on both event threads, so the connection moved");
+    }
+
+    [Test]
+    public async Task TransactionMode_AOneStatementTransactionLeavesTheServerConnectionWhereItIs_ABlockBringsItOver()
+    {
+        if (!SocketStreams.UseEpoll)
+        {
+            Assert.Ignore("Poold's I/O layer is off (POOLD_IO_ENGINE=dotnet, or not Linux)");
+        }
+
+        Assume.That(EpollEngine.Shared.ThreadCount, Is.GreaterThanOrEqualTo(2), "one event thread: every socket shares it");
+        await using var poold = await PooldInstance.StartAsync(PooldInstance.BackendLines(ClusterFixture.Cluster, 0)
+            + "health_check_period = 0\nsr_check_period = 0\npool_mode = transaction\ndefault_pool_size = 1\n", ssl: false);
+        var clients = new List<NpgsqlConnection>();
+        try
+        {
+            async Task<(NpgsqlConnection Client, SocketStream Stream)> OpenAsync(HashSet<SocketStream> known)
+            {
+                var client = await poold.OpenAsync(TestRoles.ScramUser, TestRoles.Password(TestRoles.ScramUser), sslMode: SslMode.Disable);
+                clients.Add(client);
+                var stream = Single(s => LocalPort(s) == poold.Port && !known.Contains(s));
+                known.Add(stream);
+                return (client, stream);
+            }
+
+            static async Task<int> BlockAsync(NpgsqlConnection client)
+            {
+                await using var transaction = await client.BeginTransactionAsync();
+                Assert.That(await new NpgsqlCommand("SELECT 1", client, transaction).ExecuteScalarAsync(), Is.EqualTo(1));
+                var port = Convert.ToInt32(await new NpgsqlCommand("SELECT inet_client_port()", client, transaction).ExecuteScalarAsync(),
+                    CultureInfo.InvariantCulture);
+                await transaction.CommitAsync();
+                return port;
+            }
+
+            var known = new HashSet<SocketStream>();
+            var (first, firstStream) = await OpenAsync(known);
+            var port = await BlockAsync(first);
+            var backend = Single(s => LocalPort(s) == port);
+            Assert.That(backend.SharesEventThreadWith(firstStream), Is.True, "the first client's block brought the connection to its thread");
+
+            // Clients are kept open until one is on the other event thread.
+            (NpgsqlConnection Client, SocketStream Stream)? other = null;
+            for (var i = 0; i < 8 && other is null; i++)
+            {
+                var opened = await OpenAsync(known);
+                if (!opened.Stream.SharesEventThreadWith(firstStream))
+                {
+                    other = opened;
+                }
+            }
+
+            Assert.That(other, Is.Not.Null, "a client on the other event thread");
+            var single = Convert.ToInt32(await new NpgsqlCommand("SELECT inet_client_port()", other!.Value.Client).ExecuteScalarAsync(),
+                CultureInfo.InvariantCulture);
+            Assert.That(single, Is.EqualTo(port), "the pool's one server connection");
+            Assert.That(backend.SharesEventThreadWith(firstStream), Is.True, "a one-statement transaction left the connection where it was");
+
+            Assert.That(await BlockAsync(other.Value.Client), Is.EqualTo(port));
+            Assert.That(backend.SharesEventThreadWith(other.Value.Stream), Is.True, "the other client's block brought it over");
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                await client.DisposeAsync();
+            }
+        }
     }
 
     private static SocketStream Single(Func<SocketStream, bool> match)
