@@ -140,9 +140,8 @@ internal static unsafe partial class SocketNative
 
     // No SetLastError on send and recv: its stub clears errno before the call and stores it per thread after every
     // call (bench/hot-path.sh, pgbench -S, perf: __tls_get_addr, thread-local access, fell from 1.9% of Poold's samples
-    // to 0.5% without it). errno is read
-    // only after a failure, straight from the C library (Marshal.GetLastSystemError): the runtime keeps it across the
-    // return from native code, which is what the generated stub relies on itself.
+    // to 0.5% without it). errno is read only after a failure, straight from the C library (Marshal.GetLastSystemError):
+    // the runtime keeps it across the return from native code, which is what the generated stub relies on itself.
     [LibraryImport("libc", EntryPoint = "send")]
     private static partial nint SendCall(int fd, byte* buffer, nuint length, int flags);
 

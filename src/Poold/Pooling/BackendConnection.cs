@@ -57,9 +57,6 @@ internal sealed partial class BackendConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Whether the connection's socket is served by <paramref name="client"/>'s event thread (tests).</summary>
-    internal bool SharesEventThreadWith(SocketStream client) => _engineStream?.SharesEventThreadWith(client) == true;
-
     public BackendSettings Node { get; }
 
     public int NodeId => Node.Id;

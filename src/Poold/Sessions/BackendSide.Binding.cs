@@ -186,10 +186,10 @@ internal sealed partial class BackendSide
     /// <summary>
     /// Session mode: a connection bound to this session moves to the client's event thread, so a statement's request and
     /// its reply are handled by one thread (see <see cref="Io.SocketStream.JoinEventThreadOf"/>). Transaction mode moves
-    /// it only once a transaction block sends a second request on it (<see cref="Enqueue"/>): a move costs two epoll_ctl
-    /// calls and an event on the new thread, more than a one-statement transaction gains (bench/compare-tx.sh with the move at
-    /// every binding: pgbench -S at 1,000 clients cost 68–69 µs of Poold's CPU per transaction against 58–65 in the
-    /// runs before, while TPC-B's seven statements gained).
+    /// it only once a transaction block sends a second request on it (<see cref="Enqueue"/>): a move costs two
+    /// epoll_ctl calls and an event on the new thread, more than a one-statement transaction gains (bench/compare-tx.sh
+    /// with the move at every binding: pgbench -S at 1,000 clients cost 68–69 µs of Poold's CPU per transaction
+    /// against 58–65 in the runs before, while TPC-B's seven statements gained).
     /// </summary>
     private BackendConnection OnClientThread(BackendConnection connection)
     {
