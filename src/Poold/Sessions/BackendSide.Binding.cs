@@ -114,7 +114,7 @@ internal sealed partial class BackendSide
             {
                 var limits = SharedLimits.From(_services.Settings);
                 Volatile.Write(ref _waitingForServer, !granted.Present);
-                shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, _client.MayUse(), ct, granted);
+                shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, _client.MayUse(), ct, granted, ClientEventLoop);
             }
             catch (PoolWaitTimeoutException) when (!wait || (_primaryNodeId >= 0 && _backends.Count == 0 && VisibleStatus() == TransactionStatus.Idle))
             {
@@ -228,10 +228,16 @@ internal sealed partial class BackendSide
         return BackendKey(id);
     }
 
+    /// <summary>
+    /// The event thread of the client's socket: the shared pool gives a transaction a connection served by the same
+    /// thread when it can (see ConnectionPool's DequeueLocked), so one core runs the transaction.
+    /// </summary>
+    private int ClientEventLoop => _client.EventStream?.EventLoop ?? ConnectionPool.AnyEventLoop;
+
     /// <summary>What the pool has for <paramref name="key"/> now, or a place in its line (see <see cref="ConnectionPool.BeginWait"/>).</summary>
     private ConnectionPool.PendingWait BeginSharedWait(PoolKey key, CancellationToken ct)
     {
-        var wait = _services.Pool.BeginWait(key, SharedLimits.From(_services.Settings), _client.MayUse(), ct);
+        var wait = _services.Pool.BeginWait(key, SharedLimits.From(_services.Settings), _client.MayUse(), ct, ClientEventLoop);
         _sharedWaitStart = _services.Time.GetTimestamp();
         Volatile.Write(ref _waitingForServer, true);
         return wait;

@@ -31,7 +31,7 @@ internal sealed partial class BackendSide
     private const int MaxBufferedBatch = 1 << 20;
 
     private readonly BackendSet _backends = new();
-    private readonly object _routingLock = new();
+    private readonly Lock _routingLock = new();
     private readonly PooledBufferWriter _batch = new();
     private readonly List<BatchMessage> _batchMessages = [];
     private readonly List<Classification> _batchStatements = [];

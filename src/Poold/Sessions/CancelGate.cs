@@ -12,7 +12,7 @@ namespace Poold.Sessions;
 /// </summary>
 internal sealed class CancelGate
 {
-    private readonly object _lock = new();
+    private readonly Lock _lock = new();
     private TaskCompletionSource? _idle;
     private int _inFlight;
     private int _generation;
