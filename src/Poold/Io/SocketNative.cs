@@ -94,7 +94,7 @@ internal static unsafe partial class SocketNative
 
     private const int Peeking = 0x2;
 
-    /// <summary>MSG_DONTWAIT: this call never blocks, whatever the descriptor's mode (required by SuppressGCTransition, below).</summary>
+    /// <summary>MSG_DONTWAIT: no call blocks, whatever the descriptor's mode (the calls without a GC transition rely on it).</summary>
     private const int DontWait = 0x40;
     private const int GetFlags = 3;
     private const int SetFlags = 4;
@@ -107,7 +107,13 @@ internal static unsafe partial class SocketNative
         {
             socket.DangerousAddRef(ref added);
             var fd = (int)socket.DangerousGetHandle();
-            var result = send ? SendCall(fd, data, (nuint)length, NoSignal | DontWait | flags) : ReceiveCall(fd, data, (nuint)length, DontWait | flags);
+            var result = (send, length <= QuickTransferLimit) switch
+            {
+                (true, true) => QuickSendCall(fd, data, (nuint)length, NoSignal | DontWait | flags),
+                (true, false) => SendCall(fd, data, (nuint)length, NoSignal | DontWait | flags),
+                (false, true) => QuickReceiveCall(fd, data, (nuint)length, DontWait | flags),
+                (false, false) => ReceiveCall(fd, data, (nuint)length, DontWait | flags),
+            };
             count = result > 0 ? (int)result : 0;
             return result >= 0 ? SocketError.Success : ToSocketError(Marshal.GetLastSystemError());
         }
@@ -144,22 +150,35 @@ internal static unsafe partial class SocketNative
     // No SetLastError on send and recv: its stub clears errno before the call and stores it per thread after every
     // call (bench/hot-path.sh, pgbench -S, perf: __tls_get_addr, thread-local access, fell from 1.9% of Poold's samples
     // to 0.5% without it). errno is read only after a failure, straight from the C library (Marshal.GetLastSystemError).
-    //
-    // No GC transition either: the thread stays in cooperative mode through the call, which saves the stub's frame
-    // setup, its switch to preemptive mode and the GC poll on return (the stub was 1.2% of Poold's samples, four calls
-    // per statement). That is sound only for a call that cannot block: every call passes MSG_DONTWAIT, so even a
-    // descriptor left in blocking mode returns EAGAIN at once rather than hold up a garbage collection, which must
-    // wait for this thread. The call itself (loopback TCP runs the receiver's side in it) takes microseconds.
-    // Without a transition nothing runs between the return and Marshal.GetLastSystemError to overwrite errno.
+    // Whatever the runtime does between the return and that read (the transition back to cooperative mode, or the GC
+    // poll after a call without one) keeps errno: CoreCLR preserves the last error, which is errno on Linux, across it.
+    [LibraryImport("libc", EntryPoint = "send")]
+    private static partial nint SendCall(int fd, byte* buffer, nuint length, int flags);
+
+    [LibraryImport("libc", EntryPoint = "recv")]
+    private static partial nint ReceiveCall(int fd, byte* buffer, nuint length, int flags);
+
+    /// <summary>
+    /// Transfers up to this size (every statement's request and reply on the hot path; the readers' buffers are 16 and 64
+    /// KiB) go through <see cref="QuickSendCall"/> and <see cref="QuickReceiveCall"/>; larger ones, whose copy alone may
+    /// take tens of microseconds, through the calls with a GC transition.
+    /// </summary>
+    private const int QuickTransferLimit = 64 * 1024;
+
+    // Without a GC transition: the thread stays in cooperative mode through the call, which saves the stub's frame setup
+    // and its switches to preemptive mode and back (the stub was 1.2% of Poold's samples, four calls per statement). A
+    // garbage collection that starts meanwhile waits for the call to return, so these are only for calls that cannot
+    // block and are short: every call passes MSG_DONTWAIT (a descriptor left in blocking mode returns EAGAIN at once) and
+    // moves at most QuickTransferLimit bytes (on loopback, the receiver's side of TCP runs inside send: microseconds).
     [LibraryImport("libc", EntryPoint = "send")]
     [SuppressGCTransition]
-    private static partial nint SendCall(int fd, byte* buffer, nuint length, int flags);
+    private static partial nint QuickSendCall(int fd, byte* buffer, nuint length, int flags);
+
+    [LibraryImport("libc", EntryPoint = "recv")]
+    [SuppressGCTransition]
+    private static partial nint QuickReceiveCall(int fd, byte* buffer, nuint length, int flags);
 
     /// <summary>fcntl(2) with an int argument (F_GETFL, F_SETFL), the only forms used here.</summary>
     [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
     private static partial int Control(int fd, int command, int argument);
-
-    [LibraryImport("libc", EntryPoint = "recv")]
-    [SuppressGCTransition]
-    private static partial nint ReceiveCall(int fd, byte* buffer, nuint length, int flags);
 }

@@ -337,8 +337,8 @@ internal sealed class ConnectionPool : IAsyncDisposable
     /// Transaction mode: a server connection for <paramref name="key"/>. Returns an idle one that a client with <paramref name="credential"/>
     /// may use and that is still good, or null when the caller is to open a new one (its slot is then reserved: it calls
     /// <see cref="Opened"/> with the connection or <see cref="OpenFailed"/>). With <c>default_pool_size</c> connections
-    /// of the key (or <c>max_db_connections</c> of the node) open and none idle, the client waits, first come first
-    /// served, for one to be returned or closed; after <paramref name="limits"/>' wait it gets <see cref="PoolWaitTimeoutException"/>.
+    /// of the key (or <c>max_db_connections</c> of the node) open and none idle, the client waits in line (first come,
+    /// first served but for the bounded exception <see cref="TakeNext"/> describes) for one to be returned or closed; after <paramref name="limits"/>' wait it gets <see cref="PoolWaitTimeoutException"/>.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<BackendConnection?> AcquireAsync(PoolKey key, SharedLimits limits, CredentialTag? credential,
@@ -679,8 +679,8 @@ internal sealed class ConnectionPool : IAsyncDisposable
     }
 
     /// <summary>
-    /// Transaction mode: a clean connection (no transaction open, every reply read) back from its client; the first
-    /// waiting client gets it (its session goes on at once, on this thread), else it goes idle. False when it is not
+    /// Transaction mode: a clean connection (no transaction open, every reply read) back from its client; the next
+    /// waiting client (<see cref="TakeNext"/>) gets it (its session goes on at once, on this thread), else it goes idle. False when it is not
     /// kept: the caller closes it and calls <see cref="Forget(BackendConnection)"/>.
     /// </summary>
     public bool Return(BackendConnection connection)
@@ -755,7 +755,10 @@ internal sealed class ConnectionPool : IAsyncDisposable
         return pool;
     }
 
-    /// <summary>A connection or waiter whose event thread is unknown (off Poold's engine): it matches any.</summary>
+    /// <summary>
+    /// The event thread of a connection or waiter off Poold's engine (unknown): a connection on it goes to the head of
+    /// the line, and a waiter on it is never passed over.
+    /// </summary>
     public const int AnyEventLoop = -1;
 
     /// <summary>A line at least this long may be served out of order (see <see cref="TakeNext"/>); a shorter one never is.</summary>
@@ -790,12 +793,12 @@ internal sealed class ConnectionPool : IAsyncDisposable
         }
 
         var chosen = first;
-        if (eventLoop != AnyEventLoop && first.Value.EventLoop != eventLoop && line.Count >= AffinityMinimumLine)
+        if (eventLoop != AnyEventLoop && !Served(first.Value, eventLoop) && line.Count >= AffinityMinimumLine)
         {
             var scanned = 0;
             for (var n = first; n is not null && scanned < AffinityScan && n.Value.PassedOver < MaxPassedOver; n = n.Next, scanned++)
             {
-                if (n.Value.EventLoop == eventLoop)
+                if (Served(n.Value, eventLoop))
                 {
                     chosen = n;
                     break;
@@ -810,11 +813,15 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
         line.Remove(chosen);
         return chosen.Value;
+
+        // A waiter served by a connection on this thread: its own, or one whose thread is unknown (never passed over).
+        static bool Served(PoolWaiter waiter, int eventLoop) => waiter.EventLoop == eventLoop || waiter.EventLoop == AnyEventLoop;
     }
 
     /// <summary>
     /// An idle connection a client with <paramref name="credential"/> may use, the most recently returned first, preferring
-    /// one served by the client's own event thread (<paramref name="eventLoop"/>) among the last <see cref="AffinityScan"/>.
+    /// one served by the client's own event thread (<paramref name="eventLoop"/>) among the last <see cref="AffinityScan"/>
+    /// it may use.
     /// </summary>
     private BackendConnection? TakeIdleLocked(PoolKey key, CredentialTag? credential, int eventLoop)
     {
@@ -825,7 +832,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
         BackendConnection? found = null;
         var scanned = 0;
-        for (var n = list.Last; n is not null; n = n.Previous, scanned++)
+        for (var n = list.Last; n is not null; n = n.Previous)
         {
             var candidate = n.Value;
             if (!candidate.WasOpenedWith(credential))
@@ -841,7 +848,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
             // Another thread's: taken unless one of the client's own comes within the scan.
             found ??= candidate;
-            if (scanned >= AffinityScan)
+            if (++scanned == AffinityScan)
             {
                 break;
             }

@@ -11,8 +11,8 @@ namespace Poold.Sessions;
 /// How long the session holds its server connections (<c>pool_mode</c>). In session mode (pgpool-II's model) they are
 /// bound at login and released when the session ends. In transaction mode they are bound when a batch needs a node
 /// and released, all at once, as soon as the session is quiet: every reply read, ReadyForQuery <c>I</c> on every
-/// connection, nothing buffered. The next transaction binds whatever connection the pool has (waiting first come,
-/// first served when none is free); what the client set follows it there: its SET commands (<see cref="StateText"/>)
+/// connection, nothing buffered. The next transaction binds whatever connection the pool has (waiting in line when
+/// none is free, see ConnectionPool.TakeNext); what the client set follows it there: its SET commands (<see cref="StateText"/>)
 /// and its named prepared statements (parsed on demand by <see cref="CatchUpAsync"/>). What cannot follow (SQL PREPARE,
 /// LISTEN, temporary tables, session advisory locks, WITH HOLD cursors, SET ROLE / SESSION AUTHORIZATION, LOAD)
 /// pins the session to the connections it holds (<see cref="SessionPins"/>).

@@ -48,6 +48,16 @@ public class PoolLineTests
     }
 
     [Test]
+    public void ALineOfExactlyTheMinimum_MayBeServedOutOfOrder()
+    {
+        var loops = Enumerable.Repeat(10, 1).Append(11).Concat(Enumerable.Repeat(10, ConnectionPool.AffinityMinimumLine - 2));
+        var (line, place) = Line(loops);
+        Assert.That(line, Has.Count.EqualTo(ConnectionPool.AffinityMinimumLine));
+
+        Assert.That(place[ConnectionPool.TakeNext(line, eventLoop: 11)!], Is.EqualTo(1));
+    }
+
+    [Test]
     public void ALongLine_GivesTheConnectionToTheFirstClientOnItsThread_WithinTheScan()
     {
         var loops = Enumerable.Repeat(10, 5).Append(11).Concat(Enumerable.Repeat(10, ConnectionPool.AffinityMinimumLine));
@@ -70,6 +80,37 @@ public class PoolLineTests
 
         Assert.That(place[ConnectionPool.TakeNext(line, eventLoop: 11)!], Is.Zero);
         Assert.That(line.Select(w => w.PassedOver), Is.All.Zero, "nobody was passed over");
+    }
+
+    [Test]
+    public void AClientOnAnUnknownThread_IsNeverPassedOver()
+    {
+        var loops = Enumerable.Repeat(10, 2).Prepend(ConnectionPool.AnyEventLoop).Append(11)
+            .Concat(Enumerable.Repeat(10, ConnectionPool.AffinityMinimumLine));
+        var (line, place) = Line(loops);
+
+        Assert.That(place[ConnectionPool.TakeNext(line, eventLoop: 11)!], Is.Zero, "the head's thread is unknown: it is served");
+        Assert.That(place[ConnectionPool.TakeNext(line, eventLoop: 11)!], Is.EqualTo(3), "then the first on thread 11");
+    }
+
+    [Test]
+    public void AWaiterThatWaitsAgain_StartsWithNoPassOvers()
+    {
+        var loops = Enumerable.Repeat(10, 1).Concat(Enumerable.Repeat(11, 2 * ConnectionPool.AffinityMinimumLine));
+        var (line, _) = Line(loops);
+        var head = line.First!.Value;
+        for (var i = 0; i < ConnectionPool.MaxPassedOver; i++)
+        {
+            ConnectionPool.TakeNext(line, eventLoop: 11);
+        }
+
+        Assert.That(head.PassedOver, Is.EqualTo(ConnectionPool.MaxPassedOver));
+        Assert.That(ConnectionPool.TakeNext(line, eventLoop: 11), Is.SameAs(head));
+
+        // The pool reuses a waiter for its session's next wait: it joins the end of a line with a clean slate.
+        head.Enter(_pool, Key, TimeSpan.FromSeconds(5), long.MaxValue, 10);
+        line.AddLast(head.Node);
+        Assert.That(head.PassedOver, Is.Zero);
     }
 
     [Test]
@@ -99,18 +140,48 @@ public class PoolLineTests
             while (line.Count > 0)
             {
                 var before = line.ToList();
-                var waiter = ConnectionPool.TakeNext(line, random.Next(3))!;
-                Assert.That(before.IndexOf(waiter), Is.LessThan(ConnectionPool.AffinityScan), "taken from within the scan");
+                var loop = random.Next(3);
+                var expected = Expected(before, loop);
+                var waiter = ConnectionPool.TakeNext(line, loop)!;
+                Assert.That(before.IndexOf(waiter), Is.EqualTo(expected), $"run {run}: the waiter the rules choose");
                 Assert.That(before.Max(w => w.PassedOver), Is.LessThanOrEqualTo(ConnectionPool.MaxPassedOver));
                 served.Add(place[waiter]);
             }
 
             Assert.That(served, Is.EquivalentTo(Enumerable.Range(0, 100)), "every client served exactly once");
+            Assert.That(served, Is.Not.Ordered, $"run {run}: a long line on three threads is not served strictly in order");
             for (var i = 0; i < served.Count; i++)
             {
                 // A client is served no later than MaxPassedOver turns after all before it were.
                 Assert.That(i - served[i], Is.LessThanOrEqualTo(ConnectionPool.MaxPassedOver), $"run {run}: client {served[i]} served at turn {i}");
             }
         }
+    }
+
+    /// <summary>
+    /// The rules, stated by position: the head, unless the line is long, the head is on another thread, and some waiter on
+    /// the connection's thread stands within the scan with nobody before it passed over the maximum.
+    /// </summary>
+    private static int Expected(List<ConnectionPool.PoolWaiter> line, int loop)
+    {
+        if (line.Count < ConnectionPool.AffinityMinimumLine)
+        {
+            return 0;
+        }
+
+        for (var i = 0; i < Math.Min(ConnectionPool.AffinityScan, line.Count); i++)
+        {
+            if (line[i].EventLoop == loop)
+            {
+                return i;
+            }
+
+            if (line[i].PassedOver >= ConnectionPool.MaxPassedOver)
+            {
+                return 0;
+            }
+        }
+
+        return 0;
     }
 }
