@@ -12,7 +12,9 @@
 # PERF=system a profile of the whole machine (/tmp/poold-perf-system-*.data: `perf report --sort comm` splits it by process).
 #
 #   POOL_MODE (session), WORKLOAD (select: pgbench -S; tpcb: its built-in TPC-B-like script), MODE (simple), CLIENTS (16), IO_THREADS ("1 2"), ROUNDS (2), RUN (15), WARMUP (10),
-#   POOL_SIZE (20, transaction mode), BASE_PORT (28432), PERF (off), PERF_FREQ (999 Hz, PERF=record).
+#   POOL_SIZE (20, transaction mode), BASE_PORT (28432), PERF (off), PERF_FREQ (999 Hz, PERF=record),
+#   BASELINE (unset): another build's poold.dll (e.g. from `git worktree add /tmp/base REV` and a Release build there),
+#   run as target baseline-Nt in every round, between Poold and PgBouncer: an A/B of two versions within one run.
 #
 # Prints a markdown table and writes it to bench/results/. Everything it starts, it stops.
 set -euo pipefail
@@ -33,11 +35,13 @@ POOL_SIZE=${POOL_SIZE:-20}
 BASE_PORT=${BASE_PORT:-28432}
 PERF=${PERF:-off}
 PERF_FREQ=${PERF_FREQ:-999}
+BASELINE=${BASELINE:-}
 POOLD_PORT=$((BASE_PORT + 10))
+BASELINE_PORT=$((BASE_PORT + 12))
 PGBOUNCER_PORT=$((BASE_PORT + 11))
 USER_NAME=bench
 USER_PASSWORD=bench
-command_line="POOL_MODE=$POOL_MODE WORKLOAD=$WORKLOAD MODE=$MODE CLIENTS=$CLIENTS IO_THREADS=\"$IO_THREADS\" ROUNDS=$ROUNDS RUN=$RUN bench/hot-path.sh"
+command_line="POOL_MODE=$POOL_MODE WORKLOAD=$WORKLOAD MODE=$MODE CLIENTS=$CLIENTS IO_THREADS=\"$IO_THREADS\" ROUNDS=$ROUNDS RUN=$RUN${BASELINE:+ BASELINE=$BASELINE} bench/hot-path.sh"
 
 case $WORKLOAD in
     select) workload_flag=-S ;;
@@ -49,6 +53,7 @@ ensure_postgres
 ensure_peers
 [ -x /usr/sbin/pgbouncer ] || die "PgBouncer is required (apt-get install -y pgbouncer)"
 [ "$PERF" = off ] || command -v perf >/dev/null || die "PERF=$PERF needs perf (apt-get install -y linux-perf)"
+[ -z "$BASELINE" ] || [ -f "$BASELINE" ] || die "BASELINE: no such file: $BASELINE"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 work=$(mktemp -d /tmp/poold-bench-hot.XXXXXX)
@@ -92,15 +97,16 @@ pgbouncer_pid=$!
 pids+=("$pgbouncer_pid")
 wait_ready PgBouncer "$PGBOUNCER_PORT" "$pgbouncer_pid"
 
-start_poold() { # THREADS: a fresh Poold with POOLD_IO_THREADS=THREADS; sets poold_pid
-    mkdir -p "$work/poold-$1"
-    cat >"$work/poold-$1/poold.conf" <<CONF
+start_poold() { # THREADS [NAME DLL PORT]: a fresh Poold (this tree's build, or DLL) with POOLD_IO_THREADS=THREADS; sets poold_pid
+    local dir="$work/${2:-poold}-$1" dll=${3:-src/Poold/bin/Release/net10.0/poold.dll} port=${4:-$POOLD_PORT}
+    mkdir -p "$dir"
+    cat >"$dir/poold.conf" <<CONF
 listen_addresses = '127.0.0.1'
-port = $POOLD_PORT
-unix_socket_directories = '$work/poold-$1'
+port = $port
+unix_socket_directories = '$dir'
 pcp_listen_addresses = ''
-pcp_socket_dir = '$work/poold-$1'
-pcp_port = $((BASE_PORT + 20))
+pcp_socket_dir = '$dir'
+pcp_port = $((port + 10))
 load_balance_mode = off
 backend_hostname0 = '127.0.0.1'
 backend_port0 = $BASE_PORT
@@ -113,8 +119,8 @@ max_unauthenticated_connections = $((CLIENTS + 100))
 enable_pool_hba = on
 pool_passwd = '$work/pool_passwd'
 ssl = off
-pid_file_name = '$work/poold-$1/poold.pid'
-logdir = '$work/poold-$1'
+pid_file_name = '$dir/poold.pid'
+logdir = '$dir'
 log_min_messages = warning
 sr_check_period = 0
 health_check_period = 0
@@ -122,11 +128,11 @@ CONF
     # perf finds JIT-compiled code's symbols in /tmp/perf-PID.map only where the code is not double-mapped (W^X off).
     POOLD_IO_THREADS=$1 DOTNET_PerfMapEnabled=$([ "$PERF" = record ] && echo 1 || echo 0) \
         DOTNET_EnableWriteXorExecute=$([ "$PERF" = record ] && echo 0 || echo 1) \
-        dotnet src/Poold/bin/Release/net10.0/poold.dll -n -f "$work/poold-$1/poold.conf" -a "$work/pool_hba.conf" \
-        -k "$work/pgpoolkey" >"$work/poold-$1/out.log" 2>&1 &
+        dotnet "$dll" -n -f "$dir/poold.conf" -a "$work/pool_hba.conf" \
+        -k "$work/pgpoolkey" >"$dir/out.log" 2>&1 &
     poold_pid=$!
     pids+=("$poold_pid")
-    wait_ready Poold "$POOLD_PORT" "$poold_pid"
+    wait_ready Poold "$port" "$poold_pid"
 }
 
 stop_poold() {
@@ -196,16 +202,24 @@ run() {
 }
 
 for threads in $IO_THREADS; do
+    base_pid=""
+    if [ -n "$BASELINE" ]; then
+        start_poold "$threads" baseline "$BASELINE" "$BASELINE_PORT"
+        base_pid=$poold_pid
+    fi
     start_poold "$threads"
     log "warm-up, Poold with $threads event thread(s)"
     run warm "$POOLD_PORT" "$poold_pid" "$WARMUP" >/dev/null
+    [ -z "$base_pid" ] || run warm "$BASELINE_PORT" "$base_pid" "$WARMUP" >/dev/null
     run warm "$PGBOUNCER_PORT" "$pgbouncer_pid" "$WARMUP" >/dev/null
     for round in $(seq 1 "$ROUNDS"); do
         last=$([ "$round" = "$ROUNDS" ] && echo last || true)
         run "poold-${threads}t" "$POOLD_PORT" "$poold_pid" "$RUN" "$last"
+        [ -z "$base_pid" ] || run "baseline-${threads}t" "$BASELINE_PORT" "$base_pid" "$RUN" "$last"
         run "pgbouncer-vs-${threads}t" "$PGBOUNCER_PORT" "$pgbouncer_pid" "$RUN" "$last"
     done
     stop_poold "$poold_pid"
+    [ -z "$base_pid" ] || stop_poold "$base_pid"
 done
 
 cores=$(nproc)
@@ -234,8 +248,8 @@ med = lambda values: statistics.median(values)
 for name, values in rows.items():
     cols = [med([v[i] for v in values]) for i in range(8)]
     ratio = ""
-    if name.startswith("poold-"):
-        other = rows.get("pgbouncer-vs-" + name[len("poold-"):])
+    if name.startswith(("poold-", "baseline-")):
+        other = rows.get("pgbouncer-vs-" + name.split("-", 1)[1])
         if other:
             ratio = f"{cols[0] / med([v[0] for v in other]):.2f}x"
     print(f"| {name} | {cols[0]:.0f} | {cols[1]:.0f} | {cols[2]:.0f} / {cols[3]:.0f} | {cols[4]:.0f} | {cols[5]:.0f} | {cols[6]:.2f} | {cols[7]:.0f} | {ratio} |")

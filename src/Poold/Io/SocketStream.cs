@@ -156,12 +156,6 @@ internal sealed partial class SocketStream : Stream, IValueTaskSource<int>, IVal
     /// <summary>Whether this socket and <paramref name="other"/> are served by the same event thread (tests).</summary>
     internal bool SharesEventThreadWith(SocketStream other) => EpollFd == other.EpollFd;
 
-    /// <summary>
-    /// Which event thread serves the socket now (its epoll instance's descriptor; it changes when the socket moves): equal
-    /// for two sockets when one thread handles both.
-    /// </summary>
-    public int EventLoop => EpollFd;
-
     private int EpollFd => Volatile.Read(ref _epollFd);
 
     /// <summary>The socket's descriptor (the engine's watchdog polls it).</summary>

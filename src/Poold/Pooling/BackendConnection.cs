@@ -57,9 +57,6 @@ internal sealed partial class BackendConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>The event thread serving the connection (<see cref="SocketStream.EventLoop"/>), or -1 off Poold's engine.</summary>
-    public int EventLoop => _engineStream?.EventLoop ?? ConnectionPool.AnyEventLoop;
-
     public BackendSettings Node { get; }
 
     public int NodeId => Node.Id;

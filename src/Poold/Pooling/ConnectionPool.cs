@@ -95,7 +95,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
     {
         lock (_lock)
         {
-            return TakeIdleLocked(key, credential, AnyEventLoop);
+            return TakeIdleLocked(key, credential);
         }
     }
 
@@ -337,12 +337,12 @@ internal sealed class ConnectionPool : IAsyncDisposable
     /// Transaction mode: a server connection for <paramref name="key"/>. Returns an idle one that a client with <paramref name="credential"/>
     /// may use and that is still good, or null when the caller is to open a new one (its slot is then reserved: it calls
     /// <see cref="Opened"/> with the connection or <see cref="OpenFailed"/>). With <c>default_pool_size</c> connections
-    /// of the key (or <c>max_db_connections</c> of the node) open and none idle, the client waits in line (first come,
-    /// first served but for the bounded exception <see cref="TakeNext"/> describes) for one to be returned or closed; after <paramref name="limits"/>' wait it gets <see cref="PoolWaitTimeoutException"/>.
+    /// of the key (or <c>max_db_connections</c> of the node) open and none idle, the client waits, first come first
+    /// served, for one to be returned or closed; after <paramref name="limits"/>' wait it gets <see cref="PoolWaitTimeoutException"/>.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<BackendConnection?> AcquireAsync(PoolKey key, SharedLimits limits, CredentialTag? credential,
-        CancellationToken cancellationToken, Granted granted = default, int eventLoop = AnyEventLoop)
+        CancellationToken cancellationToken, Granted granted = default)
     {
         var deadline = Deadline(limits.Wait);
         while (true)
@@ -356,7 +356,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
             }
             else
             {
-                var (decision, found, waiter) = Decide(key, limits, credential, deadline, eventLoop);
+                var (decision, found, waiter) = Decide(key, limits, credential, deadline);
                 switch (decision)
                 {
                     case Decision.Open:
@@ -406,11 +406,10 @@ internal sealed class ConnectionPool : IAsyncDisposable
     /// then given to AcquireAsync as <see cref="Granted"/>, which checks the connection. Whatever it gives must reach
     /// AcquireAsync or go back (<see cref="Return(BackendConnection)"/>, <see cref="OpenFailed"/>).
     /// </summary>
-    public PendingWait BeginWait(PoolKey key, SharedLimits limits, CredentialTag? credential, CancellationToken cancellationToken,
-        int eventLoop = AnyEventLoop)
+    public PendingWait BeginWait(PoolKey key, SharedLimits limits, CredentialTag? credential, CancellationToken cancellationToken)
     {
         var deadline = Deadline(limits.Wait);
-        var (decision, found, waiter) = Decide(key, limits, credential, deadline, eventLoop);
+        var (decision, found, waiter) = Decide(key, limits, credential, deadline);
         switch (decision)
         {
             case Decision.Wait:
@@ -440,14 +439,14 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
     /// <summary>What a client asking for <paramref name="key"/> gets now: a connection, a slot, or a place in line (past the deadline: the timeout).</summary>
     private (Decision Decision, BackendConnection? Found, PoolWaiter? Waiter) Decide(PoolKey key, SharedLimits limits, CredentialTag? credential,
-        long deadline, int eventLoop)
+        long deadline)
     {
         List<BackendConnection>? excess = null;
         try
         {
             lock (_lock)
             {
-                return DecideLocked(key, _limits.Shared ?? limits, credential, deadline, eventLoop, ref excess);
+                return DecideLocked(key, _limits.Shared ?? limits, credential, deadline, ref excess);
             }
         }
         finally
@@ -463,7 +462,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
     }
 
     private (Decision Decision, BackendConnection? Found, PoolWaiter? Waiter) DecideLocked(PoolKey key, SharedLimits limits, CredentialTag? credential,
-        long deadline, int eventLoop, ref List<BackendConnection>? excess)
+        long deadline, ref List<BackendConnection>? excess)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var pool = SharedLocked(key, limits);
@@ -477,7 +476,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
         if (pool.Waiters.Count == 0)
         {
-            if (TakeIdleLocked(key, credential, eventLoop) is { } idle)
+            if (TakeIdleLocked(key, credential) is { } idle)
             {
                 return (Decision.Take, idle, null);
             }
@@ -502,7 +501,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
         }
 
         var waiter = _freeWaiters.Count > 0 ? _freeWaiters.Pop() : new PoolWaiter();
-        EnqueueLocked(pool, waiter, key, limits.Wait, deadline, eventLoop);
+        EnqueueLocked(pool, waiter, key, limits.Wait, deadline);
         return (Decision.Wait, null, waiter);
     }
 
@@ -571,9 +570,9 @@ internal sealed class ConnectionPool : IAsyncDisposable
         wait == Timeout.InfiniteTimeSpan ? long.MaxValue : _time.GetTimestamp() + (long)(wait.TotalSeconds * _time.TimestampFrequency);
 
     /// <summary>Puts <paramref name="waiter"/> at the end of <paramref name="pool"/>'s line and makes sure the timer wakes by its deadline.</summary>
-    private void EnqueueLocked(SharedPool pool, PoolWaiter waiter, PoolKey key, TimeSpan wait, long deadline, int eventLoop)
+    private void EnqueueLocked(SharedPool pool, PoolWaiter waiter, PoolKey key, TimeSpan wait, long deadline)
     {
-        waiter.Enter(this, key, wait, deadline, eventLoop);
+        waiter.Enter(this, key, wait, deadline);
         pool.Waiters.AddLast(waiter.Node);
         if (deadline < _waitTimerDue)
         {
@@ -679,8 +678,8 @@ internal sealed class ConnectionPool : IAsyncDisposable
     }
 
     /// <summary>
-    /// Transaction mode: a clean connection (no transaction open, every reply read) back from its client; the next
-    /// waiting client (<see cref="TakeNext"/>) gets it (its session goes on at once, on this thread), else it goes idle. False when it is not
+    /// Transaction mode: a clean connection (no transaction open, every reply read) back from its client; the first
+    /// waiting client gets it (its session goes on at once, on this thread), else it goes idle. False when it is not
     /// kept: the caller closes it and calls <see cref="Forget(BackendConnection)"/>.
     /// </summary>
     public bool Return(BackendConnection connection)
@@ -717,7 +716,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
                 // How the server asked: a client whose login finds every connection busy is asked the same before it waits.
                 pool.AuthMethod = connection.AuthMethod;
-                if (DequeueLocked(pool, connection.EventLoop) is { } waiter)
+                if (DequeueLocked(pool) is { } waiter)
                 {
                     handoff = new PoolHandoff(waiter, connection);
                     return true;
@@ -755,111 +754,36 @@ internal sealed class ConnectionPool : IAsyncDisposable
         return pool;
     }
 
-    /// <summary>
-    /// The event thread of a connection or waiter off Poold's engine (unknown): a connection on it goes to the head of
-    /// the line, and a waiter on it is never passed over.
-    /// </summary>
-    public const int AnyEventLoop = -1;
-
-    /// <summary>A line at least this long may be served out of order (see <see cref="TakeNext"/>); a shorter one never is.</summary>
-    internal const int AffinityMinimumLine = 32;
-
-    /// <summary>How far down the line a connection looks for a client on its own event thread (see <see cref="TakeNext"/>).</summary>
-    internal const int AffinityScan = 16;
-
-    /// <summary>How many times a waiter may be passed over for a client further down the line (see <see cref="TakeNext"/>).</summary>
-    internal const int MaxPassedOver = 4;
-
-    /// <summary>The client in line that gets a connection served by event thread <paramref name="eventLoop"/> (see <see cref="TakeNext"/>).</summary>
-    private static PoolWaiter? DequeueLocked(SharedPool pool, int eventLoop) => TakeNext(pool.Waiters, eventLoop);
-
-    /// <summary>
-    /// Takes out of <paramref name="line"/> the client that gets a connection served by event thread
-    /// <paramref name="eventLoop"/> (whoever takes a waiter out completes it), or returns null when none waits. First come,
-    /// first served, with one exception under load: in a line of <see cref="AffinityMinimumLine"/> or more, a client
-    /// whose session runs on the connection's event thread (<see cref="PoolWaiter.EventLoop"/>), among the first
-    /// <see cref="AffinityScan"/>, goes ahead of those before it, and none of those is passed over more than
-    /// <see cref="MaxPassedOver"/> times in all. The handover runs the waiter's session inline on the thread that
-    /// returns the connection: on its own thread, its objects, the connection's and the client socket stay in one core's
-    /// cache for the whole transaction. Served strictly in order with two event threads, half the handovers moved a
-    /// session to the other core and back (bench/hot-path.sh, transaction mode, pgbench -S, 200 clients: Poold's user
-    /// time per transaction was 40% above one event thread's; with this, 18%).
-    /// </summary>
-    internal static PoolWaiter? TakeNext(LinkedList<PoolWaiter> line, int eventLoop)
+    /// <summary>The first client in line, taken out of it (whoever takes a waiter out of its line completes it), or null when none waits.</summary>
+    private static PoolWaiter? DequeueLocked(SharedPool pool)
     {
-        if (line.First is not { } first)
+        if (pool.Waiters.First is not { } first)
         {
             return null;
         }
 
-        var chosen = first;
-        if (eventLoop != AnyEventLoop && !Served(first.Value, eventLoop) && line.Count >= AffinityMinimumLine)
-        {
-            var scanned = 0;
-            for (var n = first; n is not null && scanned < AffinityScan && n.Value.PassedOver < MaxPassedOver; n = n.Next, scanned++)
-            {
-                if (Served(n.Value, eventLoop))
-                {
-                    chosen = n;
-                    break;
-                }
-            }
-
-            for (var n = first; n != chosen; n = n.Next!)
-            {
-                n.Value.PassedOver++;
-            }
-        }
-
-        line.Remove(chosen);
-        return chosen.Value;
-
-        // A waiter served by a connection on this thread: its own, or one whose thread is unknown (never passed over).
-        static bool Served(PoolWaiter waiter, int eventLoop) => waiter.EventLoop == eventLoop || waiter.EventLoop == AnyEventLoop;
+        pool.Waiters.RemoveFirst();
+        return first.Value;
     }
 
-    /// <summary>
-    /// An idle connection a client with <paramref name="credential"/> may use, the most recently returned first, preferring
-    /// one served by the client's own event thread (<paramref name="eventLoop"/>) among the last <see cref="AffinityScan"/>
-    /// it may use.
-    /// </summary>
-    private BackendConnection? TakeIdleLocked(PoolKey key, CredentialTag? credential, int eventLoop)
+    private BackendConnection? TakeIdleLocked(PoolKey key, CredentialTag? credential)
     {
         if (!_idle.TryGetValue(key, out var list))
         {
             return null;
         }
 
-        BackendConnection? found = null;
-        var scanned = 0;
         for (var n = list.Last; n is not null; n = n.Previous)
         {
-            var candidate = n.Value;
-            if (!candidate.WasOpenedWith(credential))
+            if (n.Value.WasOpenedWith(credential))
             {
-                continue;
-            }
-
-            if (eventLoop == AnyEventLoop || candidate.EventLoop == eventLoop)
-            {
-                found = candidate;
-                break;
-            }
-
-            // Another thread's: taken unless one of the client's own comes within the scan.
-            found ??= candidate;
-            if (++scanned == AffinityScan)
-            {
-                break;
+                var connection = n.Value;
+                Unlink(connection);
+                return connection;
             }
         }
 
-        if (found is not null)
-        {
-            Unlink(found);
-        }
-
-        return found;
+        return null;
     }
 
     /// <summary>
@@ -930,7 +854,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
         }
 
         // Completed off this thread: the pool's lock is held here, and the waiter's session would run under it.
-        var waiter = DequeueLocked(pool, AnyEventLoop)!;
+        var waiter = DequeueLocked(pool)!;
         ThreadPool.UnsafeQueueUserWorkItem(static w => w.Complete(null), waiter, preferLocal: false);
         return true;
     }
@@ -969,22 +893,14 @@ internal sealed class ConnectionPool : IAsyncDisposable
         /// <summary>When the wait gives up (a <see cref="TimeProvider"/> timestamp).</summary>
         public long Deadline { get; private set; }
 
-        /// <summary>The event thread of the waiting client's session (<see cref="AnyEventLoop"/> when unknown).</summary>
-        public int EventLoop { get; private set; }
-
-        /// <summary>How many clients behind this one were served first (see <see cref="TakeNext"/>); under the pool's lock.</summary>
-        public int PassedOver { get; set; }
-
         /// <summary>Starts a wait (under the pool's lock, before it joins the line).</summary>
-        public void Enter(ConnectionPool pool, PoolKey key, TimeSpan wait, long deadline, int eventLoop)
+        public void Enter(ConnectionPool pool, PoolKey key, TimeSpan wait, long deadline)
         {
             _core.Reset();
             _pool = pool;
             Key = key;
             Wait = wait;
             Deadline = deadline;
-            EventLoop = eventLoop;
-            PassedOver = 0;
         }
 
         public ValueTask<BackendConnection?> WaitAsync() => new(this, _core.Version);
@@ -1076,7 +992,7 @@ internal sealed class ConnectionPool : IAsyncDisposable
 
             foreach (var pool in _shared.Values)
             {
-                while (DequeueLocked(pool, AnyEventLoop) is { } waiter)
+                while (DequeueLocked(pool) is { } waiter)
                 {
                     ThreadPool.UnsafeQueueUserWorkItem(static w => w.Fail(new ObjectDisposedException(nameof(ConnectionPool))), waiter,
                         preferLocal: false);

@@ -11,8 +11,8 @@ namespace Poold.Sessions;
 /// How long the session holds its server connections (<c>pool_mode</c>). In session mode (pgpool-II's model) they are
 /// bound at login and released when the session ends. In transaction mode they are bound when a batch needs a node
 /// and released, all at once, as soon as the session is quiet: every reply read, ReadyForQuery <c>I</c> on every
-/// connection, nothing buffered. The next transaction binds whatever connection the pool has (waiting in line when
-/// none is free, see ConnectionPool.TakeNext); what the client set follows it there: its SET commands (<see cref="StateText"/>)
+/// connection, nothing buffered. The next transaction binds whatever connection the pool has (waiting first come,
+/// first served when none is free); what the client set follows it there: its SET commands (<see cref="StateText"/>)
 /// and its named prepared statements (parsed on demand by <see cref="CatchUpAsync"/>). What cannot follow (SQL PREPARE,
 /// LISTEN, temporary tables, session advisory locks, WITH HOLD cursors, SET ROLE / SESSION AUTHORIZATION, LOAD)
 /// pins the session to the connections it holds (<see cref="SessionPins"/>).
@@ -114,7 +114,7 @@ internal sealed partial class BackendSide
             {
                 var limits = SharedLimits.From(_services.Settings);
                 Volatile.Write(ref _waitingForServer, !granted.Present);
-                shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, _client.MayUse(), ct, granted, ClientEventLoop);
+                shared = await pool.AcquireAsync(key, wait ? limits : limits with { Wait = TimeSpan.Zero }, _client.MayUse(), ct, granted);
             }
             catch (PoolWaitTimeoutException) when (!wait || (_primaryNodeId >= 0 && _backends.Count == 0 && VisibleStatus() == TransactionStatus.Idle))
             {
@@ -228,16 +228,10 @@ internal sealed partial class BackendSide
         return BackendKey(id);
     }
 
-    /// <summary>
-    /// The event thread of the client's socket: the shared pool gives a transaction a connection served by the same
-    /// thread when it can (see ConnectionPool's DequeueLocked), so one core runs the transaction.
-    /// </summary>
-    private int ClientEventLoop => _client.EventStream?.EventLoop ?? ConnectionPool.AnyEventLoop;
-
     /// <summary>What the pool has for <paramref name="key"/> now, or a place in its line (see <see cref="ConnectionPool.BeginWait"/>).</summary>
     private ConnectionPool.PendingWait BeginSharedWait(PoolKey key, CancellationToken ct)
     {
-        var wait = _services.Pool.BeginWait(key, SharedLimits.From(_services.Settings), _client.MayUse(), ct, ClientEventLoop);
+        var wait = _services.Pool.BeginWait(key, SharedLimits.From(_services.Settings), _client.MayUse(), ct);
         _sharedWaitStart = _services.Time.GetTimestamp();
         Volatile.Write(ref _waitingForServer, true);
         return wait;
