@@ -86,6 +86,36 @@ public sealed class SocketStreamTests : IDisposable
         Assert.That(SocketNative.IsNonBlocking(socket.SafeHandle), Is.False);
     }
 
+    [TestCase(16)]
+    [TestCase(256 * 1024)]
+    public void SendAndReceive_NeverBlock_EvenOnABlockingDescriptor(int size)
+    {
+        // The calls without a GC transition (up to 64 KiB) rely on MSG_DONTWAIT: a collection would wait for a blocked call.
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        client.Connect(listener.LocalEndPoint!);
+        using var server = listener.Accept();
+        Assert.That(SocketNative.IsNonBlocking(server.SafeHandle), Is.False, "a blocking descriptor");
+
+        var buffer = new byte[size];
+        Assert.That(SocketNative.Receive(server.SafeHandle, buffer, out var received), Is.EqualTo(SocketError.WouldBlock), "nothing queued: EAGAIN, not a wait");
+        Assert.That(received, Is.Zero);
+
+        Assert.That(SocketNative.Send(client.SafeHandle, Bytes(5, 7), out var sent), Is.EqualTo(SocketError.Success));
+        Assert.That(sent, Is.EqualTo(5));
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        SocketError result;
+        while ((result = SocketNative.Receive(server.SafeHandle, buffer, out received)) == SocketError.WouldBlock && DateTime.UtcNow < deadline)
+        {
+            Thread.Yield();
+        }
+
+        Assert.That(result, Is.EqualTo(SocketError.Success));
+        Assert.That(buffer[..received], Is.EqualTo(Bytes(5, 7)));
+    }
+
     [Test]
     public async Task ShortReads_ReturnWhatArrived_AndFullReadsLeaveTheRestReadable()
     {
