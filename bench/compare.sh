@@ -172,7 +172,10 @@ declare -A port_of=([direct]=$DIRECT_PORT [poold]=$POOLD_PORT [poold-primary]=$P
 # poold-primary: Poold with load_balance_mode = off, every statement to the primary as PgBouncer sends them; on one
 # machine, spreading reads over three PostgreSQL instances costs CPU (three sets of caches) that a real replica adds.
 # poold-metrics: poold with the metrics endpoint on and a scrape every second (issue 18: at most 2% fewer TPS than poold).
-targets=(direct poold poold-metrics poold-primary pgpool pgbouncer)
+# direct-balanced: no proxy, the clients split evenly over the three nodes (one pgbench per node, run at once): what a
+# load-balancing proxy that cost nothing would reach on this machine, the ceiling for poold and pgpool. Select
+# workloads only (a standby refuses TPC-B's writes).
+targets=(direct direct-balanced poold poold-metrics poold-primary pgpool pgbouncer)
 workloads=("select-simple:-S -M simple -c 16 -j 2" "select-extended:-S -M extended -c 16 -j 2" "select-connect:-S -C -c 8 -j 2"
            "read-write:-c 8 -j 2")
 
@@ -208,14 +211,52 @@ cpu_ticks_of_tree() { # PID
     done
     echo "$total"
 }
-declare -A pid_of=([direct]="" [poold]=$poold_pid [poold-primary]=$poold_primary_pid [pgpool]=$pgpool_pid [pgbouncer]=$pgbouncer_pid
+declare -A pid_of=([direct]="" [direct-balanced]="" [poold]=$poold_pid [poold-primary]=$poold_primary_pid [pgpool]=$pgpool_pid [pgbouncer]=$pgbouncer_pid
                    [poold-metrics]=$poold_metrics_pid)
 clock_ticks=$(getconf CLK_TCK)
+
+# pgbench_balanced ARGS...: the clients of ARGS (-c N; its -j is dropped) split over the three nodes, one pgbench per
+# node with one thread, all at once; prints what one pgbench would: the TPS and transactions summed, the latency
+# averaged over the transactions, the failed summed.
+pgbench_balanced() {
+    local clients i share outs=() procs=()
+    clients=$(sed -n 's/.*-c \([0-9]*\).*/\1/p' <<<"$*")
+    local rest
+    rest=$(sed 's/-c [0-9]*//; s/-j [0-9]*//' <<<"$*")
+    for i in 0 1 2; do
+        share=$((clients / 3 + (i < clients % 3 ? 1 : 0)))
+        outs+=("$work/balanced-$i.out")
+        # shellcheck disable=SC2086 # rest holds several options
+        PGPASSWORD=$USER_PASSWORD timeout $((DURATION * 3 + 60)) pgbench -h 127.0.0.1 -p "$((DIRECT_PORT + i))" -U "$USER_NAME" \
+            $rest -c "$share" -j 1 -n "$USER_NAME" >"${outs[$i]}" 2>&1 &
+        procs+=("$!")
+    done
+    wait "${procs[@]}" || true
+    python3 - "${outs[@]}" <<'PY'
+import re, sys
+tps = done = failed = 0; weighted = 0.0
+for path in sys.argv[1:]:
+    text = open(path).read()
+    m = re.search(r"^tps = ([0-9.]+)", text, re.M)
+    n = re.search(r"^number of transactions actually processed: ([0-9]+)", text, re.M)
+    l = re.search(r"^latency average = ([0-9.]+) ms", text, re.M)
+    f = re.search(r"^number of failed transactions: ([0-9]+)", text, re.M)
+    if not (m and n and l):
+        sys.exit(f"pgbench on one node failed: {text.strip().splitlines()[-1:] }")
+    tps += float(m.group(1)); done += int(n.group(1)); weighted += float(l.group(1)) * int(n.group(1))
+    failed += int(f.group(1)) if f else 0
+print(f"number of transactions actually processed: {done}/{done}")
+print(f"number of failed transactions: {failed} (0.000%)")
+print(f"latency average = {weighted / max(done, 1):.3f} ms")
+print(f"tps = {tps:.6f} (without initial connection time)")
+PY
+}
 
 # Not measured: every target serves both select workloads for a few seconds first, so Poold's JIT has produced its
 # optimised code (tiered compilation) before round 1, as it has in any long-running deployment.
 log "warm-up: 3 s of each select workload through each target"
 for target in "${targets[@]}"; do
+    [ "$target" = direct-balanced ] && continue
     for mode in simple extended; do
         PGPASSWORD=$USER_PASSWORD timeout 60 pgbench -h 127.0.0.1 -p "${port_of[$target]}" -U "$USER_NAME" -S -M "$mode" -c 16 -j 2 \
             -T 3 -n "$USER_NAME" >/dev/null 2>&1 || true
@@ -232,8 +273,13 @@ for round in $(seq 1 "$ROUNDS"); do
             proxy=${pid_of[$target]}
             before=0
             [ -n "$proxy" ] && before=$(cpu_ticks_of_tree "$proxy")
-            out=$(PGPASSWORD=$USER_PASSWORD timeout $((DURATION * 3 + 60)) pgbench -h 127.0.0.1 -p "${port_of[$target]}" -U "$USER_NAME" \
-                $args -T "$DURATION" -n "$USER_NAME" 2>&1) || true
+            if [ "$target" = direct-balanced ]; then
+                [[ $args == *-S* ]] || continue
+                out=$(pgbench_balanced $args -T "$DURATION" 2>&1) || true
+            else
+                out=$(PGPASSWORD=$USER_PASSWORD timeout $((DURATION * 3 + 60)) pgbench -h 127.0.0.1 -p "${port_of[$target]}" -U "$USER_NAME" \
+                    $args -T "$DURATION" -n "$USER_NAME" 2>&1) || true
+            fi
             cpu="-"
             tps=$(printf '%s\n' "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
             lat=$(printf '%s\n' "$out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' | head -1)
@@ -337,12 +383,13 @@ for _, w, t, x, l, f, c in rows:
     tps[(w, t)].append(float(x)); lat[(w, t)].append(float(l))
     failed[(w, t)] += int(f) if f.isdigit() else 0
     if c.isdigit(): cpu[(w, t)].append(int(c))
-workloads = list(dict.fromkeys(r[1] for r in rows)); targets = ["direct", "poold", "poold-metrics", "poold-primary", "pgpool", "pgbouncer"]
+workloads = list(dict.fromkeys(r[1] for r in rows)); targets = ["direct", "direct-balanced", "poold", "poold-metrics", "poold-primary", "pgpool", "pgbouncer"]
 print(f"# Peer benchmark, {datetime.date.today()}, {cores} cores\n")
 print(f"Median of {rounds} interleaved rounds, {duration} s per pgbench run after a warm-up; local PostgreSQL 15 primary + 2 streaming replicas; "
       "no TLS; SCRAM-SHA-256 everywhere; Poold and pgpool-II balance reads over the three nodes with equal weights, "
       "poold-primary (load_balance_mode = off) and PgBouncer (session mode) send everything to the primary.\n")
-print("Proxy CPU is the user + system time of the proxy's processes (all of pgpool-II's) during the run, per transaction.\n")
+print("Proxy CPU is the user + system time of the proxy's processes (all of pgpool-II's) during the run, per transaction. "
+      "direct-balanced has no proxy: the clients split evenly over the three nodes, one pgbench per node (select workloads only).\n")
 print("| workload | target | TPS | avg latency (ms) | failed | proxy CPU per tx (µs) | vs pgpool-II | vs PgBouncer | vs direct |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for w in workloads:
@@ -357,6 +404,23 @@ for w in workloads:
     a, b = tps[(w, "poold-metrics")], tps[(w, "poold")]
     if a and b:
         print(f"- {w}: {statistics.median(a) / statistics.median(b):.3f}x TPS")
+median = lambda w, t: statistics.median(tps[(w, t)]) if tps[(w, t)] else None
+print("\n## Issue 17's session-mode goals\n")
+print("poold-primary against PgBouncer: TPS at least 1.0x and proxy CPU per transaction at most PgBouncer's.\n")
+for w in workloads:
+    a, b = median(w, "poold-primary"), median(w, "pgbouncer")
+    if a and b and cpu[(w, "poold-primary")] and cpu[(w, "pgbouncer")]:
+        ca, cb = statistics.median(cpu[(w, "poold-primary")]), statistics.median(cpu[(w, "pgbouncer")])
+        print(f"- {w}: {a / b:.2f}x TPS ({'met' if a >= b else 'NOT met'}), CPU {ca:.0f} against {cb:.0f} µs "
+              f"({'met' if ca <= cb else 'NOT met'})")
+print("\nLoad balancing against pgpool-II (goals: 2x on select-simple, 4x on select-extended). On one machine the three "
+      "nodes share its cores: direct-balanced / pgpool is as far as any balancing proxy could reach in this run, one that "
+      "cost no CPU at all.\n")
+for w, goal in (("select-simple", 2.0), ("select-extended", 4.0)):
+    p, g, d = median(w, "poold"), median(w, "pgpool"), median(w, "direct-balanced")
+    if p and g:
+        ceiling = f"; ceiling {d / g:.2f}x, poold at {p / d:.2f}x of direct-balanced" if d else ""
+        print(f"- {w}: poold {p / g:.2f}x pgpool-II ({'met' if p / g >= goal else 'NOT met'}, goal {goal:.0f}x){ceiling}")
 print(f"\n## {idle_n} idle client connections\n")
 if idle_n != idle_requested:
     print(f"({idle_requested} requested; reduced to fit this machine's memory with pgpool-II's process per client.)\n")
