@@ -14,7 +14,8 @@
 #   POOL_MODE (session), WORKLOAD (select: pgbench -S; tpcb: its built-in TPC-B-like script), MODE (simple), CLIENTS (16), IO_THREADS ("1 2"), ROUNDS (2), RUN (15), WARMUP (10),
 #   POOL_SIZE (20, transaction mode), BASE_PORT (28432), PERF (off), PERF_FREQ (999 Hz, PERF=record),
 #   BASELINE (unset): another build's poold.dll (e.g. from `git worktree add /tmp/base REV` and a Release build there),
-#   run as target baseline-Nt in every round, between Poold and PgBouncer: an A/B of two versions within one run.
+#   run as target baseline-Nt in every round, between Poold and PgBouncer: an A/B of two versions within one run;
+#   BASELINE_IO_THREADS (unset: as Poold) gives it its own event-thread count (the same dll twice: an A/B of counts).
 #
 # Prints a markdown table and writes it to bench/results/. Everything it starts, it stops.
 set -euo pipefail
@@ -36,12 +37,13 @@ BASE_PORT=${BASE_PORT:-28432}
 PERF=${PERF:-off}
 PERF_FREQ=${PERF_FREQ:-999}
 BASELINE=${BASELINE:-}
+BASELINE_IO_THREADS=${BASELINE_IO_THREADS:-}
 POOLD_PORT=$((BASE_PORT + 10))
 BASELINE_PORT=$((BASE_PORT + 12))
 PGBOUNCER_PORT=$((BASE_PORT + 11))
 USER_NAME=bench
 USER_PASSWORD=bench
-command_line="POOL_MODE=$POOL_MODE WORKLOAD=$WORKLOAD MODE=$MODE CLIENTS=$CLIENTS IO_THREADS=\"$IO_THREADS\" ROUNDS=$ROUNDS RUN=$RUN${BASELINE:+ BASELINE=$BASELINE} bench/hot-path.sh"
+command_line="POOL_MODE=$POOL_MODE WORKLOAD=$WORKLOAD MODE=$MODE CLIENTS=$CLIENTS IO_THREADS=\"$IO_THREADS\" ROUNDS=$ROUNDS RUN=$RUN${BASELINE:+ BASELINE=$BASELINE}${BASELINE_IO_THREADS:+ BASELINE_IO_THREADS=$BASELINE_IO_THREADS} bench/hot-path.sh"
 
 case $WORKLOAD in
     select) workload_flag=-S ;;
@@ -203,8 +205,9 @@ run() {
 
 for threads in $IO_THREADS; do
     base_pid=""
+    base_threads=${BASELINE_IO_THREADS:-$threads}
     if [ -n "$BASELINE" ]; then
-        start_poold "$threads" baseline "$BASELINE" "$BASELINE_PORT"
+        start_poold "$base_threads" baseline "$BASELINE" "$BASELINE_PORT"
         base_pid=$poold_pid
     fi
     start_poold "$threads"
@@ -215,7 +218,7 @@ for threads in $IO_THREADS; do
     for round in $(seq 1 "$ROUNDS"); do
         last=$([ "$round" = "$ROUNDS" ] && echo last || true)
         run "poold-${threads}t" "$POOLD_PORT" "$poold_pid" "$RUN" "$last"
-        [ -z "$base_pid" ] || run "baseline-${threads}t" "$BASELINE_PORT" "$base_pid" "$RUN" "$last"
+        [ -z "$base_pid" ] || run "baseline-${base_threads}t" "$BASELINE_PORT" "$base_pid" "$RUN" "$last"
         run "pgbouncer-vs-${threads}t" "$PGBOUNCER_PORT" "$pgbouncer_pid" "$RUN" "$last"
     done
     stop_poold "$poold_pid"
@@ -249,7 +252,9 @@ for name, values in rows.items():
     cols = [med([v[i] for v in values]) for i in range(8)]
     ratio = ""
     if name.startswith(("poold-", "baseline-")):
-        other = rows.get("pgbouncer-vs-" + name.split("-", 1)[1])
+        # A baseline with its own thread count (BASELINE_IO_THREADS) ran beside the one PgBouncer of its loop.
+        bouncers = [n for n in rows if n.startswith("pgbouncer-vs-")]
+        other = rows.get("pgbouncer-vs-" + name.split("-", 1)[1]) or (rows[bouncers[0]] if len(bouncers) == 1 else None)
         if other:
             ratio = f"{cols[0] / med([v[0] for v in other]):.2f}x"
     print(f"| {name} | {cols[0]:.0f} | {cols[1]:.0f} | {cols[2]:.0f} / {cols[3]:.0f} | {cols[4]:.0f} | {cols[5]:.0f} | {cols[6]:.2f} | {cols[7]:.0f} | {ratio} |")
