@@ -243,7 +243,7 @@ print(f"Command: `{cmd}`\n")
 print(f"Poold (Release, workstation non-concurrent GC as shipped), `pool_mode = transaction`, `default_pool_size = {pool}`, "
       f"one local PostgreSQL 15 node, trust authentication. {count} clients log in ({conc} at a time) with "
       "bench/idle_clients.py (Python asyncio; TLS: SSLRequest then TLS, self-signed RSA 2048 certificate) and stay idle. "
-      "A fresh Poold for each phase. Taken on a shared 2-core machine while other tests ran.\n")
+      "A fresh Poold for each phase. PostgreSQL and the clients share the machine with Poold.\n")
 print("RSS/PSS at 0 clients: after start-up and one login of the phase's kind. With clients: the largest of the samples "
       "taken each second for a few seconds after the last login. Peak: VmHWM (includes the login burst). "
       "MB = 10^6 bytes for the targets; MiB elsewhere.\n")

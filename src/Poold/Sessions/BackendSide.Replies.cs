@@ -357,7 +357,7 @@ internal sealed partial class BackendSide
                             if (skip > 0 && entry.Leading is { } leading)
                             {
                                 // The statements Poold put ahead of the batch from here on were skipped by the server.
-                                _skippedCatchUps.Enqueue((link, leading[^skip..]));
+                                QueueSkippedCatchUps(link, leading[^skip..]);
                                 skip = 0;
                             }
 

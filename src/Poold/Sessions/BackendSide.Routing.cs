@@ -1537,9 +1537,23 @@ internal sealed partial class BackendSide
     /// <summary>
     /// Statements Poold parsed or closed ahead of a batch that the server skipped (an error came first: say the Parse
     /// of a statement bound in a failed transaction, 25P02), with their link: queued by the reply pump, put right by the
-    /// client side before its next request (<see cref="SettleInjected"/>).
+    /// client side before its next request (<see cref="SettleInjected"/>). Made at first use (rare: a concurrent queue
+    /// holds a kilobyte from the start, and every idle session would carry one).
     /// </summary>
-    private readonly System.Collections.Concurrent.ConcurrentQueue<(NodeLink Link, string[] Names)> _skippedCatchUps = new();
+    private System.Collections.Concurrent.ConcurrentQueue<(NodeLink Link, string[] Names)>? _skippedCatchUps;
+
+    /// <summary>Queues statements the server skipped (the reply pump's side of <see cref="_skippedCatchUps"/>).</summary>
+    private void QueueSkippedCatchUps(NodeLink link, string[] names)
+    {
+        var queue = Volatile.Read(ref _skippedCatchUps);
+        if (queue is null)
+        {
+            var created = new System.Collections.Concurrent.ConcurrentQueue<(NodeLink Link, string[] Names)>();
+            queue = Interlocked.CompareExchange(ref _skippedCatchUps, created, null) ?? created;
+        }
+
+        queue.Enqueue((link, names));
+    }
 
     /// <summary>
     /// A later part of a batch already under way (sent after a Flush) may bind a statement its connection lacks: as
@@ -1588,7 +1602,8 @@ internal sealed partial class BackendSide
     /// <summary>Statements put ahead of a batch that the server skipped (see <see cref="_skippedCatchUps"/>): not there, whatever the records say.</summary>
     private void SettleSkippedCatchUps()
     {
-        while (_skippedCatchUps.TryDequeue(out var skipped))
+        var queue = Volatile.Read(ref _skippedCatchUps);
+        while (queue is not null && queue.TryDequeue(out var skipped))
         {
             var (link, names) = skipped;
             var stillBound = _backends.TryGet(link.Connection.NodeId, out var bound) && bound == link;
