@@ -42,7 +42,7 @@ internal sealed partial class BackendConnection : IAsyncDisposable
         IsTls = isTls;
         CreatedAt = createdAt;
         LastUsedAt = createdAt;
-        Reader = new ContiguousPipeReader(stream, bufferSize: 64 * 1024, minimumReadSize: 4096);
+        Reader = new ContiguousPipeReader(stream, bufferSize: 64 * 1024, minimumReadSize: 4096, transport: engineStream);
     }
 
     /// <summary>

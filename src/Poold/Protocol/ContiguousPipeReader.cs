@@ -33,7 +33,13 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
     /// </summary>
     private CancellationTokenSource? _cancel;
 
-    /// <summary>The stream itself when it can cancel its pending read without a token.</summary>
+    /// <summary>
+    /// The stream itself when it can cancel its pending read without a token, or the transport under a TLS stream
+    /// that can: the TLS stream's read waits in a read of its transport, and ends with an <see cref="IOException"/>
+    /// around the transport's <see cref="OperationCanceledException"/> (a record it had partly read stays for its next
+    /// read: ContiguousPipeReaderTlsTests). With no token given to anyone, that cancel can only be this reader's. None
+    /// to keep per TLS connection either (about 190 bytes with the registration the transport's read makes on it).
+    /// </summary>
     private readonly ITokenlessReadCancel? _tokenless;
     private CancellationToken _callerToken;
     private CancellationTokenRegistration _callerRegistration;
@@ -56,14 +62,18 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
     private bool _streamEnded;
     private bool _completed;
 
-    public ContiguousPipeReader(Stream stream, int bufferSize, int minimumReadSize)
+    /// <param name="transport">
+    /// The transport under <paramref name="stream"/> when that is a TLS stream (a session's <see cref="Io.SocketStream"/>),
+    /// to cancel reads through: see <see cref="_tokenless"/>.
+    /// </param>
+    public ContiguousPipeReader(Stream stream, int bufferSize, int minimumReadSize, ITokenlessReadCancel? transport = null)
     {
         _stream = stream;
         _bufferSize = bufferSize;
         _minimumReadSize = minimumReadSize;
         _onReadCompleted = OnReadCompleted;
         _core.RunContinuationsAsynchronously = false;
-        _tokenless = stream as ITokenlessReadCancel;
+        _tokenless = stream as ITokenlessReadCancel ?? transport;
         _cancel = _tokenless is null ? new CancellationTokenSource() : null;
     }
 
@@ -218,7 +228,8 @@ internal sealed class ContiguousPipeReader : PipeReader, IValueTaskSource<ReadRe
                 _tokenless?.WithdrawReadCancel();
             }
 
-            if (error is OperationCanceledException && (_cancel is null || _cancel.IsCancellationRequested))
+            if (error is OperationCanceledException && (_cancel is null || _cancel.IsCancellationRequested)
+                || error is IOException { InnerException: OperationCanceledException } && _cancel is null && !ReferenceEquals(_tokenless, _stream))
             {
                 // Our own cancellation: CancelPendingRead (a canceled result), or the caller's token (its exception). A
                 // stream that cancels without a token is given none: its cancellation can only be ours.

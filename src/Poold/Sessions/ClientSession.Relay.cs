@@ -32,7 +32,7 @@ internal sealed partial class ClientSession
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown);
         var fromBackends = _backendSide.PumpRepliesAsync(stop.Token);
-        var clientReader = new ContiguousPipeReader(_client, bufferSize: 16 * 1024, minimumReadSize: 4096);
+        var clientReader = new ContiguousPipeReader(_client, bufferSize: 16 * 1024, minimumReadSize: 4096, transport: _eventStream);
         _clientReader = clientReader;
         Task<SessionEnd>? toBackends = null;
         SessionEnd end;

@@ -40,22 +40,7 @@ public sealed class ContiguousPipeReaderTests : IDisposable
 
     private static byte[] Bytes(int count, int seed) => [.. Enumerable.Range(0, count).Select(i => (byte)(i * 7 + seed))];
 
-    private async Task<byte[]> ReadExactlyAsync(int count)
-    {
-        while (true)
-        {
-            var result = await _reader.ReadAsync();
-            if (result.Buffer.Length >= count)
-            {
-                var bytes = result.Buffer.Slice(0, count).ToArray();
-                _reader.AdvanceTo(result.Buffer.GetPosition(count));
-                return bytes;
-            }
-
-            Assert.That(result.IsCompleted, Is.False, "the stream ended early");
-            _reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
-        }
-    }
+    private Task<byte[]> ReadExactlyAsync(int count) => PipeReaderChecks.ReadExactlyAsync(_reader, count);
 
     [Test]
     public async Task BytesArriveInOrder_AcrossReads_AndAFrameLargerThanTheBufferGrowsIt()
@@ -131,23 +116,7 @@ public sealed class ContiguousPipeReaderTests : IDisposable
     [Test]
     public async Task CancelPendingRead_RacingData_LosesNoWakeUpAndNoByte()
     {
-        for (var i = 0; i < 500; i++)
-        {
-            var waiting = _reader.ReadAsync().AsTask();
-            var cancel = Task.Run(_reader.CancelPendingRead);
-            await _peer.SendAsync(new[] { (byte)i });
-            await cancel;
-            var result = await waiting.WaitAsync(TimeSpan.FromSeconds(10));
-            while (result.Buffer.IsEmpty)
-            {
-                Assert.That(result.IsCanceled, Is.True, $"round {i}: an empty result is a canceled one");
-                _reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
-                result = await _reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
-            }
-
-            Assert.That(result.Buffer.ToArray(), Is.EqualTo(new[] { (byte)i }), $"round {i}");
-            _reader.AdvanceTo(result.Buffer.End);
-        }
+        await PipeReaderChecks.CancelRacingDataAsync(_reader, async b => await _peer.SendAsync(new[] { b }), rounds: 500);
     }
 
     /// <summary>

@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using Poold.Tls;
 
 namespace Poold.Tests.Tls;
@@ -12,10 +11,7 @@ public class TlsIdleMemoryTests
     [Test]
     public async Task AServerConnection_TakesTheMode_AndCarriesDataBothWaysBetweenIdleSpells()
     {
-        using var key = RSA.Create(2048);
-        var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
-        using var created = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddHours(1));
-        using var certificate = X509CertificateLoader.LoadPkcs12(created.Export(X509ContentType.Pfx), null);
+        using var certificate = TestCertificates.SelfSignedLocalhost();
 
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
