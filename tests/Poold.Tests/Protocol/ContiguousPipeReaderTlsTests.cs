@@ -40,7 +40,7 @@ public sealed class ContiguousPipeReaderTlsTests : IAsyncDisposable
         _client = new SslStream(_clientTransport, false, (_, presented, _, _) => presented is not null);
         await Task.WhenAll(
             _server.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = certificate }),
-            _client.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = "localhost" }));
+            _client.AuthenticateAsClientAsync(new SslClientAuthenticationOptions { TargetHost = "localhost" })).WaitAsync(TimeSpan.FromSeconds(30));
         _reader = new ContiguousPipeReader(_server, bufferSize: 64, minimumReadSize: 16, transport);
     }
 
@@ -88,8 +88,9 @@ public sealed class ContiguousPipeReaderTlsTests : IAsyncDisposable
         var write = _client!.WriteAsync(payload).AsTask();
         await _clientTransport.Held.WaitAsync(TimeSpan.FromSeconds(10));
 
+        await Poll(() => _serverSocket!.Available >= 20, "the record's first bytes to arrive");
         var waiting = _reader!.ReadAsync().AsTask();
-        await Poll(() => _serverSocket!.Available == 0, "the TLS stream to take the record's first bytes");
+        await Poll(() => _serverSocket!.Available == 0, "the TLS stream to take them");
         Assert.That(waiting.IsCompleted, Is.False, "a part of a record is no data yet");
         _reader.CancelPendingRead();
         var canceled = await waiting.WaitAsync(TimeSpan.FromSeconds(10));
