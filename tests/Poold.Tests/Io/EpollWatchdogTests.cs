@@ -49,7 +49,7 @@ public sealed class EpollWatchdogTests : IDisposable
         Assert.That(_engine.Sweep(), Is.Zero, "a parked read on a socket with nothing to read is left alone");
 
         _peer.Send("hello"u8.ToArray());
-        await WaitUntilAsync(() => _stream.Socket.Available == 5);
+        await Poll.UntilAsync(() => _stream.Socket.Available == 5, "5 bytes are queued");
         Assert.That(_engine.Sweep(), Is.Zero, "ready once: a suspect, not yet a lost wake-up (the event may be on its way)");
         Assert.That(read.IsCompleted, Is.False);
 
@@ -64,7 +64,7 @@ public sealed class EpollWatchdogTests : IDisposable
     {
         var first = _stream.ReadAsync(new byte[16]);
         _peer.Send("a"u8.ToArray());
-        await WaitUntilAsync(() => _stream.Socket.Available == 1);
+        await Poll.UntilAsync(() => _stream.Socket.Available == 1, "the byte is queued");
         Assert.That(_engine.Sweep(), Is.Zero, "a suspect");
 
         // The edge arrives (as an event thread would deliver it) before the next sweep: the read completes, and the
@@ -97,7 +97,7 @@ public sealed class EpollWatchdogTests : IDisposable
         var drain = new byte[256 * 1024];
         var total = 0L;
         var expected = sent + chunk.Length;
-        await WaitUntilAsync(() =>
+        await Poll.UntilAsync(() =>
         {
             while (_peer.Available > 0)
             {
@@ -106,10 +106,10 @@ public sealed class EpollWatchdogTests : IDisposable
 
             _engine.Sweep();
             return write.IsCompleted;
-        });
+        }, "a sweep wakes the parked write");
         Assert.DoesNotThrowAsync(async () => await write.AsTask().WaitAsync(Deadline));
         Assert.That(_engine.LostWakeups, Is.GreaterThanOrEqualTo(1));
-        await WaitUntilAsync(() =>
+        await Poll.UntilAsync(() =>
         {
             while (_peer.Available > 0)
             {
@@ -117,16 +117,6 @@ public sealed class EpollWatchdogTests : IDisposable
             }
 
             return total == expected;
-        });
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        var until = DateTime.UtcNow + Deadline;
-        while (!condition())
-        {
-            Assert.That(DateTime.UtcNow, Is.LessThan(until), "timed out");
-            await Task.Delay(10);
-        }
+        }, "the peer has every byte");
     }
 }

@@ -53,20 +53,6 @@ public sealed class SocketStreamTests : IDisposable
 
     private static async Task<T> Within<T>(ValueTask<T> pending) => await pending.AsTask().WaitAsync(Deadline);
 
-    private static async Task PollAsync(Func<bool> condition, string what)
-    {
-        var until = DateTime.UtcNow + Deadline;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > until)
-            {
-                Assert.Fail($"timed out waiting until {what}");
-            }
-
-            await Task.Yield();
-        }
-    }
-
     [Test]
     public async Task TheDescriptorIsMadeNonBlocking_BehindTheSocketsBack_AndCanBeMadeBlockingAgain()
     {
@@ -126,7 +112,7 @@ public sealed class SocketStreamTests : IDisposable
 
         // 300 bytes queued at once, read 100 at a time: after a full read no new edge comes, the flag must carry it.
         _peer.Send(Bytes(300, 2));
-        await PollAsync(() => _stream.Socket.Available == 300, "the 300 bytes are queued");
+        await Poll.UntilAsync(() => _stream.Socket.Available == 300, "the 300 bytes are queued");
         var received = new List<byte>();
         while (received.Count < 300)
         {
@@ -294,12 +280,12 @@ public sealed class SocketStreamTests : IDisposable
         Assert.That(_stream.MayHaveInput, Is.False, "drained, no edge since");
 
         _peer.Send(Bytes(1, 1));
-        await PollAsync(() => _stream.MayHaveInput, "the peer's byte is seen");
+        await Poll.UntilAsync(() => _stream.MayHaveInput, "the peer's byte is seen");
         Assert.That(await Within(_stream.ReadAsync(buffer)), Is.EqualTo(1));
         Assert.That(_stream.MayHaveInput, Is.False);
 
         _peer.Shutdown(SocketShutdown.Send);
-        await PollAsync(() => _stream.MayHaveInput, "the peer's close is seen");
+        await Poll.UntilAsync(() => _stream.MayHaveInput, "the peer's close is seen");
         Assert.That(_stream.Socket.Poll(0, SelectMode.SelectRead), Is.True);
     }
 

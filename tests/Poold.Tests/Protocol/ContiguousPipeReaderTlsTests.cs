@@ -13,7 +13,7 @@ namespace Poold.Tests.Protocol;
 /// pending read through the socket (no token of its own), and the TLS stream survives that cancel between records and
 /// in the middle of one.
 /// </summary>
-public sealed class ContiguousPipeReaderTlsTests : IAsyncDisposable
+public sealed class ContiguousPipeReaderTlsTests
 {
     private Socket? _serverSocket;
     private Socket? _clientSocket;
@@ -45,9 +45,7 @@ public sealed class ContiguousPipeReaderTlsTests : IAsyncDisposable
     }
 
     [TearDown]
-    public async Task CloseAsync() => await DisposeAsync();
-
-    public async ValueTask DisposeAsync()
+    public async Task CloseAsync()
     {
         _reader?.Dispose();
         if (_server is not null)
@@ -60,6 +58,8 @@ public sealed class ContiguousPipeReaderTlsTests : IAsyncDisposable
             await _client.DisposeAsync();
         }
 
+        // Already closed with the client's TLS stream, which owns it; said here for the analyzer.
+        _clientTransport?.Dispose();
         _clientSocket?.Dispose();
         _serverSocket?.Dispose();
     }
@@ -88,9 +88,9 @@ public sealed class ContiguousPipeReaderTlsTests : IAsyncDisposable
         var write = _client!.WriteAsync(payload).AsTask();
         await _clientTransport.Held.WaitAsync(TimeSpan.FromSeconds(10));
 
-        await Poll(() => _serverSocket!.Available >= 20, "the record's first bytes to arrive");
+        await Poll.UntilAsync(() => _serverSocket!.Available >= 20, "the record's first bytes arrive");
         var waiting = _reader!.ReadAsync().AsTask();
-        await Poll(() => _serverSocket!.Available == 0, "the TLS stream to take them");
+        await Poll.UntilAsync(() => _serverSocket!.Available == 0, "the TLS stream has taken them");
         Assert.That(waiting.IsCompleted, Is.False, "a part of a record is no data yet");
         _reader.CancelPendingRead();
         var canceled = await waiting.WaitAsync(TimeSpan.FromSeconds(10));
@@ -114,20 +114,6 @@ public sealed class ContiguousPipeReaderTlsTests : IAsyncDisposable
     }
 
     private Task<byte[]> ReadExactlyAsync(int count) => PipeReaderChecks.ReadExactlyAsync(_reader!, count);
-
-    private static async Task Poll(Func<bool> condition, string what)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"timed out waiting for {what}");
-            }
-
-            await Task.Delay(10);
-        }
-    }
 
     /// <summary>A client transport that can send the first bytes of its next write and hold the rest back.</summary>
     private sealed class HoldingStream(Stream inner) : Stream
