@@ -14,17 +14,27 @@ internal static class FrameReader
     /// <summary>Reads the header at the start of <paramref name="buffer"/>; validates the length against the limit first.</summary>
     public static bool TryReadHeader(in ReadOnlySequence<byte> buffer, int maxLength, out byte code, out int length)
     {
-        code = 0;
-        length = 0;
-        if (buffer.Length < HeaderLength)
+        // The common case, a header within the first segment (Poold's readers hand out one contiguous segment): read in place.
+        var first = buffer.FirstSpan;
+        if (first.Length >= HeaderLength)
         {
+            code = first[0];
+            length = BinaryPrimitives.ReadInt32BigEndian(first[1..]);
+        }
+        else if (buffer.Length >= HeaderLength)
+        {
+            Span<byte> header = stackalloc byte[HeaderLength];
+            buffer.Slice(0, HeaderLength).CopyTo(header);
+            code = header[0];
+            length = BinaryPrimitives.ReadInt32BigEndian(header[1..]);
+        }
+        else
+        {
+            code = 0;
+            length = 0;
             return false;
         }
 
-        Span<byte> header = stackalloc byte[HeaderLength];
-        buffer.Slice(0, HeaderLength).CopyTo(header);
-        code = header[0];
-        length = BinaryPrimitives.ReadInt32BigEndian(header[1..]);
         if (length < 4 || length > maxLength)
         {
             throw new PgProtocolException(SqlState.ProtocolViolation, $"invalid message length {length} for message type '{(char)code}'");

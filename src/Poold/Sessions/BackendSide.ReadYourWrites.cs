@@ -43,13 +43,11 @@ internal sealed partial class BackendSide
     /// position is asked right behind it. <paramref name="complete"/> is false for a batch sent before its Sync (the
     /// question waits for the Sync); a COPY leaves the connection in copy mode, so its position is asked at the next read.
     /// </summary>
-    private async Task AfterDispatchAsync(NodeLink link, bool complete, bool copy, CancellationToken ct)
-    {
-        if (!ReadYourWritesOn || !complete)
-        {
-            return;
-        }
+    private Task AfterDispatchAsync(NodeLink link, bool complete, bool copy, CancellationToken ct) =>
+        ReadYourWritesOn && complete ? AskWalPositionAsync(link, copy, ct) : Task.CompletedTask;
 
+    private async Task AskWalPositionAsync(NodeLink link, bool copy, CancellationToken ct)
+    {
         lock (_routingLock)
         {
             if (!_router!.TakeDurableWrite())

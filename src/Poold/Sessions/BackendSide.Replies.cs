@@ -545,14 +545,9 @@ internal sealed partial class BackendSide
     }
 
     /// <summary>Writes the bytes between two positions of a read buffer to the client (when the entry is relayed).</summary>
-    private async ValueTask RelayRunAsync(ReplyEntry entry, ReadOnlySequence<byte> buffer, SequencePosition from, SequencePosition to,
-        CancellationToken stop)
-    {
-        if (entry.Relay && !from.Equals(to))
-        {
-            await _output.WriteAsync(buffer.Slice(from, to), stop);
-        }
-    }
+    private ValueTask RelayRunAsync(in ReplyEntry entry, in ReadOnlySequence<byte> buffer, SequencePosition from, SequencePosition to,
+        CancellationToken stop) =>
+        entry.Relay && !from.Equals(to) ? _output.WriteAsync(buffer.Slice(from, to), stop) : default;
 
     /// <summary>
     /// The replies of <paramref name="entry"/> will never come: the client gets an 08006 error and ReadyForQuery in their

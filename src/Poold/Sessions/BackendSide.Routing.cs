@@ -300,22 +300,12 @@ internal sealed partial class BackendSide
         }
     }
 
-    public async Task FlushBatchIfStreamingAsync(CancellationToken ct)
-    {
-        if (_batch.WrittenCount > MaxBufferedBatch)
-        {
-            await DispatchBatchAsync(sync: false, ct);
-        }
-    }
+    /// <summary>Sends what is buffered of an unfinished batch once it is larger than Poold keeps (<see cref="MaxBufferedBatch"/>).</summary>
+    public ValueTask FlushBatchIfStreamingAsync(CancellationToken ct) =>
+        _batch.WrittenCount > MaxBufferedBatch ? DispatchBatchAsync(sync: false, ct) : default;
 
     /// <summary>Sends what is buffered of an unfinished batch (before a Query, COPY data, or Terminate).</summary>
-    public async Task FlushBatchAsync(CancellationToken ct)
-    {
-        if (_batch.WrittenCount > 0)
-        {
-            await DispatchBatchAsync(sync: false, ct);
-        }
-    }
+    public ValueTask FlushBatchAsync(CancellationToken ct) => _batch.WrittenCount > 0 ? DispatchBatchAsync(sync: false, ct) : default;
 
     // ---- simple Query ----
 
@@ -541,13 +531,10 @@ internal sealed partial class BackendSide
     /// database, on every node, are closed first (pgpool-II does it for DROP DATABASE), so they do not make the
     /// statement fail with 55006. A database in use by another client still gets PostgreSQL's own error.
     /// </summary>
-    private async Task FreeDatabasesAsync(string sql, Classification c)
-    {
-        if (!IsDatabaseDdlVerb(c))
-        {
-            return;
-        }
+    private Task FreeDatabasesAsync(string sql, Classification c) => IsDatabaseDdlVerb(c) ? FreeDatabasesNowAsync(sql) : Task.CompletedTask;
 
+    private async Task FreeDatabasesNowAsync(string sql)
+    {
         foreach (var database in DatabaseDdl.DatabasesToFree(sql))
         {
             var closed = await _services.Pool.PurgeDatabaseAsync(database);
@@ -1088,13 +1075,12 @@ internal sealed partial class BackendSide
     /// FunctionCall, a part that needs another node): a Sync of Poold's ends it on its node, the ReadyForQuery that
     /// answers it is kept from the client, and this returns once the batch's replies have all been read.
     /// </summary>
-    private async Task<BatchControl?> EndLockedBatchAsync(CancellationToken ct)
-    {
-        if (_lockedLink is not { } locked)
-        {
-            return null;
-        }
+    private Task<BatchControl?> EndLockedBatchAsync(CancellationToken ct) => _lockedLink is { } locked ? EndLockedBatchAsync(locked, ct) : NoLockedBatch;
 
+    private static readonly Task<BatchControl?> NoLockedBatch = Task.FromResult<BatchControl?>(null);
+
+    private async Task<BatchControl?> EndLockedBatchAsync(NodeLink locked, CancellationToken ct)
+    {
         var control = _lockedBatch;
         _lockedLink = null;
         _lockedBatch = null;
@@ -1424,17 +1410,25 @@ internal sealed partial class BackendSide
     /// closes statements the client closed elsewhere, and parses the named statements the batch binds but the node
     /// lacks. Returns how many ParseComplete/CloseComplete replies at the head of the batch are Poold's.
     /// </summary>
-    private async Task<int> CatchUpAsync(NodeLink link, List<BatchMessage> messages, CancellationToken ct)
+    private Task<int> CatchUpAsync(NodeLink link, List<BatchMessage> messages, CancellationToken ct)
     {
         _catchUpNames = null;
-        var connection = link.Connection;
         SettleStateUndo();
         if (!link.HasStaleStatements && link.AppliedHistory == _state.Version && messages.Count == 0 && link.TransactionOpen == InTransactionNow()
             && (!link.TransactionOpen || link.TransactionSettingsSeen == _transaction.LastSetting))
         {
-            return 0;
+            // The usual case, a link already up to date: no state machine.
+            return NothingCaughtUp;
         }
 
+        return CatchUpNowAsync(link, messages, ct);
+    }
+
+    private static readonly Task<int> NothingCaughtUp = Task.FromResult(0);
+
+    private async Task<int> CatchUpNowAsync(NodeLink link, List<BatchMessage> messages, CancellationToken ct)
+    {
+        var connection = link.Connection;
         if (link.AppliedHistory != _state.Version)
         {
             if (_transactionMode)
@@ -2341,10 +2335,30 @@ internal sealed partial class BackendSide
         }
     }
 
-    private static async Task WriteAndFlushAsync(BackendConnection connection, ReadOnlyMemory<byte> data, CancellationToken ct)
+    /// <summary>Writes and flushes; a write and flush the stream finished at once (the usual case) cost no state machine.</summary>
+    private static Task WriteAndFlushAsync(BackendConnection connection, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
-        await connection.WriteAsync(data, ct);
-        await connection.FlushAsync(ct);
+        var write = connection.WriteAsync(data, ct);
+        if (!write.IsCompletedSuccessfully)
+        {
+            return FlushAfterAsync(connection, write, ct);
+        }
+
+        write.GetAwaiter().GetResult();
+        var flush = connection.FlushAsync(ct);
+        if (!flush.IsCompletedSuccessfully)
+        {
+            return flush.AsTask();
+        }
+
+        flush.GetAwaiter().GetResult();
+        return Task.CompletedTask;
+
+        static async Task FlushAfterAsync(BackendConnection connection, ValueTask write, CancellationToken ct)
+        {
+            await write;
+            await connection.FlushAsync(ct);
+        }
     }
 
     private static byte[] QueryFrame(string sql) => SessionStateHistory.QueryFrame(sql);

@@ -26,12 +26,39 @@ internal sealed class ClientOutput
         set => _midFrame = value;
     }
 
-    public async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken stop)
+    /// <summary>
+    /// Writes <paramref name="data"/>. A write the stream finished at once (Poold's socket stream sends on the caller's
+    /// thread) costs no state machine here; one that waits, or failed, goes the awaited way.
+    /// </summary>
+    public ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken stop)
+    {
+        ValueTask write;
+        try
+        {
+            write = Stream.WriteAsync(data, stop);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
+        {
+            return ValueTask.FromException(new ClientGoneException(e));
+        }
+
+        if (write.IsCompletedSuccessfully)
+        {
+            // Consumed, as every ValueTask must be once (a pooled source behind it is given back here).
+            write.GetAwaiter().GetResult();
+            _bytes += data.Length;
+            return default;
+        }
+
+        return AwaitWriteAsync(write, data.Length);
+    }
+
+    private async ValueTask AwaitWriteAsync(ValueTask write, int length)
     {
         try
         {
-            await Stream.WriteAsync(data, stop);
-            _bytes += data.Length;
+            await write;
+            _bytes += length;
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
         {
@@ -39,7 +66,10 @@ internal sealed class ClientOutput
         }
     }
 
-    public async ValueTask WriteAsync(ReadOnlySequence<byte> data, CancellationToken stop)
+    public ValueTask WriteAsync(ReadOnlySequence<byte> data, CancellationToken stop) =>
+        data.IsSingleSegment ? WriteAsync(data.First, stop) : WriteSegmentsAsync(data, stop);
+
+    private async ValueTask WriteSegmentsAsync(ReadOnlySequence<byte> data, CancellationToken stop)
     {
         foreach (var segment in data)
         {
@@ -47,11 +77,26 @@ internal sealed class ClientOutput
         }
     }
 
-    public async ValueTask FlushAsync(CancellationToken stop)
+    public ValueTask FlushAsync(CancellationToken stop)
+    {
+        Task flush;
+        try
+        {
+            flush = Stream.FlushAsync(stop);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
+        {
+            return ValueTask.FromException(new ClientGoneException(e));
+        }
+
+        return flush.IsCompletedSuccessfully ? default : AwaitFlushAsync(flush);
+    }
+
+    private static async ValueTask AwaitFlushAsync(Task flush)
     {
         try
         {
-            await Stream.FlushAsync(stop);
+            await flush;
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
         {

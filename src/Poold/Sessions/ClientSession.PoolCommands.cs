@@ -108,7 +108,8 @@ internal sealed partial class ClientSession : IPoolCommandSession, ISessionClien
         {
             if (m.Code == (byte)FrontendCode.Parse)
             {
-                if (!PoolCommands.IsPoolCommand(m.Query ?? ""))
+                // No text kept: the statement did not look like a pool command (PoolCommands.MightBePoolCommand).
+                if (m.Query is not { } query || !PoolCommands.IsPoolCommand(query))
                 {
                     return false;
                 }

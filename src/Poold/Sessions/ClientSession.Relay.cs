@@ -191,14 +191,29 @@ internal sealed partial class ClientSession
             throw new ClientFatalException(SqlState.ProtocolViolation, $"invalid frontend message type {type}");
         }
 
-        if (FrameReader.TryReadHeader(buffer, int.MaxValue, out code, out var length) && length > maxMessage)
+        frame = body = default;
+        if (!FrameReader.TryReadHeader(buffer, int.MaxValue, out code, out var length))
+        {
+            return false;
+        }
+
+        if (length > maxMessage)
         {
             throw new ClientFatalException(SqlState.ProgramLimitExceeded,
                 $"message of type '{(char)code}' is {length} bytes, more than max_packet_size ({maxMessage} bytes)",
                 "Raise max_packet_size in the Poold configuration to accept larger messages.");
         }
 
-        return FrameReader.TryReadFrame(ref buffer, maxMessage, out code, out frame, out body);
+        if (buffer.Length < 1 + length)
+        {
+            return false;
+        }
+
+        // The header is read once: the frame and its body are slices of the buffer.
+        frame = buffer.Slice(0, 1 + length);
+        body = frame.Slice(FrameReader.HeaderLength);
+        buffer = buffer.Slice(frame.End);
+        return true;
     }
 
     /// <summary>The message types a logged-in session may send (PostgreSQL's PostgresMain accepts these and no other).</summary>
