@@ -132,19 +132,22 @@ internal sealed class ConnectionPool : IAsyncDisposable
         return null;
     }
 
-    private async ValueTask<bool> IsGoodAsync(BackendConnection connection, CancellationToken cancellationToken)
+    private ValueTask<bool> IsGoodAsync(BackendConnection connection, CancellationToken cancellationToken)
     {
         if (connection.IsBroken || connection.IsClosedByPeer())
         {
-            return false;
+            return ValueTask.FromResult(false);
         }
 
         var limits = _limits;
-        if (limits.CheckQuery.Length == 0 || _time.GetElapsedTime(connection.LastUsedAt) < limits.CheckDelay)
-        {
-            return true;
-        }
+        return limits.CheckQuery.Length == 0 || _time.GetElapsedTime(connection.LastUsedAt) < limits.CheckDelay
+            ? ValueTask.FromResult(true)
+            : CheckAsync(connection, limits, cancellationToken);
+    }
 
+    /// <summary>server_check_query on a connection idle for longer than its delay (a round trip, within its timeout).</summary>
+    private static async ValueTask<bool> CheckAsync(BackendConnection connection, PoolLimits limits, CancellationToken cancellationToken)
+    {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(limits.CheckTimeout);
         try

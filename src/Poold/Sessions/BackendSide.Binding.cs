@@ -347,16 +347,16 @@ internal sealed partial class BackendSide
     /// primary, which gets the client's BEGIN as any node joining a transaction does). A transaction takes its snapshot
     /// at its first statement, not at BEGIN, so the client cannot tell. Without this, every session whose transaction
     /// began where it reads would hold a standby connection while it waits in the primary's line, and the standby's
-    /// readers would wait behind the primary's writers.
+    /// readers would wait behind the primary's writers. Nothing to do when pinned, with a batch half sent, or with no
+    /// standby that ran nothing but BEGIN: the usual case, with no state machine.
     /// </summary>
-    private async Task GiveBackUnusedStandbyAsync(CancellationToken ct)
-    {
-        if (!_transactionMode || _pinnedBy is not null || _lockedLink is not null || UnusedStandby() is null)
-        {
-            // Pinned, a batch half sent, or no standby that ran nothing but BEGIN.
-            return;
-        }
+    private Task GiveBackUnusedStandbyAsync(CancellationToken ct) =>
+        !_transactionMode || _pinnedBy is not null || _lockedLink is not null || UnusedStandby() is null
+            ? Task.CompletedTask
+            : GiveBackUnusedStandbyNowAsync(ct);
 
+    private async Task GiveBackUnusedStandbyNowAsync(CancellationToken ct)
+    {
         if (Volatile.Read(ref _repliesInFlight) != 0)
         {
             // The reply pump may not have let go of that connection yet: the client can answer the BEGIN's
@@ -451,13 +451,10 @@ internal sealed partial class BackendSide
     /// Usually the reply pump has done this already, the moment the last reply was read (<see cref="ReleaseFromReplyPump"/>);
     /// this is the client pump's way, for what that one leaves: a cancel to wait for, a connection to close.
     /// </summary>
-    public async Task ReleaseBindingAsync(CancellationToken ct)
-    {
-        if (!Releasable())
-        {
-            return;
-        }
+    public Task ReleaseBindingAsync(CancellationToken ct) => Releasable() ? ReleaseBindingNowAsync(ct) : Task.CompletedTask;
 
+    private async Task ReleaseBindingNowAsync(CancellationToken ct)
+    {
         var links = TakeBinding();
         var cancels = await _cancelGate.QuiesceAsync(DrainTimeout);
         foreach (var link in links)

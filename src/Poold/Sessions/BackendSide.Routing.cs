@@ -1984,7 +1984,7 @@ internal sealed partial class BackendSide
     private readonly List<NodeLink> _participants = [];
 
     /// <summary>A transaction that ended on its main node (a multi-statement COMMIT, an error) may still be open on others: close it.</summary>
-    private async Task CloseLeftoverTransactionsAsync(CancellationToken ct)
+    private Task CloseLeftoverTransactionsAsync(CancellationToken ct)
     {
         bool inTransaction;
         lock (_routingLock)
@@ -1994,9 +1994,23 @@ internal sealed partial class BackendSide
 
         if (inTransaction || Volatile.Read(ref _outstanding) > 0)
         {
-            return;
+            return Task.CompletedTask;
         }
 
+        foreach (var link in _backends.Links)
+        {
+            if (link.TransactionOpen)
+            {
+                return CloseLeftoverTransactionsNowAsync(ct);
+            }
+        }
+
+        // The usual case, no transaction left open anywhere: no state machine.
+        return Task.CompletedTask;
+    }
+
+    private async Task CloseLeftoverTransactionsNowAsync(CancellationToken ct)
+    {
         foreach (var link in _backends.Links)
         {
             if (link.TransactionOpen)
