@@ -13,6 +13,8 @@
 #
 #   POOL_MODE (session), WORKLOAD (select: pgbench -S; tpcb: its built-in TPC-B-like script), MODE (simple), CLIENTS (16), IO_THREADS ("1 2"), ROUNDS (2), RUN (15), WARMUP (10),
 #   POOL_SIZE (20, transaction mode), BASE_PORT (28432), PERF (off), PERF_FREQ (999 Hz, PERF=record),
+#   TLS (0): 1 puts every client on sslmode=require with TLS 1.3 (Poold ssl = on, PgBouncer client_tls_sslmode =
+#   require, the same self-signed RSA 2048 certificate; backends stay plain), as bench/compare-tls.sh,
 #   BASELINE (unset): another build's poold.dll (e.g. from `git worktree add /tmp/base REV` and a Release build there),
 #   run as target baseline-Nt in every round, between Poold and PgBouncer: an A/B of two versions within one run;
 #   BASELINE_IO_THREADS (unset: as Poold) gives it its own event-thread count (the same dll twice: an A/B of counts).
@@ -38,12 +40,13 @@ PERF=${PERF:-off}
 PERF_FREQ=${PERF_FREQ:-999}
 BASELINE=${BASELINE:-}
 BASELINE_IO_THREADS=${BASELINE_IO_THREADS:-}
+TLS=${TLS:-0}
 POOLD_PORT=$((BASE_PORT + 10))
 BASELINE_PORT=$((BASE_PORT + 12))
 PGBOUNCER_PORT=$((BASE_PORT + 11))
 USER_NAME=bench
 USER_PASSWORD=bench
-command_line="POOL_MODE=$POOL_MODE WORKLOAD=$WORKLOAD MODE=$MODE CLIENTS=$CLIENTS IO_THREADS=\"$IO_THREADS\" ROUNDS=$ROUNDS RUN=$RUN${BASELINE:+ BASELINE=$BASELINE}${BASELINE_IO_THREADS:+ BASELINE_IO_THREADS=$BASELINE_IO_THREADS} bench/hot-path.sh"
+command_line="${TLS/#1/TLS=1 }POOL_MODE=$POOL_MODE WORKLOAD=$WORKLOAD MODE=$MODE CLIENTS=$CLIENTS IO_THREADS=\"$IO_THREADS\" ROUNDS=$ROUNDS RUN=$RUN${BASELINE:+ BASELINE=$BASELINE}${BASELINE_IO_THREADS:+ BASELINE_IO_THREADS=$BASELINE_IO_THREADS} bench/hot-path.sh"
 
 case $WORKLOAD in
     select) workload_flag=-S ;;
@@ -70,9 +73,25 @@ cluster_sql "$work/pg" "$BASE_PORT" "CREATE ROLE $USER_NAME LOGIN PASSWORD '$USE
 cluster_sql "$work/pg" "$BASE_PORT" "CREATE DATABASE $USER_NAME OWNER $USER_NAME"
 bench_data "$BASE_PORT" 10
 bench_secrets
+tls_poold="ssl = off"
+tls_pgbouncer=""
+if [ "$TLS" = 1 ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -keyout "$work/server.key" -out "$work/server.crt" \
+        >/dev/null 2>&1 || die "openssl req failed"
+    chmod 600 "$work/server.key"
+    chmod 644 "$work/server.crt"
+    tls_poold="ssl = on
+ssl_cert = '$work/server.crt'
+ssl_key = '$work/server.key'"
+    tls_pgbouncer="client_tls_sslmode = require
+client_tls_cert_file = $work/server.crt
+client_tls_key_file = $work/pgbouncer/server.key"
+    export PGSSLMODE=require PGSSLMINPROTOCOLVERSION=TLSv1.3
+fi
 
 server_pool=$([ "$POOL_MODE" = transaction ] && echo "$POOL_SIZE" || echo $((CLIENTS + 10)))
 mkdir -p "$work/pgbouncer"
+[ "$TLS" != 1 ] || cp "$work/server.key" "$work/pgbouncer/server.key"
 cat >"$work/pgbouncer/pgbouncer.ini" <<CONF
 [databases]
 $USER_NAME = host=127.0.0.1 port=$BASE_PORT dbname=$USER_NAME
@@ -86,6 +105,7 @@ auth_file = $work/userlist.txt
 pool_mode = $POOL_MODE
 max_client_conn = $((CLIENTS + 100))
 default_pool_size = $server_pool
+$tls_pgbouncer
 logfile = $work/pgbouncer/pgbouncer.log
 pidfile = $work/pgbouncer/pgbouncer.pid
 CONF
@@ -97,7 +117,7 @@ else
 fi
 pgbouncer_pid=$!
 pids+=("$pgbouncer_pid")
-wait_ready PgBouncer "$PGBOUNCER_PORT" "$pgbouncer_pid"
+wait_ready PgBouncer "$PGBOUNCER_PORT" "$pgbouncer_pid" "$([ "$TLS" = 1 ] && echo require || echo disable)"
 
 start_poold() { # THREADS [NAME DLL PORT]: a fresh Poold (this tree's build, or DLL) with POOLD_IO_THREADS=THREADS; sets poold_pid
     local dir="$work/${2:-poold}-$1" dll=${3:-src/Poold/bin/Release/net10.0/poold.dll} port=${4:-$POOLD_PORT}
@@ -120,7 +140,7 @@ max_client_conn = $((CLIENTS + 100))
 max_unauthenticated_connections = $((CLIENTS + 100))
 enable_pool_hba = on
 pool_passwd = '$work/pool_passwd'
-ssl = off
+$tls_poold
 pid_file_name = '$dir/poold.pid'
 logdir = '$dir'
 log_min_messages = warning
@@ -226,10 +246,10 @@ for threads in $IO_THREADS; do
 done
 
 cores=$(nproc)
-report=bench/results/$(date +%Y-%m-%d)-hot-path-$POOL_MODE-$([ "$WORKLOAD" = select ] || echo "$WORKLOAD-")$CLIENTS-${cores}cores.md
-python3 - "$work/rows.tsv" "$command_line" "$POOL_MODE" "$MODE" "$CLIENTS" "$cores" "$work/syscalls.txt" "$workload_flag" >"$report" <<'PY'
+report=bench/results/$(date +%Y-%m-%d)-hot-path-$([ "$TLS" != 1 ] || echo tls-)$POOL_MODE-$([ "$WORKLOAD" = select ] || echo "$WORKLOAD-")$CLIENTS-${cores}cores.md
+python3 - "$work/rows.tsv" "$command_line" "$POOL_MODE" "$MODE" "$CLIENTS" "$cores" "$work/syscalls.txt" "$workload_flag" "$TLS" >"$report" <<'PY'
 import os, statistics, sys
-rows_file, command, pool_mode, mode, clients, cores, syscalls, workload_flag = sys.argv[1:]
+rows_file, command, pool_mode, mode, clients, cores, syscalls, workload_flag, tls = sys.argv[1:]
 workload = workload_flag + " " if workload_flag else ""
 rows = {}
 for line in open(rows_file):
@@ -240,7 +260,7 @@ for line in open(rows_file):
     rows.setdefault(name, []).append((float(tps), int(proxy) / tx, 100 * int(vol) / tx, 100 * int(invol) / tx, int(pgbench) / tx, int(machine) / tx, int(xacts) / tx, float(connect)))
 print(f"# Hot path: Poold against PgBouncer, {pool_mode} mode, {clients} clients, {cores} cores\n")
 print(f"Command: `{command}`\n")
-print(f"One local PostgreSQL 15 primary (no replicas), pgbench `{workload}-M {mode} -c {clients} -j 2`, SCRAM, no TLS; Poold with "
+print(f"One local PostgreSQL 15 primary (no replicas), pgbench `{workload}-M {mode} -c {clients} -j 2`, SCRAM, " + ("every client on TLS 1.3 (sslmode=require; backends plain)" if tls == "1" else "no TLS") + "; Poold with "
       "`load_balance_mode = off` and PgBouncer in the same pool mode. Per transaction, logins included: the proxy's CPU, "
       "its context switches (voluntary / involuntary, per 100 transactions), pgbench's CPU and the machine's busy time "
       "(all processes); server transactions: what PostgreSQL counted (pg_stat_database) per pgbench transaction (1.00: the proxy added none); pgbench connect: its `initial connection time` (logins; not in its TPS, but one thread may start its transactions while the other still logs in). Medians of the rounds; pgbench, the proxy and PostgreSQL share the cores, so compare rows of one "
