@@ -46,7 +46,7 @@ BASELINE_PORT=$((BASE_PORT + 12))
 PGBOUNCER_PORT=$((BASE_PORT + 11))
 USER_NAME=bench
 USER_PASSWORD=bench
-command_line="${TLS/#1/TLS=1 }POOL_MODE=$POOL_MODE WORKLOAD=$WORKLOAD MODE=$MODE CLIENTS=$CLIENTS IO_THREADS=\"$IO_THREADS\" ROUNDS=$ROUNDS RUN=$RUN${BASELINE:+ BASELINE=$BASELINE}${BASELINE_IO_THREADS:+ BASELINE_IO_THREADS=$BASELINE_IO_THREADS} bench/hot-path.sh"
+command_line="$([ "$TLS" != 1 ] || echo "TLS=1 ")POOL_MODE=$POOL_MODE WORKLOAD=$WORKLOAD MODE=$MODE CLIENTS=$CLIENTS IO_THREADS=\"$IO_THREADS\" ROUNDS=$ROUNDS RUN=$RUN${BASELINE:+ BASELINE=$BASELINE}${BASELINE_IO_THREADS:+ BASELINE_IO_THREADS=$BASELINE_IO_THREADS} bench/hot-path.sh"
 
 case $WORKLOAD in
     select) workload_flag=-S ;;
@@ -189,7 +189,7 @@ run() {
         (sleep 3; perf record -F "$PERF_FREQ" -g -a -o "/tmp/poold-perf-system-$name.data" -- sleep 8 >"$work/$name.perf.log" 2>&1) &
         watcher=$!
     elif [ -n "$last" ] && [ "$PERF" = stat ]; then
-        (sleep 3; perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_futex,syscalls:sys_enter_poll \
+        (sleep 3; perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_futex,syscalls:sys_enter_poll,syscalls:sys_enter_read,syscalls:sys_enter_write \
             -p "$pid" -o "$work/$name.stat" -- sleep 8 >/dev/null 2>&1) &
         watcher=$!
     fi
