@@ -1075,11 +1075,11 @@ internal sealed partial class BackendSide
     /// FunctionCall, a part that needs another node): a Sync of Poold's ends it on its node, the ReadyForQuery that
     /// answers it is kept from the client, and this returns once the batch's replies have all been read.
     /// </summary>
-    private Task<BatchControl?> EndLockedBatchAsync(CancellationToken ct) => _lockedLink is { } locked ? EndLockedBatchAsync(locked, ct) : NoLockedBatch;
+    private Task<BatchControl?> EndLockedBatchAsync(CancellationToken ct) => _lockedLink is { } locked ? EndLockedBatchNowAsync(locked, ct) : NoLockedBatch;
 
     private static readonly Task<BatchControl?> NoLockedBatch = Task.FromResult<BatchControl?>(null);
 
-    private async Task<BatchControl?> EndLockedBatchAsync(NodeLink locked, CancellationToken ct)
+    private async Task<BatchControl?> EndLockedBatchNowAsync(NodeLink locked, CancellationToken ct)
     {
         var control = _lockedBatch;
         _lockedLink = null;
