@@ -44,7 +44,7 @@ for project in tests/Poold.Tests tests/Poold.IntegrationTests tests/Poold.Contai
     dotnet test "$project" -c Release --no-build --nologo 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
     log "$name took $(( $(date +%s) - started )) s"
-    summary=$(grep -E '(Passed|Failed)! +- Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+' "$out" | tail -n 1)
+    summary=$(grep -E '(Passed|Failed|Skipped)! +- Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+' "$out" | tail -n 1)
     if [ -z "$summary" ]; then
         log "$name produced no test summary (exit code $rc): counting it as one failure"
         failed=$((failed + 1)); status=1
