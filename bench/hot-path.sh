@@ -17,7 +17,11 @@
 #   require, the same self-signed RSA 2048 certificate; backends stay plain), as bench/compare-tls.sh,
 #   BASELINE (unset): another build's poold.dll (e.g. from `git worktree add /tmp/base REV` and a Release build there),
 #   run as target baseline-Nt in every round, between Poold and PgBouncer: an A/B of two versions within one run;
-#   BASELINE_IO_THREADS (unset: as Poold) gives it its own event-thread count (the same dll twice: an A/B of counts).
+#   BASELINE_IO_THREADS (unset: as Poold) gives it its own event-thread count (the same dll twice: an A/B of counts);
+#   STEADY (unset): FROM:SPAN measures only SPAN seconds from FROM seconds after pgbench starts, once every client has
+#   logged in (pgbench -P 1, its transactions counted from the progress lines that arrive in the window): without it,
+#   the CPU figures include the logins, which with 1,000 clients weigh more than the transactions on some proxies.
+#   RUN must be at least FROM + SPAN + 2; PERF=record and PERF=stat then cover the window too.
 #
 # Prints a markdown table and writes it to bench/results/. Everything it starts, it stops.
 set -euo pipefail
@@ -41,12 +45,13 @@ PERF_FREQ=${PERF_FREQ:-999}
 BASELINE=${BASELINE:-}
 BASELINE_IO_THREADS=${BASELINE_IO_THREADS:-}
 TLS=${TLS:-0}
+STEADY=${STEADY:-}
 POOLD_PORT=$((BASE_PORT + 10))
 BASELINE_PORT=$((BASE_PORT + 12))
 PGBOUNCER_PORT=$((BASE_PORT + 11))
 USER_NAME=bench
 USER_PASSWORD=bench
-command_line="$([ "$TLS" != 1 ] || echo "TLS=1 ")POOL_MODE=$POOL_MODE WORKLOAD=$WORKLOAD MODE=$MODE CLIENTS=$CLIENTS IO_THREADS=\"$IO_THREADS\" ROUNDS=$ROUNDS RUN=$RUN${BASELINE:+ BASELINE=$BASELINE}${BASELINE_IO_THREADS:+ BASELINE_IO_THREADS=$BASELINE_IO_THREADS} bench/hot-path.sh"
+command_line="$([ "$TLS" != 1 ] || echo "TLS=1 ")${STEADY:+STEADY=$STEADY }POOL_MODE=$POOL_MODE WORKLOAD=$WORKLOAD MODE=$MODE CLIENTS=$CLIENTS IO_THREADS=\"$IO_THREADS\" ROUNDS=$ROUNDS RUN=$RUN${BASELINE:+ BASELINE=$BASELINE}${BASELINE_IO_THREADS:+ BASELINE_IO_THREADS=$BASELINE_IO_THREADS} bench/hot-path.sh"
 
 case $WORKLOAD in
     select) workload_flag=-S ;;
@@ -59,6 +64,13 @@ ensure_peers
 [ -x /usr/sbin/pgbouncer ] || die "PgBouncer is required (apt-get install -y pgbouncer)"
 [ "$PERF" = off ] || command -v perf >/dev/null || die "PERF=$PERF needs perf (apt-get install -y linux-perf)"
 [ -z "$BASELINE" ] || [ -f "$BASELINE" ] || die "BASELINE: no such file: $BASELINE"
+steady_from=3 steady_span=8
+if [ -n "$STEADY" ]; then
+    [[ $STEADY =~ ^([0-9]+):([0-9]+)$ ]] || die "STEADY: FROM:SPAN in seconds, not '$STEADY'"
+    steady_from=${BASH_REMATCH[1]} steady_span=${BASH_REMATCH[2]}
+    [ "$RUN" -ge $((steady_from + steady_span + 2)) ] || die "STEADY=$STEADY needs RUN of at least $((steady_from + steady_span + 2)) s"
+    [[ $PERF != pgbench* ]] || die "STEADY and PERF=$PERF: pgbench's own counts cover its whole run, not the window"
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 work=$(mktemp -d /tmp/poold-bench-hot.XXXXXX)
@@ -183,14 +195,14 @@ run() {
     x0=$(server_xacts); b0=$(machine_busy); t0=$(cpu_ticks "$pid"); read -r v0 n0 <<<"$(switches "$pid")"
     [ -z "$last" ] || thread_switches "$pid" >"$work/$name.threads0"
     if [ -n "$last" ] && [ "$PERF" = record ]; then
-        (sleep 3; perf record -F "$PERF_FREQ" -g -p "$pid" -o "/tmp/poold-perf-$name.data" -- sleep 8 >"$work/$name.perf.log" 2>&1) &
+        (sleep "$steady_from"; perf record -F "$PERF_FREQ" -g -p "$pid" -o "/tmp/poold-perf-$name.data" -- sleep "$steady_span" >"$work/$name.perf.log" 2>&1) &
         watcher=$!
     elif [ -n "$last" ] && [ "$PERF" = system ]; then
-        (sleep 3; perf record -F "$PERF_FREQ" -g -a -o "/tmp/poold-perf-system-$name.data" -- sleep 8 >"$work/$name.perf.log" 2>&1) &
+        (sleep "$steady_from"; perf record -F "$PERF_FREQ" -g -a -o "/tmp/poold-perf-system-$name.data" -- sleep "$steady_span" >"$work/$name.perf.log" 2>&1) &
         watcher=$!
     elif [ -n "$last" ] && [ "$PERF" = stat ]; then
-        (sleep 3; perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_futex,syscalls:sys_enter_poll,syscalls:sys_enter_read,syscalls:sys_enter_write \
-            -p "$pid" -o "$work/$name.stat" -- sleep 8 >/dev/null 2>&1) &
+        (sleep "$steady_from"; perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_futex,syscalls:sys_enter_poll,syscalls:sys_enter_read,syscalls:sys_enter_write \
+            -p "$pid" -o "$work/$name.stat" -- sleep "$steady_span" >/dev/null 2>&1) &
         watcher=$!
     fi
     local wrap=()
@@ -199,17 +211,52 @@ run() {
     elif [ -n "$last" ] && [ "$PERF" = pgbench-record ]; then
         wrap=(perf record -F 999 -g -o "/tmp/poold-perf-pgbench-$name.data" --)
     fi
-    out=$(PGPASSWORD=$USER_PASSWORD /usr/bin/time -f "pgbench-cpu %U %S" "${wrap[@]}" pgbench -h 127.0.0.1 -p "$port" -U "$USER_NAME" -n $workload_flag -M "$MODE" \
-        -c "$CLIENTS" -j 2 -T "$seconds" "$USER_NAME" 2>&1) || log "$name: pgbench failed: $(tail -2 <<<"$out")"
-    b1=$(machine_busy); t1=$(cpu_ticks "$pid"); read -r v1 n1 <<<"$(switches "$pid")"
-    [ -z "$last" ] || thread_switches "$pid" >"$work/$name.threads1"
-    sleep 1.2  # PostgreSQL flushes a backend's statistics at most once a second
-    x1=$(server_xacts)
+    local steady="" window=""
+    [ -z "$STEADY" ] || [ "$name" = warm ] || steady=1
+    if [ -z "$steady" ]; then
+        out=$(PGPASSWORD=$USER_PASSWORD /usr/bin/time -f "pgbench-cpu %U %S" "${wrap[@]}" pgbench -h 127.0.0.1 -p "$port" -U "$USER_NAME" -n $workload_flag -M "$MODE" \
+            -c "$CLIENTS" -j 2 -T "$seconds" "$USER_NAME" 2>&1) || log "$name: pgbench failed: $(tail -2 <<<"$out")"
+    else
+        # The window: every output line of pgbench stamped with the time it arrived; the samples taken at its two ends.
+        local progress=$work/$name.progress bench p0 p1 s0 s1 seconds_in_window
+        : >"$progress"
+        PGPASSWORD=$USER_PASSWORD "${wrap[@]}" pgbench -h 127.0.0.1 -p "$port" -U "$USER_NAME" -n $workload_flag -M "$MODE" \
+            -c "$CLIENTS" -j 2 -T "$seconds" -P 1 "$USER_NAME" \
+            > >(while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N)" "$line"; done >>"$progress") 2>&1 &
+        bench=$!
+        sleep "$steady_from"
+        x0=$(server_xacts); b0=$(machine_busy); t0=$(cpu_ticks "$pid"); read -r v0 n0 <<<"$(switches "$pid")"
+        p0=$(cpu_ticks "$bench"); s0=$(date +%s.%N)
+        [ -z "$last" ] || thread_switches "$pid" >"$work/$name.threads0"
+        sleep "$steady_span"
+        b1=$(machine_busy); t1=$(cpu_ticks "$pid"); read -r v1 n1 <<<"$(switches "$pid")"
+        p1=$(cpu_ticks "$bench"); s1=$(date +%s.%N)
+        [ -z "$last" ] || thread_switches "$pid" >"$work/$name.threads1"
+        x1=$(server_xacts)
+        wait "$bench" || log "$name: pgbench failed: $(tail -2 "$progress")"
+        for _ in $(seq 1 50); do grep -q '^[0-9.]* tps = ' "$progress" && break; sleep 0.1; done
+        # pgbench prints each second's TPS: their sum over the lines that arrived in the window is its transactions.
+        window=$(awk -v a="$s0" -v b="$s1" '$2 == "progress:" && $1 > a && $1 <= b {tx += $5} END {printf "%d", tx}' "$progress")
+        out="$(cut -d' ' -f2- "$progress")
+pgbench-cpu $(awk -v d="$((p1 - p0))" -v hz="$hz" 'BEGIN{print d / hz, 0}')
+window $window $(awk -v a="$s0" -v b="$s1" 'BEGIN{print b - a}')"
+    fi
+    [ -n "$steady" ] || { b1=$(machine_busy); t1=$(cpu_ticks "$pid"); read -r v1 n1 <<<"$(switches "$pid")"; }
+    if [ -z "$steady" ]; then
+        [ -z "$last" ] || thread_switches "$pid" >"$work/$name.threads1"
+        sleep 1.2  # PostgreSQL flushes a backend's statistics at most once a second
+        x1=$(server_xacts)
+    fi
     [ -z "$watcher" ] || wait "$watcher" || log "$name: perf failed: $(tail -2 "$work/$name.perf.log" 2>/dev/null)"
     local tps tx pgbench_cpu connect_ms
     tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
     connect_ms=$(sed -n 's/^initial connection time = \([0-9.]*\) ms.*/\1/p' <<<"$out")
     tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+    if [ -n "$steady" ]; then
+        # The window's transactions and rate; pgbench's own TPS covers the whole run.
+        read -r _ tx seconds_in_window <<<"$(grep '^window ' <<<"$out")"
+        tps=$(awk -v t="$tx" -v s="$seconds_in_window" 'BEGIN{printf "%.1f", t / s}')
+    fi
     pgbench_cpu=$(awk '/^pgbench-cpu/{print $2 + $3}' <<<"$out")
     [ -n "$tx" ] && [ "$tx" -gt 0 ] || { log "$name: no transactions"; return 0; }
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$tps" "$tx" "$(( (t1 - t0) * 1000000 / hz ))" "$((v1 - v0))" "$((n1 - n0))" \
@@ -247,9 +294,9 @@ done
 
 cores=$(nproc)
 report=bench/results/$(date +%Y-%m-%d)-hot-path-$([ "$TLS" != 1 ] || echo tls-)$POOL_MODE-$([ "$WORKLOAD" = select ] || echo "$WORKLOAD-")$CLIENTS-${cores}cores.md
-python3 - "$work/rows.tsv" "$command_line" "$POOL_MODE" "$MODE" "$CLIENTS" "$cores" "$work/syscalls.txt" "$workload_flag" "$TLS" >"$report" <<'PY'
+python3 - "$work/rows.tsv" "$command_line" "$POOL_MODE" "$MODE" "$CLIENTS" "$cores" "$work/syscalls.txt" "$workload_flag" "$TLS" "$STEADY" >"$report" <<'PY'
 import os, statistics, sys
-rows_file, command, pool_mode, mode, clients, cores, syscalls, workload_flag, tls = sys.argv[1:]
+rows_file, command, pool_mode, mode, clients, cores, syscalls, workload_flag, tls, steady = sys.argv[1:]
 workload = workload_flag + " " if workload_flag else ""
 rows = {}
 for line in open(rows_file):
@@ -261,7 +308,9 @@ for line in open(rows_file):
 print(f"# Hot path: Poold against PgBouncer, {pool_mode} mode, {clients} clients, {cores} cores\n")
 print(f"Command: `{command}`\n")
 print(f"One local PostgreSQL 15 primary (no replicas), pgbench `{workload}-M {mode} -c {clients} -j 2`, SCRAM, " + ("every client on TLS 1.3 (sslmode=require; backends plain)" if tls == "1" else "no TLS") + "; Poold with "
-      "`load_balance_mode = off` and PgBouncer in the same pool mode. Per transaction, logins included: the proxy's CPU, "
+      "`load_balance_mode = off` and PgBouncer in the same pool mode. Per transaction, "
+      + (f"in a window of {steady.split(':')[1]} s from {steady.split(':')[0]} s after pgbench's start, once every client has logged in (TPS: the transactions of the progress lines that came in the window): " if steady else "logins included: ")
+      + "the proxy's CPU, "
       "its context switches (voluntary / involuntary, per 100 transactions), pgbench's CPU and the machine's busy time "
       "(all processes); server transactions: what PostgreSQL counted (pg_stat_database) per pgbench transaction (1.00: the proxy added none); pgbench connect: its `initial connection time` (logins; not in its TPS, but one thread may start its transactions while the other still logs in). Medians of the rounds; pgbench, the proxy and PostgreSQL share the cores, so compare rows of one "
       "run only.\n")
@@ -279,7 +328,7 @@ for name, values in rows.items():
             ratio = f"{cols[0] / med([v[0] for v in other]):.2f}x"
     print(f"| {name} | {cols[0]:.0f} | {cols[1]:.0f} | {cols[2]:.0f} / {cols[3]:.0f} | {cols[4]:.0f} | {cols[5]:.0f} | {cols[6]:.2f} | {cols[7]:.0f} | {ratio} |")
 if os.path.exists(syscalls) and os.path.getsize(syscalls):
-    print("\nOver the last round, per target: context switches per thread name (voluntary / involuntary), and with PERF=stat the system calls of 8 s (`perf stat`):\n")
+    print(f"\nOver the last round, per target: context switches per thread name (voluntary / involuntary), and with PERF=stat the system calls of {steady.split(':')[1] if steady else 8} s (`perf stat`):\n")
     for line in open(syscalls):
         print(f"- {line.strip()}")
 PY
