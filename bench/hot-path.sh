@@ -19,9 +19,10 @@
 #   run as target baseline-Nt in every round, between Poold and PgBouncer: an A/B of two versions within one run;
 #   BASELINE_IO_THREADS (unset: as Poold) gives it its own event-thread count (the same dll twice: an A/B of counts);
 #   STEADY (unset): FROM:SPAN measures only SPAN seconds from FROM seconds after pgbench starts, once every client has
-#   logged in (pgbench -P 1, its transactions counted from the progress lines that arrive in the window): without it,
+#   logged in (pgbench -P 1: its rate is the mean of the per-second progress lines that arrive in the window): without it,
 #   the CPU figures include the logins, which with 1,000 clients weigh more than the transactions on some proxies.
-#   RUN must be at least FROM + SPAN + 2; PERF=record and PERF=stat then cover the window too.
+#   RUN must be at least FROM + SPAN + 2; PERF=record and PERF=stat then cover the window too. Server transactions per
+#   transaction are then only as exact as PostgreSQL's statistics, flushed about once a second, allow (about 1/SPAN).
 #
 # Prints a markdown table and writes it to bench/results/. Everything it starts, it stops.
 set -euo pipefail
@@ -224,22 +225,30 @@ run() {
             -c "$CLIENTS" -j 2 -T "$seconds" -P 1 "$USER_NAME" \
             > >(while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N)" "$line"; done >>"$progress") 2>&1 &
         bench=$!
+        pids+=("$bench")
         sleep "$steady_from"
-        x0=$(server_xacts); b0=$(machine_busy); t0=$(cpu_ticks "$pid"); read -r v0 n0 <<<"$(switches "$pid")"
-        p0=$(cpu_ticks "$bench"); s0=$(date +%s.%N)
+        # The per-thread counts (last round) outside the window: they take a while, more for Poold's many threads.
         [ -z "$last" ] || thread_switches "$pid" >"$work/$name.threads0"
+        x0=$(server_xacts); b0=$(machine_busy); t0=$(cpu_ticks "$pid"); read -r v0 n0 <<<"$(switches "$pid")"
+        p0=$(cpu_ticks "$bench" 2>/dev/null) || p0=0
+        s0=$(date +%s.%N)
         sleep "$steady_span"
+        s1=$(date +%s.%N)
         b1=$(machine_busy); t1=$(cpu_ticks "$pid"); read -r v1 n1 <<<"$(switches "$pid")"
-        p1=$(cpu_ticks "$bench"); s1=$(date +%s.%N)
+        p1=$(cpu_ticks "$bench" 2>/dev/null) || p1=$p0
         [ -z "$last" ] || thread_switches "$pid" >"$work/$name.threads1"
         x1=$(server_xacts)
         wait "$bench" || log "$name: pgbench failed: $(tail -2 "$progress")"
         for _ in $(seq 1 50); do grep -q '^[0-9.]* tps = ' "$progress" && break; sleep 0.1; done
-        # pgbench prints each second's TPS: their sum over the lines that arrived in the window is its transactions.
-        window=$(awk -v a="$s0" -v b="$s1" '$2 == "progress:" && $1 > a && $1 <= b {tx += $5} END {printf "%d", tx}' "$progress")
+        # pgbench prints each second's TPS: their mean over the lines that arrived in the window is its rate there, and
+        # the rate times the window's length its transactions (a count of whole lines would be off by up to one).
+        window=$(awk -v a="$s0" -v b="$s1" '$2 == "progress:" && $1 > a && $1 <= b {sum += $5; lines++}
+            END {if (lines) printf "%d %.3f", sum / lines * (b - a), b - a; else print "0", b - a}' "$progress")
+        grep -q "^[0-9.]* progress: " <(awk -v a="$s0" '$1 <= a' "$progress") \
+            || log "$name: no progress line before the window: logins may not be over at ${steady_from} s (raise FROM)"
         out="$(cut -d' ' -f2- "$progress")
 pgbench-cpu $(awk -v d="$((p1 - p0))" -v hz="$hz" 'BEGIN{print d / hz, 0}')
-window $window $(awk -v a="$s0" -v b="$s1" 'BEGIN{print b - a}')"
+window $window"
     fi
     [ -n "$steady" ] || { b1=$(machine_busy); t1=$(cpu_ticks "$pid"); read -r v1 n1 <<<"$(switches "$pid")"; }
     if [ -z "$steady" ]; then
@@ -309,7 +318,7 @@ print(f"# Hot path: Poold against PgBouncer, {pool_mode} mode, {clients} clients
 print(f"Command: `{command}`\n")
 print(f"One local PostgreSQL 15 primary (no replicas), pgbench `{workload}-M {mode} -c {clients} -j 2`, SCRAM, " + ("every client on TLS 1.3 (sslmode=require; backends plain)" if tls == "1" else "no TLS") + "; Poold with "
       "`load_balance_mode = off` and PgBouncer in the same pool mode. Per transaction, "
-      + (f"in a window of {steady.split(':')[1]} s from {steady.split(':')[0]} s after pgbench's start, once every client has logged in (TPS: the transactions of the progress lines that came in the window): " if steady else "logins included: ")
+      + (f"in a window of {steady.split(':')[1]} s from {steady.split(':')[0]} s after pgbench's start, once every client has logged in (TPS: the mean of pgbench's per-second progress lines that came in the window): " if steady else "logins included: ")
       + "the proxy's CPU, "
       "its context switches (voluntary / involuntary, per 100 transactions), pgbench's CPU and the machine's busy time "
       "(all processes); server transactions: what PostgreSQL counted (pg_stat_database) per pgbench transaction (1.00: the proxy added none); pgbench connect: its `initial connection time` (logins; not in its TPS, but one thread may start its transactions while the other still logs in). Medians of the rounds; pgbench, the proxy and PostgreSQL share the cores, so compare rows of one "
