@@ -22,7 +22,7 @@
 #   logged in (pgbench -P 1: its rate is the mean of the per-second progress lines that arrive in the window): without it,
 #   the CPU figures include the logins, which with 1,000 clients weigh more than the transactions on some proxies.
 #   RUN must be at least FROM + SPAN + 2; PERF=record and PERF=stat then cover the window too. Server transactions per
-#   transaction are then only as exact as PostgreSQL's statistics, flushed about once a second, allow (about 1/SPAN).
+#   transaction are then only as exact as PostgreSQL's statistics, flushed about once a second, allow (up to 2/SPAN off).
 #
 # Prints a markdown table and writes it to bench/results/. Everything it starts, it stops.
 set -euo pipefail
@@ -192,9 +192,13 @@ hz=$(getconf CLK_TCK)
 # run NAME PORT PID SECONDS [LAST]: one pgbench run; appends a row to $work/rows.tsv
 run() {
     local name=$1 port=$2 pid=$3 seconds=$4 last=${5:-} watcher="" out
-    local b0 t0 v0 n0 b1 t1 v1 n1 x0 x1
-    x0=$(server_xacts); b0=$(machine_busy); t0=$(cpu_ticks "$pid"); read -r v0 n0 <<<"$(switches "$pid")"
-    [ -z "$last" ] || thread_switches "$pid" >"$work/$name.threads0"
+    local b0 t0 v0 n0 b1 t1 v1 n1 x0 x1 steady=""
+    # STEADY: the samples are taken at the window's two ends, below; else around the whole run.
+    [ -z "$STEADY" ] || [ "$name" = warm ] || steady=1
+    if [ -z "$steady" ]; then
+        x0=$(server_xacts); b0=$(machine_busy); t0=$(cpu_ticks "$pid"); read -r v0 n0 <<<"$(switches "$pid")"
+        [ -z "$last" ] || thread_switches "$pid" >"$work/$name.threads0"
+    fi
     if [ -n "$last" ] && [ "$PERF" = record ]; then
         (sleep "$steady_from"; perf record -F "$PERF_FREQ" -g -p "$pid" -o "/tmp/poold-perf-$name.data" -- sleep "$steady_span" >"$work/$name.perf.log" 2>&1) &
         watcher=$!
@@ -212,14 +216,16 @@ run() {
     elif [ -n "$last" ] && [ "$PERF" = pgbench-record ]; then
         wrap=(perf record -F 999 -g -o "/tmp/poold-perf-pgbench-$name.data" --)
     fi
-    local steady="" window=""
-    [ -z "$STEADY" ] || [ "$name" = warm ] || steady=1
     if [ -z "$steady" ]; then
         out=$(PGPASSWORD=$USER_PASSWORD /usr/bin/time -f "pgbench-cpu %U %S" "${wrap[@]}" pgbench -h 127.0.0.1 -p "$port" -U "$USER_NAME" -n $workload_flag -M "$MODE" \
             -c "$CLIENTS" -j 2 -T "$seconds" "$USER_NAME" 2>&1) || log "$name: pgbench failed: $(tail -2 <<<"$out")"
+        b1=$(machine_busy); t1=$(cpu_ticks "$pid"); read -r v1 n1 <<<"$(switches "$pid")"
+        [ -z "$last" ] || thread_switches "$pid" >"$work/$name.threads1"
+        sleep 1.2  # PostgreSQL flushes a backend's statistics at most once a second
+        x1=$(server_xacts)
     else
         # The window: every output line of pgbench stamped with the time it arrived; the samples taken at its two ends.
-        local progress=$work/$name.progress bench p0 p1 s0 s1 seconds_in_window
+        local progress=$work/$name.progress bench p0 p1 s0 s1 window
         : >"$progress"
         PGPASSWORD=$USER_PASSWORD "${wrap[@]}" pgbench -h 127.0.0.1 -p "$port" -U "$USER_NAME" -n $workload_flag -M "$MODE" \
             -c "$CLIENTS" -j 2 -T "$seconds" -P 1 "$USER_NAME" \
@@ -250,14 +256,8 @@ run() {
 pgbench-cpu $(awk -v d="$((p1 - p0))" -v hz="$hz" 'BEGIN{print d / hz, 0}')
 window $window"
     fi
-    [ -n "$steady" ] || { b1=$(machine_busy); t1=$(cpu_ticks "$pid"); read -r v1 n1 <<<"$(switches "$pid")"; }
-    if [ -z "$steady" ]; then
-        [ -z "$last" ] || thread_switches "$pid" >"$work/$name.threads1"
-        sleep 1.2  # PostgreSQL flushes a backend's statistics at most once a second
-        x1=$(server_xacts)
-    fi
     [ -z "$watcher" ] || wait "$watcher" || log "$name: perf failed: $(tail -2 "$work/$name.perf.log" 2>/dev/null)"
-    local tps tx pgbench_cpu connect_ms
+    local tps tx pgbench_cpu connect_ms seconds_in_window
     tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
     connect_ms=$(sed -n 's/^initial connection time = \([0-9.]*\) ms.*/\1/p' <<<"$out")
     tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")

@@ -53,8 +53,7 @@ internal sealed unsafe class EpollEngine
     /// often runs on the same core, so a yield lets it answer, and the next look finds the answer without a sleep and a
     /// wake-up (an inter-processor interrupt, costly in a virtual machine). Where no other thread waits for the core, the
     /// yield returns at once: a thread that goes to sleep makes 2N + 1 system calls more than it did (a look, then a
-    /// yield and a look per yield). Measured on 2 cores (bench/hot-path.sh, A/B
-    /// in one run against 0): pgbench <c>-S</c>, 16 clients, session mode, 13,177 against 11,914 TPS (higher in each of
+    /// yield and a look per yield). Measured on 2 cores (bench/hot-path.sh, A/B in one run against 0): pgbench <c>-S</c>, 16 clients, session mode, 13,177 against 11,914 TPS (higher in each of
     /// three rounds) at the same CPU per transaction, voluntary context switches 30 against 55 per 100 transactions;
     /// transaction mode, 200 clients, 10,607 against 9,483 (two rounds of three); 1,000 clients and 2 clients, no
     /// difference beyond the noise. Three yields against one, in another run: 12,219 against 11,164 TPS in the median
